@@ -1,0 +1,152 @@
+//! Every knob of the server, with its default.
+//!
+//! `Config` is plain data: the binary fills it from flags and `CHATTERBOX_*` variables,
+//! tests build it directly. Nothing else in the library reads the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Address the server listens on when none is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// Database file used when none is given.
+pub const DEFAULT_DB: &str = "chatterbox.db";
+/// Most bytes of request line plus headers (431 past it).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Most header lines in one request (431 past it).
+pub const DEFAULT_MAX_HEADERS: usize = 64;
+/// Largest request body (413 past it).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Time allowed from the first byte of a request to its last (408 past it).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle keep-alive connection is closed after this long.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The server pings every WebSocket this often.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A WebSocket that sent nothing (not even a pong) for this long is closed.
+pub const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Largest WebSocket frame or message a client may send (closed with 1009 past it).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Unsent output one connection may hold before it is closed as a slow consumer (1008).
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+/// Longest message text, in characters, after trimming.
+pub const DEFAULT_MAX_TEXT_CHARS: usize = 4000;
+/// Committed messages each room keeps in memory for `join` and catch-up.
+pub const DEFAULT_RING_SIZE: usize = 1000;
+/// Messages returned by `join` without `since`.
+pub const DEFAULT_JOIN_HISTORY: usize = 50;
+/// Session token lifetime.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Threads hashing and verifying passwords.
+pub const DEFAULT_PASSWORD_THREADS: usize = 2;
+/// Sustained chat actions (send, dm, edit, delete) per user per second.
+pub const DEFAULT_MSG_RATE: f64 = 10.0;
+/// Burst of chat actions per user.
+pub const DEFAULT_MSG_BURST: f64 = 20.0;
+/// Typing notices per user per second (also the burst).
+pub const DEFAULT_TYPING_RATE: f64 = 2.0;
+/// Login and register attempts per IP address per minute (also the burst).
+pub const DEFAULT_AUTH_PER_MINUTE: f64 = 10.0;
+/// File descriptors kept back from the connection limit for SQLite, workers and a spare.
+pub const FD_MARGIN: usize = 64;
+
+/// Durability of a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sync {
+    /// `synchronous=NORMAL` in WAL mode: survives a process crash (`kill -9`).
+    Normal,
+    /// `synchronous=FULL`: also survives power loss.
+    Full,
+}
+
+/// The server's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub sync: Sync,
+    /// Origins (`scheme://host[:port]`) allowed besides the server's own `Host`.
+    pub allowed_origins: Vec<String>,
+    /// Usernames with admin rights (compared case-insensitively).
+    pub admins: Vec<String>,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub ping_interval: Duration,
+    pub ws_idle_timeout: Duration,
+    pub max_frame_bytes: usize,
+    pub max_output_bytes: usize,
+    pub max_text_chars: usize,
+    pub ring_size: usize,
+    pub join_history: usize,
+    pub token_ttl: Duration,
+    pub password_threads: usize,
+    pub msg_rate: f64,
+    pub msg_burst: f64,
+    pub typing_rate: f64,
+    pub auth_per_minute: f64,
+    /// Most open connections; `None` derives it from the open-file limit.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            db: PathBuf::from(DEFAULT_DB),
+            sync: Sync::Normal,
+            allowed_origins: Vec::new(),
+            admins: Vec::new(),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ws_idle_timeout: DEFAULT_WS_IDLE_TIMEOUT,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_text_chars: DEFAULT_MAX_TEXT_CHARS,
+            ring_size: DEFAULT_RING_SIZE,
+            join_history: DEFAULT_JOIN_HISTORY,
+            token_ttl: DEFAULT_TOKEN_TTL,
+            password_threads: DEFAULT_PASSWORD_THREADS,
+            msg_rate: DEFAULT_MSG_RATE,
+            msg_burst: DEFAULT_MSG_BURST,
+            typing_rate: DEFAULT_TYPING_RATE,
+            auth_per_minute: DEFAULT_AUTH_PER_MINUTE,
+            max_connections: None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks values that would make the server misbehave rather than fail loudly.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_header_bytes < 256 || self.max_headers == 0 {
+            return Err("header limits are too small".into());
+        }
+        if self.max_frame_bytes < 1024 || self.max_output_bytes < self.max_frame_bytes {
+            return Err("frame and output limits are too small".into());
+        }
+        if self.password_threads == 0 {
+            return Err("password_threads must be at least 1".into());
+        }
+        if !(self.msg_rate > 0.0 && self.msg_burst >= 1.0 && self.typing_rate > 0.0) {
+            return Err("rate limits must be positive".into());
+        }
+        if self.auth_per_minute <= 0.0 {
+            return Err("auth_per_minute must be positive".into());
+        }
+        if self.join_history > self.ring_size {
+            return Err("join_history must not exceed ring_size".into());
+        }
+        Ok(())
+    }
+
+    pub fn is_admin(&self, username: &str) -> bool {
+        self.admins.iter().any(|a| a.eq_ignore_ascii_case(username))
+    }
+}

@@ -1,0 +1,318 @@
+//! HTTP/1.1 requests and responses, by hand with httparse.
+//!
+//! `parse` is pure and resumable: give it everything received so far and it answers
+//! "need more", a complete request with the bytes it used, or the error status to send.
+//! It never consumes a partial request, so a caller can call it again as bytes arrive.
+//! Routing lives in the reactor, which owns the state the routes need.
+
+pub mod response;
+
+pub use response::Response;
+
+/// Hard limits on one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: usize,
+}
+
+/// A complete request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// Raw query string (after `?`), still percent-encoded.
+    pub query: String,
+    /// Header names lower-cased, values as sent (invalid UTF-8 replaced).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Whether the connection may be reused after the response.
+    pub keep_alive: bool,
+}
+
+impl Request {
+    /// First value of a header, by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a comma-separated header contains `token` (case-insensitive).
+    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// A decoded query parameter.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        query_param(&self.query, name)
+    }
+
+    /// The token from `Authorization: Bearer <token>`.
+    pub fn bearer(&self) -> Option<&str> {
+        let v = self.header("authorization")?.trim();
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| rest.trim())
+            .filter(|t| !t.is_empty())
+    }
+}
+
+/// Why a request was refused; each maps to one status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpError {
+    /// 400: not HTTP, or contradictory framing.
+    BadRequest(&'static str),
+    /// 411: a body without `Content-Length` (chunked bodies are not accepted).
+    LengthRequired,
+    /// 413: `Content-Length` over the body limit.
+    PayloadTooLarge,
+    /// 431: header section over the byte or count limit.
+    HeadersTooLarge,
+    /// 505: not HTTP/1.x.
+    VersionNotSupported,
+}
+
+impl HttpError {
+    pub fn status(self) -> u16 {
+        match self {
+            HttpError::BadRequest(_) => 400,
+            HttpError::LengthRequired => 411,
+            HttpError::PayloadTooLarge => 413,
+            HttpError::HeadersTooLarge => 431,
+            HttpError::VersionNotSupported => 505,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            HttpError::BadRequest(m) => m,
+            HttpError::LengthRequired => {
+                "a request body needs Content-Length (chunked is not accepted)"
+            }
+            HttpError::PayloadTooLarge => "request body too large",
+            HttpError::HeadersTooLarge => "request header section too large",
+            HttpError::VersionNotSupported => "only HTTP/1.0 and HTTP/1.1 are supported",
+        }
+    }
+}
+
+/// Parses one request from the start of `buf`.
+///
+/// `Ok(None)`: incomplete, call again with more bytes. `Ok(Some((n, req)))`: the request
+/// used the first `n` bytes. `Err(e)`: answer `e.status()` and close the connection.
+pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Request)>, HttpError> {
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_header_bytes {
+                return Err(HttpError::HeadersTooLarge);
+            }
+            return Ok(None);
+        }
+        Ok(httparse::Status::Complete(n)) => n,
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadersTooLarge),
+        Err(httparse::Error::Version) => return Err(HttpError::VersionNotSupported),
+        Err(_) => return Err(HttpError::BadRequest("malformed HTTP request")),
+    };
+    if head_len > limits.max_header_bytes {
+        return Err(HttpError::HeadersTooLarge);
+    }
+    let method = req.method.unwrap_or_default().to_string();
+    let target = req.path.unwrap_or_default();
+    if !target.starts_with('/') {
+        return Err(HttpError::BadRequest(
+            "request target must be an absolute path",
+        ));
+    }
+    let version = req.version.unwrap_or(1);
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target.to_string(), String::new()),
+    };
+
+    let mut content_length: Option<usize> = None;
+    let mut out_headers = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(h.value).into_owned();
+        match name.as_str() {
+            "content-length" => {
+                let n: usize = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| HttpError::BadRequest("invalid Content-Length"))?;
+                if content_length.is_some_and(|c| c != n) {
+                    return Err(HttpError::BadRequest("conflicting Content-Length headers"));
+                }
+                content_length = Some(n);
+            }
+            "transfer-encoding" => return Err(HttpError::LengthRequired),
+            _ => {}
+        }
+        out_headers.push((name, value));
+    }
+    let body_len = match content_length {
+        Some(n) => n,
+        None if matches!(method.as_str(), "POST" | "PUT" | "PATCH") => {
+            return Err(HttpError::LengthRequired)
+        }
+        None => 0,
+    };
+    if body_len > limits.max_body_bytes {
+        return Err(HttpError::PayloadTooLarge);
+    }
+    if buf.len() < head_len + body_len {
+        return Ok(None);
+    }
+    let mut request = Request {
+        method,
+        path,
+        query,
+        headers: out_headers,
+        body: buf[head_len..head_len + body_len].to_vec(),
+        keep_alive: false,
+    };
+    request.keep_alive = if version == 1 {
+        !request.header_has_token("connection", "close")
+    } else {
+        request.header_has_token("connection", "keep-alive")
+    };
+    Ok(Some((head_len + body_len, request)))
+}
+
+/// A decoded query parameter from a raw query string (`+` is a space).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k).as_deref() == Some(name)).then(|| percent_decode(v))?
+    })
+}
+
+/// Percent-decodes `s`; `None` if an escape is malformed or the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_header_bytes: 8192,
+        max_headers: 64,
+        max_body_bytes: 65536,
+    };
+
+    const POST: &[u8] = b"POST /login?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"a\":\"b c\"}\r\nGET / HTTP/1.1\r\n\r\n";
+
+    #[test]
+    fn split_at_every_byte_gives_the_same_request() {
+        let (n, whole) = parse(POST, &LIMITS).unwrap().unwrap();
+        assert_eq!(whole.method, "POST");
+        assert_eq!(whole.path, "/login");
+        assert_eq!(whole.query, "x=1");
+        assert_eq!(whole.body, b"{\"a\":\"b c\"}\r\n");
+        assert!(whole.keep_alive);
+        for cut in 0..n {
+            assert_eq!(parse(&POST[..cut], &LIMITS), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(parse(&POST[..n], &LIMITS).unwrap().unwrap().1, whole);
+        let (m, next) = parse(&POST[n..], &LIMITS).unwrap().unwrap();
+        assert_eq!((m, next.method.as_str()), (POST.len() - n, "GET"));
+    }
+
+    #[test]
+    fn each_limit_has_its_status() {
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        assert_eq!(
+            parse(big.as_bytes(), &LIMITS),
+            Err(HttpError::HeadersTooLarge)
+        );
+        let partial = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(9000));
+        assert_eq!(
+            parse(partial.as_bytes(), &LIMITS),
+            Err(HttpError::HeadersTooLarge)
+        );
+        let many: String = (0..70).map(|i| format!("H{i}: v\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(
+            parse(many.as_bytes(), &LIMITS),
+            Err(HttpError::HeadersTooLarge)
+        );
+        let huge = b"POST / HTTP/1.1\r\nContent-Length: 70000\r\n\r\n";
+        assert_eq!(parse(huge, &LIMITS), Err(HttpError::PayloadTooLarge));
+        let nolen = b"POST / HTTP/1.1\r\n\r\n";
+        assert_eq!(parse(nolen, &LIMITS), Err(HttpError::LengthRequired));
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse(chunked, &LIMITS), Err(HttpError::LengthRequired));
+        assert_eq!(
+            parse(b"\x16\x03\x01garbage\r\n\r\n", &LIMITS)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let twolen = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        assert_eq!(parse(twolen, &LIMITS).unwrap_err().status(), 400);
+        let badlen = b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n";
+        assert_eq!(parse(badlen, &LIMITS).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection() {
+        let r = |s: &str| parse(s.as_bytes(), &LIMITS).unwrap().unwrap().1.keep_alive;
+        assert!(r("GET / HTTP/1.1\r\n\r\n"));
+        assert!(!r("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert!(!r("GET / HTTP/1.0\r\n\r\n"));
+        assert!(r("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn query_and_bearer() {
+        assert_eq!(
+            query_param("a=1&token=x%2By+z", "token").as_deref(),
+            Some("x+y z")
+        );
+        assert_eq!(query_param("a=1", "token"), None);
+        assert_eq!(query_param("q=%E2%9C%93", "q").as_deref(), Some("✓"));
+        assert_eq!(percent_decode("%zz"), None);
+        let req = parse(
+            b"GET / HTTP/1.1\r\nAuthorization: Bearer  abc \r\n\r\n",
+            &LIMITS,
+        )
+        .unwrap()
+        .unwrap()
+        .1;
+        assert_eq!(req.bearer(), Some("abc"));
+    }
+}

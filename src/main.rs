@@ -1,0 +1,185 @@
+//! The `chatterbox` binary: flags and `CHATTERBOX_*` variables into a `Config`, logging,
+//! signals, then the server.
+
+use chatterbox::config::{Config, Sync};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: chatterbox [--listen ADDR] [--db PATH] [--sync normal|full]
+                  [--allowed-origin ORIGIN]... [--admin NAME]... [--max-connections N]
+
+Each flag can also be set with an environment variable: CHATTERBOX_LISTEN, CHATTERBOX_DB,
+CHATTERBOX_SYNC, CHATTERBOX_ALLOWED_ORIGINS and CHATTERBOX_ADMINS (comma-separated),
+CHATTERBOX_MAX_CONNECTIONS. Logging: RUST_LOG (default info).";
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match parse_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chatterbox: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    // Signals are blocked before any thread starts, so every thread inherits the mask
+    // and only the waiting thread below ever sees SIGINT/SIGTERM.
+    let signals = block_signals();
+    let listener = match std::net::TcpListener::bind(config.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("chatterbox: cannot listen on {}: {e}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match chatterbox::Server::new(config, listener) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chatterbox: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("chatterbox listening on http://{}", server.local_addr());
+    let handle = server.shutdown_handle();
+    std::thread::spawn(move || {
+        wait_for_signal(&signals);
+        log::info!("signal received");
+        handle.shutdown();
+    });
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatterbox: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_args(
+    args: impl Iterator<Item = String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, String> {
+    let mut c = Config::default();
+    let list = |v: String| -> Vec<String> {
+        v.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    if let Some(v) = env("CHATTERBOX_LISTEN") {
+        c.listen = v
+            .parse()
+            .map_err(|_| format!("bad CHATTERBOX_LISTEN {v:?}"))?;
+    }
+    if let Some(v) = env("CHATTERBOX_DB") {
+        c.db = v.into();
+    }
+    if let Some(v) = env("CHATTERBOX_SYNC") {
+        c.sync = parse_sync(&v)?;
+    }
+    if let Some(v) = env("CHATTERBOX_ALLOWED_ORIGINS") {
+        c.allowed_origins = list(v);
+    }
+    if let Some(v) = env("CHATTERBOX_ADMINS") {
+        c.admins = list(v);
+    }
+    if let Some(v) = env("CHATTERBOX_MAX_CONNECTIONS") {
+        c.max_connections = Some(v.parse().map_err(|_| "bad CHATTERBOX_MAX_CONNECTIONS")?);
+    }
+    let mut args = args.peekable();
+    while let Some(flag) = args.next() {
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (flag, None),
+        };
+        if flag == "-h" || flag == "--help" {
+            return Err("help requested".into());
+        }
+        let value = match inline.or_else(|| args.next()) {
+            Some(v) => v,
+            None => return Err(format!("{flag} needs a value")),
+        };
+        match flag.as_str() {
+            "--listen" => {
+                c.listen = value
+                    .parse()
+                    .map_err(|_| format!("bad address {value:?}"))?
+            }
+            "--db" => c.db = value.into(),
+            "--sync" => c.sync = parse_sync(&value)?,
+            "--allowed-origin" => c.allowed_origins.push(value),
+            "--admin" => c.admins.push(value),
+            "--max-connections" => {
+                c.max_connections = Some(value.parse().map_err(|_| "bad --max-connections")?)
+            }
+            // Knobs for tests and operators who need them; not in the usage line.
+            "--ping-interval-ms" => c.ping_interval = ms(&value)?,
+            "--ws-idle-timeout-ms" => c.ws_idle_timeout = ms(&value)?,
+            "--request-timeout-ms" => c.request_timeout = ms(&value)?,
+            "--keepalive-timeout-ms" => c.keepalive_timeout = ms(&value)?,
+            "--msg-rate" => c.msg_rate = value.parse().map_err(|_| "bad --msg-rate")?,
+            "--msg-burst" => c.msg_burst = value.parse().map_err(|_| "bad --msg-burst")?,
+            "--typing-rate" => c.typing_rate = value.parse().map_err(|_| "bad --typing-rate")?,
+            "--auth-per-minute" => {
+                c.auth_per_minute = value.parse().map_err(|_| "bad --auth-per-minute")?
+            }
+            "--max-output-bytes" => {
+                c.max_output_bytes = value.parse().map_err(|_| "bad --max-output-bytes")?
+            }
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn ms(v: &str) -> Result<std::time::Duration, String> {
+    v.parse()
+        .map(std::time::Duration::from_millis)
+        .map_err(|_| format!("bad duration {v:?} (milliseconds)"))
+}
+
+fn parse_sync(v: &str) -> Result<Sync, String> {
+    match v {
+        "normal" => Ok(Sync::Normal),
+        "full" => Ok(Sync::Full),
+        _ => Err(format!("--sync takes normal or full, not {v:?}")),
+    }
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc calls on a local, zero-initialised signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is a valid signal set blocked in every thread; sigwait only writes
+    // the delivered signal number into `sig`.
+    unsafe {
+        libc::sigwait(set, &mut sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_environment() {
+        let env = |k: &str| (k == "CHATTERBOX_DB").then(|| "from-env.db".to_string());
+        let args = ["--listen", "127.0.0.1:0", "--sync=full", "--admin", "root"];
+        let c = parse_args(args.iter().map(|s| s.to_string()), env).unwrap();
+        assert_eq!(c.db.to_str(), Some("from-env.db"));
+        assert_eq!(c.sync, Sync::Full);
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.admins, vec!["root"]);
+        assert!(parse_args(["--sync", "maybe"].iter().map(|s| s.to_string()), |_| None).is_err());
+        assert!(parse_args(["--bogus", "1"].iter().map(|s| s.to_string()), |_| None).is_err());
+    }
+}

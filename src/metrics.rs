@@ -1,0 +1,174 @@
+//! Counters kept by the reactor and their Prometheus text form.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+/// Seconds of per-second samples kept for `/admin/stats`.
+const WINDOW: usize = 60;
+
+#[derive(Default)]
+pub struct Metrics {
+    pub accepted: u64,
+    pub refused: u64,
+    pub ws_opened: u64,
+    pub ws_received: u64,
+    pub messages_stored: u64,
+    pub frames_delivered: u64,
+    pub slow_consumers: u64,
+    pub idle_closed: u64,
+    pub request_timeouts: u64,
+    pub rate_limited: u64,
+    pub http_responses: BTreeMap<u16, u64>,
+    /// (time, messages_stored, frames_delivered), one a second at most.
+    samples: VecDeque<(Instant, u64, u64)>,
+}
+
+/// Gauges the reactor reads at the time of the scrape.
+pub struct Gauges {
+    pub connections: usize,
+    pub websockets: usize,
+    pub users_online: usize,
+    pub rooms: usize,
+    pub storage_ok: bool,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    pub fn count_status(&mut self, status: u16) {
+        *self.http_responses.entry(status).or_insert(0) += 1;
+    }
+
+    /// Records a sample if a second has passed since the last.
+    pub fn sample(&mut self, now: Instant) {
+        if self
+            .samples
+            .back()
+            .is_some_and(|(t, _, _)| now.duration_since(*t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.samples
+            .push_back((now, self.messages_stored, self.frames_delivered));
+        while self.samples.len() > WINDOW + 1 {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Messages stored and frames delivered per second over the sampled window.
+    pub fn rates(&self) -> (f64, f64) {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(a), Some(b)) if b.0 > a.0 => {
+                let secs = b.0.duration_since(a.0).as_secs_f64();
+                ((b.1 - a.1) as f64 / secs, (b.2 - a.2) as f64 / secs)
+            }
+            _ => (0.0, 0.0),
+        }
+    }
+
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "chatterbox_connections_open",
+            "gauge",
+            "Open TCP connections.",
+            g.connections.to_string(),
+        );
+        metric(
+            "chatterbox_websockets_open",
+            "gauge",
+            "Open WebSocket connections.",
+            g.websockets.to_string(),
+        );
+        metric(
+            "chatterbox_users_online",
+            "gauge",
+            "Users with at least one WebSocket.",
+            g.users_online.to_string(),
+        );
+        metric("chatterbox_rooms", "gauge", "Rooms.", g.rooms.to_string());
+        metric(
+            "chatterbox_storage_up",
+            "gauge",
+            "1 while the storage writer commits.",
+            u8::from(g.storage_ok).to_string(),
+        );
+        metric(
+            "chatterbox_connections_accepted_total",
+            "counter",
+            "Connections accepted.",
+            self.accepted.to_string(),
+        );
+        metric(
+            "chatterbox_connections_refused_total",
+            "counter",
+            "Connections refused (limit or no descriptors).",
+            self.refused.to_string(),
+        );
+        metric(
+            "chatterbox_websockets_opened_total",
+            "counter",
+            "WebSocket upgrades.",
+            self.ws_opened.to_string(),
+        );
+        metric(
+            "chatterbox_ws_messages_received_total",
+            "counter",
+            "WebSocket messages received.",
+            self.ws_received.to_string(),
+        );
+        metric(
+            "chatterbox_messages_stored_total",
+            "counter",
+            "Chat messages committed.",
+            self.messages_stored.to_string(),
+        );
+        metric(
+            "chatterbox_frames_delivered_total",
+            "counter",
+            "WebSocket frames queued to clients.",
+            self.frames_delivered.to_string(),
+        );
+        metric(
+            "chatterbox_slow_consumers_total",
+            "counter",
+            "Connections closed for not reading.",
+            self.slow_consumers.to_string(),
+        );
+        metric(
+            "chatterbox_idle_closed_total",
+            "counter",
+            "WebSockets closed for silence.",
+            self.idle_closed.to_string(),
+        );
+        metric(
+            "chatterbox_request_timeouts_total",
+            "counter",
+            "HTTP requests not completed in time.",
+            self.request_timeouts.to_string(),
+        );
+        metric(
+            "chatterbox_rate_limited_total",
+            "counter",
+            "Requests refused by a rate limit.",
+            self.rate_limited.to_string(),
+        );
+        let _ = writeln!(out, "# HELP chatterbox_http_responses_total HTTP responses by status.\n# TYPE chatterbox_http_responses_total counter");
+        for (status, n) in &self.http_responses {
+            let _ = writeln!(
+                out,
+                "chatterbox_http_responses_total{{status=\"{status}\"}} {n}"
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,114 @@
+//! Opening the database and reading what the reactor keeps in memory, once, at start-up
+//! (before the reactor runs, so it is not a read on the reactor thread).
+
+use super::schema;
+use super::writer::{message_from_row, MESSAGE_COLUMNS};
+use super::MessageRow;
+use crate::auth::TokenHash;
+use crate::time::now_ms;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub pw_hash: String,
+    pub last_seen: Option<i64>,
+}
+
+pub struct RoomRow {
+    pub id: i64,
+    pub name: String,
+    pub private: bool,
+    pub owner: Option<i64>,
+    /// Most recent messages, oldest first.
+    pub recent: Vec<MessageRow>,
+}
+
+/// Everything the reactor needs to start.
+pub struct Snapshot {
+    pub users: Vec<UserRow>,
+    /// (hash, user id, expiry in ms).
+    pub tokens: Vec<(TokenHash, i64, i64)>,
+    pub rooms: Vec<RoomRow>,
+    /// (room id, user id, read cursor).
+    pub members: Vec<(i64, i64, i64)>,
+}
+
+/// Opens (creating if needed) and migrates the database for the writer.
+pub fn open_writer(path: &Path, full_sync: bool) -> Result<Connection, String> {
+    let mut conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    schema::configure(&conn, full_sync).map_err(|e| e.to_string())?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection (for reader threads).
+pub fn open_reader(path: &Path) -> Result<Connection, String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+/// Reads users, live tokens, rooms with their last `ring` messages, and memberships.
+pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
+    let users = conn
+        .prepare("SELECT id, username, pw_hash, last_seen FROM users")?
+        .query_map([], |r| {
+            Ok(UserRow {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                pw_hash: r.get(2)?,
+                last_seen: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let tokens = conn
+        .prepare("SELECT hash, user_id, expires_at FROM tokens WHERE expires_at > ?1")?
+        .query_map([now_ms()], |r| {
+            let hash: Vec<u8> = r.get(0)?;
+            let mut h = [0u8; 32];
+            if hash.len() == 32 {
+                h.copy_from_slice(&hash);
+            }
+            Ok((h, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut rooms = conn
+        .prepare("SELECT id, name, private, owner_id FROM rooms ORDER BY id")?
+        .query_map([], |r| {
+            Ok(RoomRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                private: r.get(2)?,
+                owner: r.get(3)?,
+                recent: Vec::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut recent = conn.prepare(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = ?1 ORDER BY id DESC LIMIT ?2"
+    ))?;
+    for room in &mut rooms {
+        let mut msgs = recent
+            .query_map(rusqlite::params![room.id, ring as i64], message_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        msgs.reverse();
+        room.recent = msgs;
+    }
+    let members = conn
+        .prepare("SELECT room_id, user_id, read_cursor FROM members")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Snapshot {
+        users,
+        tokens,
+        rooms,
+        members,
+    })
+}

@@ -1,0 +1,452 @@
+//! The one thread that writes to SQLite.
+//!
+//! It blocks on its channel, then takes everything already queued (up to `MAX_BATCH`)
+//! and applies it in one transaction: one fsync (or WAL append) for many messages. The
+//! answers go back only after the commit, with one wake-up of the reactor per batch. If
+//! the commit fails, every answer of the batch says `Unavailable` and nothing of it is
+//! acknowledged.
+
+use super::{Completion, MessageRow, Notifier, StoreCmd, StoreError};
+use crate::time::now_ms;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
+
+/// Most commands in one transaction, so one huge burst cannot delay every answer.
+pub const MAX_BATCH: usize = 4096;
+
+pub fn start(conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || run(conn, rx, notify))
+        .expect("spawn writer thread")
+}
+
+fn run(mut conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) {
+    let mut healthy = true;
+    let mut batch = Vec::with_capacity(64);
+    let mut stop = false;
+    while !stop {
+        match rx.recv() {
+            Ok(cmd) => batch.push(cmd),
+            Err(_) => break,
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        if let Some(i) = batch.iter().position(|c| matches!(c, StoreCmd::Shutdown)) {
+            batch.truncate(i);
+            stop = true;
+        }
+        let (done, ok) = apply_batch(&mut conn, batch.drain(..));
+        let mut out = done;
+        if ok != healthy {
+            healthy = ok;
+            if ok {
+                log::info!("storage recovered");
+            } else {
+                log::error!("storage is failing; writes are refused until it recovers");
+            }
+            out.push(Completion::Health(ok));
+        }
+        if !out.is_empty() && !notify.send_all(out) {
+            break;
+        }
+    }
+    log::info!("storage writer stopped");
+}
+
+/// Applies commands in one transaction. Returns the answers and whether the commit held.
+fn apply_batch(
+    conn: &mut Connection,
+    cmds: impl Iterator<Item = StoreCmd>,
+) -> (Vec<Completion>, bool) {
+    let cmds: Vec<StoreCmd> = cmds.collect();
+    if cmds.is_empty() {
+        return (Vec::new(), true);
+    }
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            log::error!("cannot begin a transaction: {e}");
+            return (cmds.into_iter().filter_map(refuse).collect(), false);
+        }
+    };
+    let mut done = Vec::with_capacity(cmds.len());
+    let mut failed = false;
+    for cmd in cmds {
+        let (c, storage_failed) = apply(&tx, cmd);
+        failed |= storage_failed;
+        done.extend(c);
+    }
+    match tx.commit() {
+        Ok(()) => (done, !failed),
+        Err(e) => {
+            log::error!("commit failed: {e}");
+            (done.into_iter().map(as_failed).collect(), false)
+        }
+    }
+}
+
+/// The answer for a command that could not even be tried.
+fn refuse(cmd: StoreCmd) -> Option<Completion> {
+    let err = StoreError::Unavailable;
+    Some(match cmd {
+        StoreCmd::CreateUser {
+            conn,
+            username,
+            phc,
+        } => Completion::UserCreated {
+            conn,
+            username,
+            phc,
+            result: Err(err),
+        },
+        StoreCmd::CreateToken {
+            conn,
+            token,
+            user_id,
+            expires_at,
+            ..
+        } => Completion::TokenCreated {
+            conn,
+            token,
+            user_id,
+            expires_at,
+            result: Err(err),
+        },
+        StoreCmd::RevokeToken { conn, .. } => Completion::TokenRevoked {
+            conn,
+            result: Err(err),
+        },
+        StoreCmd::Insert { conn, req, .. } => Completion::Inserted {
+            conn,
+            req,
+            result: Err(err),
+        },
+        StoreCmd::Edit { conn, req, .. } | StoreCmd::Delete { conn, req, .. } => {
+            Completion::Changed {
+                conn,
+                req,
+                result: Err(err),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// The same answer, turned into a failure because the commit did not hold.
+fn as_failed(c: Completion) -> Completion {
+    let err = StoreError::Unavailable;
+    match c {
+        Completion::UserCreated {
+            conn,
+            username,
+            phc,
+            ..
+        } => Completion::UserCreated {
+            conn,
+            username,
+            phc,
+            result: Err(err),
+        },
+        Completion::TokenCreated {
+            conn,
+            token,
+            user_id,
+            expires_at,
+            ..
+        } => Completion::TokenCreated {
+            conn,
+            token,
+            user_id,
+            expires_at,
+            result: Err(err),
+        },
+        Completion::TokenRevoked { conn, .. } => Completion::TokenRevoked {
+            conn,
+            result: Err(err),
+        },
+        Completion::Inserted { conn, req, .. } => Completion::Inserted {
+            conn,
+            req,
+            result: Err(err),
+        },
+        Completion::Changed { conn, req, .. } => Completion::Changed {
+            conn,
+            req,
+            result: Err(err),
+        },
+        other => other,
+    }
+}
+
+fn classify(e: &rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
+        _ => StoreError::Unavailable,
+    }
+}
+
+/// Applies one command. Returns its answer (if it has one) and whether storage failed.
+fn apply(tx: &Transaction, cmd: StoreCmd) -> (Option<Completion>, bool) {
+    let mut storage_failed = false;
+    let mut note = |e: &rusqlite::Error| {
+        let kind = classify(e);
+        if kind == StoreError::Unavailable {
+            log::error!("storage error: {e}");
+            storage_failed = true;
+        }
+        kind
+    };
+    let c = match cmd {
+        StoreCmd::CreateUser {
+            conn,
+            username,
+            phc,
+        } => {
+            let result = tx
+                .execute(
+                    "INSERT INTO users (username, username_lc, pw_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![username, username.to_ascii_lowercase(), phc, now_ms()],
+                )
+                .and_then(|_| {
+                    let id = tx.last_insert_rowid();
+                    tx.execute(
+                        "INSERT OR IGNORE INTO members (room_id, user_id) VALUES (1, ?1)",
+                        [id],
+                    )?;
+                    Ok(id)
+                })
+                .map_err(|e| note(&e));
+            Some(Completion::UserCreated {
+                conn,
+                username,
+                phc,
+                result,
+            })
+        }
+        StoreCmd::CreateToken {
+            conn,
+            token,
+            hash,
+            user_id,
+            expires_at,
+        } => {
+            let result = tx
+                .execute(
+                    "INSERT INTO tokens (hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
+                    params![&hash[..], user_id, expires_at],
+                )
+                .map(|_| ())
+                .map_err(|e| note(&e));
+            Some(Completion::TokenCreated {
+                conn,
+                token,
+                user_id,
+                expires_at,
+                result,
+            })
+        }
+        StoreCmd::RevokeToken { conn, hash } => {
+            let result = tx
+                .execute("DELETE FROM tokens WHERE hash = ?1", [&hash[..]])
+                .map(|_| ())
+                .map_err(|e| note(&e));
+            Some(Completion::TokenRevoked { conn, result })
+        }
+        StoreCmd::CreateRoom {
+            id,
+            name,
+            private,
+            owner,
+        } => {
+            if let Err(e) = tx.execute(
+                "INSERT OR IGNORE INTO rooms (id, name, private, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, name, private, owner, now_ms()],
+            ) {
+                note(&e);
+            }
+            None
+        }
+        StoreCmd::AddMember { room_id, user_id } => {
+            if let Err(e) = tx.execute(
+                "INSERT OR IGNORE INTO members (room_id, user_id) VALUES (?1, ?2)",
+                [room_id, user_id],
+            ) {
+                note(&e);
+            }
+            None
+        }
+        StoreCmd::RemoveMember { room_id, user_id } => {
+            if let Err(e) = tx.execute(
+                "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
+                [room_id, user_id],
+            ) {
+                note(&e);
+            }
+            None
+        }
+        StoreCmd::Insert {
+            conn,
+            req,
+            room_id,
+            user_id,
+            text,
+            client_id,
+        } => {
+            let result = insert_message(tx, room_id, user_id, &text, client_id.as_deref())
+                .map_err(|e| note(&e));
+            Some(Completion::Inserted { conn, req, result })
+        }
+        StoreCmd::Edit {
+            conn,
+            req,
+            id,
+            author,
+            text,
+        } => {
+            let result = change_message(tx, id, Some(author), Some(&text)).map_err(|e| note(&e));
+            Some(Completion::Changed {
+                conn,
+                req,
+                result: result.and_then(|r| r),
+            })
+        }
+        StoreCmd::Delete {
+            conn,
+            req,
+            id,
+            author,
+        } => {
+            let result = change_message(tx, id, author, None).map_err(|e| note(&e));
+            Some(Completion::Changed {
+                conn,
+                req,
+                result: result.and_then(|r| r),
+            })
+        }
+        StoreCmd::SetCursor {
+            room_id,
+            user_id,
+            id,
+        } => {
+            if let Err(e) = tx.execute(
+                "UPDATE members SET read_cursor = max(read_cursor, ?3) WHERE room_id = ?1 AND user_id = ?2",
+                [room_id, user_id, id],
+            ) {
+                note(&e);
+            }
+            None
+        }
+        StoreCmd::SetLastSeen { user_id, at } => {
+            if let Err(e) = tx.execute(
+                "UPDATE users SET last_seen = ?2 WHERE id = ?1",
+                [user_id, at],
+            ) {
+                note(&e);
+            }
+            None
+        }
+        StoreCmd::Shutdown => None,
+    };
+    (c, storage_failed)
+}
+
+/// Edits (`Some(text)`) or deletes (`None`) a message after checking its author.
+fn change_message(
+    tx: &Transaction,
+    id: i64,
+    author: Option<i64>,
+    text: Option<&str>,
+) -> rusqlite::Result<Result<MessageRow, StoreError>> {
+    let Some(row) = message_by_id(tx, id)? else {
+        return Ok(Err(StoreError::NotFound));
+    };
+    if author.is_some_and(|a| a != row.user_id) {
+        return Ok(Err(StoreError::Forbidden));
+    }
+    if row.deleted {
+        return Ok(Err(StoreError::NotFound));
+    }
+    match text {
+        Some(text) => tx.execute(
+            "UPDATE messages SET text = ?2, edited_at = ?3 WHERE id = ?1",
+            params![id, text, now_ms()],
+        )?,
+        None => tx.execute(
+            "UPDATE messages SET text = '', deleted = 1 WHERE id = ?1",
+            [id],
+        )?,
+    };
+    Ok(message_by_id(tx, id)?.ok_or(StoreError::NotFound))
+}
+
+/// Stores a message, or returns the one already stored under the same `client_id`.
+fn insert_message(
+    tx: &Transaction,
+    room_id: i64,
+    user_id: i64,
+    text: &str,
+    client_id: Option<&str>,
+) -> rusqlite::Result<(MessageRow, bool)> {
+    if let Some(cid) = client_id {
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM messages WHERE user_id = ?1 AND client_id = ?2",
+                params![user_id, cid],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = existing {
+            if let Some(row) = message_by_id(tx, id)? {
+                return Ok((row, true));
+            }
+        }
+    }
+    let ts = now_ms();
+    tx.execute(
+        "INSERT INTO messages (room_id, user_id, text, ts, client_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![room_id, user_id, text, ts, client_id],
+    )?;
+    Ok((
+        MessageRow {
+            id: tx.last_insert_rowid(),
+            room_id,
+            user_id,
+            text: text.to_string(),
+            ts,
+            client_id: client_id.map(str::to_string),
+            edited_at: None,
+            deleted: false,
+        },
+        false,
+    ))
+}
+
+pub const MESSAGE_COLUMNS: &str = "id, room_id, user_id, text, ts, client_id, edited_at, deleted";
+
+pub fn message_from_row(r: &rusqlite::Row) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.get(0)?,
+        room_id: r.get(1)?,
+        user_id: r.get(2)?,
+        text: r.get(3)?,
+        ts: r.get(4)?,
+        client_id: r.get(5)?,
+        edited_at: r.get(6)?,
+        deleted: r.get(7)?,
+    })
+}
+
+fn message_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<MessageRow>> {
+    conn.query_row(
+        &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"),
+        [id],
+        message_from_row,
+    )
+    .optional()
+}

@@ -1,0 +1,365 @@
+//! Test harness: starts the real `chatterbox` binary on 127.0.0.1:0 with a temporary
+//! database, and talks to it with plain HTTP over TcpStream and tungstenite clients.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::WebSocket;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "chatterbox-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct TestServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub db: PathBuf,
+    pub args: Vec<String>,
+    _dir: Option<TempDir>,
+}
+
+impl TestServer {
+    /// A server with a fresh database and generous login limits.
+    pub fn start(extra: &[&str]) -> TestServer {
+        let dir = TempDir::new();
+        let db = dir.0.join("chat.db");
+        let mut s = TestServer::start_with_db(&db, extra);
+        s._dir = Some(dir);
+        s
+    }
+
+    pub fn start_with_db(db: &Path, extra: &[&str]) -> TestServer {
+        let mut args: Vec<String> = vec!["--auth-per-minute".into(), "100000".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatterbox"));
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(db)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var("TEST_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
+        if std::env::var("RUST_LOG").is_err() {
+            cmd.env("RUST_LOG", "warn");
+        }
+        let mut child = cmd.spawn().expect("start chatterbox");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        TestServer {
+            child,
+            addr,
+            db: db.to_path_buf(),
+            args,
+            _dir: None,
+        }
+    }
+
+    /// Kills with SIGKILL (a crash) and waits.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+
+    pub fn http(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Resp {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if let Some(t) = token {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        if method == "POST" || !body.is_empty() {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        s.write_all(req.as_bytes()).unwrap();
+        read_response(&mut s)
+    }
+
+    pub fn post_json(&self, path: &str, v: &Value) -> Resp {
+        self.http("POST", path, None, Some(&v.to_string()))
+    }
+
+    pub fn register(&self, name: &str) -> Resp {
+        self.post_json(
+            "/register",
+            &json!({"username": name, "password": PASSWORD}),
+        )
+    }
+
+    pub fn login(&self, name: &str) -> String {
+        let r = self.post_json("/login", &json!({"username": name, "password": PASSWORD}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["token"].as_str().unwrap().to_string()
+    }
+
+    /// Registers and logs in.
+    pub fn user(&self, name: &str) -> String {
+        let r = self.register(name);
+        assert_eq!(r.status, 201, "{}", r.body);
+        self.login(name)
+    }
+
+    pub fn ws(&self, token: &str) -> Client {
+        self.try_ws(token).expect("websocket upgrade")
+    }
+
+    pub fn try_ws(&self, token: &str) -> Result<Client, tungstenite::Error> {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let url = format!("ws://{}/ws?token={token}", self.addr);
+        let (ws, _) = tungstenite::client::client(url, MaybeTlsStream::Plain(stream)).map_err(
+            |e| match e {
+                tungstenite::HandshakeError::Failure(e) => e,
+                _ => tungstenite::Error::ConnectionClosed,
+            },
+        )?;
+        let mut c = Client { ws };
+        let hello = c.recv();
+        assert_eq!(hello["type"], "hello", "{hello}");
+        Ok(c)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response (Content-Length framed, or to EOF).
+pub fn read_response(s: &mut TcpStream) -> Resp {
+    read_response_buffered(s, &mut Vec::new())
+}
+
+/// Reads one response; bytes past it stay in `buf` for the next call (pipelining).
+pub fn read_response_buffered(s: &mut TcpStream, buf: &mut Vec<u8>) -> Resp {
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).expect("read response");
+        assert!(
+            n > 0,
+            "connection closed before a response: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse::<usize>().unwrap());
+    let mut body = buf[head_end..].to_vec();
+    buf.clear();
+    match len {
+        Some(len) => {
+            while body.len() < len {
+                let n = s.read(&mut chunk).unwrap();
+                assert!(n > 0);
+                body.extend_from_slice(&chunk[..n]);
+            }
+            buf.extend_from_slice(&body[len..]);
+            body.truncate(len);
+        }
+        None if status != 204 && status != 101 => {
+            let _ = s.read_to_end(&mut body);
+        }
+        None => {}
+    }
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    }
+}
+
+/// Sends raw bytes and reads one response.
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(bytes).unwrap();
+    read_response(&mut s)
+}
+
+pub struct Client {
+    pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub fn send(&mut self, v: Value) {
+        self.ws
+            .send(tungstenite::Message::Text(v.to_string().into()))
+            .unwrap();
+    }
+
+    /// The next JSON message (pings are answered by tungstenite).
+    pub fn recv(&mut self) -> Value {
+        self.try_recv(Duration::from_secs(10))
+            .expect("a message within 10 s")
+    }
+
+    /// The next JSON message within `wait`, or None.
+    pub fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            if let MaybeTlsStream::Plain(s) = self.ws.get_mut() {
+                s.set_read_timeout(Some(left)).unwrap();
+            }
+            match self.ws.read() {
+                Ok(tungstenite::Message::Text(t)) => {
+                    return Some(serde_json::from_str(&t).unwrap())
+                }
+                Ok(tungstenite::Message::Close(f)) => panic!("closed by server: {f:?}"),
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None
+                }
+                Err(e) => panic!("websocket error: {e}"),
+            }
+        }
+    }
+
+    /// Skips messages until one of type `t` arrives.
+    pub fn recv_type(&mut self, t: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(v) = self.try_recv(deadline - Instant::now()) {
+                if v["type"] == t {
+                    return v;
+                }
+            }
+        }
+        panic!("no {t} message within 10 s");
+    }
+
+    /// Waits for the server to close the connection and returns the close code.
+    pub fn close_code(&mut self) -> Option<u16> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match self.ws.read() {
+                Ok(tungstenite::Message::Close(f)) => return f.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(_) => return None,
+            }
+        }
+        panic!("not closed within 10 s");
+    }
+
+    /// Sends and waits for the reply carrying `ref`.
+    pub fn request(&mut self, mut v: Value, r: &str) -> Value {
+        v["ref"] = json!(r);
+        self.send(v);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(m) = self.try_recv(deadline - Instant::now()) {
+                if m["ref"] == r {
+                    return m;
+                }
+            }
+        }
+        panic!("no reply to {r}");
+    }
+}

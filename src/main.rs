@@ -12,7 +12,11 @@ CHATTERBOX_SYNC, CHATTERBOX_ALLOWED_ORIGINS and CHATTERBOX_ADMINS (comma-separat
 CHATTERBOX_MAX_CONNECTIONS. Logging: RUST_LOG (default info).";
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // tungstenite logs whole frames (message text) at trace level; cap it so that no
+    // RUST_LOG setting can put message text in the logs.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .filter_module("tungstenite", log::LevelFilter::Debug)
+        .init();
     let config = match parse_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
@@ -153,6 +157,9 @@ fn block_signals() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        // Past a file-size limit a write should fail with EFBIG (and be reported as a
+        // storage fault), not kill the process.
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         set
     }
 }

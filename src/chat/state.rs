@@ -91,7 +91,7 @@ impl Room {
     /// (messages oldest first, has_more).
     pub fn page_before(&self, before: i64, limit: usize) -> Option<(Vec<&MessageRow>, bool)> {
         let end = self.ring.partition_point(|m| m.id < before);
-        if end >= limit + 1 || self.evicted_max == 0 {
+        if end > limit || self.evicted_max == 0 {
             let start = end.saturating_sub(limit);
             let has_more = start > 0 || self.evicted_max > 0;
             Some((self.ring.range(start..end).collect(), has_more))

@@ -26,6 +26,8 @@ pub struct Conn {
     pub dirty: bool,
     /// Listed for removal at the end of this pass.
     pub doomed: bool,
+    /// The deadline of this connection's live entry in the reactor's timer heap.
+    pub timer_at: Instant,
 }
 
 pub enum ConnState {
@@ -99,6 +101,7 @@ impl Conn {
             want_write: false,
             dirty: false,
             doomed: false,
+            timer_at: now,
         }
     }
 

@@ -46,6 +46,8 @@ const WAKER: Token = Token(1);
 const ACCEPT_BUDGET: usize = 512;
 /// WebSocket messages handled per connection per pass; the rest wait for the next pass.
 pub const READ_BUDGET: usize = 64;
+/// Pause before accepting again after running out of descriptors.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// How long a closing connection may take to flush its last bytes.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// How long shutdown waits for close frames to drain.
@@ -94,6 +96,7 @@ pub struct Server {
     spare_fd: Option<std::fs::File>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     accept_pending: bool,
+    accept_retry_at: Option<Instant>,
     dirty: Vec<usize>,
     doomed: Vec<usize>,
     again: Vec<usize>,
@@ -160,6 +163,7 @@ impl Server {
             spare_fd: std::fs::File::open("/dev/null").ok(),
             timers: BinaryHeap::new(),
             accept_pending: false,
+            accept_retry_at: None,
             dirty: Vec::new(),
             doomed: Vec::new(),
             again: Vec::new(),
@@ -326,17 +330,11 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_fd_exhaustion(&e) => {
-                    // Free the spare descriptor so the pending connection can be taken
-                    // off the queue and refused, instead of waking us forever.
-                    log::warn!("out of file descriptors; refusing a connection");
-                    self.metrics.refused += 1;
-                    self.spare_fd = None;
-                    if let Some(l) = self.listener.as_ref() {
-                        if let Ok((mut s, _)) = l.accept() {
-                            refuse_overloaded(&mut s);
-                        }
-                    }
-                    self.spare_fd = std::fs::File::open("/dev/null").ok();
+                    // Readiness is edge-triggered: connections left in the backlog would
+                    // never be seen again. Free the spare descriptor and use it to take
+                    // each one off the queue and refuse it with a 503.
+                    log::warn!("out of file descriptors; refusing queued connections");
+                    self.refuse_backlog();
                     return;
                 }
                 Err(e) => {
@@ -348,6 +346,31 @@ impl Server {
         // Budget spent: readiness is edge-triggered, so no new event will come for the
         // connections still queued; accept again at the end of the pass.
         self.accept_pending = true;
+    }
+
+    fn refuse_backlog(&mut self) {
+        self.spare_fd = None;
+        let mut drained = false;
+        if let Some(l) = self.listener.as_ref() {
+            for _ in 0..ACCEPT_BUDGET {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        self.metrics.refused += 1;
+                        refuse_overloaded(&mut s);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        drained = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        self.spare_fd = std::fs::File::open("/dev/null").ok();
+        if !drained {
+            // Still out of descriptors: try again shortly rather than spin.
+            self.accept_retry_at = Some(self.now + ACCEPT_RETRY);
+        }
     }
 
     fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
@@ -384,7 +407,10 @@ impl Server {
             return;
         }
         match &mut conn.state {
-            ConnState::Http(_) => self.read_http(key),
+            ConnState::Http(_) => {
+                self.read_http(key);
+                self.rearm(key);
+            }
             ConnState::Ws(_) => self.read_ws(key),
             ConnState::Closing { .. } => {
                 // Discard input so the peer's close reply does not turn into a reset.
@@ -600,6 +626,7 @@ impl Server {
             conn.dirty = true;
             self.dirty.push(key);
         }
+        self.rearm(key);
     }
 
     pub(crate) fn doom(&mut self, key: usize) {
@@ -676,19 +703,39 @@ impl Server {
     // ---- timers ------------------------------------------------------------------
 
     fn arm_timer(&mut self, key: usize) {
-        let conn = &self.conns[key];
+        let conn = &mut self.conns[key];
         let at = conn.deadline(&self.config);
+        conn.timer_at = at;
         self.timers.push(Reverse((at, key, conn.serial)));
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    /// Moves a connection's timer entry earlier when its deadline did (a state change);
+    /// later deadlines need nothing, the entry is pushed back when it fires early.
+    pub(crate) fn rearm(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get(key) {
+            if !conn.doomed && conn.deadline(&self.config) < conn.timer_at {
+                self.arm_timer(key);
+            }
+        }
     }
 
-    /// Each connection has exactly one entry in the heap; activity only moves the
-    /// connection's own deadline, and a popped entry that is early is pushed back.
+    fn next_deadline(&self) -> Option<Instant> {
+        let conn = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        match (conn, self.accept_retry_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Each connection has one live entry in the heap (the one at `timer_at`; older
+    /// ones are skipped). Activity only moves the connection's own deadline, and a
+    /// popped entry that is early is pushed back.
     fn fire_timers(&mut self) {
         let now = self.now;
+        if self.accept_retry_at.is_some_and(|t| t <= now) {
+            self.accept_retry_at = None;
+            self.accept_all();
+        }
         while let Some(Reverse((at, key, serial))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -697,7 +744,7 @@ impl Server {
             let live = self
                 .conns
                 .get(key)
-                .is_some_and(|c| c.serial == serial && !c.doomed);
+                .is_some_and(|c| c.serial == serial && !c.doomed && c.timer_at == at);
             if !live {
                 continue;
             }
@@ -813,7 +860,9 @@ impl Server {
                         match msg {
                             tungstenite::Message::Text(t) => texts.push(t),
                             tungstenite::Message::Binary(_) => {
-                                close = Some((1003, "binary frames are not accepted"));
+                                // The protocol is JSON text; the contract names 1007 (invalid
+                                // data) for binary frames.
+                                close = Some((1007, "binary frames are not accepted"));
                                 break;
                             }
                             tungstenite::Message::Close(_) => {
@@ -836,6 +885,9 @@ impl Server {
                     }
                 }
             }
+            // Pongs and the reply to a close frame wait inside tungstenite until the next
+            // read or flush; hand them to our output queue now.
+            let _ = ws.ctx.flush(&mut io);
             if !conn.out.is_empty() && !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(key);
@@ -884,6 +936,7 @@ impl Server {
         self.metrics.count_status(101);
         self.metrics.ws_opened += 1;
         self.on_ws_open(key, user_id);
+        self.rearm(key);
         // Frames may have arrived with the upgrade request.
         self.again.push(key);
     }

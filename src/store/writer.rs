@@ -9,11 +9,14 @@
 use super::{Completion, MessageRow, Notifier, StoreCmd, StoreError};
 use crate::time::now_ms;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Most commands in one transaction, so one huge burst cannot delay every answer.
 pub const MAX_BATCH: usize = 4096;
+/// How often a failing store is retried when no write comes in.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 pub fn start(conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) -> JoinHandle<()> {
     std::thread::Builder::new()
@@ -27,9 +30,28 @@ fn run(mut conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) {
     let mut batch = Vec::with_capacity(64);
     let mut stop = false;
     while !stop {
-        match rx.recv() {
-            Ok(cmd) => batch.push(cmd),
-            Err(_) => break,
+        if healthy {
+            match rx.recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        } else {
+            // While storage fails, probe it every PROBE_INTERVAL even without traffic, so
+            // /healthz recovers when the disk does.
+            match rx.recv_timeout(PROBE_INTERVAL) {
+                Ok(cmd) => batch.push(cmd),
+                Err(RecvTimeoutError::Timeout) => {
+                    if probe(&mut conn) {
+                        healthy = true;
+                        log::info!("storage recovered");
+                        if !notify.send(Completion::Health(true)) {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
         }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -57,6 +79,15 @@ fn run(mut conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) {
         }
     }
     log::info!("storage writer stopped");
+}
+
+/// A real write (a no-op update of `general`) to learn whether storage works again.
+fn probe(conn: &mut Connection) -> bool {
+    let result = conn.transaction().and_then(|tx| {
+        tx.execute("UPDATE rooms SET created_at = created_at WHERE id = 1", [])?;
+        tx.commit()
+    });
+    result.is_ok()
 }
 
 /// Applies commands in one transaction. Returns the answers and whether the commit held.

@@ -55,6 +55,31 @@ impl TestServer {
     }
 
     pub fn start_with_db(db: &Path, extra: &[&str]) -> TestServer {
+        TestServer::launch(db, extra, None, Stdio::null(), None)
+    }
+
+    /// Starts with an open-file limit (`RLIMIT_NOFILE`) set in the child.
+    pub fn start_with_nofile(nofile: u64, extra: &[&str]) -> TestServer {
+        let dir = TempDir::new();
+        let db = dir.0.join("chat.db");
+        let mut s = TestServer::launch(&db, extra, Some(nofile), Stdio::null(), None);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Starts with `RUST_LOG=level` and stderr (the log) written to `log`.
+    pub fn start_logging(db: &Path, extra: &[&str], log: std::fs::File, level: &str) -> TestServer {
+        TestServer::launch(db, extra, None, Stdio::from(log), Some(level))
+    }
+
+    fn launch(
+        db: &Path,
+        extra: &[&str],
+        nofile: Option<u64>,
+        stderr: Stdio,
+        log_level: Option<&str>,
+    ) -> TestServer {
+        use std::os::unix::process::CommandExt;
         let mut args: Vec<String> = vec!["--auth-per-minute".into(), "100000".into()];
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatterbox"));
@@ -67,10 +92,27 @@ impl TestServer {
             .stderr(if std::env::var("TEST_LOG").is_ok() {
                 Stdio::inherit()
             } else {
-                Stdio::null()
+                stderr
             });
-        if std::env::var("RUST_LOG").is_err() {
+        if let Some(level) = log_level {
+            cmd.env("RUST_LOG", level);
+        } else if std::env::var("RUST_LOG").is_err() {
             cmd.env("RUST_LOG", "warn");
+        }
+        if let Some(n) = nofile {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd.spawn().expect("start chatterbox");
         let stdout = child.stdout.take().unwrap();
@@ -172,6 +214,57 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Resident memory of the server, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// CPU time (user + system) the server has used, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    /// Every message of a room, through the HTTP history pages.
+    pub fn all_messages(&self, token: &str, room: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut before = i64::MAX;
+        loop {
+            let r = self.http(
+                "GET",
+                &format!("/rooms/{room}/messages?before={before}&limit=200"),
+                Some(token),
+                None,
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            let v = r.json();
+            let page = v["messages"].as_array().unwrap().clone();
+            if let Some(first) = page.first() {
+                before = first["id"].as_i64().unwrap();
+            }
+            let more = v["has_more"].as_bool().unwrap() && !page.is_empty();
+            out.splice(0..0, page);
+            if !more {
+                return out;
+            }
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -213,7 +306,7 @@ pub fn read_response_buffered(s: &mut TcpStream, buf: &mut Vec<u8>) -> Resp {
         assert!(
             n > 0,
             "connection closed before a response: {:?}",
-            String::from_utf8_lossy(&buf)
+            String::from_utf8_lossy(buf)
         );
         buf.extend_from_slice(&chunk[..n]);
     };

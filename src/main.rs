@@ -24,6 +24,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // argon2 allocates ~19 MiB per hash. glibc raises its mmap threshold after freeing
+    // such a block and then keeps later ones in its arenas, so every password thread
+    // would pin ~20 MiB for good. A fixed threshold keeps big blocks mmap'd and returned.
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
     // Signals are blocked before any thread starts, so every thread inherits the mask
     // and only the waiting thread below ever sees SIGINT/SIGTERM.
     let signals = block_signals();

@@ -463,9 +463,9 @@ impl Server {
                 }
             }
         }
-        if http.buf.len() >= limit {
-            // More is waiting than any valid request can hold; parse what we have (it
-            // will fail with a status) and read no more.
+        if http.buf.len() >= limit && !http.waiting {
+            // Bytes may remain in the socket, and no new readiness edge will say so:
+            // come back after these requests are answered.
             self.again.push(key);
         }
         self.process_http(key);

@@ -385,6 +385,7 @@ fn presence_is_per_user_not_per_socket() {
     assert!(p["last_seen"].as_str().unwrap().ends_with('Z'));
     let j = b.request(json!({"type": "join", "room": "general"}), "j");
     assert_eq!(j["online"], json!(["bob"]));
+    assert_eq!(j["last_seen"]["alice"], p["last_seen"]);
     assert_eq!(j["members"], json!(["alice", "bob"]));
 }
 
@@ -420,6 +421,8 @@ fn seen_moves_the_read_cursor_forward_only() {
         (json!("bob"), json!(m2))
     );
     assert_eq!(unread(&bob), 0);
+    let j = a.request(json!({"type": "join", "room": "general"}), "j");
+    assert_eq!(j["cursors"]["bob"], m2, "joined carries read cursors");
     let back = b.request(json!({"type": "seen", "room": "general", "id": m1}), "s2");
     assert_eq!(back["id"], m2, "the cursor never moves back");
     assert_eq!(

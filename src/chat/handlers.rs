@@ -99,7 +99,10 @@ impl Server {
             "room": room.name,
             "user": user.name,
             "status": status,
-            "last_seen": rfc3339_ms(user.last_seen.unwrap_or_else(crate::time::now_ms)),
+            "last_seen": rfc3339_ms(match (status, user.last_seen) {
+                ("offline", Some(at)) => at,
+                _ => crate::time::now_ms(),
+            }),
         });
         self.broadcast_room(room_id, &v, Some(user_id));
     }
@@ -291,6 +294,18 @@ impl Server {
             .collect();
         online.sort_unstable();
         let history: Vec<Value> = history.iter().map(|m| self.message_value(m)).collect();
+        // Read cursors and last-seen times let a client draw receipts and the member
+        // list without asking again.
+        let mut cursors = serde_json::Map::new();
+        let mut last_seen = serde_json::Map::new();
+        for (uid, cursor) in &room.members {
+            if let Some(u) = self.users.get(uid) {
+                cursors.insert(u.name.clone(), json!(cursor));
+                if let Some(at) = u.last_seen {
+                    last_seen.insert(u.name.clone(), json!(rfc3339_ms(at)));
+                }
+            }
+        }
         json!({
             "type": "joined",
             "room": room.name,
@@ -298,6 +313,8 @@ impl Server {
             "owner": room.owner.map(|o| self.user_name(o)),
             "members": members,
             "online": online,
+            "cursors": cursors,
+            "last_seen": last_seen,
             "history": history,
             "complete": complete,
         })

@@ -1,4 +1,596 @@
+//! `chatterbox-bench`: a load generator for connection-scaling benchmarks.
+//!
+//! Its own mio event loop drives thousands of WebSocket clients with hand-written client
+//! framing (masked frames out, unmasked frames in), so the generator costs far less per
+//! message than the server it measures. Modes: `connect`, `fanout`, `churn`, `login`.
+//! Each prints a human summary, or one JSON object with `--json`.
+
+mod client;
+
+use client::{Event, Fleet};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: chatterbox-bench MODE [options]
+modes:
+  connect  open N authenticated WebSockets at --rate per second, wait for every hello,
+           hold them --hold seconds; RSS of --pid before and after
+  fanout   N sockets in `general`, S of them sending R messages/s in total for D seconds;
+           deliveries/s, latency percentiles, loss, duplicates, order
+  churn    open and close sockets at --rate per second for D seconds; RSS and fds before
+           and after
+  login    --threads parallel logins for D seconds; logins/s and chat round trips meanwhile
+options:
+  --server HOST:PORT  (127.0.0.1:8000)   -n N (1000)        --users K (20)
+  --rate PER_SEC (5000)                  --senders S (10)   --msg-rate R (1000)
+  --duration SECS (10)                   --hold SECS (0)    --pid SERVER_PID
+  --procs P (1: split connect over P processes, source addresses 127.0.0.2..)
+  --source IP (bind client sockets to this address)       --threads T (4)   --json";
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub mode: String,
+    pub server: SocketAddr,
+    pub n: usize,
+    pub users: usize,
+    pub rate: f64,
+    pub senders: usize,
+    pub msg_rate: f64,
+    pub duration: f64,
+    pub hold: f64,
+    pub pid: Option<i32>,
+    pub procs: usize,
+    pub source: Option<IpAddr>,
+    pub threads: usize,
+    pub json: bool,
+    /// Tokens passed by a parent process (comma-separated), so children skip logins.
+    pub tokens: Option<String>,
+}
+
+fn parse_opts() -> Result<Opts, String> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().ok_or("missing mode")?;
+    let mut o = Opts {
+        mode,
+        server: "127.0.0.1:8000".parse().unwrap(),
+        n: 1000,
+        users: 20,
+        rate: 5000.0,
+        senders: 10,
+        msg_rate: 1000.0,
+        duration: 10.0,
+        hold: 0.0,
+        pid: None,
+        procs: 1,
+        source: None,
+        threads: 4,
+        json: false,
+        tokens: None,
+    };
+    while let Some(flag) = args.next() {
+        if flag == "--json" {
+            o.json = true;
+            continue;
+        }
+        let v = args.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = |_| format!("bad value for {flag}: {v}");
+        match flag.as_str() {
+            "--server" => o.server = v.parse().map_err(|_| format!("bad --server {v}"))?,
+            "-n" => o.n = v.parse().map_err(bad)?,
+            "--users" => o.users = v.parse().map_err(bad)?,
+            "--rate" => o.rate = v.parse().map_err(|_| format!("bad --rate {v}"))?,
+            "--senders" => o.senders = v.parse().map_err(bad)?,
+            "--msg-rate" => o.msg_rate = v.parse().map_err(|_| format!("bad --msg-rate {v}"))?,
+            "--duration" => o.duration = v.parse().map_err(|_| format!("bad --duration {v}"))?,
+            "--hold" => o.hold = v.parse().map_err(|_| format!("bad --hold {v}"))?,
+            "--pid" => o.pid = Some(v.parse().map_err(bad)?),
+            "--procs" => o.procs = v.parse().map_err(bad)?,
+            "--source" => o.source = Some(v.parse().map_err(|_| format!("bad --source {v}"))?),
+            "--threads" => o.threads = v.parse().map_err(bad)?,
+            "--tokens" => o.tokens = Some(v),
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(o)
+}
+
 fn main() {
-    eprintln!("not built yet");
-    std::process::exit(1);
+    let o = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("chatterbox-bench: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let result = match o.mode.as_str() {
+        "connect" => connect(&o),
+        "fanout" => fanout(&o),
+        "churn" => churn(&o),
+        "login" => login(&o),
+        m => Err(format!("unknown mode {m}")),
+    };
+    match result {
+        Ok(v) => {
+            if o.json {
+                println!("{v}");
+            } else {
+                print_human(&v);
+            }
+            if v["ok"] == false {
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("chatterbox-bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn print_human(v: &Value) {
+    let Value::Object(m) = v else { return };
+    for (k, val) in m {
+        println!("{k:>28}: {val}");
+    }
+}
+
+// ---- HTTP and accounts ----------------------------------------------------------
+
+/// One HTTP request; returns (status, body).
+pub fn http(
+    server: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(server).map_err(|e| format!("connect {server}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len())
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status")?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Registers (if needed) and logs in `k` users; returns their tokens.
+fn tokens(o: &Opts) -> Result<Vec<String>, String> {
+    if let Some(t) = &o.tokens {
+        return Ok(t.split(',').map(str::to_string).collect());
+    }
+    let password = "bench-password";
+    (0..o.users.max(1))
+        .map(|i| {
+            let name = format!("bench{i}");
+            let creds = json!({"username": name, "password": password}).to_string();
+            let (st, body) = http(o.server, "POST", "/register", &creds, None)?;
+            if st != 201 && st != 409 {
+                return Err(format!("register {name}: {st} {body}"));
+            }
+            let (st, body) = http(o.server, "POST", "/login", &creds, None)?;
+            if st != 200 {
+                return Err(format!(
+                    "login {name}: {st} {body} (start the server with a high --auth-per-minute)"
+                ));
+            }
+            let v: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            Ok(v["token"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+// ---- /proc ------------------------------------------------------------------------
+
+fn rss_kib(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn fds(pid: i32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// CPU seconds (user + system) of a process.
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = s[s.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
+}
+
+fn server_cpu(o: &Opts) -> Option<f64> {
+    o.pid.and_then(|p| cpu_secs(&p.to_string()))
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
+// ---- modes ------------------------------------------------------------------------
+
+fn connect(o: &Opts) -> Result<Value, String> {
+    if o.procs > 1 {
+        return connect_split(o);
+    }
+    let tokens = tokens(o)?;
+    let rss_before = o.pid.and_then(rss_kib);
+    let cpu0 = server_cpu(o);
+    let mut fleet = Fleet::new(o.server, o.source)?;
+    let t0 = Instant::now();
+    let opened = fleet.open_paced(o.n, o.rate, &tokens, Duration::from_secs(60))?;
+    let open_secs = t0.elapsed().as_secs_f64();
+    let cpu1 = server_cpu(o);
+    // Let the server settle before reading its memory.
+    fleet.run_for(Duration::from_millis(500), |_| {});
+    let rss_after = o.pid.and_then(rss_kib);
+    if o.hold > 0.0 {
+        fleet.run_for(Duration::from_secs_f64(o.hold), |_| {});
+    }
+    let failed = o.n - opened;
+    let per_conn = match (rss_before, rss_after) {
+        (Some(a), Some(b)) if opened > 0 => {
+            Some((b.saturating_sub(a) * 1024) as f64 / opened as f64)
+        }
+        _ => None,
+    };
+    Ok(json!({
+        "mode": "connect",
+        "ok": failed == 0,
+        "connections": opened,
+        "failed": failed,
+        "open_secs": open_secs,
+        "upgrades_per_sec": opened as f64 / open_secs,
+        "server_rss_before_kib": rss_before,
+        "server_rss_after_kib": rss_after,
+        "server_bytes_per_conn": per_conn,
+        "server_cpu_secs": cpu0.zip(cpu1).map(|(a, b)| b - a),
+        "bench_cpu_secs": cpu_secs("self"),
+    }))
+}
+
+/// Past one process's descriptor limit: children, each with its own source address.
+fn connect_split(o: &Opts) -> Result<Value, String> {
+    let tokens = tokens(o)?.join(",");
+    let rss_before = o.pid.and_then(rss_kib);
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let per = o.n.div_ceil(o.procs);
+    let t0 = Instant::now();
+    let children: Vec<_> = (0..o.procs)
+        .map(|i| {
+            let n = per.min(o.n - (i * per).min(o.n));
+            std::process::Command::new(&exe)
+                .args([
+                    "connect",
+                    "--json",
+                    "--server",
+                    &o.server.to_string(),
+                    "-n",
+                    &n.to_string(),
+                ])
+                .args([
+                    "--rate",
+                    &(o.rate / o.procs as f64).to_string(),
+                    "--tokens",
+                    &tokens,
+                ])
+                .args(["--source", &format!("127.0.0.{}", 2 + i % 8)])
+                .args(["--hold", &(o.hold + 3.0).to_string()])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    // Read the server's memory while every child still holds its sockets.
+    let mut rss_after = None;
+    let mut results = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().map_err(|e| e.to_string())?;
+        if rss_after.is_none() {
+            rss_after = o.pid.and_then(rss_kib);
+        }
+        results
+            .push(serde_json::from_slice::<Value>(&out.stdout).map_err(|e| format!("child: {e}"))?);
+    }
+    let opened: u64 = results
+        .iter()
+        .map(|r| r["connections"].as_u64().unwrap_or(0))
+        .sum();
+    let open_secs = results
+        .iter()
+        .map(|r| r["open_secs"].as_f64().unwrap_or(0.0))
+        .fold(0.0, f64::max);
+    let max_child_rss = results
+        .iter()
+        .filter_map(|r| r["server_rss_after_kib"].as_u64())
+        .max();
+    let _ = t0;
+    let failed = o.n as u64 - opened;
+    Ok(json!({
+        "mode": "connect",
+        "ok": failed == 0,
+        "processes": o.procs,
+        "connections": opened,
+        "failed": failed,
+        "open_secs": open_secs,
+        "upgrades_per_sec": opened as f64 / open_secs.max(1e-9),
+        "server_rss_before_kib": rss_before,
+        "server_rss_after_kib": rss_after.or(max_child_rss),
+        "server_bytes_per_conn": rss_before.zip(rss_after).map(|(a, b)| (b.saturating_sub(a) * 1024) as f64 / opened.max(1) as f64),
+    }))
+}
+
+fn fanout(o: &Opts) -> Result<Value, String> {
+    let tokens = tokens(o)?;
+    let mut fleet = Fleet::new(o.server, o.source)?;
+    let opened = fleet.open_paced(o.n, o.rate, &tokens, Duration::from_secs(60))?;
+    if opened < o.n {
+        return Err(format!("only {opened} of {} connections opened", o.n));
+    }
+    fleet.run_for(Duration::from_millis(300), |_| {});
+    let senders = o.senders.clamp(1, o.n);
+    let interval = Duration::from_secs_f64(1.0 / o.msg_rate);
+    let duration = Duration::from_secs_f64(o.duration);
+    let mut st = FanoutStats {
+        senders,
+        last_seq: vec![u32::MAX; o.n * senders],
+        latencies: Vec::with_capacity((o.msg_rate * o.duration) as usize * o.n),
+        dup: 0,
+        reordered: 0,
+        received: 0,
+        first_rx: None,
+        last_rx: Instant::now(),
+        epoch: Instant::now(),
+    };
+    let cpu0 = server_cpu(o);
+    let bench_cpu0 = cpu_secs("self");
+    let epoch = st.epoch;
+    let mut sent = 0u64;
+    let mut next = epoch;
+    while epoch.elapsed() < duration {
+        let now = Instant::now();
+        while next <= now && epoch.elapsed() < duration {
+            let s = (sent as usize) % senders;
+            let seq = (sent / senders as u64) as u32;
+            let t = epoch.elapsed().as_micros();
+            let text = format!("b {s} {seq} {t}");
+            fleet.send_text(
+                s,
+                &json!({"type": "send", "room": "general", "text": text}).to_string(),
+            );
+            sent += 1;
+            next += interval;
+        }
+        let wait = next
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(5));
+        fleet.poll_once(wait, |ev| st.record(ev));
+    }
+    let expected = sent * o.n as u64;
+    let drain_until = Instant::now() + Duration::from_secs(10);
+    while st.received < expected && Instant::now() < drain_until {
+        fleet.poll_once(Duration::from_millis(20), |ev| st.record(ev));
+    }
+    let FanoutStats {
+        mut latencies,
+        dup,
+        reordered,
+        received,
+        first_rx,
+        last_rx,
+        ..
+    } = st;
+    let cpu1 = server_cpu(o);
+    latencies.sort_unstable();
+    let span = first_rx
+        .map(|f| last_rx.duration_since(f).as_secs_f64())
+        .unwrap_or(0.0)
+        .max(1e-9);
+    let errors = fleet.errors;
+    Ok(json!({
+        "mode": "fanout",
+        "ok": received == expected && dup == 0 && reordered == 0 && errors == 0,
+        "connections": o.n,
+        "senders": senders,
+        "offered_msgs_per_sec": o.msg_rate,
+        "sent": sent,
+        "expected_deliveries": expected,
+        "received": received,
+        "lost": expected.saturating_sub(received),
+        "duplicates": dup,
+        "out_of_order": reordered,
+        "server_errors": errors,
+        "deliveries_per_sec": received as f64 / span,
+        "latency_ms_p50": percentile(&latencies, 0.50),
+        "latency_ms_p99": percentile(&latencies, 0.99),
+        "latency_ms_p999": percentile(&latencies, 0.999),
+        "latency_ms_max": percentile(&latencies, 1.0),
+        "server_cpu_secs": cpu0.zip(cpu1).map(|(a, b)| b - a),
+        "bench_cpu_secs": bench_cpu0.zip(cpu_secs("self")).map(|(a, b)| b - a),
+    }))
+}
+
+struct FanoutStats {
+    senders: usize,
+    /// Per receiver and sender: the last sequence number seen.
+    last_seq: Vec<u32>,
+    latencies: Vec<u32>,
+    dup: u64,
+    reordered: u64,
+    received: u64,
+    first_rx: Option<Instant>,
+    last_rx: Instant,
+    epoch: Instant,
+}
+
+impl FanoutStats {
+    /// Records one delivery; texts are "b <sender> <seq> <micros since epoch>".
+    fn record(&mut self, ev: Event) {
+        let mut it = ev.text.split(' ');
+        if it.next() != Some("b") {
+            return;
+        }
+        let (Some(s), Some(q), Some(t)) = (it.next(), it.next(), it.next()) else {
+            return;
+        };
+        let (Ok(s), Ok(q), Ok(t)) = (s.parse::<usize>(), q.parse::<u32>(), t.parse::<u64>()) else {
+            return;
+        };
+        if s >= self.senders {
+            return;
+        }
+        self.received += 1;
+        self.first_rx.get_or_insert(ev.at);
+        self.last_rx = ev.at;
+        let now_us = ev.at.duration_since(self.epoch).as_micros() as u64;
+        self.latencies
+            .push(now_us.saturating_sub(t).min(u32::MAX as u64) as u32);
+        let slot = &mut self.last_seq[ev.conn * self.senders + s];
+        if *slot != u32::MAX && q <= *slot {
+            if q == *slot {
+                self.dup += 1;
+            } else {
+                self.reordered += 1;
+            }
+        } else {
+            *slot = q;
+        }
+    }
+}
+
+fn churn(o: &Opts) -> Result<Value, String> {
+    let tokens = tokens(o)?;
+    let pid = o.pid;
+    // Warm up once so lazily allocated server structures are in the baseline.
+    let mut fleet = Fleet::new(o.server, o.source)?;
+    fleet.open_paced(50.min(o.n.max(1)), o.rate, &tokens, Duration::from_secs(30))?;
+    fleet.close_all();
+    fleet.run_for(Duration::from_millis(500), |_| {});
+    let (rss0, fds0) = (pid.and_then(rss_kib), pid.and_then(fds));
+    let t0 = Instant::now();
+    let duration = Duration::from_secs_f64(o.duration);
+    let mut cycles = 0u64;
+    let batch = (o.rate / 10.0).ceil().max(1.0) as usize;
+    while t0.elapsed() < duration {
+        let tick = Instant::now();
+        let opened = fleet.open_paced(batch, o.rate * 4.0, &tokens, Duration::from_secs(10))?;
+        cycles += opened as u64;
+        fleet.close_all();
+        let left = Duration::from_millis(100).saturating_sub(tick.elapsed());
+        fleet.run_for(left, |_| {});
+    }
+    fleet.run_for(Duration::from_secs(2), |_| {});
+    let (rss1, fds1) = (pid.and_then(rss_kib), pid.and_then(fds));
+    let secs = t0.elapsed().as_secs_f64();
+    let rss_ok = rss0
+        .zip(rss1)
+        .is_none_or(|(a, b)| (b as f64) <= a as f64 * 1.05 + 1024.0);
+    let fds_ok = fds0.zip(fds1).is_none_or(|(a, b)| b <= a);
+    Ok(json!({
+        "mode": "churn",
+        "ok": rss_ok && fds_ok && fleet.errors == 0,
+        "connections_opened_and_closed": cycles,
+        "per_sec": cycles as f64 / secs,
+        "server_rss_before_kib": rss0,
+        "server_rss_after_kib": rss1,
+        "server_fds_before": fds0,
+        "server_fds_after": fds1,
+        "failed": fleet.errors,
+    }))
+}
+
+fn login(o: &Opts) -> Result<Value, String> {
+    let tokens = tokens(o)?;
+    let duration = Duration::from_secs_f64(o.duration);
+    let server = o.server;
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..o.threads)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let creds =
+                    json!({"username": format!("bench{}", i % 20), "password": "bench-password"})
+                        .to_string();
+                let mut ok = 0u64;
+                let mut other = 0u64;
+                while t0.elapsed() < duration {
+                    match http(server, "POST", "/login", &creds, None) {
+                        Ok((200, _)) => ok += 1,
+                        _ => other += 1,
+                    }
+                }
+                (ok, other)
+            })
+        })
+        .collect();
+    // Meanwhile, chat round trips on one socket.
+    let mut fleet = Fleet::new(o.server, o.source)?;
+    fleet.open_paced(1, 10.0, &tokens, Duration::from_secs(10))?;
+    let mut rtts: Vec<u32> = Vec::new();
+    while t0.elapsed() < duration {
+        let sent_at = Instant::now();
+        fleet.send_text(
+            0,
+            &json!({"type": "send", "room": "general", "text": "rtt"}).to_string(),
+        );
+        let mut got = false;
+        let until = Instant::now() + Duration::from_secs(5);
+        while !got && Instant::now() < until {
+            fleet.poll_once(Duration::from_millis(5), |ev| got |= ev.text == "rtt");
+        }
+        rtts.push(sent_at.elapsed().as_micros() as u32);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (mut ok, mut other) = (0, 0);
+    for w in workers {
+        let (a, b) = w.join().map_err(|_| "login thread panicked")?;
+        ok += a;
+        other += b;
+    }
+    rtts.sort_unstable();
+    Ok(json!({
+        "mode": "login",
+        "ok": ok > 0,
+        "threads": o.threads,
+        "logins": ok,
+        "other_responses": other,
+        "logins_per_sec": ok as f64 / t0.elapsed().as_secs_f64(),
+        "chat_rtt_ms_p50_during_logins": percentile(&rtts, 0.5),
+        "chat_rtt_ms_max_during_logins": percentile(&rtts, 1.0),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<u32> = (1..=1000).map(|i| i * 1000).collect();
+        assert_eq!(percentile(&v, 0.5), 501.0);
+        assert_eq!(percentile(&v, 1.0), 1000.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
 }

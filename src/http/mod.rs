@@ -71,7 +71,7 @@ impl Request {
 pub enum HttpError {
     /// 400: not HTTP, or contradictory framing.
     BadRequest(&'static str),
-    /// 411: a body without `Content-Length` (chunked bodies are not accepted).
+    /// 411: a chunked body (only `Content-Length` bodies are accepted).
     LengthRequired,
     /// 413: `Content-Length` over the body limit.
     PayloadTooLarge,
@@ -161,13 +161,9 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Request)>, Ht
         }
         out_headers.push((name, value));
     }
-    let body_len = match content_length {
-        Some(n) => n,
-        None if matches!(method.as_str(), "POST" | "PUT" | "PATCH") => {
-            return Err(HttpError::LengthRequired)
-        }
-        None => 0,
-    };
+    // Without Content-Length (and without Transfer-Encoding, refused above) a request
+    // has no body (RFC 9112 §6.3); `curl -X POST` without data sends exactly that.
+    let body_len = content_length.unwrap_or(0);
     if body_len > limits.max_body_bytes {
         return Err(HttpError::PayloadTooLarge);
     }
@@ -273,7 +269,7 @@ mod tests {
         let huge = b"POST / HTTP/1.1\r\nContent-Length: 70000\r\n\r\n";
         assert_eq!(parse(huge, &LIMITS), Err(HttpError::PayloadTooLarge));
         let nolen = b"POST / HTTP/1.1\r\n\r\n";
-        assert_eq!(parse(nolen, &LIMITS), Err(HttpError::LengthRequired));
+        assert_eq!(parse(nolen, &LIMITS).unwrap().unwrap().1.body, b"");
         let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(parse(chunked, &LIMITS), Err(HttpError::LengthRequired));
         assert_eq!(

@@ -15,6 +15,16 @@ fn ids(msgs: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// The message with `id` in a list of messages.
+fn find_id(msgs: &Value, id: i64) -> Value {
+    msgs.as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("no message {id} in {msgs}"))
+        .clone()
+}
+
 fn texts(msgs: &Value) -> Vec<String> {
     msgs.as_array()
         .unwrap()
@@ -286,13 +296,7 @@ fn edit_and_delete_are_for_authors_and_admins() {
     );
     // History shows the current state.
     let h = b.request(json!({"type": "history", "room": "general"}), "h");
-    let m = h["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == id)
-        .unwrap()
-        .clone();
+    let m = find_id(&h["messages"], id);
     assert_eq!(
         (m["text"].clone(), m["edited"].clone()),
         (json!("hello world"), json!(true))
@@ -307,13 +311,7 @@ fn edit_and_delete_are_for_authors_and_admins() {
     let page = s
         .http("GET", "/rooms/general/messages", Some(&alice), None)
         .json();
-    let m = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == id)
-        .unwrap()
-        .clone();
+    let m = find_id(&page["messages"], id);
     assert_eq!(
         (m["text"].clone(), m["deleted"].clone()),
         (json!(""), json!(true))

@@ -360,6 +360,12 @@ pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Resp {
     read_response(&mut s)
 }
 
+/// A read that ran into the socket's timeout rather than a failure.
+fn is_timeout(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e)
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
 pub struct Client {
     pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
 }
@@ -394,14 +400,7 @@ impl Client {
                 }
                 Ok(tungstenite::Message::Close(f)) => panic!("closed by server: {f:?}"),
                 Ok(_) => continue,
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return None
-                }
+                Err(e) if is_timeout(&e) => return None,
                 Err(e) => panic!("websocket error: {e}"),
             }
         }
@@ -427,14 +426,7 @@ impl Client {
             match self.ws.read() {
                 Ok(tungstenite::Message::Close(f)) => return f.map(|f| u16::from(f.code)),
                 Ok(_) => continue,
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if is_timeout(&e) => continue,
                 Err(_) => return None,
             }
         }

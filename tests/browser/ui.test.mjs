@@ -1,0 +1,178 @@
+// Browser test of the web UI: the real release server on port 0 with a temp database,
+// two users in two browser contexts of Debian's headless Chromium.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const dir = mkdtempSync(join(tmpdir(), "chatterbox-ui-"));
+const shots = join(dir, "screenshots");
+mkdirSync(shots);
+let server, base, browser;
+
+function startServer(port = 0) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(join(root, "target/release/chatterbox"),
+      ["--listen", `127.0.0.1:${port}`, "--db", join(dir, "ui.db"), "--auth-per-minute", "10000"],
+      { stdio: ["ignore", "pipe", "ignore"] });
+    p.stdout.on("data", (d) => {
+      const m = /http:\/\/(\S+)/.exec(String(d));
+      if (m) resolve({ p, addr: m[1] });
+    });
+    p.on("exit", (code) => reject(new Error("server exited " + code)));
+  });
+}
+
+before(async () => {
+  const s = await startServer();
+  server = s.p;
+  base = "http://" + s.addr;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--no-first-run"],
+  });
+  console.log("screenshots in " + shots);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGKILL");
+});
+
+async function signUp(name, viewport) {
+  const ctx = await browser.newContext({ viewport: viewport || { width: 1200, height: 800 } });
+  const page = await ctx.newPage();
+  page.on("dialog", (d) => { if (d.type() === "alert") page.sawAlert = true; });
+  await page.goto(base + "/");
+  await page.fill("#auth-user", name);
+  await page.fill("#auth-pass", "password-" + name);
+  await page.click("#register-btn");
+  await page.waitForSelector("#app:not([hidden])");
+  await page.waitForFunction(() => document.querySelector("#conn-state").textContent === "");
+  return page;
+}
+
+async function say(page, text) {
+  await page.fill("#text", text);
+  await page.press("#text", "Enter");
+}
+
+const bubble = (page, text) => page.locator(".msg:not(.pending)", { hasText: text }).first();
+
+test("two people chat, type, edit, delete, read, and stay safe", async () => {
+  const alice = await signUp("alice");
+  const bob = await signUp("bob");
+  // A wrong password gets a clear error.
+  const ctx = await browser.newContext();
+  const eve = await ctx.newPage();
+  await eve.goto(base + "/");
+  await eve.fill("#auth-user", "alice");
+  await eve.fill("#auth-pass", "not-her-password");
+  await eve.click("#login-btn");
+  await eve.waitForSelector("#auth-error:text('Wrong username or password.')");
+  await ctx.close();
+
+  await say(alice, "hello bob");
+  await bubble(bob, "hello bob").waitFor();
+  await say(bob, "hi alice");
+  await bubble(alice, "hi alice").waitFor();
+  // Mine on the right, theirs on the left.
+  assert.ok(await bubble(alice, "hello bob").evaluate((e) => e.classList.contains("mine")));
+  assert.ok(!(await bubble(alice, "hi alice").evaluate((e) => e.classList.contains("mine"))));
+  const [mine, theirs] = await Promise.all([
+    bubble(alice, "hello bob").boundingBox(), bubble(alice, "hi alice").boundingBox()]);
+  assert.ok(mine.x > theirs.x, "my bubble is further right");
+
+  // Typing indicator appears and goes (after a second, so bob's typing budget of 2/s,
+  // spent on the message he just wrote, has refilled).
+  await bob.waitForTimeout(1100);
+  await bob.type("#text", "typing...");
+  await alice.waitForSelector("#typing:text('bob is typing…')");
+  await bob.fill("#text", "");
+  await bob.locator("#text").blur();
+  await alice.waitForFunction(() => !document.querySelector("#typing").textContent.includes("bob"));
+
+  // The seen mark fills when bob has read alice's message.
+  await alice.waitForFunction(() => [...document.querySelectorAll(".msg.mine .receipt")].some((r) => r.textContent === "●"));
+
+  // Edit and delete propagate.
+  alice.once("dialog", (d) => d.accept("hello bob, edited"));
+  await bubble(alice, "hello bob").locator("button:text('Edit')").click();
+  await bubble(bob, "hello bob, edited").waitFor();
+  await bob.waitForFunction(() => [...document.querySelectorAll(".msg .tools span")].some((s) => s.textContent === "edited"));
+  await say(alice, "to be deleted");
+  await bubble(bob, "to be deleted").waitFor();
+  alice.once("dialog", (d) => d.accept());
+  await bubble(alice, "to be deleted").locator("button:text('Delete')").click();
+  await bob.waitForFunction(() => [...document.querySelectorAll(".msg.deleted .bubble")].some((b) => b.textContent === "message deleted"));
+
+  // Markup is text, never HTML.
+  await say(alice, "<img src=x onerror=alert(1)>");
+  await bubble(bob, "<img src=x onerror=alert(1)>").waitFor();
+  assert.equal(await bob.locator(".bubble img").count(), 0);
+  assert.ok(!bob.sawAlert && !alice.sawAlert);
+
+  // A link becomes a safe link.
+  await say(bob, "see https://example.com/x");
+  const a = alice.locator(".bubble a[href='https://example.com/x']");
+  await a.waitFor();
+  assert.equal(await a.getAttribute("rel"), "noopener noreferrer");
+  await alice.screenshot({ path: join(shots, "chat.png") });
+  await alice.screenshot({ path: join(root, "docs", "screenshot.png") });
+
+  // A private room is invisible to a third user.
+  await alice.fill("#new-room-name", "secret");
+  await alice.check("#new-room-private");
+  await alice.click("#new-room button[type=submit]");
+  await alice.locator("#room-list button", { hasText: "secret" }).waitFor();
+  await say(alice, "private words");
+  await bubble(alice, "private words").waitFor();
+  const carol = await signUp("carol");
+  await carol.waitForTimeout(500);
+  assert.equal(await carol.locator("#room-list button", { hasText: "secret" }).count(), 0);
+  assert.equal(await carol.locator(".bubble", { hasText: "private words" }).count(), 0);
+
+  // Reload keeps the session and the history.
+  await bob.reload();
+  await bubble(bob, "hi alice").waitFor();
+  assert.ok(await bob.locator("#app:not([hidden])").isVisible());
+
+  // Narrow screen.
+  const narrow = await signUp("dave", { width: 375, height: 740 });
+  await bubble(narrow, "hi alice").waitFor();
+  await narrow.screenshot({ path: join(root, "docs", "screenshot-narrow.png") });
+});
+
+test("the page reconnects after a server restart and shows what it missed once", async () => {
+  const alice = await signUp("erin");
+  await say(alice, "before restart");
+  await bubble(alice, "before restart").waitFor();
+  const port = base.split(":").pop();
+  server.kill("SIGTERM");
+  await new Promise((r) => server.once("exit", r));
+  await alice.waitForSelector("#conn-state:text('reconnecting…')");
+  const s = await startServer(port);
+  server = s.p;
+  // Someone else sends while the page is still reconnecting.
+  const login = await fetch(base + "/login", { method: "POST", body: JSON.stringify({ username: "alice", password: "password-alice" }) });
+  const { token } = await login.json();
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?token=${token}`);
+  await new Promise((r) => (ws.onopen = r));
+  ws.send(JSON.stringify({ type: "send", room: "general", text: "sent while you were away" }));
+  await new Promise((r) => (ws.onmessage = (e) => { if (JSON.parse(e.data).type === "message") r(); }));
+  ws.close();
+  await alice.waitForSelector("#conn-state:text('')", { timeout: 20000 }).catch(() => {});
+  await bubble(alice, "sent while you were away").waitFor({ timeout: 20000 });
+  await alice.waitForTimeout(500);
+  assert.equal(await alice.locator(".bubble", { hasText: "sent while you were away" }).count(), 1);
+  assert.equal(await alice.locator(".bubble", { hasText: "before restart" }).count(), 1);
+  const ids = await alice.$$eval(".msg[id]", (els) => els.map((e) => Number(e.id.slice(1))));
+  assert.deepEqual(ids, [...ids].sort((a, b) => a - b), "in order");
+  assert.equal(new Set(ids).size, ids.length, "no duplicates");
+});

@@ -138,6 +138,20 @@ test("two people chat, type, edit, delete, read, and stay safe", async () => {
   assert.equal(await carol.locator("#room-list button", { hasText: "secret" }).count(), 0);
   assert.equal(await carol.locator(".bubble", { hasText: "private words" }).count(), 0);
 
+  // A direct message by clicking a member; bob sees the conversation appear.
+  await alice.click("#room-list button:has-text('general')");
+  await alice.click("#members-btn");
+  await alice.click("#member-list button:has-text('bob')");
+  await say(alice, "psst, bob");
+  await bubble(alice, "psst, bob").waitFor();
+  const dm = bob.locator("#dm-list button", { hasText: "alice" });
+  await dm.waitFor();
+  await dm.click();
+  await bubble(bob, "psst, bob").waitFor();
+  await say(bob, "psst yourself");
+  await bubble(alice, "psst yourself").waitFor();
+  await bob.click("#room-list button:has-text('general')");
+
   // Reload keeps the session and the history.
   await bob.reload();
   await bubble(bob, "hi alice").waitFor();

@@ -1,0 +1,179 @@
+//! The terminal client against the real server, driven through pipes.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+struct Cli {
+    server: String,
+    config: TempDir,
+}
+
+impl Cli {
+    fn new(s: &TestServer) -> Cli {
+        Cli {
+            server: format!("http://{}", s.addr),
+            config: TempDir::new(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_chatterbox-cli"));
+        c.args(args)
+            .env("CHATTERBOX_SERVER", &self.server)
+            .env("CHATTERBOX_CONFIG_DIR", &self.config.0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    fn run(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self.cmd(args).spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn register_login_send_tail_logout() {
+    let s = TestServer::start(&[]);
+    let cli = Cli::new(&s);
+    let r = cli.run(&["register", "alice"], "password-alice\n");
+    assert!(r.status.success(), "{r:?}");
+    let r = cli.run(&["login", "alice"], "wrong-password\n");
+    assert_eq!(r.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("wrong username or password"));
+    let r = cli.run(&["login", "alice"], "password-alice\n");
+    assert!(r.status.success(), "{r:?}");
+    let mode = std::fs::metadata(cli.config.0.join("session.json")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    // tail prints what arrives, one line each.
+    let mut tail = cli.cmd(&["tail", "general"]).spawn().unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = cli.run(&["send", "general"], "hello from a pipe\n");
+    assert!(r.status.success(), "{r:?}");
+    let id: i64 = out(&r).trim().parse().unwrap();
+    let line = lines.next().unwrap().unwrap();
+    assert!(
+        line.ends_with("general <alice> hello from a pipe"),
+        "{line}"
+    );
+    assert!(line.starts_with('['), "{line}");
+    tail.kill().unwrap();
+    let _ = tail.wait();
+
+    // The message is really stored.
+    let bob = s.user("bob");
+    let page = s
+        .http("GET", "/rooms/general/messages", Some(&bob), None)
+        .json();
+    assert_eq!(page["messages"][0]["id"], id);
+
+    // --since and --json for scripts.
+    let mut tail = cli
+        .cmd(&["tail", "general", "--since", "0", "--json"])
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(tail.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    tail.kill().unwrap();
+    let _ = tail.wait();
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        (v["id"].as_i64(), v["text"].as_str()),
+        (Some(id), Some("hello from a pipe"))
+    );
+
+    // Errors have their exit codes.
+    assert_eq!(cli.run(&["send", "nowhere"], "x").status.code(), Some(5));
+    assert_eq!(cli.run(&["send", "general"], "   ").status.code(), Some(1));
+    let r = cli.run(&["logout"], "");
+    assert!(r.status.success());
+    assert_eq!(cli.run(&["send", "general"], "x").status.code(), Some(3));
+}
+
+#[test]
+fn chat_mode_commands_over_pipes() {
+    let s = TestServer::start(&[]);
+    let cli = Cli::new(&s);
+    assert!(cli
+        .run(&["register", "carol"], "password-carol\n")
+        .status
+        .success());
+    assert!(cli
+        .run(&["login", "carol"], "password-carol\n")
+        .status
+        .success());
+    let dave = s.user("dave");
+    let mut d = s.ws(&dave);
+    let mut chat = cli.cmd(&["chat"]).spawn().unwrap();
+    let mut stdin = chat.stdin.take().unwrap();
+    let mut lines = BufReader::new(chat.stdout.take().unwrap()).lines();
+    let mut wait_for = |needle: &str| loop {
+        let l = lines.next().expect("chat output ended").unwrap();
+        if l.contains(needle) {
+            return l;
+        }
+    };
+    wait_for("joined general");
+    writeln!(stdin, "hello dave").unwrap();
+    assert_eq!(d.recv_type("message")["text"], "hello dave");
+    d.send(json!({"type": "send", "room": "general", "text": "hi carol"}));
+    assert!(wait_for("<dave> hi carol").contains("["));
+    writeln!(stdin, "/create plans private").unwrap();
+    wait_for("joined plans");
+    writeln!(stdin, "/invite plans dave").unwrap();
+    assert_eq!(d.recv_type("invited")["room"], "plans");
+    writeln!(stdin, "/dm dave psst").unwrap();
+    assert_eq!(d.recv_type("message")["room"], "dm:carol:dave");
+    writeln!(stdin, "/who").unwrap();
+    wait_for("members: carol");
+    writeln!(stdin, "/rooms").unwrap();
+    wait_for("plans (private)");
+    writeln!(stdin, "/search hello").unwrap();
+    wait_for("1 result(s)");
+    writeln!(stdin, "/bogus").unwrap();
+    wait_for("unknown command");
+    writeln!(stdin, "/quit").unwrap();
+    assert!(chat.wait().unwrap().success());
+}
+
+#[test]
+fn a_server_that_is_down_is_reported_with_exit_code_2() {
+    let s = TestServer::start(&[]);
+    let cli = Cli::new(&s);
+    assert!(cli
+        .run(&["register", "erin"], "password-erin\n")
+        .status
+        .success());
+    assert!(cli
+        .run(&["login", "erin"], "password-erin\n")
+        .status
+        .success());
+    drop(s);
+    let r = cli.run(&["send", "general"], "anyone?");
+    assert_eq!(r.status.code(), Some(2), "{r:?}");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("cannot reach"));
+}

@@ -1,0 +1,194 @@
+//! The terminal: passwords without echo, and for `chat` a tiny line editor in raw mode so
+//! that incoming lines are printed above the line being typed instead of through it.
+
+use std::io::{BufRead, Read, Write};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+
+pub enum Input {
+    Line(String),
+    /// A key was typed (for typing notices; sent at most every few seconds).
+    Typing,
+    Eof,
+}
+
+fn is_tty(fd: i32) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Reads a password: without echo from a terminal, or one line from a pipe.
+pub fn read_password(prompt: &str) -> std::io::Result<String> {
+    if !is_tty(0) {
+        let mut s = String::new();
+        std::io::stdin().lock().read_line(&mut s)?;
+        return Ok(s.trim_end_matches(['\r', '\n']).to_string());
+    }
+    eprint!("{prompt}");
+    let saved = set_echo(false)?;
+    let mut s = String::new();
+    let r = std::io::stdin().lock().read_line(&mut s);
+    restore(&saved);
+    eprintln!();
+    r?;
+    Ok(s.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn set_echo(on: bool) -> std::io::Result<libc::termios> {
+    // SAFETY: tcgetattr/tcsetattr on stdin with a termios we own.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut t) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let saved = t;
+        if on {
+            t.c_lflag |= libc::ECHO;
+        } else {
+            t.c_lflag &= !libc::ECHO;
+        }
+        libc::tcsetattr(0, libc::TCSANOW, &t);
+        Ok(saved)
+    }
+}
+
+fn restore(t: &libc::termios) {
+    // SAFETY: restores settings read by tcgetattr.
+    unsafe {
+        libc::tcsetattr(0, libc::TCSANOW, t);
+    }
+}
+
+/// The line being typed, shared between the input thread and the printer.
+static EDIT: Mutex<String> = Mutex::new(String::new());
+const PROMPT: &str = "> ";
+
+/// Starts reading stdin on a thread. Returns whether it is an interactive terminal.
+pub fn spawn_input(tx: Sender<Input>) -> bool {
+    let interactive = is_tty(0) && is_tty(1);
+    if !interactive {
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(Input::Line(l)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send(Input::Eof);
+        });
+        return false;
+    }
+    let saved = raw_mode();
+    let saved = Arc::new(saved);
+    let restore_on_exit = Arc::clone(&saved);
+    std::thread::spawn(move || {
+        let mut last_typing = std::time::Instant::now() - std::time::Duration::from_secs(10);
+        let mut byte = [0u8; 1];
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            if std::io::stdin().read(&mut byte).unwrap_or(0) == 0 {
+                let _ = tx.send(Input::Eof);
+                break;
+            }
+            let mut edit = EDIT.lock().unwrap();
+            match byte[0] {
+                b'\r' | b'\n' => {
+                    let line = std::mem::take(&mut *edit);
+                    pending.clear();
+                    print!("\r\x1b[K{PROMPT}");
+                    let _ = std::io::stdout().flush();
+                    drop(edit);
+                    if tx.send(Input::Line(line)).is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                3 | 4 => {
+                    let _ = tx.send(Input::Eof);
+                    break;
+                }
+                127 | 8 => {
+                    edit.pop();
+                }
+                b if b >= 0x20 || b >= 0x80 => {
+                    pending.push(b);
+                    if let Ok(s) = std::str::from_utf8(&pending) {
+                        edit.push_str(s);
+                        pending.clear();
+                    }
+                    if last_typing.elapsed().as_secs() >= 3 {
+                        last_typing = std::time::Instant::now();
+                        let _ = tx.send(Input::Typing);
+                    }
+                }
+                _ => {}
+            }
+            print!("\r\x1b[K{PROMPT}{edit}");
+            let _ = std::io::stdout().flush();
+        }
+        restore(&restore_on_exit);
+    });
+    // Restore the terminal even if the process exits from the main thread.
+    let keep = Arc::clone(&saved);
+    SAVED.lock().unwrap().replace(*keep);
+    true
+}
+
+static SAVED: Mutex<Option<libc::termios>> = Mutex::new(None);
+
+fn raw_mode() -> libc::termios {
+    // SAFETY: tcgetattr/tcsetattr on stdin with a termios we own.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        libc::tcgetattr(0, &mut t);
+        let saved = t;
+        t.c_lflag &= !(libc::ICANON | libc::ECHO);
+        t.c_cc[libc::VMIN] = 1;
+        t.c_cc[libc::VTIME] = 0;
+        libc::tcsetattr(0, libc::TCSANOW, &t);
+        saved
+    }
+}
+
+/// Prints lines above the line being edited.
+pub struct Screen {
+    interactive: bool,
+}
+
+impl Screen {
+    pub fn new(interactive: bool) -> Screen {
+        if interactive {
+            print!("{PROMPT}");
+            let _ = std::io::stdout().flush();
+        }
+        Screen { interactive }
+    }
+
+    pub fn print(&mut self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        if self.interactive {
+            let edit = EDIT.lock().unwrap();
+            let _ = write!(
+                out,
+                "\r\x1b[K{}\r\n{PROMPT}{edit}",
+                text.replace('\n', "\r\n")
+            );
+        } else {
+            let _ = writeln!(out, "{text}");
+        }
+        let _ = out.flush();
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        if let Some(t) = SAVED.lock().unwrap().take() {
+            restore(&t);
+            println!();
+        }
+    }
+}

@@ -644,3 +644,26 @@ fn logs_never_contain_passwords_tokens_or_message_text() {
         assert!(!logged.contains(&needle), "the log contains {needle:?}");
     }
 }
+
+#[test]
+fn nothing_follows_the_close_frame_even_when_a_reply_is_still_pending() {
+    let s = TestServer::start(&[]);
+    let token = s.user("alice");
+    for _ in 0..5 {
+        let mut ws = RawWs::open(&s, &token);
+        // A send whose stored copy comes back after the client has already said goodbye.
+        let mut bytes = text(br#"{"type":"send","room":"general","text":"last words"}"#);
+        bytes.extend(frame(0x88, &1000u16.to_be_bytes(), true));
+        ws.send_raw(&bytes);
+        let mut frames = Vec::new();
+        while let Some((op, _)) = ws.read_frame() {
+            frames.push(op);
+        }
+        assert_eq!(
+            frames.last(),
+            Some(&8),
+            "frames after the close: {frames:?}"
+        );
+        assert_eq!(frames.iter().filter(|op| **op == 8).count(), 1);
+    }
+}

@@ -568,7 +568,9 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.doomed {
+        // Nothing may follow a close frame or a final response (a late completion for a
+        // closing connection is dropped).
+        if conn.doomed || matches!(conn.state, ConnState::Closing { .. }) {
             return;
         }
         conn.out.push(chunk);

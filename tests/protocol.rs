@@ -534,6 +534,23 @@ fn history_past_the_ring_comes_from_the_database() {
     );
     assert_eq!(ids(&h["messages"]), all[10..60].to_vec());
     assert_eq!(h["has_more"], true);
+    // Deep reads in flight per socket are bounded: ten at once, four are served.
+    for i in 0..10 {
+        let req = json!({"type": "history", "room": "general", "before": all[60], "ref": format!("f{i}")});
+        a.ws.write(tungstenite::Message::Text(req.to_string().into()))
+            .unwrap();
+    }
+    a.ws.flush().unwrap();
+    let (mut served, mut limited) = (0, 0);
+    while served + limited < 10 {
+        let m = a.recv();
+        match m["type"].as_str() {
+            Some("history") => served += 1,
+            Some("error") if m["code"] == "rate_limited" => limited += 1,
+            _ => {}
+        }
+    }
+    assert_eq!((served, limited), (4, 6));
     // Catch-up from far back: the last 1000, flagged incomplete.
     let j = a.request(
         json!({"type": "join", "room": "general", "since": all[5]}),

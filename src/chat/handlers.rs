@@ -19,6 +19,8 @@ use serde_json::{json, Value};
 
 /// `general` is created by the first migration with this id.
 pub const GENERAL_ID: i64 = 1;
+/// History requests one socket may have waiting on the reader threads.
+pub const MAX_PENDING_READS: u8 = 4;
 /// Most messages a `join` with `since` returns.
 pub const CATCH_UP_MAX: usize = 1000;
 
@@ -604,6 +606,13 @@ impl Server {
             self.send_json(key, &with_ref(v, req.as_deref()));
             return Ok(());
         }
+        // Deep reads cost a reader thread real work: bound what one socket can queue.
+        if let Some(ConnState::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.state) {
+            if ws.pending_reads >= MAX_PENDING_READS {
+                return fail(ErrorCode::RateLimited, "too many history requests in flight");
+            }
+            ws.pending_reads += 1;
+        }
         let conn = self.conn_ref(key);
         let _ = self.reads.send(ReadJob::History {
             conn,
@@ -730,6 +739,11 @@ impl Server {
                 room,
                 result,
             } => {
+                if let (ReplyVia::Ws { .. }, true) = (&via, self.is_live(conn)) {
+                    if let ConnState::Ws(ws) = &mut self.conns[conn.0].state {
+                        ws.pending_reads = ws.pending_reads.saturating_sub(1);
+                    }
+                }
                 let (msgs, has_more) = match result {
                     Ok(r) => r,
                     Err(_) => {

@@ -57,6 +57,8 @@ pub struct WsConn {
     pub rooms: Vec<i64>,
     pub last_rx: Instant,
     pub last_ping: Instant,
+    /// History reads sent to a reader thread and not yet answered.
+    pub pending_reads: u8,
 }
 
 impl WsConn {
@@ -79,6 +81,7 @@ impl WsConn {
             rooms: Vec::new(),
             last_rx: now,
             last_ping: now,
+            pending_reads: 0,
         }
     }
 }

@@ -89,12 +89,36 @@ pub fn spawn_input(tx: Sender<Input>) -> bool {
         let mut last_typing = std::time::Instant::now() - std::time::Duration::from_secs(10);
         let mut byte = [0u8; 1];
         let mut pending: Vec<u8> = Vec::new();
+        // Inside an escape sequence (arrow keys and the like), which the editor ignores:
+        // 1 after ESC, 2 inside `ESC [` until its final byte.
+        let mut escape = 0u8;
         loop {
             if std::io::stdin().read(&mut byte).unwrap_or(0) == 0 {
                 let _ = tx.send(Input::Eof);
                 break;
             }
             let mut edit = EDIT.lock().unwrap();
+            match (escape, byte[0]) {
+                (0, 27) => {
+                    escape = 1;
+                    continue;
+                }
+                (1, b'[' | b'O') => {
+                    escape = 2;
+                    continue;
+                }
+                (1, _) => {
+                    escape = 0;
+                    continue;
+                }
+                (2, b) => {
+                    if (0x40..=0x7e).contains(&b) {
+                        escape = 0;
+                    }
+                    continue;
+                }
+                _ => {}
+            }
             match byte[0] {
                 b'\r' | b'\n' => {
                     let line = std::mem::take(&mut *edit);
@@ -113,6 +137,12 @@ pub fn spawn_input(tx: Sender<Input>) -> bool {
                 }
                 127 | 8 => {
                     edit.pop();
+                }
+                // Ctrl-U: clear the line; Ctrl-W: delete the last word.
+                21 => edit.clear(),
+                23 => {
+                    let kept = edit.trim_end().rfind(' ').map_or(0, |i| i + 1);
+                    edit.truncate(kept);
                 }
                 b if b >= 0x20 || b >= 0x80 => {
                     pending.push(b);

@@ -177,3 +177,97 @@ fn a_server_that_is_down_is_reported_with_exit_code_2() {
     assert_eq!(r.status.code(), Some(2), "{r:?}");
     assert!(String::from_utf8_lossy(&r.stderr).contains("cannot reach"));
 }
+
+/// Interactive mode on a real pseudo-terminal: raw mode, the prompt redrawn under an
+/// incoming message with the half-typed line intact, Ctrl-U and /quit.
+#[test]
+fn chat_on_a_pseudo_terminal_keeps_the_line_being_typed() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::sync::{Arc, Mutex};
+    let s = TestServer::start(&[]);
+    let cli = Cli::new(&s);
+    assert!(cli
+        .run(&["register", "alice"], "password-alice\n")
+        .status
+        .success());
+    assert!(cli
+        .run(&["login", "alice"], "password-alice\n")
+        .status
+        .success());
+
+    let (mut master_fd, mut slave_fd) = (0, 0);
+    let rc = unsafe {
+        libc::openpty(
+            &mut master_fd,
+            &mut slave_fd,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    let master = unsafe { std::fs::File::from_raw_fd(master_fd) };
+    let slave = unsafe { OwnedFd::from_raw_fd(slave_fd) };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatterbox-cli"))
+        .args(["chat", "general"])
+        .env("CHATTERBOX_SERVER", &cli.server)
+        .env("CHATTERBOX_CONFIG_DIR", &cli.config.0)
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let screen = Arc::new(Mutex::new(String::new()));
+    let mut reader = master.try_clone().unwrap();
+    let sink = Arc::clone(&screen);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(at) = screen.lock().unwrap().find(needle) {
+                return at;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} never appeared in {:?}",
+                screen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut keys = master;
+    wait_for("joined general");
+    keys.write_all(b"half typed").unwrap();
+    wait_for("> half typed");
+    let r = cli.run(&["send", "general"], "from a pipe\n");
+    assert!(r.status.success(), "{r:?}");
+    let at = wait_for("general <alice> from a pipe");
+    // After the incoming line the prompt comes back with what was being typed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !screen.lock().unwrap()[at..].contains("> half typed") {
+        assert!(std::time::Instant::now() < deadline, "prompt not redrawn");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Ctrl-U throws the half line away; the next line is a command, not a message.
+    keys.write_all(b"\x15/quit\r").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "chat did not quit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(!screen.lock().unwrap().contains("<alice> half typed"));
+}

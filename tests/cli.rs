@@ -271,3 +271,41 @@ fn chat_on_a_pseudo_terminal_keeps_the_line_being_typed() {
     assert!(status.success(), "{status:?}");
     assert!(!screen.lock().unwrap().contains("<alice> half typed"));
 }
+
+/// `tail` survives a server restart: it says so on stderr, reconnects, and catches up
+/// with `since` on what was sent while it was away, without repeating what it printed.
+#[test]
+fn tail_reconnects_and_catches_up_after_a_restart() {
+    let db = TempDir::new();
+    let db_path = db.0.join("chat.db");
+    let mut s = TestServer::start_with_db(&db_path, &[]);
+    let addr = s.addr.to_string();
+    let cli = Cli::new(&s);
+    assert!(cli
+        .run(&["register", "alice"], "password-alice\n")
+        .status
+        .success());
+    assert!(cli
+        .run(&["login", "alice"], "password-alice\n")
+        .status
+        .success());
+    assert!(cli.run(&["send", "general"], "before\n").status.success());
+    let mut tail = cli
+        .cmd(&["tail", "general", "--since", "0"])
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().ends_with("<alice> before"));
+    s.terminate();
+    let s2 = TestServer::start_with_db(&db_path, &["--listen", &addr]);
+    assert_eq!(s2.addr.to_string(), addr);
+    assert!(cli
+        .run(&["send", "general"], "while away\n")
+        .status
+        .success());
+    let line = lines.next().unwrap().unwrap();
+    assert!(line.ends_with("<alice> while away"), "{line}");
+    let _ = tail.kill();
+    let o = tail.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("reconnecting"));
+}

@@ -609,7 +609,10 @@ impl Server {
         // Deep reads cost a reader thread real work: bound what one socket can queue.
         if let Some(ConnState::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.state) {
             if ws.pending_reads >= MAX_PENDING_READS {
-                return fail(ErrorCode::RateLimited, "too many history requests in flight");
+                return fail(
+                    ErrorCode::RateLimited,
+                    "too many history requests in flight",
+                );
             }
             ws.pending_reads += 1;
         }

@@ -30,6 +30,8 @@ struct Client {
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     writable: bool,
+    /// When the TCP connect was started (for the time to `hello`).
+    dialed: Instant,
 }
 
 pub struct Fleet {
@@ -40,6 +42,8 @@ pub struct Fleet {
     source: Option<IpAddr>,
     /// `error` replies and failed connections.
     pub errors: u64,
+    /// Microseconds from dial to `hello`, one entry per greeted socket.
+    pub hello_us: Vec<u32>,
 }
 
 impl Fleet {
@@ -51,6 +55,7 @@ impl Fleet {
             server,
             source,
             errors: 0,
+            hello_us: Vec::new(),
         })
     }
 
@@ -139,6 +144,7 @@ impl Fleet {
                     rbuf: Vec::new(),
                     wbuf: req.into_bytes(),
                     writable: false,
+                    dialed: Instant::now(),
                 });
                 made += 1;
                 next += step;
@@ -225,7 +231,12 @@ impl Fleet {
                         }
                     }
                 }
+                let greeted = matches!(c.state, State::Open { hello: true });
                 self.errors += process(i, c, at, &mut f);
+                if !greeted && matches!(c.state, State::Open { hello: true }) {
+                    let us = at.duration_since(c.dialed).as_micros();
+                    self.hello_us.push(us.min(u32::MAX as u128) as u32);
+                }
             }
         }
     }

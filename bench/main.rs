@@ -6,6 +6,7 @@
 //! Each prints a human summary, or one JSON object with `--json`.
 
 mod client;
+mod connect;
 
 use client::{Event, Fleet};
 use serde_json::{json, Value};
@@ -26,7 +27,8 @@ options:
   --server HOST:PORT  (127.0.0.1:8000)   -n N (1000)        --users K (20)
   --rate PER_SEC (5000)                  --senders S (10)   --msg-rate R (1000)
   --duration SECS (10)                   --hold SECS (0)    --pid SERVER_PID
-  --procs P (1: split connect over P processes, source addresses 127.0.0.2..)
+  --procs P (1; connect splits over P processes with source addresses 127.0.0.2..,
+           and by itself into ceil(N/10000) processes past 19,000 sockets)
   --source IP (bind client sockets to this address)       --threads T (4)   --json";
 
 #[derive(Clone, Debug)]
@@ -47,6 +49,8 @@ pub struct Opts {
     pub json: bool,
     /// Tokens passed by a parent process (comma-separated), so children skip logins.
     pub tokens: Option<String>,
+    /// Set by a parent `connect` on its children (`--child 1`): report, then hold.
+    pub child: bool,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -68,6 +72,7 @@ fn parse_opts() -> Result<Opts, String> {
         threads: 4,
         json: false,
         tokens: None,
+        child: false,
     };
     while let Some(flag) = args.next() {
         if flag == "--json" {
@@ -90,6 +95,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--source" => o.source = Some(v.parse().map_err(|_| format!("bad --source {v}"))?),
             "--threads" => o.threads = v.parse().map_err(bad)?,
             "--tokens" => o.tokens = Some(v),
+            "--child" => o.child = v == "1",
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -105,7 +111,7 @@ fn main() {
         }
     };
     let result = match o.mode.as_str() {
-        "connect" => connect(&o),
+        "connect" => connect::connect(&o),
         "fanout" => fanout(&o),
         "churn" => churn(&o),
         "login" => login(&o),
@@ -113,6 +119,9 @@ fn main() {
     };
     match result {
         Ok(v) => {
+            if v.is_null() {
+                return;
+            }
             if o.json {
                 println!("{v}");
             } else {
@@ -168,7 +177,7 @@ pub fn http(
 }
 
 /// Registers (if needed) and logs in `k` users; returns their tokens.
-fn tokens(o: &Opts) -> Result<Vec<String>, String> {
+pub fn tokens(o: &Opts) -> Result<Vec<String>, String> {
     if let Some(t) = &o.tokens {
         return Ok(t.split(',').map(str::to_string).collect());
     }
@@ -195,7 +204,7 @@ fn tokens(o: &Opts) -> Result<Vec<String>, String> {
 
 // ---- /proc ------------------------------------------------------------------------
 
-fn rss_kib(pid: i32) -> Option<u64> {
+pub fn rss_kib(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find(|l| l.starts_with("VmRSS:"))?
@@ -205,12 +214,12 @@ fn rss_kib(pid: i32) -> Option<u64> {
         .ok()
 }
 
-fn fds(pid: i32) -> Option<usize> {
+pub fn fds(pid: i32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// CPU seconds (user + system) of a process.
-fn cpu_secs(pid: &str) -> Option<f64> {
+pub fn cpu_secs(pid: &str) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let f: Vec<&str> = s[s.rfind(')')? + 2..].split_whitespace().collect();
     let ticks: f64 = f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?;
@@ -219,11 +228,11 @@ fn cpu_secs(pid: &str) -> Option<f64> {
     Some(ticks / hz)
 }
 
-fn server_cpu(o: &Opts) -> Option<f64> {
+pub fn server_cpu(o: &Opts) -> Option<f64> {
     o.pid.and_then(|p| cpu_secs(&p.to_string()))
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+pub fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -231,117 +240,6 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 // ---- modes ------------------------------------------------------------------------
-
-fn connect(o: &Opts) -> Result<Value, String> {
-    if o.procs > 1 {
-        return connect_split(o);
-    }
-    let tokens = tokens(o)?;
-    let rss_before = o.pid.and_then(rss_kib);
-    let cpu0 = server_cpu(o);
-    let mut fleet = Fleet::new(o.server, o.source)?;
-    let t0 = Instant::now();
-    let opened = fleet.open_paced(o.n, o.rate, &tokens, Duration::from_secs(60))?;
-    let open_secs = t0.elapsed().as_secs_f64();
-    let cpu1 = server_cpu(o);
-    // Let the server settle before reading its memory.
-    fleet.run_for(Duration::from_millis(500), |_| {});
-    let rss_after = o.pid.and_then(rss_kib);
-    if o.hold > 0.0 {
-        fleet.run_for(Duration::from_secs_f64(o.hold), |_| {});
-    }
-    let failed = o.n - opened;
-    let per_conn = match (rss_before, rss_after) {
-        (Some(a), Some(b)) if opened > 0 => {
-            Some((b.saturating_sub(a) * 1024) as f64 / opened as f64)
-        }
-        _ => None,
-    };
-    Ok(json!({
-        "mode": "connect",
-        "ok": failed == 0,
-        "connections": opened,
-        "failed": failed,
-        "open_secs": open_secs,
-        "upgrades_per_sec": opened as f64 / open_secs,
-        "server_rss_before_kib": rss_before,
-        "server_rss_after_kib": rss_after,
-        "server_bytes_per_conn": per_conn,
-        "server_cpu_secs": cpu0.zip(cpu1).map(|(a, b)| b - a),
-        "bench_cpu_secs": cpu_secs("self"),
-    }))
-}
-
-/// Past one process's descriptor limit: children, each with its own source address.
-fn connect_split(o: &Opts) -> Result<Value, String> {
-    let tokens = tokens(o)?.join(",");
-    let rss_before = o.pid.and_then(rss_kib);
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let per = o.n.div_ceil(o.procs);
-    let t0 = Instant::now();
-    let children: Vec<_> = (0..o.procs)
-        .map(|i| {
-            let n = per.min(o.n - (i * per).min(o.n));
-            std::process::Command::new(&exe)
-                .args([
-                    "connect",
-                    "--json",
-                    "--server",
-                    &o.server.to_string(),
-                    "-n",
-                    &n.to_string(),
-                ])
-                .args([
-                    "--rate",
-                    &(o.rate / o.procs as f64).to_string(),
-                    "--tokens",
-                    &tokens,
-                ])
-                .args(["--source", &format!("127.0.0.{}", 2 + i % 8)])
-                .args(["--hold", &(o.hold + 3.0).to_string()])
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .map_err(|e| e.to_string())
-        })
-        .collect::<Result<_, _>>()?;
-    // Read the server's memory while every child still holds its sockets.
-    let mut rss_after = None;
-    let mut results = Vec::new();
-    for c in children {
-        let out = c.wait_with_output().map_err(|e| e.to_string())?;
-        if rss_after.is_none() {
-            rss_after = o.pid.and_then(rss_kib);
-        }
-        results
-            .push(serde_json::from_slice::<Value>(&out.stdout).map_err(|e| format!("child: {e}"))?);
-    }
-    let opened: u64 = results
-        .iter()
-        .map(|r| r["connections"].as_u64().unwrap_or(0))
-        .sum();
-    let open_secs = results
-        .iter()
-        .map(|r| r["open_secs"].as_f64().unwrap_or(0.0))
-        .fold(0.0, f64::max);
-    let max_child_rss = results
-        .iter()
-        .filter_map(|r| r["server_rss_after_kib"].as_u64())
-        .max();
-    let _ = t0;
-    let failed = o.n as u64 - opened;
-    Ok(json!({
-        "mode": "connect",
-        "ok": failed == 0,
-        "processes": o.procs,
-        "connections": opened,
-        "failed": failed,
-        "open_secs": open_secs,
-        "upgrades_per_sec": opened as f64 / open_secs.max(1e-9),
-        "server_rss_before_kib": rss_before,
-        "server_rss_after_kib": rss_after.or(max_child_rss),
-        "server_bytes_per_conn": rss_before.zip(rss_after).map(|(a, b)| (b.saturating_sub(a) * 1024) as f64 / opened.max(1) as f64),
-    }))
-}
 
 fn fanout(o: &Opts) -> Result<Value, String> {
     let tokens = tokens(o)?;

@@ -44,6 +44,8 @@ pub struct Fleet {
     pub errors: u64,
     /// Microseconds from dial to `hello`, one entry per greeted socket.
     pub hello_us: Vec<u32>,
+    /// Read buffer shared by every socket (allocated and zeroed once).
+    scratch: Vec<u8>,
 }
 
 impl Fleet {
@@ -56,6 +58,7 @@ impl Fleet {
             source,
             errors: 0,
             hello_us: Vec::new(),
+            scratch: vec![0; 65536],
         })
     }
 
@@ -195,18 +198,12 @@ impl Fleet {
             return;
         }
         let at = Instant::now();
-        let ready: Vec<(usize, bool, bool)> = self
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    e.token().0,
-                    e.is_readable() || e.is_read_closed(),
-                    e.is_writable(),
-                )
-            })
-            .collect();
-        for (i, readable, writable) in ready {
+        for e in self.events.iter() {
+            let (i, readable, writable) = (
+                e.token().0,
+                e.is_readable() || e.is_read_closed(),
+                e.is_writable(),
+            );
             let Some(c) = self.conns.get_mut(i) else {
                 continue;
             };
@@ -215,14 +212,21 @@ impl Fleet {
                 flush(c);
             }
             if readable {
-                let mut chunk = [0u8; 65536];
+                let chunk = &mut self.scratch[..];
                 loop {
-                    match c.stream.read(&mut chunk) {
+                    match c.stream.read(chunk) {
                         Ok(0) => {
                             c.state = State::Closed;
                             break;
                         }
-                        Ok(k) => c.rbuf.extend_from_slice(&chunk[..k]),
+                        Ok(k) => {
+                            c.rbuf.extend_from_slice(&chunk[..k]);
+                            // A short read emptied the socket; more data raises a new
+                            // edge, so skip the read that would only say WouldBlock.
+                            if k < chunk.len() {
+                                break;
+                            }
+                        }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                         Err(_) => {
@@ -275,15 +279,16 @@ fn process(i: usize, c: &mut Client, at: Instant, f: &mut impl FnMut(Event)) -> 
         match op {
             1 => {
                 let text = std::str::from_utf8(&c.rbuf[lo..hi]).unwrap_or("");
+                let kind = field(text, "\"type\":\"").unwrap_or("");
                 if let State::Open { hello } = &mut c.state {
                     if !*hello {
-                        *hello = text.contains("\"type\":\"hello\"");
+                        *hello = kind == "hello";
                         continue;
                     }
                 }
-                if text.contains("\"type\":\"error\"") {
+                if kind == "error" {
                     errors += 1;
-                } else if text.contains("\"type\":\"message\"") {
+                } else if kind == "message" {
                     if let Some(t) = field(text, "\"text\":\"") {
                         f(Event {
                             conn: i,

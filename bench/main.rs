@@ -27,6 +27,7 @@ options:
   --server HOST:PORT  (127.0.0.1:8000)   -n N (1000)        --users K (20)
   --rate PER_SEC (5000)                  --senders S (10)   --msg-rate R (1000)
   --duration SECS (10)                   --hold SECS (0)    --pid SERVER_PID
+  --settle SECS (0.3: fanout's pause between connecting and sending)
   --procs P (1; connect splits over P processes with source addresses 127.0.0.2..,
            and by itself into ceil(N/10000) processes past 19,000 sockets)
   --source IP (bind client sockets to this address)       --threads T (4)   --json";
@@ -42,6 +43,7 @@ pub struct Opts {
     pub msg_rate: f64,
     pub duration: f64,
     pub hold: f64,
+    pub settle: f64,
     pub pid: Option<i32>,
     pub procs: usize,
     pub source: Option<IpAddr>,
@@ -66,6 +68,7 @@ fn parse_opts() -> Result<Opts, String> {
         msg_rate: 1000.0,
         duration: 10.0,
         hold: 0.0,
+        settle: 0.3,
         pid: None,
         procs: 1,
         source: None,
@@ -90,6 +93,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--msg-rate" => o.msg_rate = v.parse().map_err(|_| format!("bad --msg-rate {v}"))?,
             "--duration" => o.duration = v.parse().map_err(|_| format!("bad --duration {v}"))?,
             "--hold" => o.hold = v.parse().map_err(|_| format!("bad --hold {v}"))?,
+            "--settle" => o.settle = v.parse().map_err(|_| format!("bad --settle {v}"))?,
             "--pid" => o.pid = Some(v.parse().map_err(bad)?),
             "--procs" => o.procs = v.parse().map_err(bad)?,
             "--source" => o.source = Some(v.parse().map_err(|_| format!("bad --source {v}"))?),
@@ -248,7 +252,12 @@ fn fanout(o: &Opts) -> Result<Value, String> {
     if opened < o.n {
         return Err(format!("only {opened} of {} connections opened", o.n));
     }
-    fleet.run_for(Duration::from_millis(300), |_| {});
+    // The marker lets a profiler attach to the server between connecting and sending.
+    eprintln!(
+        "chatterbox-bench: fanout: {opened} connected; sending in {} s",
+        o.settle
+    );
+    fleet.run_for(Duration::from_secs_f64(o.settle), |_| {});
     let senders = o.senders.clamp(1, o.n);
     let interval = Duration::from_secs_f64(1.0 / o.msg_rate);
     let duration = Duration::from_secs_f64(o.duration);

@@ -401,6 +401,9 @@ fn churn(o: &Opts) -> Result<Value, String> {
     let duration = Duration::from_secs_f64(o.duration);
     let mut cycles = 0u64;
     let batch = (o.rate / 10.0).ceil().max(1.0) as usize;
+    // RSS half-way too: warm-up growth (allocator arenas, slab and map capacity) stops,
+    // a leak keeps growing in the second half as in the first.
+    let mut rss_mid = None;
     while t0.elapsed() < duration {
         let tick = Instant::now();
         let opened = fleet.open_paced(batch, o.rate * 4.0, &tokens, Duration::from_secs(10))?;
@@ -408,10 +411,13 @@ fn churn(o: &Opts) -> Result<Value, String> {
         fleet.close_all();
         let left = Duration::from_millis(100).saturating_sub(tick.elapsed());
         fleet.run_for(left, |_| {});
+        if rss_mid.is_none() && t0.elapsed() >= duration / 2 {
+            rss_mid = pid.and_then(rss_kib);
+        }
     }
+    let secs = t0.elapsed().as_secs_f64();
     fleet.run_for(Duration::from_secs(2), |_| {});
     let (rss1, fds1) = (pid.and_then(rss_kib), pid.and_then(fds));
-    let secs = t0.elapsed().as_secs_f64();
     let rss_ok = rss0
         .zip(rss1)
         .is_none_or(|(a, b)| (b as f64) <= a as f64 * 1.05 + 1024.0);
@@ -422,6 +428,7 @@ fn churn(o: &Opts) -> Result<Value, String> {
         "connections_opened_and_closed": cycles,
         "per_sec": cycles as f64 / secs,
         "server_rss_before_kib": rss0,
+        "server_rss_mid_kib": rss_mid,
         "server_rss_after_kib": rss1,
         "server_fds_before": fds0,
         "server_fds_after": fds1,

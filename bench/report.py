@@ -198,7 +198,8 @@ if rs:
     w(
         f"- churn: {num(r.get('connections_opened_and_closed'))} authenticated WebSockets opened "
         f"and closed ({num(r.get('per_sec'))}/s); server RSS {num(r.get('server_rss_before_kib'))} "
-        f"→ {num(r.get('server_rss_after_kib'))} KiB, open fds {r.get('server_fds_before')} → "
+        f"→ {num(r.get('server_rss_mid_kib'))} KiB half-way → "
+        f"{num(r.get('server_rss_after_kib'))} KiB after, open fds {r.get('server_fds_before')} → "
         f"{r.get('server_fds_after')}, {num(r.get('failed'))} failed. {cmd('churn')}"
     )
 rs = runs("login")
@@ -280,8 +281,11 @@ if ch:
     if None not in (a, b, fa, fb):
         drss = (b - a) / a * 100
         dfd = (fb - fa) / fa * 100
+        mid = r.get("server_rss_mid_kib")
+        half = f" ({(b - mid) / a * 100:+.1f}% of it in the second half)" if mid else ""
         w(
-            f"| churn: RSS and fds back to baseline ±5% | RSS {drss:+.1f}%, fds {dfd:+.1f}% | "
+            f"| churn: RSS and fds back to baseline ±5% | RSS {drss:+.1f}%{half}, "
+            f"fds {dfd:+.1f}% | "
             f"{verdict(abs(drss) <= 5 and abs(dfd) <= 5, f'(RSS {drss:+.1f}%)')} |"
         )
 w("")
@@ -330,6 +334,30 @@ if meta:
         m = pat.match(line)
         if m:
             rows.append((float(m.group(1)), m.group(2), m.group(3), m.group(4)))
+    incl = {}
+    cpath = os.path.join(DIR, "perf.children")
+    if os.path.exists(cpath):
+        for line in open(cpath):
+            m = re.match(r"^\s*([\d.]+)%\s+([\d.]+)%\s+\[(.)\]\s+(\S+)", line)
+            if m:
+                incl.setdefault(m.group(4), float(m.group(1)))
+    stages = [
+        ("do_writev", "`writev` system calls, all that happens inside them"),
+        ("tcp_sendmsg", "… TCP send (`tcp_sendmsg`)"),
+        ("net_rx_action", "… of which loopback receive in softirq on the server's core (`net_rx_action`): "
+         "the clients' side of TCP, charged to the server because loopback delivers inline"),
+        ("sock_def_readable", "… of which waking the reading client (`sock_def_readable`)"),
+        ("do_epoll_wait", "`epoll_wait` (the reactor waiting for or collecting events)"),
+    ]
+    if incl:
+        w("Inclusive shares of the server's core along the delivery path (`perf report --children`):")
+        w("")
+        w("| inclusive share | ns per delivery | what |")
+        w("|---|---|---|")
+        for sym, what in stages:
+            if sym in incl:
+                w(f"| {incl[sym]:.1f}% | {ns * incl[sym] / 100:,.0f} | {what} |")
+        w("")
     if rows:
         w("Top symbols (self time; `[k]` kernel, `[.]` user space):")
         w("")

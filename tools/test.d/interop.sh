@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
 # Interoperability with clients nobody here wrote: curl (every HTTP endpoint), websocat,
-# Python `websockets` and Node `ws`, against a fresh release server. Installs websocat
-# (cargo), the Python package (in tools/.venv) and the npm package when missing.
+# Python `websockets` and Node `ws`, against a fresh release server (installing them
+# when missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
-command -v websocat >/dev/null || cargo install websocat --locked --quiet
-[ -x tools/.venv/bin/python ] || python3 -m venv tools/.venv
-tools/.venv/bin/python -c 'import websockets' 2>/dev/null || tools/.venv/bin/pip install --quiet 'websockets>=13'
-[ -d tests/interop/node_modules/ws ] || (cd tests/interop && npm ci --no-audit --no-fund --silent)
+. tools/test.d/clients-install.inc
 
 dir=$(mktemp -d)
 target/release/chatterbox --listen 127.0.0.1:0 --db "$dir/interop.db" --auth-per-minute 100000 \

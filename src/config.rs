@@ -47,6 +47,22 @@ pub const DEFAULT_MSG_BURST: f64 = 20.0;
 pub const DEFAULT_TYPING_RATE: f64 = 2.0;
 /// Login and register attempts per IP address per minute (also the burst).
 pub const DEFAULT_AUTH_PER_MINUTE: f64 = 10.0;
+/// `general` is created by the first migration with this id; everyone is a member.
+pub const GENERAL_ID: i64 = 1;
+/// Default and largest page of history over HTTP and WebSocket.
+pub const HISTORY_DEFAULT: usize = 50;
+pub const HISTORY_MAX: usize = 200;
+/// Most messages a `join` with `since` returns.
+pub const CATCH_UP_MAX: usize = 1000;
+/// History reads one socket may have waiting on the reader threads.
+pub const MAX_PENDING_READS: u8 = 4;
+/// Default and largest number of search results.
+pub const SEARCH_DEFAULT: usize = 20;
+pub const SEARCH_MAX: usize = 100;
+/// Longest search query, in bytes.
+pub const MAX_QUERY_BYTES: usize = 500;
+/// Per-IP login buckets are pruned (full ones dropped) past this many addresses.
+pub const IP_BUCKETS_PRUNE_AT: usize = 10_000;
 /// File descriptors kept back from the connection limit for SQLite, workers and a spare.
 pub const FD_MARGIN: usize = 64;
 

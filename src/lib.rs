@@ -1,22 +1,28 @@
 //! Chatterbox: a real-time chat server in one small binary.
 //!
 //! # Layout
-//! - `config`: every knob and its default.
-//! - `reactor`: the single-threaded mio event loop that owns all connections and chat
-//!   state; `Server::new` + `Server::run` are the entry points.
-//! - `http`: request parsing (pure) and responses; routes live in `reactor::routes`.
+//! - `config`: every knob and limit, with its default.
+//! - `reactor`: the single-threaded mio event loop; it owns every connection and the Hub
+//!   and does all I/O. `Server::new` + `Server::run` are the entry points.
+//! - `chat`: the `Hub` (all chat state and rules, no I/O: requests and `now` in,
+//!   `Effect`s out) and the wire protocol's types.
+//! - `http`: request parsing, routing (both pure) and responses.
 //! - `ws`: upgrade validation and server frame encoding (framing itself is tungstenite).
-//! - `chat`: protocol types, rooms and presence, and the handler of each client message.
 //! - `auth`: usernames, passwords (argon2 on a thread pool) and session tokens.
-//! - `store`: the SQLite writer thread (group commit), reader threads, schema.
-//! - `ratelimit`, `metrics`, `time`: small helpers.
+//! - `store`: the writer thread (group commit), reader threads, schema; `StoreCmd` and
+//!   `Completion` are its seam.
+//! - `id`, `pool`, `ratelimit`, `metrics`, `time`: shared values and small helpers.
 //! - `web`: the browser UI, embedded in the binary.
+//!
+//! Imports point one way: `reactor` → `chat` → (`auth`, `store`, `http`, …) → `id`.
 
 pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod http;
+pub mod id;
 pub mod metrics;
+pub mod pool;
 pub mod ratelimit;
 pub mod reactor;
 pub mod store;

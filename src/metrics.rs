@@ -1,5 +1,10 @@
-//! Counters kept by the reactor and their Prometheus text form.
+//! Counters kept by the reactor and the Hub; the endpoints that show them: `/healthz`,
+//! `/metrics` (Prometheus text) and `/admin/stats`.
 
+use crate::chat::{ChatStats, Hub};
+use crate::http::{Request, Response};
+use crate::time::Now;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -36,6 +41,12 @@ pub struct Gauges {
 impl Metrics {
     pub fn new() -> Metrics {
         Metrics::default()
+    }
+
+    /// Takes the Hub's counters, which it keeps itself.
+    pub fn absorb(&mut self, chat: ChatStats) {
+        self.messages_stored = chat.messages_stored;
+        self.rate_limited = chat.rate_limited;
     }
 
     pub fn count_status(&mut self, status: u16) {
@@ -171,4 +182,62 @@ impl Metrics {
         }
         out
     }
+}
+
+/// `GET /healthz`: 503 while the storage writer fails.
+pub fn healthz(storage_ok: bool) -> Response {
+    if storage_ok {
+        Response::json(200, &json!({ "status": "ok" }))
+    } else {
+        Response::json(
+            503,
+            &json!({ "status": "unavailable", "error": "overloaded", "message": "storage is failing" }),
+        )
+    }
+}
+
+/// `GET /metrics`.
+pub fn exposition(m: &mut Metrics, g: &Gauges, hub: &Hub) -> Response {
+    m.absorb(hub.stats);
+    Response::new(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        m.render(g).into_bytes(),
+    )
+}
+
+/// `GET /admin/stats`: who is online, rooms by activity, rates; admins only.
+pub fn admin_stats(m: &mut Metrics, g: &Gauges, hub: &Hub, req: &Request, now: Now) -> Response {
+    let Some(user) = hub.authenticate(req, now) else {
+        return Response::error(401, "unauthorized", "missing, invalid or expired token")
+            .with_header("WWW-Authenticate", "Bearer");
+    };
+    if !hub.is_admin(user) {
+        return Response::error(403, "forbidden", "admins only");
+    }
+    m.absorb(hub.stats);
+    m.sample(now.mono);
+    let (stored, delivered) = m.rates();
+    let mut rooms: Vec<Value> = hub
+        .room_summaries()
+        .into_iter()
+        .map(|(name, private, members, online)| {
+            json!({ "name": name, "private": private, "members": members, "online": online })
+        })
+        .collect();
+    rooms.sort_by(|a, b| b["online"].as_u64().cmp(&a["online"].as_u64()));
+    Response::json(
+        200,
+        &json!({
+            "online_users": hub.online_names(),
+            "connections": g.connections,
+            "websockets": g.websockets,
+            "rooms": rooms,
+            "messages_stored_per_sec": stored,
+            "deliveries_per_sec": delivered,
+            "messages_stored_total": m.messages_stored,
+            "deliveries_total": m.frames_delivered,
+            "storage_ok": g.storage_ok,
+        }),
+    )
 }

@@ -3,7 +3,24 @@
 //! Timestamps are stored as integers (ms) and only turned into text at the edge, so the
 //! conversion here is pure and has no time-zone database: everything is UTC.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The time of one reactor pass, handed to the Hub so that it never reads a clock:
+/// `mono` for budgets and deadlines, `wall_ms` for what is stored and shown.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub mono: Instant,
+    pub wall_ms: i64,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        Now {
+            mono: Instant::now(),
+            wall_ms: now_ms(),
+        }
+    }
+}
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> i64 {

@@ -12,8 +12,7 @@ use blake2::{Blake2b, Digest};
 /// BLAKE2b with a 32-byte output.
 type Blake2b256 = Blake2b<blake2::digest::consts::U32>;
 
-/// A token's stored form.
-pub type TokenHash = [u8; 32];
+pub use crate::id::TokenHash;
 
 /// A new random session token (64 hex characters).
 pub fn new_token() -> String {

@@ -3,100 +3,87 @@
 //! Jobs come in on one channel shared by the threads; each answer goes back through the
 //! reactor's completion channel and wakes it.
 
-use crate::store::{Completion, Notifier};
+use crate::id::UserId;
+use crate::store::{Completion, Notifier, Outcome, ReplyTo};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Who asked: the reactor's connection key and its serial number.
-pub type ConnRef = (usize, u64);
+#[derive(Debug)]
+pub struct AuthJob {
+    pub reply: ReplyTo,
+    pub op: AuthOp,
+}
 
-pub enum AuthJob {
+pub enum AuthOp {
     /// Hash a new user's password.
-    Hash {
-        conn: ConnRef,
-        username: String,
-        password: String,
-    },
+    Hash { username: String, password: String },
     /// Check a password against a stored hash; `None` for an unknown user, which is
     /// checked against a dummy hash so it costs the same time as a wrong password.
     Verify {
-        conn: ConnRef,
-        user_id: Option<i64>,
+        user_id: Option<UserId>,
         password: String,
         phc: Option<String>,
     },
 }
 
-pub enum AuthDone {
-    Hashed {
-        conn: ConnRef,
-        username: String,
-        phc: Result<String, String>,
-    },
-    Verified {
-        conn: ConnRef,
-        user_id: Option<i64>,
-        ok: bool,
-    },
+impl std::fmt::Debug for AuthOp {
+    // Never print a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthOp::Hash { .. } => f.write_str("Hash"),
+            AuthOp::Verify { user_id, .. } => write!(f, "Verify({user_id:?})"),
+        }
+    }
+}
+
+/// The error of a job the pool could not take.
+pub const POOL_DOWN: &str = "the password pool is not running";
+
+impl AuthOp {
+    /// The outcome when the pool could not take the job.
+    pub fn failed(&self) -> Outcome {
+        let why = POOL_DOWN.to_string();
+        match self {
+            AuthOp::Hash { username, .. } => Outcome::Hashed {
+                username: username.clone(),
+                phc: Err(why),
+            },
+            AuthOp::Verify { .. } => Outcome::Verified(Err(why)),
+        }
+    }
 }
 
 /// Starts `threads` workers.
 pub fn start(threads: usize, notify: Notifier) -> (Sender<AuthJob>, Vec<JoinHandle<()>>) {
-    let (tx, rx) = std::sync::mpsc::channel::<AuthJob>();
-    let rx = Arc::new(Mutex::new(rx));
     let dummy = Arc::new(hash_password("not a real password").expect("argon2 works"));
-    let handles = (0..threads)
-        .map(|i| {
-            let rx = Arc::clone(&rx);
-            let notify = notify.clone();
-            let dummy = Arc::clone(&dummy);
-            std::thread::Builder::new()
-                .name(format!("argon2-{i}"))
-                .spawn(move || worker(rx, notify, dummy))
-                .expect("spawn password thread")
-        })
-        .collect();
-    (tx, handles)
-}
-
-fn worker(rx: Arc<Mutex<Receiver<AuthJob>>>, notify: Notifier, dummy: Arc<String>) {
-    loop {
-        let job = match rx.lock() {
-            Ok(guard) => guard.recv(),
-            Err(_) => return,
-        };
-        let Ok(job) = job else { return };
-        let done = match job {
-            AuthJob::Hash {
-                conn,
-                username,
-                password,
-            } => AuthDone::Hashed {
-                conn,
-                username,
-                phc: hash_password(&password),
-            },
-            AuthJob::Verify {
-                conn,
-                user_id,
-                password,
-                phc,
-            } => {
-                let ok = verify_password(&password, phc.as_deref().unwrap_or(&dummy));
-                AuthDone::Verified {
-                    conn,
+    crate::pool::start(
+        "argon2",
+        vec![(); threads],
+        move |_: &mut (), job: AuthJob| {
+            let outcome = match job.op {
+                AuthOp::Hash { username, password } => Outcome::Hashed {
+                    username,
+                    phc: hash_password(&password),
+                },
+                AuthOp::Verify {
                     user_id,
-                    ok: ok && user_id.is_some(),
+                    password,
+                    phc,
+                } => {
+                    let ok = verify_password(&password, phc.as_deref().unwrap_or(&dummy));
+                    Outcome::Verified(Ok(user_id.filter(|_| ok)))
                 }
-            }
-        };
-        if !notify.send(Completion::Auth(done)) {
-            return;
-        }
-    }
+            };
+            notify.send(Completion {
+                reply: Some(job.reply),
+                outcome,
+            })
+        },
+    )
+    .expect("spawn password threads")
 }
 
 /// argon2id with the crate's default cost and a fresh random salt, as a PHC string.

@@ -1,6 +1,25 @@
-//! Chat: the wire protocol's message types, the room and presence model, and the
-//! handlers that turn client requests into state changes, store commands and broadcasts.
+//! Chat: the `Hub`, which owns every piece of chat state (users, tokens, rooms and
+//! membership, presence, read cursors, budgets, the in-memory history rings), and the
+//! wire protocol's types.
+//!
+//! The Hub is plain data with methods. It never touches a socket, a channel or the
+//! clock: each entry point takes the request and `now` and returns `Effect`s for the
+//! reactor to carry out. So every chat rule is unit-tested by calling the Hub.
+//!
+//! - `hub`: the state, `Effect`, sockets and presence, and the rules shared by all.
+//! - `ws`: one handler per WebSocket request.
+//! - `account`, `queries`: the HTTP endpoints (accounts; rooms, history, search).
+//! - `done`: completions from the writer, the readers and the password pool.
+//! - `room`: the records (`User`, `Room` with its ring of recent messages).
+//! - `protocol`: decoding client requests and encoding server events.
 
-pub mod handlers;
+mod account;
+mod done;
+mod hub;
 pub mod protocol;
-pub mod state;
+mod queries;
+pub mod room;
+mod ws;
+
+
+pub use hub::{ChatStats, Effect, Except, Hub, TokenInfo};

@@ -1,11 +1,9 @@
-//! Users, rooms, membership, presence and the per-room ring of recent messages: plain
-//! data owned by the reactor, with no I/O, so the rules are tested without sockets.
+//! Users, rooms, membership, presence and the per-room ring of recent messages: the
+//! Hub's records, plain data with no I/O.
 
+use crate::id::{ConnId, RoomId, UserId};
 use crate::store::MessageRow;
 use std::collections::{HashMap, HashSet, VecDeque};
-
-/// Key of a connection in the reactor's slab.
-pub type ConnKey = usize;
 
 pub struct User {
     pub id: i64,
@@ -13,9 +11,9 @@ pub struct User {
     pub pw_hash: String,
     pub last_seen: Option<i64>,
     /// Open WebSocket connections of this user.
-    pub conns: Vec<ConnKey>,
+    pub conns: Vec<ConnId>,
     /// Rooms the user is a member of.
-    pub rooms: HashSet<i64>,
+    pub rooms: HashSet<RoomId>,
 }
 
 pub struct Room {
@@ -24,11 +22,11 @@ pub struct Room {
     pub private: bool,
     pub owner: Option<i64>,
     /// Member user id → read cursor (highest message id seen).
-    pub members: HashMap<i64, i64>,
+    pub members: HashMap<UserId, i64>,
     /// Connections receiving this room's events.
-    pub conns: HashSet<ConnKey>,
+    pub conns: HashSet<ConnId>,
     /// Online members → how many of their connections are in `conns`.
-    pub online: HashMap<i64, u32>,
+    pub online: HashMap<UserId, u32>,
     /// Recent committed messages, oldest first, ids increasing.
     pub ring: VecDeque<MessageRow>,
     /// Highest id dropped from the ring (0: the ring holds the whole history).
@@ -129,7 +127,7 @@ impl Room {
     }
 
     /// Subscribes a connection of `user`. True if the user just came online here.
-    pub fn attach(&mut self, conn: ConnKey, user: i64) -> bool {
+    pub fn attach(&mut self, conn: ConnId, user: i64) -> bool {
         if !self.conns.insert(conn) {
             return false;
         }
@@ -139,7 +137,7 @@ impl Room {
     }
 
     /// Unsubscribes a connection. True if that was the user's last one here.
-    pub fn detach(&mut self, conn: ConnKey, user: i64) -> bool {
+    pub fn detach(&mut self, conn: ConnId, user: i64) -> bool {
         if !self.conns.remove(&conn) {
             return false;
         }
@@ -209,16 +207,20 @@ mod tests {
         assert_eq!((m[0].id, more), (8, true));
     }
 
+    fn c(key: usize) -> ConnId {
+        ConnId { key, serial: 1 }
+    }
+
     #[test]
     fn presence_counts_connections_per_user() {
         let mut r = Room::new(1, "a".into(), false, None);
-        assert!(r.attach(10, 1));
-        assert!(!r.attach(11, 1));
-        assert!(!r.attach(11, 1), "attaching twice changes nothing");
-        assert!(r.attach(12, 2));
-        assert!(!r.detach(10, 1));
-        assert!(r.detach(11, 1));
-        assert!(!r.detach(11, 1));
+        assert!(r.attach(c(10), 1));
+        assert!(!r.attach(c(11), 1));
+        assert!(!r.attach(c(11), 1), "attaching twice changes nothing");
+        assert!(r.attach(c(12), 2));
+        assert!(!r.detach(c(10), 1));
+        assert!(r.detach(c(11), 1));
+        assert!(!r.detach(c(11), 1));
         assert_eq!(r.online.len(), 1);
     }
 

@@ -6,8 +6,10 @@
 //! Routing lives in the reactor, which owns the state the routes need.
 
 pub mod response;
+pub mod route;
 
 pub use response::Response;
+pub use route::{route, Route};
 
 /// Hard limits on one request.
 #[derive(Clone, Copy, Debug)]

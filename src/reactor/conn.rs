@@ -1,22 +1,24 @@
 //! One connection: its socket, its output queue, and its state (HTTP, WebSocket or
-//! closing), changed as a whole rather than through flags.
+//! closing), each state changed as a whole rather than through flags.
 
 use super::outq::{Chunk, OutQueue};
-use crate::auth::TokenHash;
 use crate::config::Config;
+use crate::id::ConnId;
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
 /// Bytes tungstenite reads per call; small because most connections are idle and each
 /// holds this buffer (a 64 KiB frame just takes more reads).
 pub const WS_READ_BUFFER: usize = 2048;
+/// How long a closing connection may take to flush its last bytes.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
 pub struct Conn {
     pub stream: TcpStream,
-    pub serial: u64,
+    pub id: ConnId,
     pub ip: IpAddr,
     pub state: ConnState,
     pub out: OutQueue,
@@ -36,39 +38,36 @@ pub enum ConnState {
     Closing { since: Instant },
 }
 
+/// Where an HTTP connection is in its request/response cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Between requests: the keep-alive timeout applies.
+    Idle,
+    /// Bytes of a request have arrived: the request timeout applies.
+    Reading,
+    /// A worker has the request; nothing more is parsed until it is answered.
+    Waiting,
+    /// The last response is queued; the connection closes once it is sent.
+    Done,
+}
+
 pub struct HttpConn {
     pub buf: Vec<u8>,
-    /// When the current request (or idle period) started.
-    pub phase_started: Instant,
-    /// Between requests: the keep-alive timeout applies, not the request timeout.
-    pub idle: bool,
-    /// A request is being served by another thread; parse nothing more until answered.
-    pub waiting: bool,
+    pub phase: Phase,
+    /// When the current phase started.
+    pub since: Instant,
+    /// The request being answered allows another after it.
     pub keep_alive: bool,
-    /// The response being sent is the last one.
-    pub closing: bool,
 }
 
 pub struct WsConn {
     pub ctx: WebSocketContext,
-    pub user_id: i64,
-    pub token: TokenHash,
-    /// Rooms this connection is attached to.
-    pub rooms: Vec<i64>,
     pub last_rx: Instant,
     pub last_ping: Instant,
-    /// History reads sent to a reader thread and not yet answered.
-    pub pending_reads: u8,
 }
 
 impl WsConn {
-    pub fn new(
-        leftover: Vec<u8>,
-        user_id: i64,
-        token: TokenHash,
-        now: Instant,
-        max_frame: usize,
-    ) -> WsConn {
+    pub fn new(leftover: Vec<u8>, now: Instant, max_frame: usize) -> WsConn {
         let mut cfg = WebSocketConfig::default();
         cfg.read_buffer_size = WS_READ_BUFFER;
         cfg.write_buffer_size = 0;
@@ -76,29 +75,23 @@ impl WsConn {
         cfg.max_message_size = Some(max_frame);
         WsConn {
             ctx: WebSocketContext::from_partially_read(leftover, Role::Server, Some(cfg)),
-            user_id,
-            token,
-            rooms: Vec::new(),
             last_rx: now,
             last_ping: now,
-            pending_reads: 0,
         }
     }
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, serial: u64, ip: IpAddr, now: Instant) -> Conn {
+    pub fn new(stream: TcpStream, id: ConnId, ip: IpAddr, now: Instant) -> Conn {
         Conn {
             stream,
-            serial,
+            id,
             ip,
             state: ConnState::Http(HttpConn {
                 buf: Vec::new(),
-                phase_started: now,
-                idle: false,
-                waiting: false,
+                phase: Phase::Reading,
+                since: now,
                 keep_alive: true,
-                closing: false,
             }),
             out: OutQueue::default(),
             want_write: false,
@@ -111,15 +104,17 @@ impl Conn {
     /// When this connection next needs the timer's attention.
     pub fn deadline(&self, cfg: &Config) -> Instant {
         match &self.state {
-            ConnState::Http(h) if h.idle && h.buf.is_empty() => {
-                h.phase_started + cfg.keepalive_timeout
-            }
-            ConnState::Http(h) => h.phase_started + cfg.request_timeout,
+            ConnState::Http(h) if h.phase == Phase::Idle => h.since + cfg.keepalive_timeout,
+            ConnState::Http(h) => h.since + cfg.request_timeout,
             ConnState::Ws(ws) => {
                 (ws.last_rx + cfg.ws_idle_timeout).min(ws.last_ping + cfg.ping_interval)
             }
-            ConnState::Closing { since } => *since + super::CLOSE_LINGER,
+            ConnState::Closing { since } => *since + CLOSE_LINGER,
         }
+    }
+
+    pub fn is_ws(&self) -> bool {
+        matches!(self.state, ConnState::Ws(_))
     }
 }
 

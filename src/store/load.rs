@@ -4,7 +4,7 @@
 use super::schema;
 use super::writer::{message_from_row, MESSAGE_COLUMNS};
 use super::MessageRow;
-use crate::auth::TokenHash;
+use crate::id::TokenHash;
 use crate::time::now_ms;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;

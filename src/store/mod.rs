@@ -12,8 +12,7 @@ pub mod reader;
 pub mod schema;
 pub mod writer;
 
-use crate::auth::pool::{AuthDone, ConnRef};
-use crate::auth::TokenHash;
+use crate::id::{ConnId, RoomId, TokenHash, UserId};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -21,8 +20,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRow {
     pub id: i64,
-    pub room_id: i64,
-    pub user_id: i64,
+    pub room_id: RoomId,
+    pub user_id: UserId,
     pub text: String,
     /// Milliseconds since the epoch.
     pub ts: i64,
@@ -44,109 +43,192 @@ pub enum StoreError {
     Forbidden,
 }
 
-/// Writes, in the order the reactor sent them.
+/// Where the answer to a job goes: a connection, and how it asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub conn: ConnId,
+    pub via: Via,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// An HTTP request waiting for its response.
+    Http,
+    /// A WebSocket request, with the client's `ref` to echo.
+    Ws { req: Option<String> },
+}
+
+/// A write for the writer thread. Writes run in the order sent; those with a `reply`
+/// are answered with a `Completion` after their transaction commits.
 #[derive(Debug)]
-pub enum StoreCmd {
+pub struct StoreCmd {
+    pub reply: Option<ReplyTo>,
+    pub op: StoreOp,
+}
+
+#[derive(Debug)]
+pub enum StoreOp {
     CreateUser {
-        conn: ConnRef,
         username: String,
         phc: String,
     },
     CreateToken {
-        conn: ConnRef,
         token: String,
         hash: TokenHash,
-        user_id: i64,
+        user_id: UserId,
         expires_at: i64,
     },
     RevokeToken {
-        conn: ConnRef,
         hash: TokenHash,
     },
     CreateRoom {
-        id: i64,
+        id: RoomId,
         name: String,
         private: bool,
-        owner: Option<i64>,
+        owner: Option<UserId>,
     },
     AddMember {
-        room_id: i64,
-        user_id: i64,
+        room_id: RoomId,
+        user_id: UserId,
     },
     RemoveMember {
-        room_id: i64,
-        user_id: i64,
+        room_id: RoomId,
+        user_id: UserId,
     },
     Insert {
-        conn: ConnRef,
-        req: Option<String>,
-        room_id: i64,
-        user_id: i64,
+        room_id: RoomId,
+        user_id: UserId,
         text: String,
         client_id: Option<String>,
     },
     /// Replace a message's text; refused unless `author` wrote it.
     Edit {
-        conn: ConnRef,
-        req: Option<String>,
         id: i64,
-        author: i64,
+        author: UserId,
         text: String,
     },
     /// Empty a message; `author: None` is an admin, who may delete anything.
     Delete {
-        conn: ConnRef,
-        req: Option<String>,
         id: i64,
-        author: Option<i64>,
+        author: Option<UserId>,
     },
     SetCursor {
-        room_id: i64,
-        user_id: i64,
+        room_id: RoomId,
+        user_id: UserId,
         id: i64,
     },
     SetLastSeen {
-        user_id: i64,
+        user_id: UserId,
         at: i64,
     },
     /// Commit what came before, then stop the thread.
     Shutdown,
 }
 
-/// Answers to the reactor, from the writer, the readers and the password pool.
+impl StoreOp {
+    /// The outcome of this write when it did not happen (storage failed, or the writer
+    /// is gone): the same shape of answer as a success, carrying the error.
+    pub fn failed(&self) -> Outcome {
+        let err = StoreError::Unavailable;
+        match self {
+            StoreOp::CreateUser { username, phc } => Outcome::UserCreated {
+                username: username.clone(),
+                phc: phc.clone(),
+                result: Err(err),
+            },
+            StoreOp::CreateToken {
+                token,
+                user_id,
+                expires_at,
+                ..
+            } => Outcome::TokenCreated {
+                token: token.clone(),
+                user_id: *user_id,
+                expires_at: *expires_at,
+                result: Err(err),
+            },
+            StoreOp::Insert { .. } => Outcome::Inserted(Err(err)),
+            StoreOp::Edit { .. } | StoreOp::Delete { .. } => Outcome::Changed(Err(err)),
+            _ => Outcome::Written(Err(err)),
+        }
+    }
+}
+
+/// A read for the reader threads.
 #[derive(Debug)]
-pub enum Completion {
-    Auth(AuthDone),
+pub struct ReadJob {
+    pub reply: ReplyTo,
+    pub op: ReadOp,
+}
+
+#[derive(Debug)]
+pub enum ReadOp {
+    /// Messages of `room_id` with id < `before`, newest `limit`, returned oldest first.
+    History {
+        room: String,
+        room_id: RoomId,
+        before: i64,
+        limit: usize,
+    },
+    /// Full-text search over the given rooms, best first.
+    Search {
+        query: String,
+        room_ids: Vec<RoomId>,
+        limit: usize,
+    },
+}
+
+impl ReadOp {
+    pub fn failed(&self) -> Outcome {
+        match self {
+            ReadOp::History { room, .. } => Outcome::History {
+                room: room.clone(),
+                result: Err(StoreError::Unavailable),
+            },
+            ReadOp::Search { .. } => Outcome::Search(Err(StoreError::Unavailable)),
+        }
+    }
+}
+
+/// An answer to the reactor, from the writer, the readers or the password pool.
+#[derive(Debug)]
+pub struct Completion {
+    pub reply: Option<ReplyTo>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
     UserCreated {
-        conn: ConnRef,
         username: String,
         phc: String,
-        result: Result<i64, StoreError>,
+        result: Result<UserId, StoreError>,
     },
     TokenCreated {
-        conn: ConnRef,
         token: String,
-        user_id: i64,
+        user_id: UserId,
         expires_at: i64,
         result: Result<(), StoreError>,
     },
-    TokenRevoked {
-        conn: ConnRef,
-        result: Result<(), StoreError>,
-    },
     /// A message insert: the row, and whether it was already stored (a retry).
-    Inserted {
-        conn: ConnRef,
-        req: Option<String>,
-        result: Result<(MessageRow, bool), StoreError>,
-    },
+    Inserted(Result<(MessageRow, bool), StoreError>),
     /// An edit or delete: the row as it now is.
-    Changed {
-        conn: ConnRef,
-        req: Option<String>,
-        result: Result<MessageRow, StoreError>,
+    Changed(Result<MessageRow, StoreError>),
+    /// Any other write.
+    Written(Result<(), StoreError>),
+    History {
+        room: String,
+        result: Result<(Vec<MessageRow>, bool), StoreError>,
     },
-    Read(reader::ReadDone),
+    Search(Result<Vec<MessageRow>, StoreError>),
+    /// A new user's password hash (from the password pool).
+    Hashed {
+        username: String,
+        phc: Result<String, String>,
+    },
+    /// A login check: `Ok(Some(user))` if the password matched, `Ok(None)` if not,
+    /// `Err` if it could not be checked.
+    Verified(Result<Option<UserId>, String>),
     /// The writer's view of storage health changed.
     Health(bool),
 }
@@ -177,14 +259,5 @@ impl Notifier {
         }
         let _ = self.waker.wake();
         true
-    }
-}
-
-impl std::fmt::Debug for AuthDone {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuthDone::Hashed { conn, .. } => write!(f, "Hashed({conn:?})"),
-            AuthDone::Verified { conn, ok, .. } => write!(f, "Verified({conn:?}, {ok})"),
-        }
     }
 }

@@ -3,111 +3,50 @@
 
 use super::load::open_reader;
 use super::writer::{message_from_row, MESSAGE_COLUMNS};
-use super::{Completion, MessageRow, Notifier, StoreError};
-use crate::auth::pool::ConnRef;
+use super::{Completion, MessageRow, Notifier, Outcome, ReadJob, ReadOp, StoreError};
 use rusqlite::Connection;
-use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 
-/// How the reactor will answer: over the WebSocket or as an HTTP response.
-#[derive(Debug, Clone)]
-pub enum ReplyVia {
-    Ws { req: Option<String> },
-    Http,
-}
-
-#[derive(Debug)]
-pub enum ReadJob {
-    /// Messages of `room_id` with id < `before`, newest `limit`, returned oldest first.
-    History {
-        conn: ConnRef,
-        via: ReplyVia,
-        room: String,
-        room_id: i64,
-        before: i64,
-        limit: usize,
-    },
-    /// Full-text search over the given rooms, best first.
-    Search {
-        conn: ConnRef,
-        query: String,
-        room_ids: Vec<i64>,
-        limit: usize,
-    },
-}
-
-#[derive(Debug)]
-pub enum ReadDone {
-    History {
-        conn: ConnRef,
-        via: ReplyVia,
-        room: String,
-        result: Result<(Vec<MessageRow>, bool), StoreError>,
-    },
-    Search {
-        conn: ConnRef,
-        result: Result<Vec<MessageRow>, StoreError>,
-    },
-}
-
+/// Starts `threads` readers, each with its own read-only connection to `path`.
 pub fn start(
-    path: PathBuf,
+    path: &Path,
     threads: usize,
     notify: Notifier,
 ) -> Result<(Sender<ReadJob>, Vec<JoinHandle<()>>), String> {
-    let (tx, rx) = std::sync::mpsc::channel::<ReadJob>();
-    let rx = Arc::new(Mutex::new(rx));
-    let mut handles = Vec::new();
-    for i in 0..threads {
-        let conn = open_reader(&path)?;
-        let rx = Arc::clone(&rx);
-        let notify = notify.clone();
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("store-reader-{i}"))
-                .spawn(move || worker(conn, rx, notify))
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    Ok((tx, handles))
+    let conns = (0..threads)
+        .map(|_| open_reader(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::pool::start(
+        "store-reader",
+        conns,
+        move |conn: &mut Connection, job: ReadJob| {
+            notify.send(Completion {
+                reply: Some(job.reply),
+                outcome: run(conn, job.op),
+            })
+        },
+    )
+    .map_err(|e| e.to_string())
 }
 
-fn worker(conn: Connection, rx: Arc<Mutex<Receiver<ReadJob>>>, notify: Notifier) {
-    loop {
-        let job = match rx.lock() {
-            Ok(guard) => guard.recv(),
-            Err(_) => return,
-        };
-        let Ok(job) = job else { return };
-        let done = match job {
-            ReadJob::History {
-                conn: c,
-                via,
-                room,
-                room_id,
-                before,
-                limit,
-            } => ReadDone::History {
-                conn: c,
-                via,
-                room,
-                result: history(&conn, room_id, before, limit).map_err(log_err),
-            },
-            ReadJob::Search {
-                conn: c,
-                query,
-                room_ids,
-                limit,
-            } => ReadDone::Search {
-                conn: c,
-                result: search(&conn, &query, &room_ids, limit).map_err(log_err),
-            },
-        };
-        if !notify.send(Completion::Read(done)) {
-            return;
-        }
+fn run(conn: &Connection, op: ReadOp) -> Outcome {
+    match op {
+        ReadOp::History {
+            room,
+            room_id,
+            before,
+            limit,
+        } => Outcome::History {
+            room,
+            result: history(conn, room_id, before, limit).map_err(log_err),
+        },
+        ReadOp::Search {
+            query,
+            room_ids,
+            limit,
+        } => Outcome::Search(search(conn, &query, &room_ids, limit).map_err(log_err)),
     }
 }
 

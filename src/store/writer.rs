@@ -6,7 +6,7 @@
 //! the commit fails, every answer of the batch says `Unavailable` and nothing of it is
 //! acknowledged.
 
-use super::{Completion, MessageRow, Notifier, StoreCmd, StoreError};
+use super::{Completion, MessageRow, Notifier, Outcome, StoreCmd, StoreError, StoreOp};
 use crate::time::now_ms;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -44,7 +44,10 @@ fn run(mut conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) {
                     if probe(&mut conn) {
                         healthy = true;
                         log::info!("storage recovered");
-                        if !notify.send(Completion::Health(true)) {
+                        if !notify.send(Completion {
+                            reply: None,
+                            outcome: Outcome::Health(true),
+                        }) {
                             break;
                         }
                     }
@@ -59,7 +62,7 @@ fn run(mut conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) {
                 Err(_) => break,
             }
         }
-        if let Some(i) = batch.iter().position(|c| matches!(c, StoreCmd::Shutdown)) {
+        if let Some(i) = batch.iter().position(|c| matches!(c.op, StoreOp::Shutdown)) {
             batch.truncate(i);
             stop = true;
         }
@@ -72,7 +75,10 @@ fn run(mut conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) {
             } else {
                 log::error!("storage is failing; writes are refused until it recovers");
             }
-            out.push(Completion::Health(ok));
+            out.push(Completion {
+                reply: None,
+                outcome: Outcome::Health(ok),
+            });
         }
         if !out.is_empty() && !notify.send_all(out) {
             break;
@@ -90,7 +96,8 @@ fn probe(conn: &mut Connection) -> bool {
     result.is_ok()
 }
 
-/// Applies commands in one transaction. Returns the answers and whether the commit held.
+/// Applies commands in one transaction. Returns the answers (for the commands that asked
+/// for one) and whether the commit held. If it did not, every answer says so.
 fn apply_batch(
     conn: &mut Connection,
     cmds: impl Iterator<Item = StoreCmd>,
@@ -103,116 +110,49 @@ fn apply_batch(
         Ok(tx) => tx,
         Err(e) => {
             log::error!("cannot begin a transaction: {e}");
-            return (cmds.into_iter().filter_map(refuse).collect(), false);
+            return (failed_all(cmds), false);
         }
     };
-    let mut done = Vec::with_capacity(cmds.len());
+    let mut outcomes = Vec::with_capacity(cmds.len());
     let mut failed = false;
-    for cmd in cmds {
-        let (c, storage_failed) = apply(&tx, cmd);
+    for cmd in &cmds {
+        let (outcome, storage_failed) = apply(&tx, &cmd.op);
         failed |= storage_failed;
-        done.extend(c);
+        outcomes.push(outcome);
     }
     match tx.commit() {
-        Ok(()) => (done, !failed),
+        Ok(()) => {
+            let done = cmds
+                .into_iter()
+                .zip(outcomes)
+                .filter_map(|(cmd, outcome)| {
+                    let reply = cmd.reply?;
+                    Some(Completion {
+                        reply: Some(reply),
+                        outcome,
+                    })
+                })
+                .collect();
+            (done, !failed)
+        }
         Err(e) => {
             log::error!("commit failed: {e}");
-            (done.into_iter().map(as_failed).collect(), false)
+            (failed_all(cmds), false)
         }
     }
 }
 
-/// The answer for a command that could not even be tried.
-fn refuse(cmd: StoreCmd) -> Option<Completion> {
-    let err = StoreError::Unavailable;
-    Some(match cmd {
-        StoreCmd::CreateUser {
-            conn,
-            username,
-            phc,
-        } => Completion::UserCreated {
-            conn,
-            username,
-            phc,
-            result: Err(err),
-        },
-        StoreCmd::CreateToken {
-            conn,
-            token,
-            user_id,
-            expires_at,
-            ..
-        } => Completion::TokenCreated {
-            conn,
-            token,
-            user_id,
-            expires_at,
-            result: Err(err),
-        },
-        StoreCmd::RevokeToken { conn, .. } => Completion::TokenRevoked {
-            conn,
-            result: Err(err),
-        },
-        StoreCmd::Insert { conn, req, .. } => Completion::Inserted {
-            conn,
-            req,
-            result: Err(err),
-        },
-        StoreCmd::Edit { conn, req, .. } | StoreCmd::Delete { conn, req, .. } => {
-            Completion::Changed {
-                conn,
-                req,
-                result: Err(err),
-            }
-        }
-        _ => return None,
-    })
-}
-
-/// The same answer, turned into a failure because the commit did not hold.
-fn as_failed(c: Completion) -> Completion {
-    let err = StoreError::Unavailable;
-    match c {
-        Completion::UserCreated {
-            conn,
-            username,
-            phc,
-            ..
-        } => Completion::UserCreated {
-            conn,
-            username,
-            phc,
-            result: Err(err),
-        },
-        Completion::TokenCreated {
-            conn,
-            token,
-            user_id,
-            expires_at,
-            ..
-        } => Completion::TokenCreated {
-            conn,
-            token,
-            user_id,
-            expires_at,
-            result: Err(err),
-        },
-        Completion::TokenRevoked { conn, .. } => Completion::TokenRevoked {
-            conn,
-            result: Err(err),
-        },
-        Completion::Inserted { conn, req, .. } => Completion::Inserted {
-            conn,
-            req,
-            result: Err(err),
-        },
-        Completion::Changed { conn, req, .. } => Completion::Changed {
-            conn,
-            req,
-            result: Err(err),
-        },
-        other => other,
-    }
+/// The answers for commands none of which was stored.
+fn failed_all(cmds: Vec<StoreCmd>) -> Vec<Completion> {
+    cmds.into_iter()
+        .filter_map(|cmd| {
+            let outcome = cmd.op.failed();
+            Some(Completion {
+                reply: Some(cmd.reply?),
+                outcome,
+            })
+        })
+        .collect()
 }
 
 fn classify(e: &rusqlite::Error) -> StoreError {
@@ -222,23 +162,19 @@ fn classify(e: &rusqlite::Error) -> StoreError {
     }
 }
 
-/// Applies one command. Returns its answer (if it has one) and whether storage failed.
-fn apply(tx: &Transaction, cmd: StoreCmd) -> (Option<Completion>, bool) {
+/// Applies one command. Returns its outcome and whether storage failed.
+fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
     let mut storage_failed = false;
-    let mut note = |e: &rusqlite::Error| {
-        let kind = classify(e);
+    let mut note = |e: rusqlite::Error| {
+        let kind = classify(&e);
         if kind == StoreError::Unavailable {
             log::error!("storage error: {e}");
             storage_failed = true;
         }
         kind
     };
-    let c = match cmd {
-        StoreCmd::CreateUser {
-            conn,
-            username,
-            phc,
-        } => {
+    let outcome = match op {
+        StoreOp::CreateUser { username, phc } => {
             let result = tx
                 .execute(
                     "INSERT INTO users (username, username_lc, pw_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -252,16 +188,14 @@ fn apply(tx: &Transaction, cmd: StoreCmd) -> (Option<Completion>, bool) {
                     )?;
                     Ok(id)
                 })
-                .map_err(|e| note(&e));
-            Some(Completion::UserCreated {
-                conn,
-                username,
-                phc,
+                .map_err(&mut note);
+            Outcome::UserCreated {
+                username: username.clone(),
+                phc: phc.clone(),
                 result,
-            })
+            }
         }
-        StoreCmd::CreateToken {
-            conn,
+        StoreOp::CreateToken {
             token,
             hash,
             user_id,
@@ -273,118 +207,90 @@ fn apply(tx: &Transaction, cmd: StoreCmd) -> (Option<Completion>, bool) {
                     params![&hash[..], user_id, expires_at],
                 )
                 .map(|_| ())
-                .map_err(|e| note(&e));
-            Some(Completion::TokenCreated {
-                conn,
-                token,
-                user_id,
-                expires_at,
+                .map_err(&mut note);
+            Outcome::TokenCreated {
+                token: token.clone(),
+                user_id: *user_id,
+                expires_at: *expires_at,
                 result,
-            })
+            }
         }
-        StoreCmd::RevokeToken { conn, hash } => {
-            let result = tx
-                .execute("DELETE FROM tokens WHERE hash = ?1", [&hash[..]])
-                .map(|_| ())
-                .map_err(|e| note(&e));
-            Some(Completion::TokenRevoked { conn, result })
-        }
-        StoreCmd::CreateRoom {
+        StoreOp::RevokeToken { hash } => written(
+            tx.execute("DELETE FROM tokens WHERE hash = ?1", [&hash[..]]),
+            &mut note,
+        ),
+        StoreOp::CreateRoom {
             id,
             name,
             private,
             owner,
-        } => {
-            if let Err(e) = tx.execute(
+        } => written(
+            tx.execute(
                 "INSERT OR IGNORE INTO rooms (id, name, private, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, name, private, owner, now_ms()],
-            ) {
-                note(&e);
-            }
-            None
-        }
-        StoreCmd::AddMember { room_id, user_id } => {
-            if let Err(e) = tx.execute(
+            ),
+            &mut note,
+        ),
+        StoreOp::AddMember { room_id, user_id } => written(
+            tx.execute(
                 "INSERT OR IGNORE INTO members (room_id, user_id) VALUES (?1, ?2)",
                 [room_id, user_id],
-            ) {
-                note(&e);
-            }
-            None
-        }
-        StoreCmd::RemoveMember { room_id, user_id } => {
-            if let Err(e) = tx.execute(
+            ),
+            &mut note,
+        ),
+        StoreOp::RemoveMember { room_id, user_id } => written(
+            tx.execute(
                 "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
                 [room_id, user_id],
-            ) {
-                note(&e);
-            }
-            None
-        }
-        StoreCmd::Insert {
-            conn,
-            req,
+            ),
+            &mut note,
+        ),
+        StoreOp::Insert {
             room_id,
             user_id,
             text,
             client_id,
-        } => {
-            let result = insert_message(tx, room_id, user_id, &text, client_id.as_deref())
-                .map_err(|e| note(&e));
-            Some(Completion::Inserted { conn, req, result })
-        }
-        StoreCmd::Edit {
-            conn,
-            req,
-            id,
-            author,
-            text,
-        } => {
-            let result = change_message(tx, id, Some(author), Some(&text)).map_err(|e| note(&e));
-            Some(Completion::Changed {
-                conn,
-                req,
-                result: result.and_then(|r| r),
-            })
-        }
-        StoreCmd::Delete {
-            conn,
-            req,
-            id,
-            author,
-        } => {
-            let result = change_message(tx, id, author, None).map_err(|e| note(&e));
-            Some(Completion::Changed {
-                conn,
-                req,
-                result: result.and_then(|r| r),
-            })
-        }
-        StoreCmd::SetCursor {
+        } => Outcome::Inserted(
+            insert_message(tx, *room_id, *user_id, text, client_id.as_deref()).map_err(note),
+        ),
+        StoreOp::Edit { id, author, text } => Outcome::Changed(
+            change_message(tx, *id, Some(*author), Some(text))
+                .map_err(note)
+                .and_then(|r| r),
+        ),
+        StoreOp::Delete { id, author } => Outcome::Changed(
+            change_message(tx, *id, *author, None)
+                .map_err(note)
+                .and_then(|r| r),
+        ),
+        StoreOp::SetCursor {
             room_id,
             user_id,
             id,
-        } => {
-            if let Err(e) = tx.execute(
+        } => written(
+            tx.execute(
                 "UPDATE members SET read_cursor = max(read_cursor, ?3) WHERE room_id = ?1 AND user_id = ?2",
                 [room_id, user_id, id],
-            ) {
-                note(&e);
-            }
-            None
-        }
-        StoreCmd::SetLastSeen { user_id, at } => {
-            if let Err(e) = tx.execute(
+            ),
+            &mut note,
+        ),
+        StoreOp::SetLastSeen { user_id, at } => written(
+            tx.execute(
                 "UPDATE users SET last_seen = ?2 WHERE id = ?1",
                 [user_id, at],
-            ) {
-                note(&e);
-            }
-            None
-        }
-        StoreCmd::Shutdown => None,
+            ),
+            &mut note,
+        ),
+        StoreOp::Shutdown => Outcome::Written(Ok(())),
     };
-    (c, storage_failed)
+    (outcome, storage_failed)
+}
+
+fn written(
+    r: rusqlite::Result<usize>,
+    note: &mut impl FnMut(rusqlite::Error) -> StoreError,
+) -> Outcome {
+    Outcome::Written(r.map(|_| ()).map_err(note))
 }
 
 /// Edits (`Some(text)`) or deletes (`None`) a message after checking its author.

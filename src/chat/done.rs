@@ -1,0 +1,121 @@
+//! The Hub's side of completions: a write committed (or failed), a read or a password
+//! check came back. Only now are messages broadcast, so whatever a client sees is on disk.
+
+use super::hub::{storage_unavailable, Effect, Except, Hub};
+use super::protocol::{with_ref, ErrorCode};
+use crate::http::Response;
+use crate::store::{Completion, MessageRow, Outcome, ReplyTo, StoreError, Via};
+use crate::time::{rfc3339_ms, Now};
+use serde_json::json;
+
+impl Hub {
+    /// One answer from the writer, a reader or the password pool.
+    pub fn completed(&mut self, c: Completion, now: Now) -> Vec<Effect> {
+        let Some(to) = c.reply else {
+            return Vec::new();
+        };
+        match c.outcome {
+            Outcome::UserCreated {
+                username,
+                phc,
+                result,
+            } => self.user_created(to, username, phc, result),
+            Outcome::TokenCreated {
+                token,
+                user_id,
+                expires_at,
+                result,
+            } => self.token_created(to, token, user_id, expires_at, result),
+            Outcome::Inserted(result) => self.inserted(to, result),
+            Outcome::Changed(result) => self.changed(to, result),
+            // The only write answered over HTTP without a body is a logout.
+            Outcome::Written(result) => {
+                let resp = match result {
+                    Ok(()) => Response::no_content(),
+                    Err(_) => storage_unavailable(),
+                };
+                self.respond(to.conn, resp);
+            }
+            Outcome::History { room, result } => self.history_read(to, room, result),
+            Outcome::Search(result) => self.search_read(to, result),
+            Outcome::Hashed { username, phc } => self.hashed(to, username, phc),
+            Outcome::Verified(result) => self.verified(to, result, now),
+            Outcome::Health(_) => {}
+        }
+        self.take_fx()
+    }
+
+    fn inserted(&mut self, to: ReplyTo, result: Result<(MessageRow, bool), StoreError>) {
+        let (row, duplicate) = match result {
+            Ok(r) => r,
+            Err(_) => {
+                return self
+                    .answer_unavailable(&to, "storage is unavailable; the message was not stored")
+            }
+        };
+        let v = self.message_value(&row);
+        if !duplicate {
+            self.stats.messages_stored += 1;
+            let room_id = row.room_id;
+            let cap = self.cfg.ring_size;
+            if let Some(room) = self.rooms.get_mut(&room_id) {
+                room.push(row, cap);
+                self.fx.push(Effect::Broadcast {
+                    room: room_id,
+                    msg: v.clone(),
+                    except: Except::Conn(to.conn),
+                });
+            }
+        }
+        // The sender's copy answers its request, so it carries the ref.
+        let req = match &to.via {
+            Via::Ws { req } => req.as_deref(),
+            Via::Http => None,
+        };
+        self.send(to.conn, with_ref(v, req));
+    }
+
+    fn changed(&mut self, to: ReplyTo, result: Result<MessageRow, StoreError>) {
+        let row = match result {
+            Ok(row) => row,
+            Err(e) => {
+                let (code, msg) = match e {
+                    StoreError::NotFound => (ErrorCode::NoSuchMessage, "no such message"),
+                    StoreError::Forbidden => (
+                        ErrorCode::Forbidden,
+                        "only the author can change this message",
+                    ),
+                    _ => (ErrorCode::Overloaded, "storage is unavailable; try again"),
+                };
+                return self.answer_error(&to, code, msg, 503);
+            }
+        };
+        let Some(room) = self.rooms.get_mut(&row.room_id) else {
+            return;
+        };
+        if let Some(m) = room.get_mut(row.id) {
+            *m = row.clone();
+        }
+        let v = if row.deleted {
+            json!({ "type": "deleted", "id": row.id, "room": room.name })
+        } else {
+            json!({
+                "type": "edited",
+                "id": row.id,
+                "room": room.name,
+                "text": row.text,
+                "edited_at": rfc3339_ms(row.edited_at.unwrap_or(row.ts)),
+            })
+        };
+        self.fx.push(Effect::Broadcast {
+            room: row.room_id,
+            msg: v.clone(),
+            except: Except::Conn(to.conn),
+        });
+        let req = match &to.via {
+            Via::Ws { req } => req.as_deref(),
+            Via::Http => None,
+        };
+        self.send(to.conn, with_ref(v, req));
+    }
+}

@@ -1,0 +1,532 @@
+//! The Hub: every piece of chat state, and the rules shared by its entry points.
+//!
+//! It never sees a socket, a channel or a clock. The reactor calls an entry point with
+//! the request and `now`; the Hub changes its records and returns what must happen as
+//! `Effect`s, which the reactor carries out (queue output, send to a worker, close).
+
+use super::protocol::{error_json, message_json, ErrorCode};
+use super::room::{Room, User};
+use crate::auth::pool::AuthJob;
+use crate::auth::{hash_token, TokenHash};
+use crate::config::{Config, GENERAL_ID, IP_BUCKETS_PRUNE_AT};
+use crate::http::Response;
+use crate::id::{ConnId, RoomId, UserId};
+use crate::ratelimit::Bucket;
+use crate::store::load::Snapshot;
+use crate::store::{MessageRow, ReadJob, ReplyTo, StoreCmd, StoreOp, Via};
+use crate::time::{rfc3339_ms, Now};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+/// What the reactor must do on the Hub's behalf.
+#[derive(Debug)]
+pub enum Effect {
+    /// One JSON frame to one WebSocket.
+    Send {
+        conn: ConnId,
+        msg: Value,
+    },
+    /// One JSON frame, encoded once, to every socket in a room but `except`.
+    Broadcast {
+        room: RoomId,
+        msg: Value,
+        except: Except,
+    },
+    /// The answer to an HTTP request the connection is waiting on.
+    Respond {
+        conn: ConnId,
+        resp: Response,
+    },
+    /// Close a WebSocket with this code.
+    Close {
+        conn: ConnId,
+        code: u16,
+        reason: &'static str,
+    },
+    Store(StoreCmd),
+    Read(ReadJob),
+    Auth(AuthJob),
+}
+
+/// Who a broadcast skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Except {
+    Nobody,
+    Conn(ConnId),
+    /// Every socket of this user (typing and presence are not echoed to oneself).
+    User(UserId),
+}
+
+/// A cached session token.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenInfo {
+    pub user_id: UserId,
+    pub expires_at: i64,
+}
+
+/// One authenticated WebSocket, as the Hub knows it.
+pub(super) struct Socket {
+    pub user: UserId,
+    pub token: TokenHash,
+    /// Rooms this socket is attached to.
+    pub rooms: Vec<RoomId>,
+    /// History reads sent to a reader thread and not yet answered.
+    pub pending_reads: u8,
+}
+
+/// Per-user rate limit buckets.
+pub(super) struct UserBuckets {
+    pub msg: Bucket,
+    pub typing: Bucket,
+}
+
+/// Counters the Hub keeps for `/metrics`.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct ChatStats {
+    pub messages_stored: u64,
+    pub rate_limited: u64,
+}
+
+pub struct Hub {
+    pub(super) cfg: Config,
+    pub(super) users: HashMap<UserId, User>,
+    pub(super) user_by_name: HashMap<String, UserId>,
+    /// Names being registered (hashing or storing), so two cannot race for one.
+    pub(super) pending_names: HashSet<String>,
+    pub(super) tokens: HashMap<TokenHash, TokenInfo>,
+    pub(super) rooms: HashMap<RoomId, Room>,
+    pub(super) room_by_name: HashMap<String, RoomId>,
+    pub(super) next_room_id: RoomId,
+    pub(super) sockets: HashMap<ConnId, Socket>,
+    pub(super) user_buckets: HashMap<UserId, UserBuckets>,
+    pub(super) ip_buckets: HashMap<IpAddr, Bucket>,
+    /// Set at shutdown: no presence is announced for sockets closing then.
+    pub(super) quiet: bool,
+    pub stats: ChatStats,
+    /// Effects of the entry point running now; taken when it returns.
+    pub(super) fx: Vec<Effect>,
+}
+
+/// A failed request: the protocol's error code and a message for people.
+pub(super) type Fail = (ErrorCode, String);
+
+pub(super) fn fail<T>(code: ErrorCode, msg: impl Into<String>) -> Result<T, Fail> {
+    Err((code, msg.into()))
+}
+
+impl Hub {
+    /// The Hub as the database left it.
+    pub fn from_snapshot(snap: Snapshot, cfg: Config) -> Hub {
+        let mut hub = Hub {
+            cfg,
+            users: HashMap::new(),
+            user_by_name: HashMap::new(),
+            pending_names: HashSet::new(),
+            tokens: HashMap::new(),
+            rooms: HashMap::new(),
+            room_by_name: HashMap::new(),
+            next_room_id: 1,
+            sockets: HashMap::new(),
+            user_buckets: HashMap::new(),
+            ip_buckets: HashMap::new(),
+            quiet: false,
+            stats: ChatStats::default(),
+            fx: Vec::new(),
+        };
+        for u in snap.users {
+            hub.user_by_name
+                .insert(u.username.to_ascii_lowercase(), u.id);
+            hub.users.insert(
+                u.id,
+                User {
+                    id: u.id,
+                    name: u.username,
+                    pw_hash: u.pw_hash,
+                    last_seen: u.last_seen,
+                    conns: Vec::new(),
+                    rooms: HashSet::new(),
+                },
+            );
+        }
+        for (hash, user_id, expires_at) in snap.tokens {
+            hub.tokens.insert(
+                hash,
+                TokenInfo {
+                    user_id,
+                    expires_at,
+                },
+            );
+        }
+        let ring = hub.cfg.ring_size;
+        for r in snap.rooms {
+            let mut room = Room::new(r.id, r.name.clone(), r.private, r.owner);
+            let full = r.recent.len() >= ring;
+            for m in r.recent {
+                room.push(m, ring);
+            }
+            if full {
+                // The ring was filled to the brim: older messages may exist.
+                room.evicted_max = room.ring.front().map_or(0, |m| m.id - 1).max(1);
+            }
+            hub.next_room_id = hub.next_room_id.max(r.id + 1);
+            hub.room_by_name.insert(r.name, r.id);
+            hub.rooms.insert(r.id, room);
+        }
+        for (room_id, user_id, cursor) in snap.members {
+            if let Some(room) = hub.rooms.get_mut(&room_id) {
+                room.members.insert(user_id, cursor);
+            }
+            if let Some(u) = hub.users.get_mut(&user_id) {
+                u.rooms.insert(room_id);
+            }
+        }
+        hub
+    }
+
+    pub(super) fn take_fx(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.fx)
+    }
+
+    // ---- what the reactor reads ----------------------------------------------------
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn users_online(&self) -> usize {
+        self.users.values().filter(|u| !u.conns.is_empty()).count()
+    }
+
+    pub fn online_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .users
+            .values()
+            .filter(|u| !u.conns.is_empty())
+            .map(|u| u.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// (name, private, members, online) of every room.
+    pub fn room_summaries(&self) -> Vec<(&str, bool, usize, usize)> {
+        self.rooms
+            .values()
+            .map(|r| (r.name.as_str(), r.private, r.members.len(), r.online.len()))
+            .collect()
+    }
+
+    /// The sockets a broadcast to `room` reaches.
+    pub fn audience(&self, room: RoomId, except: Except) -> impl Iterator<Item = ConnId> + '_ {
+        let skip: &[ConnId] = match except {
+            Except::User(u) => self.users.get(&u).map_or(&[], |u| u.conns.as_slice()),
+            _ => &[],
+        };
+        self.rooms
+            .get(&room)
+            .into_iter()
+            .flat_map(|r| r.conns.iter().copied())
+            .filter(move |c| except != Except::Conn(*c) && !skip.contains(c))
+    }
+
+    /// The user a bearer token belongs to, if it is valid now.
+    pub fn token_user(&self, token: &str, now: Now) -> Option<UserId> {
+        self.token_info(&hash_token(token), now).map(|t| t.user_id)
+    }
+
+    fn token_info(&self, hash: &TokenHash, now: Now) -> Option<TokenInfo> {
+        let info = self.tokens.get(hash)?;
+        (info.expires_at > now.wall_ms).then_some(*info)
+    }
+
+    pub fn is_admin(&self, user: UserId) -> bool {
+        self.users
+            .get(&user)
+            .is_some_and(|u| self.cfg.is_admin(&u.name))
+    }
+
+    /// Whether a socket's token still holds (checked before each ping).
+    pub fn socket_token_valid(&self, conn: ConnId, now: Now) -> bool {
+        self.sockets
+            .get(&conn)
+            .is_some_and(|s| self.token_info(&s.token, now).is_some())
+    }
+
+    /// Drops per-IP login buckets that have refilled, once there are many.
+    pub fn prune(&mut self, now: Now) {
+        if self.ip_buckets.len() > IP_BUCKETS_PRUNE_AT {
+            let (rate, burst) = self.auth_rate();
+            self.ip_buckets
+                .retain(|_, b| !b.is_full(rate, burst, now.mono));
+        }
+    }
+
+    /// From now on, closing sockets announce no presence (the server is stopping).
+    pub fn begin_shutdown(&mut self) {
+        self.quiet = true;
+    }
+
+    // ---- sockets -------------------------------------------------------------------
+
+    /// A WebSocket upgrade with `token`: registers the socket, greets it and attaches it
+    /// to every room of its user; or the response refusing it.
+    pub fn open_socket(
+        &mut self,
+        conn: ConnId,
+        token: &str,
+        now: Now,
+    ) -> Result<Vec<Effect>, Response> {
+        let hash = hash_token(token);
+        let Some(info) = self.token_info(&hash, now) else {
+            return Err(unauthorized());
+        };
+        let user_id = info.user_id;
+        let Some(user) = self.users.get_mut(&user_id) else {
+            return Err(unauthorized());
+        };
+        user.conns.push(conn);
+        let mut room_ids: Vec<RoomId> = user.rooms.iter().copied().collect();
+        room_ids.sort_unstable();
+        let names: Vec<&str> = room_ids
+            .iter()
+            .filter_map(|id| self.rooms.get(id).map(|r| r.name.as_str()))
+            .collect();
+        let hello = json!({ "type": "hello", "user": user.name, "rooms": names });
+        self.fx.push(Effect::Send { conn, msg: hello });
+        self.sockets.insert(
+            conn,
+            Socket {
+                user: user_id,
+                token: hash,
+                rooms: Vec::new(),
+                pending_reads: 0,
+            },
+        );
+        for id in room_ids {
+            self.attach(conn, user_id, id, now);
+        }
+        Ok(self.take_fx())
+    }
+
+    /// A WebSocket is gone (closed by either side): detaches it, and announces its user
+    /// offline where this was their last socket.
+    pub fn socket_closed(&mut self, conn: ConnId, now: Now) -> Vec<Effect> {
+        let Some(socket) = self.sockets.remove(&conn) else {
+            return Vec::new();
+        };
+        let user_id = socket.user;
+        if let Some(user) = self.users.get_mut(&user_id) {
+            user.conns.retain(|c| *c != conn);
+            if user.conns.is_empty() {
+                user.last_seen = Some(now.wall_ms);
+                self.store(
+                    None,
+                    StoreOp::SetLastSeen {
+                        user_id,
+                        at: now.wall_ms,
+                    },
+                );
+            }
+        }
+        for room_id in socket.rooms {
+            if let Some(room) = self.rooms.get_mut(&room_id) {
+                if room.detach(conn, user_id) {
+                    self.presence(room_id, user_id, "offline", now);
+                }
+            }
+        }
+        self.take_fx()
+    }
+
+    /// Subscribes one socket to a room, announcing its user if they just came online.
+    pub(super) fn attach(&mut self, conn: ConnId, user_id: UserId, room_id: RoomId, now: Now) {
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
+        let first = room.attach(conn, user_id);
+        if let Some(s) = self.sockets.get_mut(&conn) {
+            if !s.rooms.contains(&room_id) {
+                s.rooms.push(room_id);
+            }
+        }
+        if first {
+            self.presence(room_id, user_id, "online", now);
+        }
+    }
+
+    pub(super) fn detach(&mut self, conn: ConnId, user_id: UserId, room_id: RoomId, now: Now) {
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
+        let last = room.detach(conn, user_id);
+        if let Some(s) = self.sockets.get_mut(&conn) {
+            s.rooms.retain(|r| *r != room_id);
+        }
+        if last {
+            self.presence(room_id, user_id, "offline", now);
+        }
+    }
+
+    fn presence(&mut self, room_id: RoomId, user_id: UserId, status: &str, now: Now) {
+        if self.quiet {
+            return;
+        }
+        let (Some(room), Some(user)) = (self.rooms.get(&room_id), self.users.get(&user_id)) else {
+            return;
+        };
+        let at = match (status, user.last_seen) {
+            ("offline", Some(at)) => at,
+            _ => now.wall_ms,
+        };
+        let msg = json!({
+            "type": "presence",
+            "room": room.name,
+            "user": user.name,
+            "status": status,
+            "last_seen": rfc3339_ms(at),
+        });
+        self.fx.push(Effect::Broadcast {
+            room: room_id,
+            msg,
+            except: Except::User(user_id),
+        });
+    }
+
+    // ---- shared rules --------------------------------------------------------------
+
+    pub(super) fn user_name(&self, id: UserId) -> &str {
+        self.users.get(&id).map_or("", |u| u.name.as_str())
+    }
+
+    pub(super) fn user_by_name(&self, name: &str) -> Option<UserId> {
+        self.user_by_name.get(&name.to_ascii_lowercase()).copied()
+    }
+
+    /// A message row rendered as the protocol's `message` object.
+    pub(super) fn message_value(&self, row: &MessageRow) -> Value {
+        let room = self.rooms.get(&row.room_id).map_or("", |r| r.name.as_str());
+        message_json(row, room, self.user_name(row.user_id))
+    }
+
+    pub(super) fn auth_rate(&self) -> (f64, f64) {
+        (self.cfg.auth_per_minute / 60.0, self.cfg.auth_per_minute)
+    }
+
+    /// Takes one chat action (or typing notice) from the user's budget.
+    pub(super) fn rate(&mut self, user: UserId, typing: bool, now: Now) -> Result<(), Fail> {
+        let (mr, mb, tr) = (self.cfg.msg_rate, self.cfg.msg_burst, self.cfg.typing_rate);
+        let b = self
+            .user_buckets
+            .entry(user)
+            .or_insert_with(|| UserBuckets {
+                msg: Bucket::new(mb, now.mono),
+                typing: Bucket::new(tr, now.mono),
+            });
+        let r = if typing {
+            b.typing.take(tr, tr, now.mono)
+        } else {
+            b.msg.take(mr, mb, now.mono)
+        };
+        r.or_else(|wait| {
+            fail(
+                ErrorCode::RateLimited,
+                format!("slow down; try again in {} ms", wait.as_millis() + 1),
+            )
+        })
+    }
+
+    /// Creates a room in memory and in the store.
+    pub(super) fn create_room_record(
+        &mut self,
+        name: String,
+        private: bool,
+        owner: Option<UserId>,
+    ) -> RoomId {
+        let id = self.next_room_id;
+        self.next_room_id += 1;
+        self.store(
+            None,
+            StoreOp::CreateRoom {
+                id,
+                name: name.clone(),
+                private,
+                owner,
+            },
+        );
+        self.room_by_name.insert(name.clone(), id);
+        self.rooms.insert(id, Room::new(id, name, private, owner));
+        id
+    }
+
+    /// Makes `user` a member and attaches all their open sockets.
+    pub(super) fn add_member(&mut self, room_id: RoomId, user: UserId, now: Now) {
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
+        if room.members.contains_key(&user) {
+            return;
+        }
+        room.members.insert(user, 0);
+        self.store(
+            None,
+            StoreOp::AddMember {
+                room_id,
+                user_id: user,
+            },
+        );
+        let Some(u) = self.users.get_mut(&user) else {
+            return;
+        };
+        u.rooms.insert(room_id);
+        for c in u.conns.clone() {
+            self.attach(c, user, room_id, now);
+        }
+    }
+
+    pub(super) fn store(&mut self, reply: Option<ReplyTo>, op: StoreOp) {
+        self.fx.push(Effect::Store(StoreCmd { reply, op }));
+    }
+
+    pub(super) fn send(&mut self, conn: ConnId, msg: Value) {
+        self.fx.push(Effect::Send { conn, msg });
+    }
+
+    pub(super) fn respond(&mut self, conn: ConnId, resp: Response) {
+        self.fx.push(Effect::Respond { conn, resp });
+    }
+
+    /// Answers a failed request in the form it came in.
+    pub(super) fn answer_error(&mut self, to: &ReplyTo, code: ErrorCode, msg: &str, status: u16) {
+        if code == ErrorCode::RateLimited {
+            self.stats.rate_limited += 1;
+        }
+        match &to.via {
+            Via::Ws { req } => self.send(to.conn, error_json(code, msg, req.as_deref())),
+            Via::Http => self.respond(to.conn, Response::error(status, code.as_str(), msg)),
+        }
+    }
+
+    /// The `general` room's id, for a user who has just registered.
+    pub(super) fn join_general(&mut self, user: UserId) {
+        if let Some(g) = self.rooms.get_mut(&GENERAL_ID) {
+            g.members.insert(user, 0);
+        }
+        if let Some(u) = self.users.get_mut(&user) {
+            u.rooms.insert(GENERAL_ID);
+        }
+    }
+}
+
+pub(super) fn unauthorized() -> Response {
+    Response::error(401, "unauthorized", "missing, invalid or expired token")
+        .with_header("WWW-Authenticate", "Bearer")
+}
+
+pub(super) fn storage_unavailable() -> Response {
+    Response::error(503, "overloaded", "storage is unavailable; try again")
+}

@@ -1,0 +1,224 @@
+//! The Hub's HTTP endpoints: the account flow (see `account.rs`), the room list, history
+//! pages and search. Pages the in-memory ring can answer are answered at once; older
+//! pages and search become `Read` effects for the reader threads.
+
+use super::hub::{storage_unavailable, unauthorized, Effect, Hub};
+use super::protocol::{with_ref, ErrorCode};
+use crate::config::{HISTORY_DEFAULT, HISTORY_MAX, MAX_QUERY_BYTES, SEARCH_DEFAULT, SEARCH_MAX};
+use crate::http::{Request, Response, Route};
+use crate::id::{ConnId, RoomId, UserId};
+use crate::store::{MessageRow, ReadJob, ReadOp, ReplyTo, StoreError, Via};
+use crate::time::Now;
+use serde_json::{json, Value};
+use std::net::IpAddr;
+
+impl Hub {
+    /// One HTTP request for a chat endpoint. A route that is not the Hub's is a 404.
+    pub fn handle_http(
+        &mut self,
+        conn: ConnId,
+        ip: IpAddr,
+        route: &Route,
+        req: &Request,
+        now: Now,
+    ) -> Vec<Effect> {
+        match route {
+            Route::Register => self.register(conn, ip, req, now),
+            Route::Login => self.login(conn, ip, req, now),
+            Route::Logout => self.logout(conn, req),
+            Route::Rooms => match self.authenticate(req, now) {
+                Some(user) => {
+                    let resp = self.list_rooms(user);
+                    self.respond(conn, resp);
+                }
+                None => self.respond(conn, unauthorized()),
+            },
+            Route::History { room } => self.http_history(conn, room, req, now),
+            Route::Search => self.search(conn, req, now),
+            _ => self.respond(conn, Response::error(404, "not_found", "no such page")),
+        }
+        self.take_fx()
+    }
+
+    /// The user a request's bearer token belongs to.
+    pub fn authenticate(&self, req: &Request, now: Now) -> Option<UserId> {
+        self.token_user(req.bearer()?, now)
+    }
+
+    fn list_rooms(&self, user: UserId) -> Response {
+        let mut rooms: Vec<Value> = self
+            .rooms
+            .values()
+            .filter(|r| !r.private || r.is_member(user))
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "private": r.private,
+                    "member": r.is_member(user),
+                    "members": r.members.len(),
+                    "online": r.online.len(),
+                    "last_id": r.last_id,
+                    "unread": if r.is_member(user) { r.unread(user) } else { 0 },
+                })
+            })
+            .collect();
+        rooms.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        Response::json(200, &Value::Array(rooms))
+    }
+
+    /// A room `user` may read over HTTP, or the error response.
+    fn readable_room(&self, name: &str, user: UserId) -> Result<RoomId, Response> {
+        let Some(&id) = self.room_by_name.get(name) else {
+            return Err(Response::error(404, "no_such_room", "no such room"));
+        };
+        let room = &self.rooms[&id];
+        if room.private && !room.is_member(user) {
+            return Err(Response::error(
+                403,
+                "forbidden",
+                "you are not a member of this room",
+            ));
+        }
+        Ok(id)
+    }
+
+    fn http_history(&mut self, conn: ConnId, name: &str, req: &Request, now: Now) {
+        let Some(user) = self.authenticate(req, now) else {
+            return self.respond(conn, unauthorized());
+        };
+        let checked = self.readable_room(name, user).and_then(|id| {
+            let before =
+                opt_num(req, "before")?.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+            let limit = opt_num(req, "limit")?
+                .map_or(HISTORY_DEFAULT, |l| l.min(HISTORY_MAX as u64) as usize)
+                .clamp(1, HISTORY_MAX);
+            Ok((id, before, limit))
+        });
+        let (room_id, before, limit) = match checked {
+            Ok(c) => c,
+            Err(r) => return self.respond(conn, r),
+        };
+        if let Some((msgs, has_more)) = self.rooms[&room_id].page_before(before, limit) {
+            let body = json!({ "messages": self.messages(msgs), "has_more": has_more });
+            return self.respond(conn, Response::json(200, &body));
+        }
+        self.read(
+            conn,
+            ReadOp::History {
+                room: name.to_string(),
+                room_id,
+                before,
+                limit,
+            },
+        );
+    }
+
+    fn search(&mut self, conn: ConnId, req: &Request, now: Now) {
+        let Some(user) = self.authenticate(req, now) else {
+            return self.respond(conn, unauthorized());
+        };
+        let query = req.query_param("q").unwrap_or_default();
+        if query.trim().is_empty() {
+            let r = Response::error(400, "bad_request", "the q parameter is required");
+            return self.respond(conn, r);
+        }
+        if query.len() > MAX_QUERY_BYTES {
+            return self.respond(conn, Response::error(400, "bad_request", "query too long"));
+        }
+        let limit = match opt_num(req, "limit") {
+            Ok(l) => l
+                .map_or(SEARCH_DEFAULT, |l| l.min(SEARCH_MAX as u64) as usize)
+                .clamp(1, SEARCH_MAX),
+            Err(r) => return self.respond(conn, r),
+        };
+        let room_ids: Vec<RoomId> = match req.query_param("room").filter(|r| !r.is_empty()) {
+            Some(name) => match self.readable_room(&name, user) {
+                Ok(id) => vec![id],
+                Err(r) => return self.respond(conn, r),
+            },
+            None => self
+                .rooms
+                .values()
+                .filter(|r| !r.private || r.is_member(user))
+                .map(|r| r.id)
+                .collect(),
+        };
+        self.read(
+            conn,
+            ReadOp::Search {
+                query,
+                room_ids,
+                limit,
+            },
+        );
+    }
+
+    fn read(&mut self, conn: ConnId, op: ReadOp) {
+        let reply = ReplyTo {
+            conn,
+            via: Via::Http,
+        };
+        self.fx.push(Effect::Read(ReadJob { reply, op }));
+    }
+
+    pub(super) fn messages<'a>(
+        &self,
+        rows: impl IntoIterator<Item = &'a MessageRow>,
+    ) -> Vec<Value> {
+        rows.into_iter().map(|m| self.message_value(m)).collect()
+    }
+
+    /// A history page came back from a reader.
+    pub(super) fn history_read(
+        &mut self,
+        to: ReplyTo,
+        room: String,
+        result: Result<(Vec<MessageRow>, bool), StoreError>,
+    ) {
+        if let (Via::Ws { .. }, Some(s)) = (&to.via, self.sockets.get_mut(&to.conn)) {
+            s.pending_reads = s.pending_reads.saturating_sub(1);
+        }
+        match result {
+            Ok((msgs, has_more)) => {
+                let messages = self.messages(&msgs);
+                match to.via {
+                    Via::Ws { req } => {
+                        let v = json!({ "type": "history", "room": room, "messages": messages, "has_more": has_more });
+                        self.send(to.conn, with_ref(v, req.as_deref()));
+                    }
+                    Via::Http => {
+                        let body = json!({ "messages": messages, "has_more": has_more });
+                        self.respond(to.conn, Response::json(200, &body));
+                    }
+                }
+            }
+            Err(_) => self.answer_unavailable(&to, "history is unavailable; try again"),
+        }
+    }
+
+    pub(super) fn search_read(&mut self, to: ReplyTo, result: Result<Vec<MessageRow>, StoreError>) {
+        let resp = match result {
+            Ok(rows) => Response::json(200, &json!({ "messages": self.messages(&rows) })),
+            Err(_) => storage_unavailable(),
+        };
+        self.respond(to.conn, resp);
+    }
+
+    pub(super) fn answer_unavailable(&mut self, to: &ReplyTo, msg: &str) {
+        self.answer_error(to, ErrorCode::Overloaded, msg, 503);
+    }
+}
+
+/// An optional non-negative integer query parameter.
+fn opt_num(req: &Request, name: &str) -> Result<Option<u64>, Response> {
+    match req.query_param(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+            Response::error(
+                400,
+                "bad_request",
+                &format!("{name} must be a non-negative integer"),
+            )
+        }),
+    }
+}

@@ -1,0 +1,146 @@
+//! Which endpoint a request is for: a pure function of its method and path, so that odd
+//! paths are answered with 404/405 by construction, never by slicing strings.
+
+use super::{percent_decode, Request};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Register,
+    Login,
+    Logout,
+    Rooms,
+    /// `GET /rooms/{room}/messages`, the room name percent-decoded.
+    History {
+        room: String,
+    },
+    Search,
+    Healthz,
+    Metrics,
+    AdminStats,
+    /// `/ws`, any method (the upgrade check answers a non-GET).
+    Upgrade,
+    /// Any other GET: a file of the web UI, or 404.
+    Asset,
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    NotFound,
+}
+
+/// Fixed paths and the one method each answers.
+const FIXED: &[(&str, &str, Route)] = &[
+    ("/register", "POST", Route::Register),
+    ("/login", "POST", Route::Login),
+    ("/logout", "POST", Route::Logout),
+    ("/rooms", "GET", Route::Rooms),
+    ("/search", "GET", Route::Search),
+    ("/healthz", "GET", Route::Healthz),
+    ("/metrics", "GET", Route::Metrics),
+    ("/admin/stats", "GET", Route::AdminStats),
+];
+
+pub fn route(req: &Request) -> Route {
+    route_parts(&req.method, &req.path)
+}
+
+fn route_parts(method: &str, path: &str) -> Route {
+    if path == "/ws" {
+        return Route::Upgrade;
+    }
+    if let Some((_, allow, r)) = FIXED.iter().find(|(p, _, _)| *p == path) {
+        return if method == *allow {
+            r.clone()
+        } else {
+            Route::MethodNotAllowed { allow }
+        };
+    }
+    if let Some(room) = history_room(path) {
+        return match (method, room) {
+            ("GET", Some(room)) => Route::History { room },
+            ("GET", None) => Route::NotFound,
+            _ => Route::MethodNotAllowed { allow: "GET" },
+        };
+    }
+    match method {
+        "GET" => Route::Asset,
+        _ if path.starts_with("/rooms/") => Route::MethodNotAllowed { allow: "GET" },
+        _ => Route::NotFound,
+    }
+}
+
+/// For `/rooms/{room}/messages`: `Some(Some(name))`, or `Some(None)` when the name is
+/// not one segment of valid percent-encoding; `None` for any other path.
+fn history_room(path: &str) -> Option<Option<String>> {
+    let raw = path.strip_prefix("/rooms/")?.strip_suffix("/messages")?;
+    if raw.contains('/') {
+        return Some(None);
+    }
+    Some(percent_decode(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_paths_and_methods() {
+        assert_eq!(route_parts("POST", "/register"), Route::Register);
+        assert_eq!(route_parts("POST", "/login"), Route::Login);
+        assert_eq!(route_parts("POST", "/logout"), Route::Logout);
+        assert_eq!(route_parts("GET", "/rooms"), Route::Rooms);
+        assert_eq!(route_parts("GET", "/search"), Route::Search);
+        assert_eq!(route_parts("GET", "/healthz"), Route::Healthz);
+        assert_eq!(route_parts("GET", "/metrics"), Route::Metrics);
+        assert_eq!(route_parts("GET", "/admin/stats"), Route::AdminStats);
+        assert_eq!(route_parts("GET", "/ws"), Route::Upgrade);
+        assert_eq!(route_parts("POST", "/ws"), Route::Upgrade);
+        assert_eq!(
+            route_parts("GET", "/login"),
+            Route::MethodNotAllowed { allow: "POST" }
+        );
+        assert_eq!(
+            route_parts("DELETE", "/rooms"),
+            Route::MethodNotAllowed { allow: "GET" }
+        );
+    }
+
+    #[test]
+    fn history_paths() {
+        assert_eq!(
+            route_parts("GET", "/rooms/general/messages"),
+            Route::History {
+                room: "general".into()
+            }
+        );
+        assert_eq!(
+            route_parts("GET", "/rooms/dm%3Aa%3Ab/messages"),
+            Route::History {
+                room: "dm:a:b".into()
+            }
+        );
+        assert_eq!(
+            route_parts("POST", "/rooms/general/messages"),
+            Route::MethodNotAllowed { allow: "GET" }
+        );
+    }
+
+    #[test]
+    fn odd_paths_never_panic() {
+        // The crash of v0.1.0: the prefix and the suffix overlap.
+        assert_eq!(route_parts("GET", "/rooms/messages"), Route::Asset);
+        assert_eq!(
+            route_parts("GET", "/rooms//messages"),
+            Route::History { room: "".into() }
+        );
+        assert_eq!(route_parts("GET", "/rooms/a/messages/x"), Route::Asset);
+        assert_eq!(route_parts("GET", "/rooms/a/b/messages"), Route::NotFound);
+        assert_eq!(route_parts("GET", "/rooms/%zz/messages"), Route::NotFound);
+        assert_eq!(route_parts("GET", "/rooms/"), Route::Asset);
+        assert_eq!(
+            route_parts("PUT", "/rooms/x"),
+            Route::MethodNotAllowed { allow: "GET" }
+        );
+        assert_eq!(route_parts("PUT", "/nowhere"), Route::NotFound);
+        assert_eq!(route_parts("GET", ""), Route::Asset);
+    }
+}

@@ -1,0 +1,173 @@
+//! Output: the one place where bytes leave. Everything a connection is sent is queued
+//! here (`enqueue`, or `push` for a broadcast), bounded, and written with vectored writes
+//! at the end of the pass; WRITABLE interest is registered only while a socket is stuck.
+//! Closing and removing connections lives here too, since a connection closes once its
+//! last bytes are out.
+
+use super::conn::{Conn, ConnState};
+use super::outq::Chunk;
+use super::{Server, FIRST_CONN};
+use mio::{Interest, Token};
+use std::io::{self, Read};
+
+/// Queues `chunk` on `conn` and lists it for flushing. Returns true if a WebSocket is
+/// now past the output bound `max` (a slow consumer, for the caller to close).
+pub(super) fn push(conn: &mut Conn, chunk: Chunk, dirty: &mut Vec<usize>, max: usize) -> bool {
+    // Nothing may follow a close frame or a final response (a late completion for a
+    // closing connection is dropped).
+    if conn.doomed || matches!(conn.state, ConnState::Closing { .. }) {
+        return false;
+    }
+    conn.out.push(chunk);
+    mark_dirty(conn, dirty);
+    conn.out.len() > max && conn.is_ws()
+}
+
+fn mark_dirty(conn: &mut Conn, dirty: &mut Vec<usize>) {
+    if !conn.dirty {
+        conn.dirty = true;
+        dirty.push(conn.id.key);
+    }
+}
+
+impl Server {
+    /// Appends output and schedules a flush; a WebSocket past its output bound is
+    /// closed as a slow consumer.
+    pub(super) fn enqueue(&mut self, key: usize, chunk: Chunk) {
+        let max = self.config.max_output_bytes;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if push(conn, chunk, &mut self.dirty, max) {
+            self.slow_consumer(key);
+        }
+    }
+
+    pub(super) fn slow_consumer(&mut self, key: usize) {
+        self.metrics.slow_consumers += 1;
+        log::info!("conn {key}: slow consumer, closing");
+        self.conns[key].out.truncate_to_front();
+        self.close_ws(key, 1008, "slow consumer");
+    }
+
+    /// Output that tungstenite wrote into the queue itself (pongs, close replies).
+    pub(super) fn queued_directly(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.out.is_empty() {
+            mark_dirty(conn, &mut self.dirty);
+        }
+    }
+
+    /// Switches a connection to Closing: it is removed once its output is flushed (or
+    /// after the linger time).
+    pub(super) fn close_after_flush(&mut self, key: usize) {
+        self.forget_ws(key);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !matches!(conn.state, ConnState::Closing { .. }) {
+            conn.state = ConnState::Closing {
+                since: self.now.mono,
+            };
+        }
+        if conn.out.is_empty() {
+            self.doom(key);
+        } else {
+            mark_dirty(conn, &mut self.dirty);
+        }
+        self.rearm(key);
+    }
+
+    /// If the connection is a WebSocket, tells the Hub it is gone (once).
+    pub(super) fn forget_ws(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if conn.is_ws() {
+            let fx = self.hub.socket_closed(conn.id, self.now);
+            self.apply(fx);
+        }
+    }
+
+    pub(super) fn doom(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.doomed {
+                conn.doomed = true;
+                self.doomed.push(key);
+            }
+        }
+    }
+
+    pub(super) fn flush_dirty(&mut self) {
+        while !self.dirty.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty);
+            for key in dirty {
+                if let Some(c) = self.conns.get_mut(key) {
+                    c.dirty = false;
+                }
+                self.flush_conn(key);
+            }
+        }
+    }
+
+    pub(super) fn flush_conn(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.doomed {
+            return;
+        }
+        match conn.out.write_to(&mut conn.stream) {
+            Ok(done) => {
+                if done && matches!(conn.state, ConnState::Closing { .. }) {
+                    self.doom(key);
+                    return;
+                }
+                // Interest follows the queue: WRITABLE only while bytes are stuck.
+                if conn.want_write == done {
+                    conn.want_write = !done;
+                    let interest = if done {
+                        Interest::READABLE
+                    } else {
+                        Interest::READABLE | Interest::WRITABLE
+                    };
+                    let token = Token(key + FIRST_CONN);
+                    let _ = self
+                        .poll
+                        .registry()
+                        .reregister(&mut conn.stream, token, interest);
+                }
+            }
+            Err(_) => self.doom(key),
+        }
+    }
+
+    /// A closing connection's input is read and dropped, so that the peer's close reply
+    /// does not turn into a reset; end of input ends it.
+    pub(super) fn drain_closing(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let mut scratch = [0u8; 4096];
+        loop {
+            match conn.stream.read(&mut scratch) {
+                Ok(0) => return self.doom(key),
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return self.doom(key),
+            }
+        }
+    }
+
+    /// Removes doomed connections.
+    pub(super) fn reap(&mut self) {
+        while let Some(key) = self.doomed.pop() {
+            if !self.conns.contains(key) {
+                continue;
+            }
+            self.forget_ws(key);
+            let mut conn = self.conns.remove(key);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            log::trace!("conn {key}: closed");
+        }
+    }
+}

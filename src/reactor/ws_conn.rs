@@ -1,0 +1,138 @@
+//! WebSocket connections: reading frames through tungstenite (at most `READ_BUDGET`
+//! messages per pass), handing each text message to the Hub, and closing.
+
+use super::conn::{self, ConnState};
+use super::outq::Chunk;
+use super::Server;
+use std::io;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::{CloseFrame, Frame};
+
+/// WebSocket messages handled per connection per pass; the rest wait for the next pass.
+pub const READ_BUDGET: usize = 64;
+
+impl Server {
+    /// Turns an upgraded HTTP connection into a WebSocket: the 101 goes out first, then
+    /// whatever the Hub said on opening it (`hello`, presence).
+    pub(super) fn open_ws(&mut self, key: usize, accept: &str, fx: Vec<crate::chat::Effect>) {
+        let conn = &mut self.conns[key];
+        let ConnState::Http(http) = &mut conn.state else {
+            return;
+        };
+        let leftover = std::mem::take(&mut http.buf);
+        conn.state = ConnState::Ws(Box::new(conn::WsConn::new(
+            leftover,
+            self.now.mono,
+            self.config.max_frame_bytes,
+        )));
+        self.enqueue(key, Chunk::Owned(crate::ws::upgrade_response(accept)));
+        self.metrics.count_status(101);
+        self.metrics.ws_opened += 1;
+        self.apply(fx);
+        self.rearm(key);
+        // Frames may have arrived with the upgrade request.
+        self.again.push(key);
+    }
+
+    pub(super) fn read_ws(&mut self, key: usize) {
+        let mut texts = Vec::new();
+        let mut close: Option<(u16, &'static str)> = None;
+        let mut gone = false;
+        let mut more = false;
+        {
+            let conn = &mut self.conns[key];
+            let ConnState::Ws(ws) = &mut conn.state else {
+                return;
+            };
+            let mut io = conn::WsIo {
+                stream: &mut conn.stream,
+                out: &mut conn.out,
+            };
+            loop {
+                if texts.len() >= READ_BUDGET {
+                    more = true;
+                    break;
+                }
+                match ws.ctx.read(&mut io) {
+                    Ok(msg) => {
+                        ws.last_rx = self.now.mono;
+                        match msg {
+                            tungstenite::Message::Text(t) => texts.push(t),
+                            tungstenite::Message::Binary(_) => {
+                                // The protocol is JSON text; the contract names 1007 (invalid
+                                // data) for binary frames.
+                                close = Some((1007, "binary frames are not accepted"));
+                                break;
+                            }
+                            tungstenite::Message::Close(_) => {
+                                // tungstenite queued the close reply into our output.
+                                gone = true;
+                                break;
+                            }
+                            _ => {}
+                        }
+                    }
+                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        break;
+                    }
+                    Err(e) => {
+                        close = ws_error_close(&e);
+                        gone = close.is_none();
+                        break;
+                    }
+                }
+            }
+            // Pongs and the reply to a close frame wait inside tungstenite until the next
+            // read or flush; hand them to our output queue now.
+            let _ = ws.ctx.flush(&mut io);
+        }
+        self.queued_directly(key);
+        let id = self.conns[key].id;
+        self.metrics.ws_received += texts.len() as u64;
+        for text in texts {
+            if self.live(id).is_none() || !self.conns[key].is_ws() {
+                break;
+            }
+            let fx = self.hub.handle_ws(id, &text, self.now);
+            self.apply(fx);
+        }
+        if let Some((code, reason)) = close {
+            log::debug!("conn {key}: protocol violation, closing with {code}");
+            self.close_ws(key, code, reason);
+        } else if gone {
+            self.close_after_flush(key);
+        } else if more {
+            self.again.push(key);
+        }
+    }
+
+    /// Sends a close frame and stops reading messages from a WebSocket.
+    pub(super) fn close_ws(&mut self, key: usize, code: u16, reason: &str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.is_ws() {
+            return;
+        }
+        let frame = Frame::close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_string().into(),
+        }));
+        let mut bytes = Vec::with_capacity(frame.len());
+        let _ = frame.format(&mut bytes);
+        conn.out.push(Chunk::Owned(bytes));
+        self.queued_directly(key);
+        self.close_after_flush(key);
+    }
+}
+
+/// Maps a tungstenite read error to the close code to send (`None`: the peer is gone).
+fn ws_error_close(e: &tungstenite::Error) -> Option<(u16, &'static str)> {
+    use tungstenite::error::Error;
+    match e {
+        Error::Capacity(_) => Some((1009, "message too big")),
+        Error::Utf8(_) => Some((1007, "invalid UTF-8")),
+        Error::Protocol(_) => Some((1002, "protocol error")),
+        _ => None,
+    }
+}

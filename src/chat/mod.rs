@@ -21,5 +21,7 @@ mod queries;
 pub mod room;
 mod ws;
 
+#[cfg(test)]
+mod tests;
 
 pub use hub::{ChatStats, Effect, Except, Hub, TokenInfo};

@@ -1,0 +1,295 @@
+//! The HTTP endpoints the Hub answers.
+
+use super::World;
+use crate::http::Route;
+use serde_json::{json, Value};
+
+#[test]
+fn register_validates_and_names_are_unique_case_insensitively() {
+    let mut w = World::new();
+    assert_eq!(
+        w.register("alice"),
+        (201, json!({"id": 1, "username": "alice"}))
+    );
+    assert_eq!(w.register("ALICE").1["error"], "username_taken");
+    assert_eq!(w.register("ALICE").0, 409);
+    assert_eq!(w.register("al").1["error"], "invalid_username");
+    assert_eq!(w.register(&"a".repeat(33)).1["error"], "invalid_username");
+    assert_eq!(w.register(&"a".repeat(32)).0, 201);
+    let short = json!({"username": "bob", "password": "1234567"});
+    assert_eq!(
+        w.http(Route::Register, "POST", "/register", None, short).1["error"],
+        "invalid_password"
+    );
+    let (s, v) = w.http(Route::Register, "POST", "/register", None, json!([1]));
+    assert_eq!((s, v["error"].as_str()), (400, Some("bad_json")));
+}
+
+#[test]
+fn login_gives_a_token_and_wrong_passwords_do_not() {
+    let mut w = World::new();
+    w.register("alice");
+    let ok = json!({"username": "Alice", "password": "password1"});
+    let (s, v) = w.http(Route::Login, "POST", "/login", None, ok);
+    assert_eq!(s, 200);
+    assert_eq!(v["username"], "alice");
+    assert_eq!(v["token"].as_str().unwrap().len(), 64);
+    let expires = crate::time::rfc3339_ms(w.now.wall_ms + w.hub.cfg.token_ttl.as_millis() as i64);
+    assert_eq!(v["expires_at"], expires);
+    for (user, pw) in [("alice", "password2"), ("nobody", "password1")] {
+        let (s, v) = w.http(
+            Route::Login,
+            "POST",
+            "/login",
+            None,
+            json!({"username": user, "password": pw}),
+        );
+        assert_eq!((s, v["error"].as_str()), (401, Some("invalid_credentials")));
+    }
+}
+
+#[test]
+fn logins_are_budgeted_per_address() {
+    let mut w = World::new();
+    let per_minute = w.hub.cfg.auth_per_minute as usize;
+    for _ in 0..per_minute {
+        assert_ne!(w.register("someone").0, 429);
+    }
+    let (s, v) = w.register("another");
+    assert_eq!((s, v["error"].as_str()), (429, Some("rate_limited")));
+    // One attempt comes back every 60/per_minute seconds.
+    w.advance(60_000 / per_minute as u64);
+    assert_eq!(w.register("another").0, 201);
+}
+
+#[test]
+fn logout_revokes_the_token_and_closes_its_sockets_only() {
+    let mut w = World::new();
+    let t1 = w.login("alice");
+    let t2 = w.login("alice");
+    let s1 = w.socket_with(&t1);
+    let s2 = w.socket_with(&t2);
+    let (s, _) = w.http(Route::Logout, "POST", "/logout", Some(&t1), Value::Null);
+    assert_eq!(s, 204);
+    assert_eq!(w.closed, vec![(s1, 4001)]);
+    assert!(w.hub.socket_token_valid(s2, w.now));
+    assert_eq!(
+        w.http(Route::Logout, "POST", "/logout", Some(&t1), Value::Null)
+            .0,
+        401
+    );
+    assert_eq!(
+        w.http(Route::Logout, "POST", "/logout", None, Value::Null)
+            .0,
+        401
+    );
+    assert_eq!(
+        w.http(Route::Rooms, "GET", "/rooms", Some(&t1), Value::Null)
+            .0,
+        401
+    );
+}
+
+#[test]
+fn rooms_lists_what_the_user_may_see_with_unread_counts() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    let tb = w.login("bob");
+    w.ws(
+        a,
+        json!({"type": "create_room", "room": "hidden", "private": true}),
+    );
+    w.ws(a, json!({"type": "join", "room": "open"}));
+    let m = w.send(a, "general", "one")["id"].as_i64().unwrap();
+    w.send(a, "general", "two");
+    let (s, v) = w.http(Route::Rooms, "GET", "/rooms", Some(&tb), Value::Null);
+    assert_eq!(s, 200);
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["general", "open"]);
+    let general = &v[0];
+    assert_eq!(
+        (general["unread"].as_i64(), general["members"].as_i64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        (general["online"].as_i64(), general["last_id"].as_i64()),
+        (Some(1), Some(m + 1))
+    );
+    assert_eq!(v[1]["member"], false);
+    // Bob reads one: one left unread. His own messages never count.
+    let b = w.socket_with(&tb);
+    w.ws(b, json!({"type": "seen", "room": "general", "id": m}));
+    w.send(b, "general", "mine");
+    let (_, v) = w.http(Route::Rooms, "GET", "/rooms", Some(&tb), Value::Null);
+    assert_eq!(v[0]["unread"], 1);
+}
+
+#[test]
+fn http_history_checks_access_and_parameters() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    let tb = w.login("bob");
+    let ta = w.login("alice");
+    let ids: Vec<i64> = (0..12)
+        .map(|i| {
+            w.send(a, "general", &format!("m{i}"))["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    w.ws(
+        a,
+        json!({"type": "create_room", "room": "priv", "private": true}),
+    );
+    let history = |room: &str| Route::History { room: room.into() };
+    let (s, v) = w.http(
+        history("general"),
+        "GET",
+        "/x?limit=2",
+        Some(&tb),
+        Value::Null,
+    );
+    assert_eq!(s, 200);
+    assert_eq!(v["messages"][1]["id"], ids[11]);
+    assert_eq!(v["has_more"], true);
+    // Older than the ring: the reader answers.
+    let q = format!("/x?before={}&limit=5", ids[3]);
+    let (s, v) = w.http(history("general"), "GET", &q, Some(&tb), Value::Null);
+    assert_eq!((s, v["messages"].as_array().unwrap().len()), (200, 3));
+    assert_eq!(v["has_more"], false);
+    assert_eq!(
+        w.http(history("priv"), "GET", "/x", Some(&tb), Value::Null)
+            .0,
+        403
+    );
+    assert_eq!(
+        w.http(history("priv"), "GET", "/x", Some(&ta), Value::Null)
+            .0,
+        200
+    );
+    assert_eq!(
+        w.http(history("nope"), "GET", "/x", Some(&tb), Value::Null)
+            .0,
+        404
+    );
+    assert_eq!(
+        w.http(history(""), "GET", "/x", Some(&tb), Value::Null).0,
+        404
+    );
+    assert_eq!(
+        w.http(
+            history("general"),
+            "GET",
+            "/x?before=-1",
+            Some(&tb),
+            Value::Null
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        w.http(
+            history("general"),
+            "GET",
+            "/x?limit=x",
+            Some(&tb),
+            Value::Null
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        w.http(history("general"), "GET", "/x", None, Value::Null).0,
+        401
+    );
+    // Limits are clamped, huge numbers included.
+    let (_, v) = w.http(
+        history("general"),
+        "GET",
+        "/x?limit=0",
+        Some(&tb),
+        Value::Null,
+    );
+    assert_eq!(v["messages"].as_array().unwrap().len(), 1);
+    let q = format!("/x?limit={}&before={}", u64::MAX, u64::MAX);
+    assert_eq!(
+        w.http(history("general"), "GET", &q, Some(&tb), Value::Null)
+            .0,
+        200
+    );
+}
+
+#[test]
+fn search_needs_a_query_and_sees_only_readable_rooms() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    let tb = w.login("bob");
+    w.ws(
+        a,
+        json!({"type": "create_room", "room": "priv", "private": true}),
+    );
+    w.send(a, "general", "needle in general");
+    w.send(a, "priv", "needle in private");
+    let (s, v) = w.http(
+        Route::Search,
+        "GET",
+        "/search?q=needle",
+        Some(&tb),
+        Value::Null,
+    );
+    assert_eq!(s, 200);
+    assert_eq!(v["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(v["messages"][0]["room"], "general");
+    assert_eq!(
+        w.http(
+            Route::Search,
+            "GET",
+            "/search?q=needle&room=priv",
+            Some(&tb),
+            Value::Null
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        w.http(
+            Route::Search,
+            "GET",
+            "/search?q=%20",
+            Some(&tb),
+            Value::Null
+        )
+        .0,
+        400
+    );
+    let long = format!("/search?q={}", "a".repeat(501));
+    assert_eq!(
+        w.http(Route::Search, "GET", &long, Some(&tb), Value::Null)
+            .0,
+        400
+    );
+    let max = format!("/search?q={}", "a".repeat(500));
+    assert_eq!(
+        w.http(Route::Search, "GET", &max, Some(&tb), Value::Null).0,
+        200
+    );
+    assert_eq!(
+        w.http(Route::Search, "GET", "/search?q=x", None, Value::Null)
+            .0,
+        401
+    );
+}
+
+#[test]
+fn registration_survives_a_storage_failure_without_taking_the_name() {
+    let mut w = World::new();
+    w.storage_ok = false;
+    assert_eq!(w.register("alice").0, 503);
+    w.storage_ok = true;
+    assert_eq!(w.register("alice").0, 201);
+}

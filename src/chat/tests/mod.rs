@@ -1,0 +1,388 @@
+//! Unit tests of the Hub, without sockets or threads: a `World` plays the reactor and the
+//! workers. It feeds requests to the Hub, runs the store, reader and password effects
+//! against a small in-memory fake, feeds their completions back, and records what each
+//! connection would have been sent.
+
+mod http_rules;
+mod ws_rules;
+
+use super::{Effect, Except, Hub};
+use crate::auth::pool::AuthOp;
+use crate::config::Config;
+use crate::http::{Request, Response, Route};
+use crate::id::ConnId;
+use crate::store::load::{RoomRow, Snapshot};
+use crate::store::{Completion, MessageRow, Outcome, ReadOp, StoreError, StoreOp};
+use crate::time::Now;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+pub(super) struct World {
+    pub hub: Hub,
+    pub now: Now,
+    /// What each WebSocket was sent, in order.
+    pub sent: HashMap<ConnId, Vec<Value>>,
+    /// Sockets the Hub asked to close, with the code.
+    pub closed: Vec<(ConnId, u16)>,
+    /// The last HTTP response to each connection.
+    pub responses: HashMap<ConnId, Response>,
+    /// Store commands applied, in order.
+    pub writes: Vec<StoreOp>,
+    /// The fake database's messages and users.
+    messages: Vec<MessageRow>,
+    next_user: i64,
+    next_serial: u64,
+    /// When false, store commands fail as if the disk were full.
+    pub storage_ok: bool,
+}
+
+pub(super) fn config() -> Config {
+    Config {
+        ring_size: 8,
+        join_history: 5,
+        ..Config::default()
+    }
+}
+
+impl World {
+    pub fn new() -> World {
+        World::with_config(config())
+    }
+
+    pub fn with_config(cfg: Config) -> World {
+        let snap = Snapshot {
+            users: Vec::new(),
+            tokens: Vec::new(),
+            rooms: vec![RoomRow {
+                id: 1,
+                name: "general".into(),
+                private: false,
+                owner: None,
+                recent: Vec::new(),
+            }],
+            members: Vec::new(),
+        };
+        World {
+            hub: Hub::from_snapshot(snap, cfg),
+            now: Now {
+                mono: Instant::now(),
+                wall_ms: 1_800_000_000_000,
+            },
+            sent: HashMap::new(),
+            closed: Vec::new(),
+            responses: HashMap::new(),
+            writes: Vec::new(),
+            messages: Vec::new(),
+            next_user: 1,
+            next_serial: 1,
+            storage_ok: true,
+        }
+    }
+
+    pub fn advance(&mut self, ms: u64) {
+        self.now.mono += Duration::from_millis(ms);
+        self.now.wall_ms += ms as i64;
+    }
+
+    pub fn conn(&mut self) -> ConnId {
+        let id = ConnId {
+            key: self.next_serial as usize,
+            serial: self.next_serial,
+        };
+        self.next_serial += 1;
+        id
+    }
+
+    /// Carries out effects the way the reactor and the workers would.
+    pub fn run(&mut self, fx: Vec<Effect>) {
+        let mut queue: std::collections::VecDeque<Effect> = fx.into();
+        while let Some(e) = queue.pop_front() {
+            match e {
+                Effect::Send { conn, msg } => self.sent.entry(conn).or_default().push(msg),
+                Effect::Broadcast { room, msg, except } => {
+                    let to: Vec<ConnId> = self.hub.audience(room, except).collect();
+                    for c in to {
+                        self.sent.entry(c).or_default().push(msg.clone());
+                    }
+                }
+                Effect::Respond { conn, resp } => {
+                    self.responses.insert(conn, resp);
+                }
+                Effect::Close { conn, code, .. } => {
+                    self.closed.push((conn, code));
+                    let more = self.hub.socket_closed(conn, self.now);
+                    queue.extend(more);
+                }
+                Effect::Store(cmd) => {
+                    let outcome = self.write(&cmd.op);
+                    self.writes.push(cmd.op);
+                    if let Some(reply) = cmd.reply {
+                        let c = Completion {
+                            reply: Some(reply),
+                            outcome,
+                        };
+                        queue.extend(self.hub.completed(c, self.now));
+                    }
+                }
+                Effect::Read(job) => {
+                    let outcome = self.read(&job.op);
+                    let c = Completion {
+                        reply: Some(job.reply),
+                        outcome,
+                    };
+                    queue.extend(self.hub.completed(c, self.now));
+                }
+                Effect::Auth(job) => {
+                    let outcome = match job.op {
+                        AuthOp::Hash { username, password } => Outcome::Hashed {
+                            username,
+                            phc: Ok(format!("fake${password}")),
+                        },
+                        AuthOp::Verify {
+                            user_id,
+                            password,
+                            phc,
+                        } => Outcome::Verified(Ok(
+                            user_id.filter(|_| phc == Some(format!("fake${password}")))
+                        )),
+                    };
+                    let c = Completion {
+                        reply: Some(job.reply),
+                        outcome,
+                    };
+                    queue.extend(self.hub.completed(c, self.now));
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, op: &StoreOp) -> Outcome {
+        if !self.storage_ok {
+            return op.failed();
+        }
+        match op {
+            StoreOp::CreateUser { username, phc } => {
+                let id = self.next_user;
+                self.next_user += 1;
+                Outcome::UserCreated {
+                    username: username.clone(),
+                    phc: phc.clone(),
+                    result: Ok(id),
+                }
+            }
+            StoreOp::CreateToken {
+                token,
+                user_id,
+                expires_at,
+                ..
+            } => Outcome::TokenCreated {
+                token: token.clone(),
+                user_id: *user_id,
+                expires_at: *expires_at,
+                result: Ok(()),
+            },
+            StoreOp::Insert {
+                room_id,
+                user_id,
+                text,
+                client_id,
+            } => {
+                if let Some(cid) = client_id {
+                    let old = self.messages.iter().find(|m| {
+                        m.user_id == *user_id && m.client_id.as_deref() == Some(cid.as_str())
+                    });
+                    if let Some(m) = old {
+                        return Outcome::Inserted(Ok((m.clone(), true)));
+                    }
+                }
+                let row = MessageRow {
+                    id: self.messages.len() as i64 + 1,
+                    room_id: *room_id,
+                    user_id: *user_id,
+                    text: text.clone(),
+                    ts: self.now.wall_ms,
+                    client_id: client_id.clone(),
+                    edited_at: None,
+                    deleted: false,
+                };
+                self.messages.push(row.clone());
+                Outcome::Inserted(Ok((row, false)))
+            }
+            StoreOp::Edit { id, author, text } => self.change(*id, Some(*author), Some(text)),
+            StoreOp::Delete { id, author } => self.change(*id, *author, None),
+            _ => Outcome::Written(Ok(())),
+        }
+    }
+
+    fn change(&mut self, id: i64, author: Option<i64>, text: Option<&str>) -> Outcome {
+        let now = self.now.wall_ms;
+        let Some(m) = self.messages.iter_mut().find(|m| m.id == id && !m.deleted) else {
+            return Outcome::Changed(Err(StoreError::NotFound));
+        };
+        if author.is_some_and(|a| a != m.user_id) {
+            return Outcome::Changed(Err(StoreError::Forbidden));
+        }
+        match text {
+            Some(t) => {
+                m.text = t.to_string();
+                m.edited_at = Some(now);
+            }
+            None => {
+                m.text.clear();
+                m.deleted = true;
+            }
+        }
+        Outcome::Changed(Ok(m.clone()))
+    }
+
+    fn read(&self, op: &ReadOp) -> Outcome {
+        match op {
+            ReadOp::History {
+                room,
+                room_id,
+                before,
+                limit,
+            } => {
+                let mut rows: Vec<MessageRow> = self
+                    .messages
+                    .iter()
+                    .filter(|m| m.room_id == *room_id && m.id < *before)
+                    .cloned()
+                    .collect();
+                let has_more = rows.len() > *limit;
+                rows.drain(..rows.len().saturating_sub(*limit));
+                Outcome::History {
+                    room: room.clone(),
+                    result: Ok((rows, has_more)),
+                }
+            }
+            ReadOp::Search {
+                query, room_ids, ..
+            } => Outcome::Search(Ok(self
+                .messages
+                .iter()
+                .filter(|m| room_ids.contains(&m.room_id) && m.text.contains(query.as_str()))
+                .cloned()
+                .collect())),
+        }
+    }
+
+    // ---- requests ------------------------------------------------------------------
+
+    pub fn http(
+        &mut self,
+        route: Route,
+        method: &str,
+        path_query: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
+        let conn = self.conn();
+        let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+        let mut headers = Vec::new();
+        if let Some(t) = token {
+            headers.push(("authorization".to_string(), format!("Bearer {t}")));
+        }
+        let req = Request {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            headers,
+            body: if body.is_null() {
+                Vec::new()
+            } else {
+                body.to_string().into_bytes()
+            },
+            keep_alive: true,
+        };
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let fx = self.hub.handle_http(conn, ip, &route, &req, self.now);
+        self.run(fx);
+        let resp = self.responses.remove(&conn).expect("an HTTP answer");
+        let body = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+        (resp.status, body)
+    }
+
+    pub fn register(&mut self, name: &str) -> (u16, Value) {
+        let body = json!({"username": name, "password": "password1"});
+        self.http(Route::Register, "POST", "/register", None, body)
+    }
+
+    /// Registers (if needed) and logs in; returns the token.
+    pub fn login(&mut self, name: &str) -> String {
+        if self.hub.user_by_name(name).is_none() {
+            assert_eq!(self.register(name).0, 201);
+        }
+        let body = json!({"username": name, "password": "password1"});
+        let (status, v) = self.http(Route::Login, "POST", "/login", None, body);
+        assert_eq!(status, 200, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// Logs `name` in and opens a WebSocket; returns it with its `hello` consumed.
+    pub fn socket(&mut self, name: &str) -> ConnId {
+        let token = self.login(name);
+        self.socket_with(&token)
+    }
+
+    pub fn socket_with(&mut self, token: &str) -> ConnId {
+        let conn = self.conn();
+        let fx = self
+            .hub
+            .open_socket(conn, token, self.now)
+            .expect("token accepted");
+        self.run(fx);
+        let hello = self.take(conn);
+        assert_eq!(hello[0]["type"], "hello");
+        conn
+    }
+
+    /// Sends one request frame; returns what this socket was sent because of it.
+    pub fn ws(&mut self, conn: ConnId, msg: Value) -> Vec<Value> {
+        let fx = self.hub.handle_ws(conn, &msg.to_string(), self.now);
+        self.run(fx);
+        self.take(conn)
+    }
+
+    /// Everything sent to `conn` since the last take.
+    pub fn take(&mut self, conn: ConnId) -> Vec<Value> {
+        self.sent.remove(&conn).unwrap_or_default()
+    }
+
+    /// The one frame of `kind` among `frames`.
+    pub fn one<'a>(frames: &'a [Value], kind: &str) -> &'a Value {
+        let found: Vec<&Value> = frames.iter().filter(|f| f["type"] == kind).collect();
+        assert_eq!(found.len(), 1, "one {kind} in {frames:?}");
+        found[0]
+    }
+
+    pub fn error_code(frames: &[Value]) -> String {
+        World::one(frames, "error")["code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn send(&mut self, conn: ConnId, room: &str, text: &str) -> Value {
+        let got = self.ws(conn, json!({"type": "send", "room": room, "text": text}));
+        World::one(&got, "message").clone()
+    }
+}
+
+#[test]
+fn audience_skips_the_excepted_conn_and_user() {
+    let mut w = World::new();
+    let a1 = w.socket("alice");
+    let a2 = w.socket("alice");
+    let b = w.socket("bob");
+    let all: Vec<ConnId> = w.hub.audience(1, Except::Nobody).collect();
+    assert_eq!(all.len(), 3);
+    let not_a1: Vec<ConnId> = w.hub.audience(1, Except::Conn(a1)).collect();
+    assert!(!not_a1.contains(&a1) && not_a1.contains(&a2) && not_a1.contains(&b));
+    let uid = w.hub.user_by_name("alice").unwrap();
+    let not_alice: Vec<ConnId> = w.hub.audience(1, Except::User(uid)).collect();
+    assert_eq!(not_alice, vec![b]);
+    assert_eq!(w.hub.audience(99, Except::Nobody).count(), 0);
+}

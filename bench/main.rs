@@ -10,8 +10,7 @@ mod connect;
 
 use client::{Event, Fleet};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: chatterbox-bench MODE [options]
@@ -151,33 +150,32 @@ fn print_human(v: &Value) {
 
 // ---- HTTP and accounts ----------------------------------------------------------
 
-/// One HTTP request; returns (status, body).
-pub fn http(
+/// The client for the plain HTTP calls: every status comes back as a response, and each
+/// request has its own connection as before (logins/s stays comparable), no proxy.
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_idle_connections(0)
+        .timeout_per_read(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+/// One POST with a JSON body; returns (status, body).
+fn post(
+    agent: &ureq::Agent,
     server: SocketAddr,
-    method: &str,
     path: &str,
-    body: &str,
-    token: Option<&str>,
+    body: &Value,
 ) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(server).map_err(|e| format!("connect {server}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len())
-        .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("no status")?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    let fail = |e: ureq::Error| format!("POST {path} to {server}: {e}");
+    let mut resp = agent
+        .post(format!("http://{server}{path}"))
+        .send_json(body)
+        .map_err(fail)?;
+    let text = resp.body_mut().read_to_string().map_err(fail)?;
+    Ok((resp.status().as_u16(), text))
 }
 
 /// Registers (if needed) and logs in `k` users; returns their tokens.
@@ -186,15 +184,16 @@ pub fn tokens(o: &Opts) -> Result<Vec<String>, String> {
         return Ok(t.split(',').map(str::to_string).collect());
     }
     let password = "bench-password";
+    let agent = http_agent();
     (0..o.users.max(1))
         .map(|i| {
             let name = format!("bench{i}");
-            let creds = json!({"username": name, "password": password}).to_string();
-            let (st, body) = http(o.server, "POST", "/register", &creds, None)?;
+            let creds = json!({"username": name, "password": password});
+            let (st, body) = post(&agent, o.server, "/register", &creds)?;
             if st != 201 && st != 409 {
                 return Err(format!("register {name}: {st} {body}"));
             }
-            let (st, body) = http(o.server, "POST", "/login", &creds, None)?;
+            let (st, body) = post(&agent, o.server, "/login", &creds)?;
             if st != 200 {
                 return Err(format!(
                     "login {name}: {st} {body} (start the server with a high --auth-per-minute)"
@@ -443,14 +442,14 @@ fn login(o: &Opts) -> Result<Value, String> {
     let t0 = Instant::now();
     let workers: Vec<_> = (0..o.threads)
         .map(|i| {
+            let agent = http_agent();
             std::thread::spawn(move || {
                 let creds =
-                    json!({"username": format!("bench{}", i % 20), "password": "bench-password"})
-                        .to_string();
+                    json!({"username": format!("bench{}", i % 20), "password": "bench-password"});
                 let mut ok = 0u64;
                 let mut other = 0u64;
                 while t0.elapsed() < duration {
-                    match http(server, "POST", "/login", &creds, None) {
+                    match post(&agent, server, "/login", &creds) {
                         Ok((200, _)) => ok += 1,
                         _ => other += 1,
                     }

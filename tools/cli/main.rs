@@ -1,7 +1,7 @@
 //! `chatterbox-cli`: the terminal client.
 //!
-//! Accounts over HTTP (hand-written HTTP/1.1 on a TcpStream), chat over one WebSocket
-//! (tungstenite's blocking client). `chat` is interactive with its own line editor so that
+//! Accounts over HTTP (ureq's blocking client), chat over one WebSocket (tungstenite's
+//! blocking client). `chat` is interactive with its own line editor so that
 //! incoming messages never mangle the line being typed; `send` and `tail` are for scripts.
 
 mod term;
@@ -98,7 +98,10 @@ fn main() -> ExitCode {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let cli = Cli { host };
+    let cli = Cli {
+        host,
+        agent: http_agent(),
+    };
     let rest: Vec<&str> = args[1..].iter().map(String::as_str).collect();
     let result = match (args[0].as_str(), rest.as_slice()) {
         ("register", [name]) => cli.register(name),
@@ -122,6 +125,19 @@ fn main() -> ExitCode {
 struct Cli {
     /// host:port of the server.
     host: String,
+    agent: ureq::Agent,
+}
+
+/// Every status comes back as a response (the commands map them to exit codes), each
+/// request on its own connection, straight to the server (no proxy from the environment).
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_idle_connections(0)
+        .timeout_per_read(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
 }
 
 fn config_dir() -> PathBuf {
@@ -139,38 +155,53 @@ fn session_path() -> PathBuf {
 }
 
 impl Cli {
-    fn http(
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.host)
+    }
+
+    /// A GET with the session token; the status and the JSON body (null if none).
+    fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<(u16, Value), Fail> {
+        let req = self
+            .agent
+            .get(self.url(path))
+            .query_pairs(query.iter().copied())
+            .header("Authorization", format!("Bearer {}", token()?));
+        self.answer(req.call())
+    }
+
+    /// A POST with a JSON body or none; the status and the JSON body (null if none).
+    fn post(
         &self,
-        method: &str,
         path: &str,
         body: Option<&Value>,
         token: Option<&str>,
     ) -> Result<(u16, Value), Fail> {
-        let mut s = TcpStream::connect(&self.host)
-            .map_err(|e| Fail::Unreachable(format!("cannot reach {}: {e}", self.host)))?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.host,
-            body.len()
-        );
-        s.write_all(req.as_bytes())
-            .map_err(|e| Fail::Unreachable(e.to_string()))?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out)
-            .map_err(|e| Fail::Unreachable(e.to_string()))?;
-        let text = String::from_utf8_lossy(&out);
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| Fail::Server("not an HTTP answer".into()))?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+        let mut req = self.agent.post(self.url(path));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        self.answer(match body {
+            Some(b) => req.send_json(b),
+            None => req.send_empty(),
+        })
+    }
+
+    fn answer(
+        &self,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(u16, Value), Fail> {
+        let fail = |e: ureq::Error| match e {
+            ureq::Error::Protocol(_) => Fail::Server("not an HTTP answer".into()),
+            // The OS's words, as in "cannot reach 127.0.0.1:8000: Connection refused".
+            ureq::Error::Io(e) => Fail::Unreachable(format!("cannot reach {}: {e}", self.host)),
+            e => Fail::Unreachable(format!("cannot reach {}: {e}", self.host)),
+        };
+        let mut resp = sent.map_err(fail)?;
+        let body = resp.body_mut().read_to_string().map_err(fail)?;
+        Ok((
+            resp.status().as_u16(),
+            serde_json::from_str(&body).unwrap_or(Value::Null),
+        ))
     }
 
     fn credentials(name: &str) -> Result<Value, Fail> {
@@ -181,7 +212,7 @@ impl Cli {
 
     fn register(&self, name: &str) -> Result<(), Fail> {
         let creds = Self::credentials(name)?;
-        match self.http("POST", "/register", Some(&creds), None)? {
+        match self.post("/register", Some(&creds), None)? {
             (201, v) => {
                 println!(
                     "registered {}; now run: chatterbox-cli login {}",
@@ -204,7 +235,7 @@ impl Cli {
 
     fn login(&self, name: &str) -> Result<(), Fail> {
         let creds = Self::credentials(name)?;
-        match self.http("POST", "/login", Some(&creds), None)? {
+        match self.post("/login", Some(&creds), None)? {
             (200, v) => {
                 let session =
                     json!({"server": self.host, "username": v["username"], "token": v["token"]});
@@ -229,7 +260,7 @@ impl Cli {
 
     fn logout(&self) -> Result<(), Fail> {
         let token = token()?;
-        let (status, _) = self.http("POST", "/logout", None, Some(&token))?;
+        let (status, _) = self.post("/logout", None, Some(&token))?;
         let _ = std::fs::remove_file(session_path());
         match status {
             204 | 401 => {
@@ -463,7 +494,7 @@ impl Cli {
                 }
             }
             "/rooms" => {
-                let (status, v) = self.http("GET", "/rooms", None, Some(&token()?))?;
+                let (status, v) = self.get("/rooms", &[])?;
                 if status != 200 {
                     return Err(Fail::Server(format!("/rooms answered {status}")));
                 }
@@ -485,8 +516,7 @@ impl Cli {
             "/edit" if !b.is_empty() => ws.send(&json!({"type": "edit", "id": a.parse::<i64>().unwrap_or(0), "text": b}))?,
             "/delete" if !a.is_empty() => ws.send(&json!({"type": "delete", "id": a.parse::<i64>().unwrap_or(0)}))?,
             "/search" if !rest.is_empty() => {
-                let q: String = rest.bytes().map(|c| if c.is_ascii_alphanumeric() { (c as char).to_string() } else { format!("%{c:02X}") }).collect();
-                let (_, v) = self.http("GET", &format!("/search?q={q}"), None, Some(&token()?))?;
+                let (_, v) = self.get("/search", &[("q", rest)])?;
                 let found = v["messages"].as_array().cloned().unwrap_or_default();
                 ui.print(&format!("{} result(s)", found.len()));
                 for m in found {

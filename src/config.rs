@@ -29,6 +29,10 @@ pub const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Unsent output one connection may hold before it is closed as a slow consumer (1008).
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+/// Above this much unsent output a connection is not read (no request parsed, no ping
+/// answered) until it drains: a client that does not read cannot make the server
+/// produce more for it.
+pub const OUTPUT_PAUSE_BYTES: usize = 64 * 1024;
 /// Longest message text, in characters, after trimming.
 pub const DEFAULT_MAX_TEXT_CHARS: usize = 4000;
 /// Committed messages each room keeps in memory for `join` and catch-up.

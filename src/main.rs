@@ -17,7 +17,13 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .filter_module("tungstenite", log::LevelFilter::Debug)
         .init();
-    let config = match parse_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    install_panic_hook();
+    let config = match parse_args(args.into_iter(), |k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chatterbox: {e}\n\n{USAGE}");
@@ -102,9 +108,6 @@ fn parse_args(
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (flag, None),
         };
-        if flag == "-h" || flag == "--help" {
-            return Err("help requested".into());
-        }
         let value = match inline.or_else(|| args.next()) {
             Some(v) => v,
             None => return Err(format!("{flag} needs a value")),
@@ -141,6 +144,20 @@ fn parse_args(
     }
     c.validate()?;
     Ok(c)
+}
+
+/// A panic anywhere is a bug that may have left the reactor's state half-changed, so the
+/// process does not try to carry on: it logs where, and exits non-zero at once (every
+/// message it acknowledged is already committed) for its supervisor to restart it.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("?");
+        log::error!("internal error in thread {name}: {info}; exiting, restart the server");
+        default(info);
+        std::process::exit(70);
+    }));
 }
 
 fn ms(v: &str) -> Result<std::time::Duration, String> {

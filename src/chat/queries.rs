@@ -72,6 +72,10 @@ impl Hub {
             return Err(Response::error(404, "no_such_room", "no such room"));
         };
         let room = &self.rooms[&id];
+        if room.private && !room.is_member(user) && super::ws::is_dm(name) {
+            let msg = super::ws::NO_SUCH_DM;
+            return Err(Response::error(404, "no_such_room", msg));
+        }
         if room.private && !room.is_member(user) {
             return Err(Response::error(
                 403,

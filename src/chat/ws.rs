@@ -14,6 +14,12 @@ use crate::time::{rfc3339_ms, Now};
 use serde_json::{json, Value};
 
 const BAD_ROOM_NAME: &str = "room names are 1-64 characters of a-z, 0-9, '_' and '-'";
+/// The one answer for a conversation that does not exist and one the user is not in.
+pub(super) const NO_SUCH_DM: &str = "no such conversation";
+
+pub(super) fn is_dm(room: &str) -> bool {
+    room.starts_with("dm:")
+}
 
 /// One request being handled: who sent it, and its `ref`.
 struct Ctx {
@@ -100,9 +106,16 @@ impl Hub {
     /// A room the user may use: it exists and they are a member.
     fn member_room(&self, name: &str, user: UserId) -> Result<RoomId, Fail> {
         let Some(&id) = self.room_by_name.get(name) else {
+            if is_dm(name) {
+                return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM);
+            }
             return fail(ErrorCode::NoSuchRoom, format!("no room named {name:?}"));
         };
         let room = &self.rooms[&id];
+        if !room.is_member(user) && is_dm(name) {
+            // Whether two other people talk to each other is none of this user's business.
+            return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM);
+        }
         if !room.is_member(user) {
             let why = if room.private {
                 "this room is private"
@@ -175,12 +188,13 @@ impl Hub {
             None if valid_room_name(name) => {
                 self.create_room_record(name.to_string(), false, Some(cx.user))
             }
-            None if name.starts_with("dm:") => {
-                return fail(ErrorCode::NoSuchRoom, "no such conversation")
-            }
+            None if is_dm(name) => return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM),
             None => return fail(ErrorCode::BadRequest, BAD_ROOM_NAME),
         };
         let room = &self.rooms[&room_id];
+        if room.private && !room.is_member(cx.user) && is_dm(name) {
+            return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM);
+        }
         if room.private && !room.is_member(cx.user) {
             return fail(
                 ErrorCode::Forbidden,

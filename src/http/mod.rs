@@ -149,8 +149,12 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Request)>, Ht
         let value = String::from_utf8_lossy(h.value).into_owned();
         match name.as_str() {
             "content-length" => {
-                let n: usize = value
-                    .trim()
+                // Digits only (RFC 9110 §8.6): `+2` or `0x10` would parse elsewhere.
+                let digits = value.trim();
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(HttpError::BadRequest("invalid Content-Length"));
+                }
+                let n: usize = digits
                     .parse()
                     .map_err(|_| HttpError::BadRequest("invalid Content-Length"))?;
                 if content_length.is_some_and(|c| c != n) {
@@ -280,6 +284,14 @@ mod tests {
                 .status(),
             400
         );
+        for bad in ["+2", "-1", "0x10", "1 2", ""] {
+            let req = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\nab");
+            assert_eq!(
+                parse(req.as_bytes(), &LIMITS),
+                Err(HttpError::BadRequest("invalid Content-Length")),
+                "{bad:?}"
+            );
+        }
         let twolen = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
         assert_eq!(parse(twolen, &LIMITS).unwrap_err().status(), 400);
         let badlen = b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n";

@@ -28,6 +28,8 @@ pub struct Conn {
     pub dirty: bool,
     /// Listed for removal at the end of this pass.
     pub doomed: bool,
+    /// Reading stopped because output is backed up; resumed when it drains.
+    pub paused: bool,
     /// The deadline of this connection's live entry in the reactor's timer heap.
     pub timer_at: Instant,
 }
@@ -97,6 +99,7 @@ impl Conn {
             want_write: false,
             dirty: false,
             doomed: false,
+            paused: false,
             timer_at: now,
         }
     }
@@ -111,6 +114,11 @@ impl Conn {
             }
             ConnState::Closing { since } => *since + CLOSE_LINGER,
         }
+    }
+
+    /// Whether this connection's input must wait for its output to drain.
+    pub fn backed_up(&self) -> bool {
+        self.out.len() > crate::config::OUTPUT_PAUSE_BYTES
     }
 
     pub fn is_ws(&self) -> bool {

@@ -78,6 +78,11 @@ impl Server {
             if matches!(http.phase, Phase::Waiting | Phase::Done) || http.buf.is_empty() {
                 return;
             }
+            if conn.out.len() > crate::config::OUTPUT_PAUSE_BYTES {
+                // Pipelined requests wait until the client reads what it asked for.
+                conn.paused = true;
+                return;
+            }
             match crate::http::parse(&http.buf, &limits) {
                 Ok(None) => return,
                 Ok(Some((n, req))) => {

@@ -225,10 +225,16 @@ impl Server {
 
     /// Reads what the socket has and acts on it.
     fn read_conn(&mut self, key: usize) {
-        let Some(conn) = self.conns.get(key) else {
+        let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if conn.doomed {
+            return;
+        }
+        if conn.backed_up() && !matches!(conn.state, conn::ConnState::Closing { .. }) {
+            // Edge-triggered readiness will not repeat: flush_conn reads again once the
+            // output drains.
+            conn.paused = true;
             return;
         }
         match conn.state {

@@ -10,7 +10,7 @@ use super::{Server, FIRST_CONN};
 use mio::{Interest, Token};
 use std::io::{self, Read};
 
-/// Queues `chunk` on `conn` and lists it for flushing. Returns true if a WebSocket is
+/// Queues `chunk` on `conn` and lists it for flushing. Returns true if the connection is
 /// now past the output bound `max` (a slow consumer, for the caller to close).
 pub(super) fn push(conn: &mut Conn, chunk: Chunk, dirty: &mut Vec<usize>, max: usize) -> bool {
     // Nothing may follow a close frame or a final response (a late completion for a
@@ -20,7 +20,7 @@ pub(super) fn push(conn: &mut Conn, chunk: Chunk, dirty: &mut Vec<usize>, max: u
     }
     conn.out.push(chunk);
     mark_dirty(conn, dirty);
-    conn.out.len() > max && conn.is_ws()
+    conn.out.len() > max
 }
 
 fn mark_dirty(conn: &mut Conn, dirty: &mut Vec<usize>) {
@@ -46,8 +46,13 @@ impl Server {
     pub(super) fn slow_consumer(&mut self, key: usize) {
         self.metrics.slow_consumers += 1;
         log::info!("conn {key}: slow consumer, closing");
-        self.conns[key].out.truncate_to_front();
-        self.close_ws(key, 1008, "slow consumer");
+        let conn = &mut self.conns[key];
+        conn.out.truncate_to_front();
+        if conn.is_ws() {
+            self.close_ws(key, 1008, "slow consumer");
+        } else {
+            self.close_after_flush(key);
+        }
     }
 
     /// Output that tungstenite wrote into the queue itself (pongs, close replies).
@@ -122,6 +127,10 @@ impl Server {
                 if done && matches!(conn.state, ConnState::Closing { .. }) {
                     self.doom(key);
                     return;
+                }
+                if conn.paused && !conn.backed_up() {
+                    conn.paused = false;
+                    self.again.push(key);
                 }
                 // Interest follows the queue: WRITABLE only while bytes are stuck.
                 if conn.want_write == done {

@@ -8,7 +8,8 @@ use std::io;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 
-/// WebSocket messages handled per connection per pass; the rest wait for the next pass.
+/// WebSocket messages (pings included) read per connection per pass; the rest wait for
+/// the next pass.
 pub const READ_BUDGET: usize = 64;
 
 impl Server {
@@ -48,11 +49,18 @@ impl Server {
                 stream: &mut conn.stream,
                 out: &mut conn.out,
             };
+            let mut budget = READ_BUDGET;
             loop {
-                if texts.len() >= READ_BUDGET {
+                if budget == 0 {
                     more = true;
                     break;
                 }
+                if io.out.len() > crate::config::OUTPUT_PAUSE_BYTES {
+                    // Pongs pile up for a client that does not read: stop reading it.
+                    conn.paused = true;
+                    break;
+                }
+                budget -= 1;
                 match ws.ctx.read(&mut io) {
                     Ok(msg) => {
                         ws.last_rx = self.now.mono;
@@ -128,8 +136,10 @@ impl Server {
 
 /// Maps a tungstenite read error to the close code to send (`None`: the peer is gone).
 fn ws_error_close(e: &tungstenite::Error) -> Option<(u16, &'static str)> {
-    use tungstenite::error::Error;
+    use tungstenite::error::{Error, ProtocolError};
     match e {
+        // The peer went away without a close frame: nobody is left to tell.
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
         Error::Capacity(_) => Some((1009, "message too big")),
         Error::Utf8(_) => Some((1007, "invalid UTF-8")),
         Error::Protocol(_) => Some((1002, "protocol error")),

@@ -116,7 +116,26 @@ fn apply_batch(
     let mut outcomes = Vec::with_capacity(cmds.len());
     let mut failed = false;
     for cmd in &cmds {
-        let (outcome, storage_failed) = apply(&tx, &cmd.op);
+        // Each command in a savepoint: one that fails leaves no half of itself behind,
+        // and the others of the batch still commit.
+        let (outcome, storage_failed) = match tx.execute_batch("SAVEPOINT cmd") {
+            Ok(()) => apply(&tx, &cmd.op),
+            Err(e) => {
+                log::error!("savepoint failed: {e}");
+                (cmd.op.failed(), true)
+            }
+        };
+        let undo = if is_error(&outcome) {
+            "ROLLBACK TO cmd; RELEASE cmd"
+        } else {
+            "RELEASE cmd"
+        };
+        if tx.is_autocommit() || tx.execute_batch(undo).is_err() {
+            // SQLite rolled the whole transaction back on its own (a full disk, an I/O
+            // error): nothing of this batch is stored, so say so for every command.
+            log::error!("the transaction was rolled back; the batch is not stored");
+            return (failed_all(cmds), false);
+        }
         failed |= storage_failed;
         outcomes.push(outcome);
     }
@@ -153,6 +172,18 @@ fn failed_all(cmds: Vec<StoreCmd>) -> Vec<Completion> {
             })
         })
         .collect()
+}
+
+/// Whether a write's outcome is a refusal or failure (its savepoint is rolled back).
+fn is_error(o: &Outcome) -> bool {
+    match o {
+        Outcome::UserCreated { result, .. } => result.is_err(),
+        Outcome::TokenCreated { result, .. } => result.is_err(),
+        Outcome::Inserted(r) => r.is_err(),
+        Outcome::Changed(r) => r.is_err(),
+        Outcome::Written(r) => r.is_err(),
+        _ => false,
+    }
 }
 
 fn classify(e: &rusqlite::Error) -> StoreError {
@@ -303,8 +334,18 @@ fn change_message(
     let Some(row) = message_by_id(tx, id)? else {
         return Ok(Err(StoreError::NotFound));
     };
-    if author.is_some_and(|a| a != row.user_id) {
-        return Ok(Err(StoreError::Forbidden));
+    if let Some(a) = author {
+        // Authors change their messages only while they are in the room.
+        let member: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM members WHERE room_id = ?1 AND user_id = ?2",
+                [row.room_id, a],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if a != row.user_id || member.is_none() {
+            return Ok(Err(StoreError::Forbidden));
+        }
     }
     if row.deleted {
         return Ok(Err(StoreError::NotFound));
@@ -386,4 +427,100 @@ fn message_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<MessageR
         message_from_row,
     )
     .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::ConnId;
+    use crate::store::{ReplyTo, Via};
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, username_lc, pw_hash, created_at) VALUES (1,'a','a','x',0);
+             INSERT INTO members (room_id, user_id) VALUES (1, 1);",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn insert(text: &str) -> StoreCmd {
+        StoreCmd {
+            reply: Some(ReplyTo {
+                conn: ConnId { key: 0, serial: 1 },
+                via: Via::Ws { req: None },
+            }),
+            op: StoreOp::Insert {
+                room_id: 1,
+                user_id: 1,
+                text: text.into(),
+                client_id: None,
+            },
+        }
+    }
+
+    fn stored(conn: &Connection) -> Vec<String> {
+        let mut st = conn
+            .prepare("SELECT text FROM messages ORDER BY id")
+            .unwrap();
+        let rows = st.query_map([], |r| r.get(0)).unwrap();
+        rows.map(|r| r.unwrap()).collect()
+    }
+
+    fn inserted_ok(done: &[Completion]) -> Vec<bool> {
+        done.iter()
+            .map(|c| matches!(c.outcome, Outcome::Inserted(Ok(_))))
+            .collect()
+    }
+
+    #[test]
+    fn a_failing_command_leaves_the_rest_of_its_batch_stored() {
+        let mut conn = db();
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER boom BEFORE INSERT ON messages WHEN NEW.text = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'no'); END;",
+        )
+        .unwrap();
+        let cmds = vec![insert("a"), insert("boom"), insert("c")];
+        let (done, _) = apply_batch(&mut conn, cmds.into_iter());
+        assert_eq!(inserted_ok(&done), vec![true, false, true]);
+        assert_eq!(stored(&conn), vec!["a", "c"]);
+    }
+
+    #[test]
+    fn a_batch_sqlite_rolled_back_is_reported_as_not_stored_at_all() {
+        let mut conn = db();
+        // RAISE(ROLLBACK) ends the whole transaction, as a full disk can.
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER boom BEFORE INSERT ON messages WHEN NEW.text = 'boom'
+             BEGIN SELECT RAISE(ROLLBACK, 'no'); END;",
+        )
+        .unwrap();
+        let cmds = vec![insert("a"), insert("boom"), insert("c")];
+        let (done, ok) = apply_batch(&mut conn, cmds.into_iter());
+        assert!(!ok);
+        assert_eq!(inserted_ok(&done), vec![false, false, false]);
+        assert!(
+            stored(&conn).is_empty(),
+            "what is reported as not stored is not stored"
+        );
+    }
+
+    #[test]
+    fn authors_change_messages_only_while_members() {
+        let mut conn = db();
+        let (done, _) = apply_batch(&mut conn, vec![insert("mine")].into_iter());
+        let Outcome::Inserted(Ok((row, _))) = &done[0].outcome else {
+            panic!("{done:?}")
+        };
+        conn.execute("DELETE FROM members WHERE user_id = 1", [])
+            .unwrap();
+        let tx = conn.transaction().unwrap();
+        let r = change_message(&tx, row.id, Some(1), Some("edited")).unwrap();
+        assert_eq!(r, Err(StoreError::Forbidden));
+        // An admin (no author) still may.
+        assert!(change_message(&tx, row.id, None, None).unwrap().is_ok());
+    }
 }

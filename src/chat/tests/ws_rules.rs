@@ -298,10 +298,14 @@ fn dm_creates_the_pair_room_and_reaches_the_peer() {
         World::error_code(&w.ws(a, json!({"type": "dm", "to": "nobody", "text": "x"}))),
         "bad_request"
     );
-    assert_eq!(
-        World::error_code(&w.ws(c, json!({"type": "join", "room": "dm:alice:bob"}))),
-        "forbidden"
-    );
+    // Someone else's conversation answers exactly as one that does not exist.
+    let theirs = w.ws(c, json!({"type": "join", "room": "dm:alice:bob"}));
+    let none = w.ws(c, json!({"type": "join", "room": "dm:alice:zed"}));
+    assert_eq!(theirs, none);
+    assert_eq!(World::error_code(&theirs), "no_such_room");
+    let theirs = w.ws(c, json!({"type": "history", "room": "dm:alice:bob"}));
+    let none = w.ws(c, json!({"type": "history", "room": "dm:alice:zed"}));
+    assert_eq!(theirs, none);
     // Bob answers in the same room.
     assert_eq!(w.send(b, "dm:alice:bob", "hi")["room"], "dm:alice:bob");
 }

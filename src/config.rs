@@ -49,6 +49,37 @@ pub const DEFAULT_MSG_RATE: f64 = 10.0;
 pub const DEFAULT_MSG_BURST: f64 = 20.0;
 /// Typing notices per user per second (also the burst).
 pub const DEFAULT_TYPING_RATE: f64 = 2.0;
+/// Other state-changing actions per user per second (join, leave, create_room, invite,
+/// decline, history, members, search over HTTP and WebSocket), and their burst.
+pub const DEFAULT_ACTION_RATE: f64 = 5.0;
+pub const DEFAULT_ACTION_BURST: f64 = 50.0;
+/// Read receipts (`seen`) per user per second, and their burst.
+pub const DEFAULT_SEEN_RATE: f64 = 10.0;
+pub const DEFAULT_SEEN_BURST: f64 = 20.0;
+/// Rooms one user may own (create_room; DMs are owned by nobody).
+pub const DEFAULT_MAX_ROOMS_OWNED: usize = 100;
+/// Rooms one user may be a member of (pending invitations do not count).
+pub const DEFAULT_MAX_MEMBERSHIPS: usize = 1000;
+/// Connections from one address that have not authenticated (not a WebSocket yet).
+pub const DEFAULT_MAX_PENDING_PER_IP: usize = 256;
+/// WebSockets one user may hold open at once.
+pub const DEFAULT_MAX_SOCKETS_PER_USER: usize = 64;
+/// Pending invitations one user may hold; the oldest goes past it.
+pub const MAX_INVITATIONS: usize = 100;
+/// Rooms named in `hello` (the rest via `GET /rooms`), invitations in `hello`, and names
+/// per page of members (`joined`, `members`).
+pub const HELLO_ROOMS_MAX: usize = 100;
+pub const MEMBERS_PAGE: usize = 100;
+/// Rooms past this many members get no per-user presence events.
+pub const PRESENCE_MAX_MEMBERS: usize = 1000;
+/// A user's presence in one room is announced at most this often; the latest state
+/// follows when the interval is up.
+pub const PRESENCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most bytes of messages in one catch-up (`joined` with `since`) or `history` reply.
+pub const REPLY_MAX_BYTES: usize = 256 * 1024;
+/// Default and largest page of `GET /rooms`.
+pub const ROOMS_PAGE_DEFAULT: usize = 200;
+pub const ROOMS_PAGE_MAX: usize = 1000;
 /// Login and register attempts per IP address per minute (also the burst).
 pub const DEFAULT_AUTH_PER_MINUTE: f64 = 10.0;
 /// `general` is created by the first migration with this id; everyone is a member.
@@ -107,6 +138,14 @@ pub struct Config {
     pub msg_burst: f64,
     pub typing_rate: f64,
     pub auth_per_minute: f64,
+    pub action_rate: f64,
+    pub action_burst: f64,
+    pub seen_rate: f64,
+    pub seen_burst: f64,
+    pub max_rooms_owned: usize,
+    pub max_memberships: usize,
+    pub max_pending_per_ip: usize,
+    pub max_sockets_per_user: usize,
     /// Most open connections; `None` derives it from the open-file limit.
     pub max_connections: Option<usize>,
 }
@@ -137,6 +176,14 @@ impl Default for Config {
             msg_burst: DEFAULT_MSG_BURST,
             typing_rate: DEFAULT_TYPING_RATE,
             auth_per_minute: DEFAULT_AUTH_PER_MINUTE,
+            action_rate: DEFAULT_ACTION_RATE,
+            action_burst: DEFAULT_ACTION_BURST,
+            seen_rate: DEFAULT_SEEN_RATE,
+            seen_burst: DEFAULT_SEEN_BURST,
+            max_rooms_owned: DEFAULT_MAX_ROOMS_OWNED,
+            max_memberships: DEFAULT_MAX_MEMBERSHIPS,
+            max_pending_per_ip: DEFAULT_MAX_PENDING_PER_IP,
+            max_sockets_per_user: DEFAULT_MAX_SOCKETS_PER_USER,
             max_connections: None,
         }
     }
@@ -154,11 +201,21 @@ impl Config {
         if self.password_threads == 0 {
             return Err("password_threads must be at least 1".into());
         }
-        if !(self.msg_rate > 0.0 && self.msg_burst >= 1.0 && self.typing_rate > 0.0) {
+        let rates = [
+            self.msg_rate,
+            self.typing_rate,
+            self.action_rate,
+            self.seen_rate,
+        ];
+        let bursts = [self.msg_burst, self.action_burst, self.seen_burst];
+        if rates.iter().any(|r| *r <= 0.0) || bursts.iter().any(|b| *b < 1.0) {
             return Err("rate limits must be positive".into());
         }
         if self.auth_per_minute <= 0.0 {
             return Err("auth_per_minute must be positive".into());
+        }
+        if self.max_pending_per_ip == 0 || self.max_sockets_per_user == 0 {
+            return Err("connection caps must be at least 1".into());
         }
         if self.join_history > self.ring_size {
             return Err("join_history must not exceed ring_size".into());

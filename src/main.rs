@@ -6,10 +6,12 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: chatterbox [--listen ADDR] [--db PATH] [--sync normal|full]
                   [--allowed-origin ORIGIN]... [--admin NAME]... [--max-connections N]
+                  [--max-pending-per-ip N] [--max-sockets-per-user N]
 
 Each flag can also be set with an environment variable: CHATTERBOX_LISTEN, CHATTERBOX_DB,
 CHATTERBOX_SYNC, CHATTERBOX_ALLOWED_ORIGINS and CHATTERBOX_ADMINS (comma-separated),
-CHATTERBOX_MAX_CONNECTIONS. Logging: RUST_LOG (default info).";
+CHATTERBOX_MAX_CONNECTIONS, CHATTERBOX_MAX_PENDING_PER_IP, CHATTERBOX_MAX_SOCKETS_PER_USER.
+Logging: RUST_LOG (default info).";
 
 fn main() -> ExitCode {
     // tungstenite logs whole frames (message text) at trace level; cap it so that no
@@ -99,6 +101,14 @@ fn parse_args(
     if let Some(v) = env("CHATTERBOX_ADMINS") {
         c.admins = list(v);
     }
+    if let Some(v) = env("CHATTERBOX_MAX_PENDING_PER_IP") {
+        c.max_pending_per_ip = v.parse().map_err(|_| "bad CHATTERBOX_MAX_PENDING_PER_IP")?;
+    }
+    if let Some(v) = env("CHATTERBOX_MAX_SOCKETS_PER_USER") {
+        c.max_sockets_per_user = v
+            .parse()
+            .map_err(|_| "bad CHATTERBOX_MAX_SOCKETS_PER_USER")?;
+    }
     if let Some(v) = env("CHATTERBOX_MAX_CONNECTIONS") {
         c.max_connections = Some(v.parse().map_err(|_| "bad CHATTERBOX_MAX_CONNECTIONS")?);
     }
@@ -125,6 +135,12 @@ fn parse_args(
             "--max-connections" => {
                 c.max_connections = Some(value.parse().map_err(|_| "bad --max-connections")?)
             }
+            "--max-pending-per-ip" => {
+                c.max_pending_per_ip = value.parse().map_err(|_| "bad --max-pending-per-ip")?
+            }
+            "--max-sockets-per-user" => {
+                c.max_sockets_per_user = value.parse().map_err(|_| "bad --max-sockets-per-user")?
+            }
             // Knobs for tests and operators who need them; not in the usage line.
             "--ping-interval-ms" => c.ping_interval = ms(&value)?,
             "--ws-idle-timeout-ms" => c.ws_idle_timeout = ms(&value)?,
@@ -133,6 +149,14 @@ fn parse_args(
             "--msg-rate" => c.msg_rate = value.parse().map_err(|_| "bad --msg-rate")?,
             "--msg-burst" => c.msg_burst = value.parse().map_err(|_| "bad --msg-burst")?,
             "--typing-rate" => c.typing_rate = value.parse().map_err(|_| "bad --typing-rate")?,
+            "--action-rate" => c.action_rate = value.parse().map_err(|_| "bad --action-rate")?,
+            "--action-burst" => c.action_burst = value.parse().map_err(|_| "bad --action-burst")?,
+            "--max-rooms-owned" => {
+                c.max_rooms_owned = value.parse().map_err(|_| "bad --max-rooms-owned")?
+            }
+            "--max-memberships" => {
+                c.max_memberships = value.parse().map_err(|_| "bad --max-memberships")?
+            }
             "--auth-per-minute" => {
                 c.auth_per_minute = value.parse().map_err(|_| "bad --auth-per-minute")?
             }

@@ -192,7 +192,8 @@ fn history_survives_a_restart() {
 
 #[test]
 fn a_thousand_clients_receive_one_broadcast() {
-    let s = TestServer::start(&[]);
+    // One user, a thousand sockets: past the default per-user cap on purpose.
+    let s = TestServer::start(&["--max-sockets-per-user", "1000"]);
     let token = s.user("crowd");
     let mut clients: Vec<Client> = (0..1000).map(|_| s.ws(&token)).collect();
     clients[0].send(json!({"type": "send", "room": "general", "text": "to everyone"}));

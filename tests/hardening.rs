@@ -214,7 +214,14 @@ fn a_ping_flood_does_not_hurt_anyone_else() {
 #[test]
 fn a_slow_consumer_is_closed_while_a_hundred_others_keep_up() {
     const MESSAGES: usize = 1500;
-    let s = TestServer::start(&["--msg-rate", "100000", "--msg-burst", "100000"]);
+    let s = TestServer::start(&[
+        "--msg-rate",
+        "100000",
+        "--msg-burst",
+        "100000",
+        "--max-sockets-per-user",
+        "200",
+    ]);
     let sender_token = s.user("sender");
     let reader_token = s.user("reader");
     let slow_token = s.user("sloth");
@@ -267,7 +274,13 @@ fn a_slow_consumer_is_closed_while_a_hundred_others_keep_up() {
 
 #[test]
 fn slowloris_connections_are_closed_while_a_normal_client_chats() {
-    let s = TestServer::start(&["--request-timeout-ms", "1500"]);
+    // 500 from one address: past the default per-address cap, which has its own test.
+    let s = TestServer::start(&[
+        "--request-timeout-ms",
+        "1500",
+        "--max-pending-per-ip",
+        "1000",
+    ]);
     let token = s.user("alice");
     let mut c = s.ws(&token);
     let mut lorises: Vec<TcpStream> = (0..500)

@@ -156,7 +156,7 @@ fn private_rooms_are_invisible_to_non_members() {
             .status,
         403
     );
-    // Only the owner invites; the invitee's sockets are told and start receiving.
+    // Only the owner invites; the invitee's sockets are told.
     let r = a.request(
         json!({"type": "invite", "room": "secret", "user": "bob"}),
         "i",
@@ -177,6 +177,18 @@ fn private_rooms_are_invisible_to_non_members() {
         )["code"],
         "forbidden"
     );
+    // Pending until bob accepts it by joining (he could decline instead).
+    assert_eq!(
+        s.http("GET", "/invitations", Some(&bob), None).json(),
+        json!([{"room": "secret", "by": "alice"}])
+    );
+    assert_eq!(
+        s.http("GET", "/rooms/secret/messages", Some(&bob), None)
+            .status,
+        403
+    );
+    let j = b.request(json!({"type": "join", "room": "secret"}), "accept");
+    assert_eq!(j["members"], json!(["alice", "bob"]));
     send(&mut a, "secret", "welcome bob");
     assert_eq!(b.recv_type("message")["text"], "welcome bob");
     let found = s.http("GET", "/search?q=plan", Some(&bob), None).json();

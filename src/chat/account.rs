@@ -200,6 +200,7 @@ impl Hub {
                         last_seen: None,
                         conns: Vec::new(),
                         rooms: HashSet::new(),
+                        owned: 0,
                     },
                 );
                 self.join_general(id);

@@ -36,7 +36,11 @@ impl Hub {
                 };
                 self.respond(to.conn, resp);
             }
-            Outcome::History { room, result } => self.history_read(to, room, result),
+            Outcome::History {
+                room,
+                forward,
+                result,
+            } => self.history_read(to, room, forward, result),
             Outcome::Search(result) => self.search_read(to, result),
             Outcome::Hashed { username, phc } => self.hashed(to, username, phc),
             Outcome::Verified(result) => self.verified(to, result, now),

@@ -5,10 +5,13 @@
 //! `Effect`s, which the reactor carries out (queue output, send to a worker, close).
 
 use super::protocol::{error_json, message_json, ErrorCode};
-use super::room::{Room, User};
+use super::room::{Invite, Room, User};
 use crate::auth::pool::AuthJob;
 use crate::auth::{hash_token, TokenHash};
-use crate::config::{Config, GENERAL_ID, IP_BUCKETS_PRUNE_AT};
+use crate::config::{
+    Config, GENERAL_ID, HELLO_ROOMS_MAX, IP_BUCKETS_PRUNE_AT, PRESENCE_INTERVAL,
+    PRESENCE_MAX_MEMBERS,
+};
 use crate::http::Response;
 use crate::id::{ConnId, RoomId, UserId};
 use crate::ratelimit::Bucket;
@@ -16,8 +19,9 @@ use crate::store::load::Snapshot;
 use crate::store::{MessageRow, ReadJob, ReplyTo, StoreCmd, StoreOp, Via};
 use crate::time::{rfc3339_ms, Now};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
+use std::time::Instant;
 
 /// What the reactor must do on the Hub's behalf.
 #[derive(Debug)]
@@ -75,10 +79,20 @@ pub(super) struct Socket {
     pub pending_reads: u8,
 }
 
-/// Per-user rate limit buckets.
+/// The budgets each user has, one bucket each (rates and bursts in `Config`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Budget {
+    /// send, dm, edit, delete.
+    Message = 0,
+    Typing = 1,
+    /// join, leave, create_room, invite, decline, history, members, search, room lists.
+    Action = 2,
+    Seen = 3,
+}
+
+/// Per-user rate limit buckets, indexed by `Budget`.
 pub(super) struct UserBuckets {
-    pub msg: Bucket,
-    pub typing: Bucket,
+    pub buckets: [Bucket; 4],
 }
 
 /// Counters the Hub keeps for `/metrics`.
@@ -101,11 +115,28 @@ pub struct Hub {
     pub(super) sockets: HashMap<ConnId, Socket>,
     pub(super) user_buckets: HashMap<UserId, UserBuckets>,
     pub(super) ip_buckets: HashMap<IpAddr, Bucket>,
+    /// Pending invitations per invitee, oldest first.
+    pub(super) invites: HashMap<UserId, Vec<Invite>>,
+    /// The last presence announced per (room, user) within the last interval.
+    pub(super) announced: HashMap<(RoomId, UserId), Announced>,
+    /// When each entry of `announced` is due for a look: (time, room, user).
+    pub(super) presence_due: BTreeSet<(Instant, RoomId, UserId)>,
     /// Set at shutdown: no presence is announced for sockets closing then.
     pub(super) quiet: bool,
+    /// How long the last budget refusal asked to wait, for its error's `retry_after_ms`.
+    pub(super) retry_ms: u64,
     pub stats: ChatStats,
     /// Effects of the entry point running now; taken when it returns.
     pub(super) fx: Vec<Effect>,
+}
+
+/// What was last said of a user's presence in a room, and whether it changed since.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Announced {
+    pub online: bool,
+    pub at: Instant,
+    /// The state changed since: announce it when the interval is up.
+    pub changed: bool,
 }
 
 /// A failed request: the protocol's error code and a message for people.
@@ -130,7 +161,11 @@ impl Hub {
             sockets: HashMap::new(),
             user_buckets: HashMap::new(),
             ip_buckets: HashMap::new(),
+            invites: HashMap::new(),
+            announced: HashMap::new(),
+            presence_due: BTreeSet::new(),
             quiet: false,
+            retry_ms: 0,
             stats: ChatStats::default(),
             fx: Vec::new(),
         };
@@ -146,6 +181,7 @@ impl Hub {
                     last_seen: u.last_seen,
                     conns: Vec::new(),
                     rooms: HashSet::new(),
+                    owned: 0,
                 },
             );
         }
@@ -170,6 +206,9 @@ impl Hub {
                 room.evicted_max = room.ring.front().map_or(0, |m| m.id - 1).max(1);
             }
             hub.next_room_id = hub.next_room_id.max(r.id + 1);
+            if let Some(owner) = r.owner.and_then(|o| hub.users.get_mut(&o)) {
+                owner.owned += 1;
+            }
             hub.room_by_name.insert(r.name, r.id);
             hub.rooms.insert(r.id, room);
         }
@@ -180,6 +219,12 @@ impl Hub {
             if let Some(u) = hub.users.get_mut(&user_id) {
                 u.rooms.insert(room_id);
             }
+        }
+        for (room, user, by) in snap.invitations {
+            hub.invites
+                .entry(user)
+                .or_default()
+                .push(Invite { room, by });
         }
         hub
     }
@@ -289,14 +334,15 @@ impl Hub {
         let Some(user) = self.users.get_mut(&user_id) else {
             return Err(unauthorized());
         };
+        if user.conns.len() >= self.cfg.max_sockets_per_user {
+            let max = self.cfg.max_sockets_per_user;
+            let msg = format!("this account already has {max} WebSockets open");
+            return Err(Response::error(429, "rate_limited", &msg));
+        }
         user.conns.push(conn);
         let mut room_ids: Vec<RoomId> = user.rooms.iter().copied().collect();
         room_ids.sort_unstable();
-        let names: Vec<&str> = room_ids
-            .iter()
-            .filter_map(|id| self.rooms.get(id).map(|r| r.name.as_str()))
-            .collect();
-        let hello = json!({ "type": "hello", "user": user.name, "rooms": names });
+        let hello = self.hello(user_id, &room_ids);
         self.fx.push(Effect::Send { conn, msg: hello });
         self.sockets.insert(
             conn,
@@ -311,6 +357,45 @@ impl Hub {
             self.attach(conn, user_id, id, now);
         }
         Ok(self.take_fx())
+    }
+
+    /// `hello`: the user's rooms, most recently active first, at most `HELLO_ROOMS_MAX`
+    /// (`rooms_more` says the rest are in `GET /rooms`), and pending invitations.
+    fn hello(&self, user_id: UserId, room_ids: &[RoomId]) -> Value {
+        let mut rooms: Vec<&Room> = room_ids
+            .iter()
+            .filter_map(|id| self.rooms.get(id))
+            .collect();
+        let more = rooms.len() > HELLO_ROOMS_MAX;
+        if more {
+            rooms.select_nth_unstable_by_key(HELLO_ROOMS_MAX, |r| std::cmp::Reverse(r.last_id));
+            rooms.truncate(HELLO_ROOMS_MAX);
+        }
+        rooms.sort_unstable_by_key(|r| r.id);
+        let names: Vec<&str> = rooms.iter().map(|r| r.name.as_str()).collect();
+        let mut hello = json!({
+            "type": "hello",
+            "user": self.user_name(user_id),
+            "rooms": names,
+            "invitations": self.invitations_json(user_id),
+        });
+        if more {
+            hello["rooms_more"] = json!(true);
+        }
+        hello
+    }
+
+    /// A user's pending invitations as `[{"room","by"}]`, oldest first.
+    pub(super) fn invitations_json(&self, user: UserId) -> Value {
+        let list = self.invites.get(&user).map_or(&[][..], |v| v.as_slice());
+        let items: Vec<Value> = list
+            .iter()
+            .filter_map(|i| {
+                let room = self.rooms.get(&i.room)?;
+                Some(json!({ "room": room.name, "by": self.user_name(i.by) }))
+            })
+            .collect();
+        Value::Array(items)
     }
 
     /// A WebSocket is gone (closed by either side): detaches it, and announces its user
@@ -336,7 +421,7 @@ impl Hub {
         for room_id in socket.rooms {
             if let Some(room) = self.rooms.get_mut(&room_id) {
                 if room.detach(conn, user_id) {
-                    self.presence(room_id, user_id, "offline", now);
+                    self.presence_changed(room_id, user_id, now);
                 }
             }
         }
@@ -355,7 +440,7 @@ impl Hub {
             }
         }
         if first {
-            self.presence(room_id, user_id, "online", now);
+            self.presence_changed(room_id, user_id, now);
         }
     }
 
@@ -368,26 +453,41 @@ impl Hub {
             s.rooms.retain(|r| *r != room_id);
         }
         if last {
-            self.presence(room_id, user_id, "offline", now);
+            self.presence_changed(room_id, user_id, now);
         }
     }
 
-    fn presence(&mut self, room_id: RoomId, user_id: UserId, status: &str, now: Now) {
-        if self.quiet {
+    /// A user came online or went offline in a room. Announced at once unless it was
+    /// announced less than `PRESENCE_INTERVAL` ago; then the latest state follows when
+    /// the interval is up (`tick`), and flapping in between costs nothing. Rooms past
+    /// `PRESENCE_MAX_MEMBERS` get no per-user presence at all.
+    fn presence_changed(&mut self, room_id: RoomId, user_id: UserId, now: Now) {
+        let Some(room) = self.rooms.get(&room_id) else {
+            return;
+        };
+        if self.quiet || room.members.len() > PRESENCE_MAX_MEMBERS {
             return;
         }
+        let online = room.online.contains_key(&user_id);
+        match self.announced.get_mut(&(room_id, user_id)) {
+            Some(a) if now.mono < a.at + PRESENCE_INTERVAL => a.changed = a.online != online,
+            _ => self.announce(room_id, user_id, online, now),
+        }
+    }
+
+    fn announce(&mut self, room_id: RoomId, user_id: UserId, online: bool, now: Now) {
         let (Some(room), Some(user)) = (self.rooms.get(&room_id), self.users.get(&user_id)) else {
             return;
         };
-        let at = match (status, user.last_seen) {
-            ("offline", Some(at)) => at,
+        let at = match (online, user.last_seen) {
+            (false, Some(at)) => at,
             _ => now.wall_ms,
         };
         let msg = json!({
             "type": "presence",
             "room": room.name,
             "user": user.name,
-            "status": status,
+            "status": if online { "online" } else { "offline" },
             "last_seen": rfc3339_ms(at),
         });
         self.fx.push(Effect::Broadcast {
@@ -395,6 +495,46 @@ impl Hub {
             msg,
             except: Except::User(user_id),
         });
+        let a = Announced {
+            online,
+            at: now.mono,
+            changed: false,
+        };
+        self.announced.insert((room_id, user_id), a);
+        self.presence_due
+            .insert((now.mono + PRESENCE_INTERVAL, room_id, user_id));
+    }
+
+    /// Announces presence held back by the interval. Called by the reactor each pass.
+    pub fn tick(&mut self, now: Now) -> Vec<Effect> {
+        while let Some(&(at, room_id, user_id)) = self.presence_due.first() {
+            if at > now.mono {
+                break;
+            }
+            self.presence_due.pop_first();
+            let key = (room_id, user_id);
+            // An entry announced anew since this one was scheduled has its own.
+            let Some(a) = self.announced.get(&key).copied() else {
+                continue;
+            };
+            if a.at + PRESENCE_INTERVAL != at {
+                continue;
+            }
+            self.announced.remove(&key);
+            let online = self
+                .rooms
+                .get(&room_id)
+                .is_some_and(|r| r.online.contains_key(&user_id));
+            if a.changed && online != a.online && !self.quiet {
+                self.announce(room_id, user_id, online, now);
+            }
+        }
+        self.take_fx()
+    }
+
+    /// When `tick` next has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.presence_due.first().map(|(at, _, _)| *at)
     }
 
     // ---- shared rules --------------------------------------------------------------
@@ -417,25 +557,33 @@ impl Hub {
         (self.cfg.auth_per_minute / 60.0, self.cfg.auth_per_minute)
     }
 
-    /// Takes one chat action (or typing notice) from the user's budget.
-    pub(super) fn rate(&mut self, user: UserId, typing: bool, now: Now) -> Result<(), Fail> {
-        let (mr, mb, tr) = (self.cfg.msg_rate, self.cfg.msg_burst, self.cfg.typing_rate);
+    /// Takes one action of `kind` from the user's budget.
+    pub(super) fn rate(&mut self, user: UserId, kind: Budget, now: Now) -> Result<(), Fail> {
+        let c = &self.cfg;
+        let (rate, burst) = match kind {
+            Budget::Message => (c.msg_rate, c.msg_burst),
+            Budget::Typing => (c.typing_rate, c.typing_rate),
+            Budget::Action => (c.action_rate, c.action_burst),
+            Budget::Seen => (c.seen_rate, c.seen_burst),
+        };
         let b = self
             .user_buckets
             .entry(user)
             .or_insert_with(|| UserBuckets {
-                msg: Bucket::new(mb, now.mono),
-                typing: Bucket::new(tr, now.mono),
+                buckets: [
+                    Bucket::new(c.msg_burst, now.mono),
+                    Bucket::new(c.typing_rate, now.mono),
+                    Bucket::new(c.action_burst, now.mono),
+                    Bucket::new(c.seen_burst, now.mono),
+                ],
             });
-        let r = if typing {
-            b.typing.take(tr, tr, now.mono)
-        } else {
-            b.msg.take(mr, mb, now.mono)
-        };
-        r.or_else(|wait| {
+        let result = b.buckets[kind as usize].take(rate, burst, now.mono);
+        result.or_else(|wait| {
+            let ms = wait.as_millis() as u64 + 1;
+            self.retry_ms = ms;
             fail(
                 ErrorCode::RateLimited,
-                format!("slow down; try again in {} ms", wait.as_millis() + 1),
+                format!("slow down; try again in {ms} ms"),
             )
         })
     }
@@ -460,7 +608,23 @@ impl Hub {
         );
         self.room_by_name.insert(name.clone(), id);
         self.rooms.insert(id, Room::new(id, name, private, owner));
+        if let Some(u) = owner.and_then(|o| self.users.get_mut(&o)) {
+            u.owned += 1;
+        }
         id
+    }
+
+    /// Refuses a membership past the per-user cap.
+    pub(super) fn room_cap(&self, user: UserId) -> Result<(), Fail> {
+        let n = self.users.get(&user).map_or(0, |u| u.rooms.len());
+        let max = self.cfg.max_memberships;
+        if n >= max {
+            return fail(
+                ErrorCode::Forbidden,
+                format!("you are in {max} rooms, the most one account may be in; leave one first"),
+            );
+        }
+        Ok(())
     }
 
     /// Makes `user` a member and attaches all their open sockets.
@@ -472,6 +636,7 @@ impl Hub {
             return;
         }
         room.members.insert(user, 0);
+        // The writer drops a pending invitation to the room with it.
         self.store(
             None,
             StoreOp::AddMember {
@@ -479,6 +644,9 @@ impl Hub {
                 user_id: user,
             },
         );
+        if let Some(list) = self.invites.get_mut(&user) {
+            list.retain(|i| i.room != room_id);
+        }
         let Some(u) = self.users.get_mut(&user) else {
             return;
         };
@@ -506,9 +674,21 @@ impl Hub {
             self.stats.rate_limited += 1;
         }
         match &to.via {
-            Via::Ws { req } => self.send(to.conn, error_json(code, msg, req.as_deref())),
+            Via::Ws { req } => {
+                let v = self.error_value(code, msg, req.as_deref());
+                self.send(to.conn, v)
+            }
             Via::Http => self.respond(to.conn, Response::error(status, code.as_str(), msg)),
         }
+    }
+
+    /// An `error` event; a `rate_limited` one says how long to wait (`retry_after_ms`).
+    pub(super) fn error_value(&self, code: ErrorCode, msg: &str, req: Option<&str>) -> Value {
+        let mut v = error_json(code, msg, req);
+        if code == ErrorCode::RateLimited {
+            v["retry_after_ms"] = json!(self.retry_ms.max(1));
+        }
+        v
     }
 
     /// The `general` room's id, for a user who has just registered.

@@ -7,7 +7,8 @@
 //! reactor to carry out. So every chat rule is unit-tested by calling the Hub.
 //!
 //! - `hub`: the state, `Effect`, sockets and presence, and the rules shared by all.
-//! - `ws`: one handler per WebSocket request.
+//! - `ws`: decoding and budgeting each WebSocket request; messages, typing, receipts.
+//! - `rooms`: join and catch-up, leave, create, invite, decline, members, history.
 //! - `account`, `queries`: the HTTP endpoints (accounts; rooms, history, search).
 //! - `done`: completions from the writer, the readers and the password pool.
 //! - `room`: the records (`User`, `Room` with its ring of recent messages).
@@ -19,6 +20,7 @@ mod hub;
 pub mod protocol;
 mod queries;
 pub mod room;
+mod rooms;
 mod ws;
 
 #[cfg(test)]

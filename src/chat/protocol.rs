@@ -61,8 +61,23 @@ pub enum ClientMsg {
         room: String,
         #[serde(default)]
         before: Option<i64>,
+        /// Pages forward instead: messages after this id, oldest first (catch-up).
+        #[serde(default)]
+        after: Option<i64>,
         #[serde(default)]
         limit: Option<usize>,
+    },
+    /// Turns down a pending invitation.
+    Decline {
+        room: String,
+    },
+    /// A page of a room's members (or of those online), by name after `after`.
+    Members {
+        room: String,
+        #[serde(default)]
+        after: Option<String>,
+        #[serde(default)]
+        online: bool,
     },
 }
 
@@ -78,6 +93,8 @@ const TYPES: &[&str] = &[
     "typing",
     "seen",
     "history",
+    "decline",
+    "members",
 ];
 
 /// Error codes of the protocol.

@@ -2,9 +2,14 @@
 //! pages and search. Pages the in-memory ring can answer are answered at once; older
 //! pages and search become `Read` effects for the reader threads.
 
-use super::hub::{storage_unavailable, unauthorized, Effect, Hub};
+use super::hub::{storage_unavailable, unauthorized, Budget, Effect, Hub};
 use super::protocol::{with_ref, ErrorCode};
-use crate::config::{HISTORY_DEFAULT, HISTORY_MAX, MAX_QUERY_BYTES, SEARCH_DEFAULT, SEARCH_MAX};
+use super::room::Room;
+use super::rooms::within_reply_bytes;
+use crate::config::{
+    HISTORY_DEFAULT, HISTORY_MAX, MAX_QUERY_BYTES, ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX,
+    SEARCH_DEFAULT, SEARCH_MAX,
+};
 use crate::http::{Request, Response, Route};
 use crate::id::{ConnId, RoomId, UserId};
 use crate::store::{MessageRow, ReadJob, ReadOp, ReplyTo, StoreError, Via};
@@ -26,15 +31,37 @@ impl Hub {
             Route::Register => self.register(conn, ip, req, now),
             Route::Login => self.login(conn, ip, req, now),
             Route::Logout => self.logout(conn, req),
-            Route::Rooms => match self.authenticate(req, now) {
-                Some(user) => {
-                    let resp = self.list_rooms(user);
+            Route::Rooms => {
+                if let Some(user) = self.http_user(conn, req, now) {
+                    let resp = self.list_rooms(user, req);
                     self.respond(conn, resp);
                 }
-                None => self.respond(conn, unauthorized()),
-            },
-            Route::History { room } => self.http_history(conn, room, req, now),
-            Route::Search => self.search(conn, req, now),
+            }
+            Route::Invitations => {
+                if let Some(user) = self.http_user(conn, req, now) {
+                    let resp = Response::json(200, &self.invitations_json(user));
+                    self.respond(conn, resp);
+                }
+            }
+            Route::Leave { room } => {
+                if let Some(user) = self.http_user(conn, req, now) {
+                    let resp = match self.leave(user, room, now) {
+                        Ok(()) => Response::no_content(),
+                        Err((code, msg)) => Response::error(status_of(code), code.as_str(), &msg),
+                    };
+                    self.respond(conn, resp);
+                }
+            }
+            Route::History { room } => {
+                if let Some(user) = self.http_user(conn, req, now) {
+                    self.http_history(conn, user, room, req);
+                }
+            }
+            Route::Search => {
+                if let Some(user) = self.http_user(conn, req, now) {
+                    self.search(conn, user, req);
+                }
+            }
             _ => self.respond(conn, Response::error(404, "not_found", "no such page")),
         }
         self.take_fx()
@@ -45,11 +72,50 @@ impl Hub {
         self.token_user(req.bearer()?, now)
     }
 
-    fn list_rooms(&self, user: UserId) -> Response {
-        let mut rooms: Vec<Value> = self
+    /// The authenticated user of a chat request, with one action taken from their
+    /// budget; or the 401/429 is answered and `None` returned.
+    fn http_user(&mut self, conn: ConnId, req: &Request, now: Now) -> Option<UserId> {
+        let Some(user) = self.authenticate(req, now) else {
+            self.respond(conn, unauthorized());
+            return None;
+        };
+        if let Err((code, msg)) = self.rate(user, Budget::Action, now) {
+            self.stats.rate_limited += 1;
+            let ms = self.retry_ms;
+            let body = json!({ "error": code.as_str(), "message": msg, "retry_after_ms": ms });
+            let resp = Response::json(429, &body)
+                .with_header("Retry-After", ms.div_ceil(1000).to_string());
+            self.respond(conn, resp);
+            return None;
+        }
+        Some(user)
+    }
+
+    /// `GET /rooms?q=&after=&limit=`: the rooms the user may see, by name, one page.
+    fn list_rooms(&self, user: UserId, req: &Request) -> Response {
+        let q = req.query_param("q").unwrap_or_default();
+        let after = req.query_param("after").unwrap_or_default();
+        let limit = match opt_num(req, "limit") {
+            Ok(l) => l
+                .map_or(ROOMS_PAGE_DEFAULT, |l| {
+                    l.min(ROOMS_PAGE_MAX as u64) as usize
+                })
+                .max(1),
+            Err(r) => return r,
+        };
+        let mut rooms: Vec<&Room> = self
             .rooms
             .values()
             .filter(|r| !r.private || r.is_member(user))
+            .filter(|r| r.name.as_str() > after.as_str() && r.name.contains(q.as_str()))
+            .collect();
+        if rooms.len() > limit {
+            rooms.select_nth_unstable_by(limit, |a, b| a.name.cmp(&b.name));
+            rooms.truncate(limit);
+        }
+        rooms.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let rooms: Vec<Value> = rooms
+            .iter()
             .map(|r| {
                 json!({
                     "name": r.name,
@@ -57,12 +123,12 @@ impl Hub {
                     "member": r.is_member(user),
                     "members": r.members.len(),
                     "online": r.online.len(),
+                    "online_count": r.online.len(),
                     "last_id": r.last_id,
                     "unread": if r.is_member(user) { r.unread(user) } else { 0 },
                 })
             })
             .collect();
-        rooms.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
         Response::json(200, &Value::Array(rooms))
     }
 
@@ -86,10 +152,7 @@ impl Hub {
         Ok(id)
     }
 
-    fn http_history(&mut self, conn: ConnId, name: &str, req: &Request, now: Now) {
-        let Some(user) = self.authenticate(req, now) else {
-            return self.respond(conn, unauthorized());
-        };
+    fn http_history(&mut self, conn: ConnId, user: UserId, name: &str, req: &Request) {
         let checked = self.readable_room(name, user).and_then(|id| {
             let before =
                 opt_num(req, "before")?.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
@@ -103,7 +166,9 @@ impl Hub {
             Err(r) => return self.respond(conn, r),
         };
         if let Some((msgs, has_more)) = self.rooms[&room_id].page_before(before, limit) {
-            let body = json!({ "messages": self.messages(msgs), "has_more": has_more });
+            let n = within_reply_bytes(&msgs, true);
+            let messages = self.messages(msgs[msgs.len() - n..].iter().copied());
+            let body = json!({ "messages": messages, "has_more": has_more || n < msgs.len() });
             return self.respond(conn, Response::json(200, &body));
         }
         self.read(
@@ -112,15 +177,13 @@ impl Hub {
                 room: name.to_string(),
                 room_id,
                 before,
+                after: None,
                 limit,
             },
         );
     }
 
-    fn search(&mut self, conn: ConnId, req: &Request, now: Now) {
-        let Some(user) = self.authenticate(req, now) else {
-            return self.respond(conn, unauthorized());
-        };
+    fn search(&mut self, conn: ConnId, user: UserId, req: &Request) {
         let query = req.query_param("q").unwrap_or_default();
         if query.trim().is_empty() {
             let r = Response::error(400, "bad_request", "the q parameter is required");
@@ -177,6 +240,7 @@ impl Hub {
         &mut self,
         to: ReplyTo,
         room: String,
+        forward: bool,
         result: Result<(Vec<MessageRow>, bool), StoreError>,
     ) {
         if let (Via::Ws { .. }, Some(s)) = (&to.via, self.sockets.get_mut(&to.conn)) {
@@ -184,7 +248,17 @@ impl Hub {
         }
         match result {
             Ok((msgs, has_more)) => {
-                let messages = self.messages(&msgs);
+                // A page of long messages is cut to REPLY_MAX_BYTES, keeping the end
+                // nearest to where the reader is going (newest for `before` pages).
+                let refs: Vec<&MessageRow> = msgs.iter().collect();
+                let n = within_reply_bytes(&refs, !forward);
+                let has_more = has_more || n < refs.len();
+                let kept = if forward {
+                    &refs[..n]
+                } else {
+                    &refs[refs.len() - n..]
+                };
+                let messages = self.messages(kept.iter().copied());
                 match to.via {
                     Via::Ws { req } => {
                         let v = json!({ "type": "history", "room": room, "messages": messages, "has_more": has_more });
@@ -210,6 +284,17 @@ impl Hub {
 
     pub(super) fn answer_unavailable(&mut self, to: &ReplyTo, msg: &str) {
         self.answer_error(to, ErrorCode::Overloaded, msg, 503);
+    }
+}
+
+/// The HTTP status for a protocol error code.
+fn status_of(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::Forbidden => 403,
+        ErrorCode::NoSuchRoom | ErrorCode::NoSuchMessage => 404,
+        ErrorCode::RateLimited => 429,
+        ErrorCode::Overloaded => 503,
+        _ => 400,
     }
 }
 

@@ -14,6 +14,15 @@ pub struct User {
     pub conns: Vec<ConnId>,
     /// Rooms the user is a member of.
     pub rooms: HashSet<RoomId>,
+    /// Rooms this user created (DMs have no owner).
+    pub owned: usize,
+}
+
+/// An invitation to a private room, waiting for the invitee to join or decline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Invite {
+    pub room: RoomId,
+    pub by: UserId,
 }
 
 pub struct Room {
@@ -96,6 +105,17 @@ impl Room {
         } else {
             None
         }
+    }
+
+    /// A page after `after` from memory, if the ring holds everything after it:
+    /// (messages oldest first, has_more).
+    pub fn page_after(&self, after: i64, limit: usize) -> Option<(Vec<&MessageRow>, bool)> {
+        if after < self.evicted_max {
+            return None;
+        }
+        let start = self.after(after);
+        let end = (start + limit).min(self.ring.len());
+        Some((self.ring.range(start..end).collect(), end < self.ring.len()))
     }
 
     pub fn get_mut(&mut self, id: i64) -> Option<&mut MessageRow> {
@@ -189,6 +209,16 @@ mod tests {
         let (m, more) = r.page_before(11, 3).unwrap();
         assert_eq!((ids(m), more), (vec![8, 9, 10], true));
         assert!(r.page_before(9, 3).is_none(), "needs the database");
+        let (m, more) = r.page_after(5, 2).unwrap();
+        assert_eq!((ids(m), more), (vec![6, 7], true));
+        let (m, more) = r.page_after(8, 2).unwrap();
+        assert_eq!((ids(m), more), (vec![9, 10], false));
+        let (m, more) = r.page_after(10, 2).unwrap();
+        assert_eq!((ids(m), more), (vec![], false));
+        assert!(
+            r.page_after(4, 2).is_none(),
+            "older than the ring: the database"
+        );
         assert_eq!(ids(r.recent(2).collect()), vec![9, 10]);
         assert_eq!(r.has_message(3), None);
         assert_eq!(r.has_message(7), Some(true));

@@ -3,17 +3,16 @@
 //! `done.rs`). Every request that fails is answered with an `error` carrying its `ref`;
 //! the socket stays open.
 
-use super::hub::{fail, Effect, Except, Fail, Hub};
+use super::hub::{fail, Budget, Effect, Except, Fail, Hub};
 use super::protocol::{
-    decode, dm_room_name, error_json, valid_room_name, with_ref, ClientMsg, ErrorCode, MAX_REF_LEN,
+    decode, dm_room_name, error_json, with_ref, ClientMsg, ErrorCode, MAX_REF_LEN,
 };
-use crate::config::{CATCH_UP_MAX, GENERAL_ID, HISTORY_DEFAULT, HISTORY_MAX, MAX_PENDING_READS};
 use crate::id::{ConnId, RoomId, UserId};
-use crate::store::{MessageRow, ReadJob, ReadOp, ReplyTo, StoreOp, Via};
-use crate::time::{rfc3339_ms, Now};
-use serde_json::{json, Value};
+use crate::store::{ReplyTo, StoreOp, Via};
+use crate::time::Now;
+use serde_json::json;
 
-const BAD_ROOM_NAME: &str = "room names are 1-64 characters of a-z, 0-9, '_' and '-'";
+pub(super) const BAD_ROOM_NAME: &str = "room names are 1-64 characters of a-z, 0-9, '_' and '-'";
 /// The one answer for a conversation that does not exist and one the user is not in.
 pub(super) const NO_SUCH_DM: &str = "no such conversation";
 
@@ -22,15 +21,15 @@ pub(super) fn is_dm(room: &str) -> bool {
 }
 
 /// One request being handled: who sent it, and its `ref`.
-struct Ctx {
-    conn: ConnId,
-    user: UserId,
-    req: Option<String>,
-    now: Now,
+pub(super) struct Ctx {
+    pub conn: ConnId,
+    pub user: UserId,
+    pub req: Option<String>,
+    pub now: Now,
 }
 
 impl Ctx {
-    fn reply_to(&self) -> ReplyTo {
+    pub fn reply_to(&self) -> ReplyTo {
         ReplyTo {
             conn: self.conn,
             via: Via::Ws {
@@ -69,42 +68,71 @@ impl Hub {
             req,
             now,
         };
-        let result = match msg {
-            ClientMsg::Join { room, since } => self.join(&cx, &room, since),
-            ClientMsg::Leave { room } => self.leave(&cx, &room),
-            ClientMsg::CreateRoom { room, private } => self.create_room(&cx, &room, private),
-            ClientMsg::Invite { room, user: who } => self.invite(&cx, &room, &who),
-            ClientMsg::Send {
-                room,
-                text,
-                client_id,
-            } => self.send_msg(&cx, &room, &text, client_id),
-            ClientMsg::Dm {
-                to,
-                text,
-                client_id,
-            } => self.dm(&cx, &to, &text, client_id),
-            ClientMsg::Edit { id, text } => self.edit(&cx, id, &text),
-            ClientMsg::Delete { id } => self.delete(&cx, id),
-            ClientMsg::Typing { room, active } => self.typing(&cx, &room, active),
-            ClientMsg::Seen { room, id } => self.seen(&cx, &room, id),
-            ClientMsg::History {
-                room,
-                before,
-                limit,
-            } => self.ws_history(&cx, &room, before, limit),
+        // Everything that changes rooms or reads the store is budgeted; messages and
+        // typing are budgeted in their handlers, after validation.
+        let budget = match &msg {
+            ClientMsg::Seen { .. } => Some(Budget::Seen),
+            ClientMsg::Send { .. }
+            | ClientMsg::Dm { .. }
+            | ClientMsg::Edit { .. }
+            | ClientMsg::Delete { .. }
+            | ClientMsg::Typing { .. } => None,
+            _ => Some(Budget::Action),
+        };
+        let result = match budget.map_or(Ok(()), |b| self.rate(user, b, now)) {
+            Err(e) => Err(e),
+            Ok(()) => self.dispatch(&cx, msg),
         };
         if let Err((code, message)) = result {
             if code == ErrorCode::RateLimited {
                 self.stats.rate_limited += 1;
             }
-            self.send(conn, error_json(code, &message, cx.req.as_deref()));
+            let v = self.error_value(code, &message, cx.req.as_deref());
+            self.send(conn, v);
         }
         self.take_fx()
     }
 
+    fn dispatch(&mut self, cx: &Ctx, msg: ClientMsg) -> Result<(), Fail> {
+        match msg {
+            ClientMsg::Join { room, since } => self.join(cx, &room, since),
+            ClientMsg::Leave { room } => self.leave(cx.user, &room, cx.now).map(|()| {
+                let v = json!({ "type": "left", "room": room });
+                self.send(cx.conn, with_ref(v, cx.req.as_deref()));
+            }),
+            ClientMsg::CreateRoom { room, private } => self.create_room(cx, &room, private),
+            ClientMsg::Invite { room, user } => self.invite(cx, &room, &user),
+            ClientMsg::Decline { room } => self.decline(cx, &room),
+            ClientMsg::Members {
+                room,
+                after,
+                online,
+            } => self.members_page(cx, &room, after.as_deref(), online),
+            ClientMsg::Send {
+                room,
+                text,
+                client_id,
+            } => self.send_msg(cx, &room, &text, client_id),
+            ClientMsg::Dm {
+                to,
+                text,
+                client_id,
+            } => self.dm(cx, &to, &text, client_id),
+            ClientMsg::Edit { id, text } => self.edit(cx, id, &text),
+            ClientMsg::Delete { id } => self.delete(cx, id),
+            ClientMsg::Typing { room, active } => self.typing(cx, &room, active),
+            ClientMsg::Seen { room, id } => self.seen(cx, &room, id),
+            ClientMsg::History {
+                room,
+                before,
+                after,
+                limit,
+            } => self.ws_history(cx, &room, before, after, limit),
+        }
+    }
+
     /// A room the user may use: it exists and they are a member.
-    fn member_room(&self, name: &str, user: UserId) -> Result<RoomId, Fail> {
+    pub(super) fn member_room(&self, name: &str, user: UserId) -> Result<RoomId, Fail> {
         let Some(&id) = self.room_by_name.get(name) else {
             if is_dm(name) {
                 return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM);
@@ -139,149 +167,6 @@ impl Hub {
         Ok(t.to_string())
     }
 
-    pub(super) fn joined_value(
-        &self,
-        room_id: RoomId,
-        history: Vec<&MessageRow>,
-        complete: bool,
-    ) -> Value {
-        let room = &self.rooms[&room_id];
-        let names = |ids: &mut dyn Iterator<Item = &UserId>| {
-            let mut v: Vec<&str> = ids
-                .filter_map(|u| self.users.get(u).map(|u| u.name.as_str()))
-                .collect();
-            v.sort_unstable();
-            v
-        };
-        let members = names(&mut room.members.keys());
-        let online = names(&mut room.online.keys());
-        let history: Vec<Value> = history.iter().map(|m| self.message_value(m)).collect();
-        // Read cursors and last-seen times let a client draw receipts and the member
-        // list without asking again.
-        let mut cursors = serde_json::Map::new();
-        let mut last_seen = serde_json::Map::new();
-        for (uid, cursor) in &room.members {
-            if let Some(u) = self.users.get(uid) {
-                cursors.insert(u.name.clone(), json!(cursor));
-                if let Some(at) = u.last_seen {
-                    last_seen.insert(u.name.clone(), json!(rfc3339_ms(at)));
-                }
-            }
-        }
-        json!({
-            "type": "joined",
-            "room": room.name,
-            "private": room.private,
-            "owner": room.owner.map(|o| self.user_name(o)),
-            "members": members,
-            "online": online,
-            "cursors": cursors,
-            "last_seen": last_seen,
-            "history": history,
-            "complete": complete,
-        })
-    }
-
-    fn join(&mut self, cx: &Ctx, name: &str, since: Option<i64>) -> Result<(), Fail> {
-        let room_id = match self.room_by_name.get(name) {
-            Some(&id) => id,
-            None if valid_room_name(name) => {
-                self.create_room_record(name.to_string(), false, Some(cx.user))
-            }
-            None if is_dm(name) => return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM),
-            None => return fail(ErrorCode::BadRequest, BAD_ROOM_NAME),
-        };
-        let room = &self.rooms[&room_id];
-        if room.private && !room.is_member(cx.user) && is_dm(name) {
-            return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM);
-        }
-        if room.private && !room.is_member(cx.user) {
-            return fail(
-                ErrorCode::Forbidden,
-                "this room is private; ask its owner for an invite",
-            );
-        }
-        self.add_member(room_id, cx.user, cx.now);
-        // This socket may have left the room earlier while staying a member elsewhere.
-        self.attach(cx.conn, cx.user, room_id, cx.now);
-        let room = &self.rooms[&room_id];
-        let (history, complete) = match since {
-            Some(s) => room.since(s, CATCH_UP_MAX),
-            None => (room.recent(self.cfg.join_history).collect(), true),
-        };
-        let v = with_ref(
-            self.joined_value(room_id, history, complete),
-            cx.req.as_deref(),
-        );
-        self.send(cx.conn, v);
-        Ok(())
-    }
-
-    fn leave(&mut self, cx: &Ctx, name: &str) -> Result<(), Fail> {
-        let room_id = self.member_room(name, cx.user)?;
-        if room_id == GENERAL_ID {
-            return fail(ErrorCode::BadRequest, "everyone stays in general");
-        }
-        if let Some(room) = self.rooms.get_mut(&room_id) {
-            room.members.remove(&cx.user);
-        }
-        self.store(
-            None,
-            StoreOp::RemoveMember {
-                room_id,
-                user_id: cx.user,
-            },
-        );
-        if let Some(u) = self.users.get_mut(&cx.user) {
-            u.rooms.remove(&room_id);
-            for c in u.conns.clone() {
-                self.detach(c, cx.user, room_id, cx.now);
-            }
-        }
-        let v = with_ref(json!({ "type": "left", "room": name }), cx.req.as_deref());
-        self.send(cx.conn, v);
-        Ok(())
-    }
-
-    fn create_room(&mut self, cx: &Ctx, name: &str, private: bool) -> Result<(), Fail> {
-        if !valid_room_name(name) {
-            return fail(ErrorCode::BadRequest, BAD_ROOM_NAME);
-        }
-        if self.room_by_name.contains_key(name) {
-            return fail(
-                ErrorCode::BadRequest,
-                "a room with that name already exists",
-            );
-        }
-        let id = self.create_room_record(name.to_string(), private, Some(cx.user));
-        self.add_member(id, cx.user, cx.now);
-        let v = with_ref(self.joined_value(id, Vec::new(), true), cx.req.as_deref());
-        self.send(cx.conn, v);
-        Ok(())
-    }
-
-    fn invite(&mut self, cx: &Ctx, name: &str, who: &str) -> Result<(), Fail> {
-        let room_id = self.member_room(name, cx.user)?;
-        if self.rooms[&room_id].owner != Some(cx.user) {
-            return fail(ErrorCode::Forbidden, "only the room's owner can invite");
-        }
-        let Some(invitee) = self.user_by_name(who) else {
-            return fail(ErrorCode::BadRequest, format!("no user named {who:?}"));
-        };
-        self.add_member(room_id, invitee, cx.now);
-        let v = json!({
-            "type": "invited",
-            "room": name,
-            "by": self.user_name(cx.user),
-            "user": self.user_name(invitee),
-        });
-        for c in self.users[&invitee].conns.clone() {
-            self.send(c, v.clone());
-        }
-        self.send(cx.conn, with_ref(v, cx.req.as_deref()));
-        Ok(())
-    }
-
     fn send_msg(
         &mut self,
         cx: &Ctx,
@@ -292,7 +177,7 @@ impl Hub {
         let room_id = self.member_room(room, cx.user)?;
         let text = self.check_text(text)?;
         check_client_id(&client_id)?;
-        self.rate(cx.user, false, cx.now)?;
+        self.rate(cx.user, Budget::Message, cx.now)?;
         self.insert(cx, room_id, text, client_id);
         Ok(())
     }
@@ -325,7 +210,7 @@ impl Hub {
         }
         let text = self.check_text(text)?;
         check_client_id(&client_id)?;
-        self.rate(cx.user, false, cx.now)?;
+        self.rate(cx.user, Budget::Message, cx.now)?;
         let name = dm_room_name(self.user_name(cx.user), self.user_name(peer));
         let room_id = match self.room_by_name.get(&name) {
             Some(&id) => id,
@@ -339,7 +224,7 @@ impl Hub {
 
     fn edit(&mut self, cx: &Ctx, id: i64, text: &str) -> Result<(), Fail> {
         let text = self.check_text(text)?;
-        self.rate(cx.user, false, cx.now)?;
+        self.rate(cx.user, Budget::Message, cx.now)?;
         let op = StoreOp::Edit {
             id,
             author: cx.user,
@@ -350,7 +235,7 @@ impl Hub {
     }
 
     fn delete(&mut self, cx: &Ctx, id: i64) -> Result<(), Fail> {
-        self.rate(cx.user, false, cx.now)?;
+        self.rate(cx.user, Budget::Message, cx.now)?;
         let author = (!self.is_admin(cx.user)).then_some(cx.user);
         self.store(Some(cx.reply_to()), StoreOp::Delete { id, author });
         Ok(())
@@ -358,7 +243,7 @@ impl Hub {
 
     fn typing(&mut self, cx: &Ctx, room: &str, active: bool) -> Result<(), Fail> {
         let room_id = self.member_room(room, cx.user)?;
-        self.rate(cx.user, true, cx.now)?;
+        self.rate(cx.user, Budget::Typing, cx.now)?;
         let msg = json!({
             "type": "typing",
             "room": room,
@@ -405,50 +290,6 @@ impl Hub {
             except: Except::Conn(cx.conn),
         });
         self.send(cx.conn, with_ref(v, cx.req.as_deref()));
-        Ok(())
-    }
-
-    fn ws_history(
-        &mut self,
-        cx: &Ctx,
-        room: &str,
-        before: Option<i64>,
-        limit: Option<usize>,
-    ) -> Result<(), Fail> {
-        // A public room's history is readable without joining it.
-        let room_id = match self.member_room(room, cx.user) {
-            Ok(id) => id,
-            Err((ErrorCode::Forbidden, _)) if !self.rooms[&self.room_by_name[room]].private => {
-                self.room_by_name[room]
-            }
-            Err(e) => return Err(e),
-        };
-        let before = before.unwrap_or(i64::MAX);
-        let limit = limit.unwrap_or(HISTORY_DEFAULT).clamp(1, HISTORY_MAX);
-        if let Some((msgs, has_more)) = self.rooms[&room_id].page_before(before, limit) {
-            let messages: Vec<Value> = msgs.iter().map(|m| self.message_value(m)).collect();
-            let v = json!({ "type": "history", "room": room, "messages": messages, "has_more": has_more });
-            self.send(cx.conn, with_ref(v, cx.req.as_deref()));
-            return Ok(());
-        }
-        // Deep reads cost a reader thread real work: bound what one socket can queue.
-        let socket = self.sockets.get_mut(&cx.conn).expect("handle_ws checked");
-        if socket.pending_reads >= MAX_PENDING_READS {
-            return fail(
-                ErrorCode::RateLimited,
-                "too many history requests in flight",
-            );
-        }
-        socket.pending_reads += 1;
-        self.fx.push(Effect::Read(ReadJob {
-            reply: cx.reply_to(),
-            op: ReadOp::History {
-                room: room.to_string(),
-                room_id,
-                before,
-                limit,
-            },
-        }));
         Ok(())
     }
 }

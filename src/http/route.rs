@@ -13,6 +13,12 @@ pub enum Route {
     History {
         room: String,
     },
+    /// `POST /rooms/{room}/leave`.
+    Leave {
+        room: String,
+    },
+    /// `GET /invitations`: the user's pending invitations.
+    Invitations,
     Search,
     Healthz,
     Metrics,
@@ -33,6 +39,7 @@ const FIXED: &[(&str, &str, Route)] = &[
     ("/login", "POST", Route::Login),
     ("/logout", "POST", Route::Logout),
     ("/rooms", "GET", Route::Rooms),
+    ("/invitations", "GET", Route::Invitations),
     ("/search", "GET", Route::Search),
     ("/healthz", "GET", Route::Healthz),
     ("/metrics", "GET", Route::Metrics),
@@ -54,11 +61,18 @@ fn route_parts(method: &str, path: &str) -> Route {
             Route::MethodNotAllowed { allow }
         };
     }
-    if let Some(room) = history_room(path) {
+    if let Some(room) = room_path(path, "/messages") {
         return match (method, room) {
             ("GET", Some(room)) => Route::History { room },
             ("GET", None) => Route::NotFound,
             _ => Route::MethodNotAllowed { allow: "GET" },
+        };
+    }
+    if let Some(room) = room_path(path, "/leave") {
+        return match (method, room) {
+            ("POST", Some(room)) => Route::Leave { room },
+            ("POST", None) => Route::NotFound,
+            _ => Route::MethodNotAllowed { allow: "POST" },
         };
     }
     match method {
@@ -68,10 +82,10 @@ fn route_parts(method: &str, path: &str) -> Route {
     }
 }
 
-/// For `/rooms/{room}/messages`: `Some(Some(name))`, or `Some(None)` when the name is
+/// For `/rooms/{room}{suffix}`: `Some(Some(name))`, or `Some(None)` when the name is
 /// not one segment of valid percent-encoding; `None` for any other path.
-fn history_room(path: &str) -> Option<Option<String>> {
-    let raw = path.strip_prefix("/rooms/")?.strip_suffix("/messages")?;
+fn room_path(path: &str, suffix: &str) -> Option<Option<String>> {
+    let raw = path.strip_prefix("/rooms/")?.strip_suffix(suffix)?;
     if raw.contains('/') {
         return Some(None);
     }
@@ -122,6 +136,19 @@ mod tests {
             route_parts("POST", "/rooms/general/messages"),
             Route::MethodNotAllowed { allow: "GET" }
         );
+        assert_eq!(
+            route_parts("POST", "/rooms/ops/leave"),
+            Route::Leave { room: "ops".into() }
+        );
+        assert_eq!(
+            route_parts("GET", "/rooms/ops/leave"),
+            Route::MethodNotAllowed { allow: "POST" }
+        );
+        assert_eq!(
+            route_parts("POST", "/rooms/leave"),
+            Route::MethodNotAllowed { allow: "GET" }
+        );
+        assert_eq!(route_parts("GET", "/invitations"), Route::Invitations);
     }
 
     #[test]

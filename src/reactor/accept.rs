@@ -75,6 +75,14 @@ impl Server {
             refuse_overloaded(&mut stream);
             return;
         }
+        let pending = self.pending_by_ip.entry(addr.ip()).or_insert(0);
+        if *pending >= self.config.max_pending_per_ip {
+            // One address holding idle sockets must not deny everyone else.
+            self.metrics.refused += 1;
+            refuse_overloaded(&mut stream);
+            return;
+        }
+        *pending += 1;
         let _ = stream.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -85,6 +93,7 @@ impl Server {
             .register(&mut stream, token, Interest::READABLE)
         {
             log::warn!("register failed: {e}");
+            self.release_pending(addr.ip());
             return;
         }
         let id = ConnId {

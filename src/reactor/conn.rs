@@ -30,6 +30,8 @@ pub struct Conn {
     pub doomed: bool,
     /// Reading stopped because output is backed up; resumed when it drains.
     pub paused: bool,
+    /// Counted against its address's cap of unauthenticated connections.
+    pub unauthenticated: bool,
     /// The deadline of this connection's live entry in the reactor's timer heap.
     pub timer_at: Instant,
 }
@@ -100,6 +102,7 @@ impl Conn {
             dirty: false,
             doomed: false,
             paused: false,
+            unauthenticated: true,
             timer_at: now,
         }
     }

@@ -128,6 +128,8 @@ impl Server {
             | Route::Logout
             | Route::Rooms
             | Route::History { .. }
+            | Route::Leave { .. }
+            | Route::Invitations
             | Route::Search => {
                 let (id, ip) = (self.conns[key].id, self.conns[key].ip);
                 let fx = self.hub.handle_http(id, ip, &route, &req, self.now);

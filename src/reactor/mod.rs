@@ -37,9 +37,9 @@ use outq::Chunk;
 use serde_json::Value;
 use slab::Slab;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -84,6 +84,8 @@ pub struct Server {
     writer: Option<JoinHandle<()>>,
     storage_ok: bool,
 
+    /// Connections per address that are not WebSockets (yet): the per-IP cap.
+    pending_by_ip: HashMap<IpAddr, usize>,
     hub: Hub,
     metrics: Metrics,
 }
@@ -147,6 +149,7 @@ impl Server {
             threads,
             writer: Some(writer),
             storage_ok: true,
+            pending_by_ip: HashMap::new(),
             hub,
             metrics: Metrics::new(),
             config,
@@ -336,6 +339,16 @@ impl Server {
         }
         for key in slow {
             self.slow_consumer(key);
+        }
+    }
+
+    /// One fewer unauthenticated connection from `ip` (it upgraded, or it is gone).
+    fn release_pending(&mut self, ip: IpAddr) {
+        if let Some(n) = self.pending_by_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_by_ip.remove(&ip);
+            }
         }
     }
 

@@ -175,6 +175,9 @@ impl Server {
             }
             self.forget_ws(key);
             let mut conn = self.conns.remove(key);
+            if conn.unauthenticated {
+                self.release_pending(conn.ip);
+            }
             let _ = self.poll.registry().deregister(&mut conn.stream);
             log::trace!("conn {key}: closed");
         }

@@ -30,10 +30,10 @@ impl Server {
 
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let conn = self.timers.peek().map(|Reverse((at, _))| *at);
-        match (conn, self.accept_retry_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [conn, self.accept_retry_at, self.hub.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Each connection has one live entry in the heap (the one at `timer_at`; older
@@ -64,6 +64,8 @@ impl Server {
             }
         }
         self.hub.prune(self.now);
+        let fx = self.hub.tick(self.now);
+        self.apply(fx);
     }
 
     fn on_timeout(&mut self, key: usize) {

@@ -26,6 +26,9 @@ impl Server {
             self.now.mono,
             self.config.max_frame_bytes,
         )));
+        let ip = self.conns[key].ip;
+        self.conns[key].unauthenticated = false;
+        self.release_pending(ip);
         self.enqueue(key, Chunk::Owned(crate::ws::upgrade_response(accept)));
         self.metrics.count_status(101);
         self.metrics.ws_opened += 1;

@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub rooms: Vec<RoomRow>,
     /// (room id, user id, read cursor).
     pub members: Vec<(i64, i64, i64)>,
+    /// Pending invitations: (room id, invitee, inviter), oldest first.
+    pub invitations: Vec<(i64, i64, i64)>,
 }
 
 /// Opens (creating if needed) and migrates the database for the writer.
@@ -105,10 +107,15 @@ pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
         .prepare("SELECT room_id, user_id, read_cursor FROM members")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let invitations = conn
+        .prepare("SELECT room_id, user_id, by_id FROM invitations ORDER BY created_at")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Snapshot {
         users,
         tokens,
         rooms,
         members,
+        invitations,
     })
 }

@@ -95,6 +95,16 @@ pub enum StoreOp {
         room_id: RoomId,
         user_id: UserId,
     },
+    /// A pending invitation (joining the room accepts it: `AddMember` removes it).
+    Invite {
+        room_id: RoomId,
+        user_id: UserId,
+        by: UserId,
+    },
+    Decline {
+        room_id: RoomId,
+        user_id: UserId,
+    },
     Insert {
         room_id: RoomId,
         user_id: UserId,
@@ -163,11 +173,13 @@ pub struct ReadJob {
 
 #[derive(Debug)]
 pub enum ReadOp {
-    /// Messages of `room_id` with id < `before`, newest `limit`, returned oldest first.
+    /// Messages of `room_id` with id < `before`, newest `limit`, returned oldest first;
+    /// or, with `after`, the first `limit` with id > `after`.
     History {
         room: String,
         room_id: RoomId,
         before: i64,
+        after: Option<i64>,
         limit: usize,
     },
     /// Full-text search over the given rooms, best first.
@@ -181,8 +193,9 @@ pub enum ReadOp {
 impl ReadOp {
     pub fn failed(&self) -> Outcome {
         match self {
-            ReadOp::History { room, .. } => Outcome::History {
+            ReadOp::History { room, after, .. } => Outcome::History {
                 room: room.clone(),
+                forward: after.is_some(),
                 result: Err(StoreError::Unavailable),
             },
             ReadOp::Search { .. } => Outcome::Search(Err(StoreError::Unavailable)),
@@ -216,8 +229,10 @@ pub enum Outcome {
     Changed(Result<MessageRow, StoreError>),
     /// Any other write.
     Written(Result<(), StoreError>),
+    /// A history page; `forward` for an `after` page (else it ends at `before`).
     History {
         room: String,
+        forward: bool,
         result: Result<(Vec<MessageRow>, bool), StoreError>,
     },
     Search(Result<Vec<MessageRow>, StoreError>),

@@ -37,10 +37,16 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             room,
             room_id,
             before,
+            after,
             limit,
         } => Outcome::History {
             room,
-            result: history(conn, room_id, before, limit).map_err(log_err),
+            forward: after.is_some(),
+            result: match after {
+                Some(a) => history_after(conn, room_id, a, limit),
+                None => history(conn, room_id, before, limit),
+            }
+            .map_err(log_err),
         },
         ReadOp::Search {
             query,
@@ -75,6 +81,28 @@ pub fn history(
     let has_more = rows.len() > limit;
     rows.truncate(limit);
     rows.reverse();
+    Ok((rows, has_more))
+}
+
+/// One page forward from `after`: up to `limit` messages, oldest first, and whether
+/// newer ones exist.
+pub fn history_after(
+    conn: &Connection,
+    room_id: i64,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+    ))?;
+    let mut rows = stmt
+        .query_map(
+            rusqlite::params![room_id, after, limit as i64 + 1],
+            message_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
     Ok((rows, has_more))
 }
 
@@ -157,6 +185,12 @@ mod tests {
         assert!(more);
         let (page, more) = history(&conn, 1, 2, 2).unwrap();
         assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![1]);
+        assert!(!more);
+        let (page, more) = history_after(&conn, 1, 1, 2).unwrap();
+        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(more);
+        let (page, more) = history_after(&conn, 1, 3, 2).unwrap();
+        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![4, 5]);
         assert!(!more);
         assert_eq!(search(&conn, "number 3", &[1], 10).unwrap().len(), 1);
         assert_eq!(search(&conn, "numb", &[1], 10).unwrap().len(), 5);

@@ -59,6 +59,20 @@ const MIGRATIONS: &[&str] = &[
     END;
     INSERT INTO rooms (id, name, private, owner_id, created_at) VALUES (1, 'general', 0, NULL, 0);
     "#,
+    // 2: pending invitations (an invitation is no longer a membership); client_id
+    // retries are recognised per room.
+    r#"
+    CREATE TABLE invitations (
+        room_id    INTEGER NOT NULL REFERENCES rooms(id),
+        user_id    INTEGER NOT NULL REFERENCES users(id),
+        by_id      INTEGER NOT NULL REFERENCES users(id),
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (room_id, user_id)
+    ) WITHOUT ROWID;
+    DROP INDEX messages_client_id;
+    CREATE UNIQUE INDEX messages_client_id ON messages(room_id, user_id, client_id)
+        WHERE client_id IS NOT NULL;
+    "#,
 ];
 
 /// The version this build writes.

@@ -266,6 +266,30 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             tx.execute(
                 "INSERT OR IGNORE INTO members (room_id, user_id) VALUES (?1, ?2)",
                 [room_id, user_id],
+            )
+            .and_then(|_| {
+                tx.execute(
+                    "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
+                    [room_id, user_id],
+                )
+            }),
+            &mut note,
+        ),
+        StoreOp::Invite {
+            room_id,
+            user_id,
+            by,
+        } => written(
+            tx.execute(
+                "INSERT OR IGNORE INTO invitations (room_id, user_id, by_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![room_id, user_id, by, now_ms()],
+            ),
+            &mut note,
+        ),
+        StoreOp::Decline { room_id, user_id } => written(
+            tx.execute(
+                "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
+                [room_id, user_id],
             ),
             &mut note,
         ),
@@ -374,8 +398,8 @@ fn insert_message(
     if let Some(cid) = client_id {
         let existing: Option<i64> = tx
             .query_row(
-                "SELECT id FROM messages WHERE user_id = ?1 AND client_id = ?2",
-                params![user_id, cid],
+                "SELECT id FROM messages WHERE room_id = ?1 AND user_id = ?2 AND client_id = ?3",
+                params![room_id, user_id, cid],
                 |r| r.get(0),
             )
             .optional()?;

@@ -250,6 +250,12 @@ impl TestServer {
                 Some(token),
                 None,
             );
+            if r.status == 429 {
+                // Paging is budgeted like any action: wait as told, then go on.
+                let ms = r.json()["retry_after_ms"].as_u64().unwrap_or(200);
+                std::thread::sleep(Duration::from_millis(ms));
+                continue;
+            }
             assert_eq!(r.status, 200, "{}", r.body);
             let v = r.json();
             let page = v["messages"].as_array().unwrap().clone();

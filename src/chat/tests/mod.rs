@@ -63,6 +63,7 @@ impl World {
                 recent: Vec::new(),
             }],
             members: Vec::new(),
+            invitations: Vec::new(),
         };
         World {
             hub: Hub::from_snapshot(snap, cfg),
@@ -84,6 +85,13 @@ impl World {
     pub fn advance(&mut self, ms: u64) {
         self.now.mono += Duration::from_millis(ms);
         self.now.wall_ms += ms as i64;
+    }
+
+    /// Lets time pass and runs what the Hub held back (coalesced presence).
+    pub fn tick(&mut self, ms: u64) {
+        self.advance(ms);
+        let fx = self.hub.tick(self.now);
+        self.run(fx);
     }
 
     pub fn conn(&mut self) -> ConnId {
@@ -243,18 +251,25 @@ impl World {
                 room,
                 room_id,
                 before,
+                after,
                 limit,
             } => {
                 let mut rows: Vec<MessageRow> = self
                     .messages
                     .iter()
-                    .filter(|m| m.room_id == *room_id && m.id < *before)
+                    .filter(|m| m.room_id == *room_id)
+                    .filter(|m| m.id < *before && after.is_none_or(|a| m.id > a))
                     .cloned()
                     .collect();
                 let has_more = rows.len() > *limit;
-                rows.drain(..rows.len().saturating_sub(*limit));
+                if after.is_some() {
+                    rows.truncate(*limit);
+                } else {
+                    rows.drain(..rows.len().saturating_sub(*limit));
+                }
                 Outcome::History {
                     room: room.clone(),
+                    forward: after.is_some(),
                     result: Ok((rows, has_more)),
                 }
             }

@@ -15,7 +15,7 @@ fn hello_names_the_users_rooms_and_bad_tokens_are_refused() {
     let got = w.take(c);
     assert_eq!(
         got[0],
-        json!({"type": "hello", "user": "alice", "rooms": ["general"]})
+        json!({"type": "hello", "user": "alice", "rooms": ["general"], "invitations": []})
     );
     let c2 = w.conn();
     assert_eq!(
@@ -130,10 +130,89 @@ fn private_rooms_need_an_invitation_from_the_owner() {
     assert_eq!(World::one(&got, "invited")["ref"], "i");
     let to_bob = w.take(b);
     assert_eq!(World::one(&to_bob, "invited")["by"], "alice");
-    // Bob's open socket is attached at once: he gets the room's messages.
+    // Pending until accepted: not a member yet, and listed in hello and /invitations.
+    w.send(a, "secret", "before");
+    assert!(w.take(b).is_empty());
+    let b2 = w.conn();
+    let tb = w.login("bob");
+    let fx = w.hub.open_socket(b2, &tb, w.now).unwrap();
+    w.run(fx);
+    let hello = w.take(b2);
+    assert_eq!(
+        hello[0]["invitations"],
+        json!([{"room": "secret", "by": "alice"}])
+    );
+    assert_eq!(hello[0]["rooms"], json!(["general"]));
+    // Joining accepts: all of bob's sockets hear the room from now on.
+    let got = w.ws(b, json!({"type": "join", "room": "secret"}));
+    assert_eq!(
+        World::one(&got, "joined")["members"],
+        json!(["alice", "bob"])
+    );
+    w.take(b2);
     w.send(a, "secret", "welcome");
-    assert_eq!(World::one(&w.take(b), "message")["text"], "welcome");
+    assert_eq!(World::one(&w.take(b2), "message")["text"], "welcome");
     assert!(w.take(c).iter().all(|f| f["room"] != "secret"));
+    assert!(w.hub.invitations_json(w.hub.user_by_name("bob").unwrap()) == json!([]));
+}
+
+#[test]
+fn an_invitation_can_be_declined_and_is_not_a_membership() {
+    let mut cfg = super::config();
+    cfg.max_memberships = 4;
+    let mut w = World::with_config(cfg);
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    for room in ["p1", "p2", "p3"] {
+        w.ws(
+            a,
+            json!({"type": "create_room", "room": room, "private": true}),
+        );
+        w.ws(a, json!({"type": "invite", "room": room, "user": "bob"}));
+    }
+    // Three invitations, yet bob (cap 4, in general) is free to join three public rooms.
+    for room in ["o1", "o2", "o3"] {
+        World::one(&w.ws(b, json!({"type": "join", "room": room})), "joined");
+    }
+    // Full now: accepting an invitation is refused until he leaves something.
+    let got = w.ws(b, json!({"type": "join", "room": "p1"}));
+    assert_eq!(World::error_code(&got), "forbidden");
+    let got = w.ws(b, json!({"type": "decline", "room": "p1", "ref": "d"}));
+    let d = World::one(&got, "declined");
+    assert_eq!(
+        (d["room"].as_str(), d["ref"].as_str()),
+        (Some("p1"), Some("d"))
+    );
+    assert_eq!(
+        World::error_code(&w.ws(b, json!({"type": "decline", "room": "p1"}))),
+        "no_such_room"
+    );
+    assert_eq!(
+        World::error_code(&w.ws(b, json!({"type": "join", "room": "p1"}))),
+        "forbidden"
+    );
+    World::one(&w.ws(b, json!({"type": "leave", "room": "o1"})), "left");
+    World::one(&w.ws(b, json!({"type": "join", "room": "p2"})), "joined");
+    let bob = w.hub.user_by_name("bob").unwrap();
+    assert_eq!(
+        w.hub.invitations_json(bob),
+        json!([{"room": "p3", "by": "alice"}])
+    );
+}
+
+#[test]
+fn rooms_owned_are_capped() {
+    let mut cfg = super::config();
+    cfg.max_rooms_owned = 2;
+    let mut w = World::with_config(cfg);
+    let a = w.socket("alice");
+    World::one(
+        &w.ws(a, json!({"type": "create_room", "room": "r1"})),
+        "joined",
+    );
+    World::one(&w.ws(a, json!({"type": "join", "room": "r2"})), "joined");
+    let got = w.ws(a, json!({"type": "create_room", "room": "r3"}));
+    assert_eq!(World::error_code(&got), "forbidden");
 }
 
 #[test]
@@ -146,6 +225,9 @@ fn leave_detaches_and_general_cannot_be_left() {
     w.take(a);
     let got = w.ws(b, json!({"type": "leave", "room": "x", "ref": "l"}));
     assert_eq!(World::one(&got, "left")["ref"], "l");
+    // Bob came online in x less than a second ago: his leaving follows at the interval.
+    assert!(w.take(a).is_empty());
+    w.tick(1000);
     let p = World::one(&w.take(a), "presence").clone();
     assert_eq!(
         (p["user"].as_str(), p["status"].as_str()),

@@ -1,0 +1,362 @@
+//! Rooms from a member's side: join (and catch-up), leave, create, invite, decline, the
+//! member list, and history pages. Every reply is bounded: at most `MEMBERS_PAGE` names
+//! and `REPLY_MAX_BYTES` of messages, with a way to ask for the rest.
+
+use super::hub::{fail, Effect, Fail, Hub};
+use super::protocol::{valid_room_name, with_ref, ErrorCode};
+use super::room::{Invite, Room};
+use super::ws::{is_dm, Ctx, BAD_ROOM_NAME, NO_SUCH_DM};
+use crate::config::{
+    CATCH_UP_MAX, GENERAL_ID, HISTORY_DEFAULT, HISTORY_MAX, MAX_INVITATIONS, MAX_PENDING_READS,
+    MEMBERS_PAGE, REPLY_MAX_BYTES,
+};
+use crate::id::{RoomId, UserId};
+use crate::store::{MessageRow, ReadJob, ReadOp, StoreOp};
+use crate::time::{rfc3339_ms, Now};
+use serde_json::{json, Value};
+
+/// A message's share of a reply, close enough to its JSON size to bound a reply by.
+fn reply_bytes(m: &MessageRow) -> usize {
+    m.text.len() + 160
+}
+
+/// The longest run of `msgs` from the start (or, `from_end`, from the end) that stays
+/// within `REPLY_MAX_BYTES`; at least one message, so a reply always moves forward.
+pub(super) fn within_reply_bytes(msgs: &[&MessageRow], from_end: bool) -> usize {
+    let mut total = 0;
+    let mut n = 0;
+    let iter: Box<dyn Iterator<Item = &&MessageRow>> = if from_end {
+        Box::new(msgs.iter().rev())
+    } else {
+        Box::new(msgs.iter())
+    };
+    for m in iter {
+        total += reply_bytes(m);
+        if n > 0 && total > REPLY_MAX_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+impl Hub {
+    /// `joined`: the room, up to `MEMBERS_PAGE` member and online names with the counts
+    /// (`members_more` when the list goes on: page it with `members`), cursors and
+    /// last-seen times of the listed members, and `history`.
+    pub(super) fn joined_value(
+        &self,
+        room_id: RoomId,
+        history: &[&MessageRow],
+        complete: bool,
+    ) -> Value {
+        let room = &self.rooms[&room_id];
+        let members = self.first_names(room.members.keys());
+        let online = self.first_names(room.online.keys());
+        let history: Vec<Value> = history.iter().map(|m| self.message_value(m)).collect();
+        let mut cursors = serde_json::Map::new();
+        let mut last_seen = serde_json::Map::new();
+        for (name, uid) in members.iter().chain(online.iter()) {
+            let cursor = room.members.get(uid).copied().unwrap_or(0);
+            cursors.insert(name.to_string(), json!(cursor));
+            if let Some(at) = self.users.get(uid).and_then(|u| u.last_seen) {
+                last_seen.insert(name.to_string(), json!(rfc3339_ms(at)));
+            }
+        }
+        fn names<'a>(v: &[(&'a str, UserId)]) -> Vec<&'a str> {
+            v.iter().map(|(n, _)| *n).collect()
+        }
+        json!({
+            "type": "joined",
+            "room": room.name,
+            "private": room.private,
+            "owner": room.owner.map(|o| self.user_name(o)),
+            "members": names(&members),
+            "online": names(&online),
+            "member_count": room.members.len(),
+            "online_count": room.online.len(),
+            "members_more": room.members.len() > members.len() || room.online.len() > online.len(),
+            "cursors": cursors,
+            "last_seen": last_seen,
+            "history": history,
+            "complete": complete,
+        })
+    }
+
+    /// The first `MEMBERS_PAGE` names of `ids`, in name order, without sorting them all.
+    fn first_names<'a>(&'a self, ids: impl Iterator<Item = &'a UserId>) -> Vec<(&'a str, UserId)> {
+        let mut v: Vec<(&str, UserId)> = ids
+            .filter_map(|u| self.users.get(u).map(|x| (x.name.as_str(), *u)))
+            .collect();
+        if v.len() > MEMBERS_PAGE {
+            v.select_nth_unstable(MEMBERS_PAGE);
+            v.truncate(MEMBERS_PAGE);
+        }
+        v.sort_unstable();
+        v
+    }
+
+    pub(super) fn join(&mut self, cx: &Ctx, name: &str, since: Option<i64>) -> Result<(), Fail> {
+        let room_id = match self.room_by_name.get(name) {
+            Some(&id) => id,
+            None if valid_room_name(name) => {
+                self.room_cap(cx.user)?;
+                self.create_room_record(name.to_string(), false, Some(cx.user))
+            }
+            None if is_dm(name) => return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM),
+            None => return fail(ErrorCode::BadRequest, BAD_ROOM_NAME),
+        };
+        let room = &self.rooms[&room_id];
+        let member = room.is_member(cx.user);
+        if room.private && !member {
+            if is_dm(name) {
+                return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM);
+            }
+            // Joining a private room is how an invitation is accepted.
+            let invited = self
+                .invites
+                .get(&cx.user)
+                .is_some_and(|l| l.iter().any(|i| i.room == room_id));
+            if !invited {
+                return fail(
+                    ErrorCode::Forbidden,
+                    "this room is private; ask its owner for an invite",
+                );
+            }
+        }
+        if !member {
+            self.room_cap(cx.user)?;
+        }
+        self.add_member(room_id, cx.user, cx.now);
+        // This socket may have left the room earlier while staying a member elsewhere.
+        self.attach(cx.conn, cx.user, room_id, cx.now);
+        let room = &self.rooms[&room_id];
+        let (history, complete) = match since {
+            Some(s) => catch_up(room, s),
+            None => (room.recent(self.cfg.join_history).collect(), true),
+        };
+        let v = self.joined_value(room_id, &history, complete);
+        self.send(cx.conn, with_ref(v, cx.req.as_deref()));
+        Ok(())
+    }
+
+    /// Ends `user`'s membership of `name` (over WebSocket or HTTP).
+    pub(super) fn leave(&mut self, user: UserId, name: &str, now: Now) -> Result<(), Fail> {
+        let room_id = self.member_room(name, user)?;
+        if room_id == GENERAL_ID {
+            return fail(ErrorCode::BadRequest, "everyone stays in general");
+        }
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.members.remove(&user);
+        }
+        let op = StoreOp::RemoveMember {
+            room_id,
+            user_id: user,
+        };
+        self.store(None, op);
+        if let Some(u) = self.users.get_mut(&user) {
+            u.rooms.remove(&room_id);
+            for c in u.conns.clone() {
+                self.detach(c, user, room_id, now);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_room(&mut self, cx: &Ctx, name: &str, private: bool) -> Result<(), Fail> {
+        if !valid_room_name(name) {
+            return fail(ErrorCode::BadRequest, BAD_ROOM_NAME);
+        }
+        if self.room_by_name.contains_key(name) {
+            return fail(
+                ErrorCode::BadRequest,
+                "a room with that name already exists",
+            );
+        }
+        let max = self.cfg.max_rooms_owned;
+        if self.users.get(&cx.user).is_some_and(|u| u.owned >= max) {
+            let msg = format!("you own {max} rooms, the most one account may create");
+            return fail(ErrorCode::Forbidden, msg);
+        }
+        self.room_cap(cx.user)?;
+        let id = self.create_room_record(name.to_string(), private, Some(cx.user));
+        self.add_member(id, cx.user, cx.now);
+        let v = self.joined_value(id, &[], true);
+        self.send(cx.conn, with_ref(v, cx.req.as_deref()));
+        Ok(())
+    }
+
+    /// The owner invites someone into a private room: a pending invitation, which the
+    /// invitee accepts by joining or turns down with `decline`. It is not a membership
+    /// and does not count toward the invitee's cap.
+    pub(super) fn invite(&mut self, cx: &Ctx, name: &str, who: &str) -> Result<(), Fail> {
+        let room_id = self.member_room(name, cx.user)?;
+        if self.rooms[&room_id].owner != Some(cx.user) {
+            return fail(ErrorCode::Forbidden, "only the room's owner can invite");
+        }
+        let Some(invitee) = self.user_by_name(who) else {
+            return fail(ErrorCode::BadRequest, format!("no user named {who:?}"));
+        };
+        let v = json!({
+            "type": "invited",
+            "room": name,
+            "by": self.user_name(cx.user),
+            "user": self.user_name(invitee),
+        });
+        let member = self.rooms[&room_id].is_member(invitee);
+        let list = self.invites.entry(invitee).or_default();
+        if !member && !list.iter().any(|i| i.room == room_id) {
+            if list.len() >= MAX_INVITATIONS {
+                list.remove(0);
+            }
+            list.push(Invite {
+                room: room_id,
+                by: cx.user,
+            });
+            let op = StoreOp::Invite {
+                room_id,
+                user_id: invitee,
+                by: cx.user,
+            };
+            self.store(None, op);
+            for c in self.users[&invitee].conns.clone() {
+                self.send(c, v.clone());
+            }
+        }
+        self.send(cx.conn, with_ref(v, cx.req.as_deref()));
+        Ok(())
+    }
+
+    pub(super) fn decline(&mut self, cx: &Ctx, name: &str) -> Result<(), Fail> {
+        let Some(&room_id) = self.room_by_name.get(name) else {
+            return fail(ErrorCode::NoSuchRoom, "no such invitation");
+        };
+        let list = self.invites.entry(cx.user).or_default();
+        let before = list.len();
+        list.retain(|i| i.room != room_id);
+        if list.len() == before {
+            return fail(ErrorCode::NoSuchRoom, "no such invitation");
+        }
+        let op = StoreOp::Decline {
+            room_id,
+            user_id: cx.user,
+        };
+        self.store(None, op);
+        let v = json!({ "type": "declined", "room": name });
+        self.send(cx.conn, with_ref(v, cx.req.as_deref()));
+        Ok(())
+    }
+
+    /// `members`: the next page of a room's members (or only those online), by name.
+    pub(super) fn members_page(
+        &mut self,
+        cx: &Ctx,
+        name: &str,
+        after: Option<&str>,
+        online_only: bool,
+    ) -> Result<(), Fail> {
+        let room_id = self.readable(name, cx.user)?;
+        let room = &self.rooms[&room_id];
+        let after = after.unwrap_or("");
+        let ids: Box<dyn Iterator<Item = &UserId>> = if online_only {
+            Box::new(room.online.keys())
+        } else {
+            Box::new(room.members.keys())
+        };
+        let page = self.first_names(ids.filter(|u| self.user_name(**u) > after));
+        let more = page.len() == MEMBERS_PAGE;
+        let members: Vec<Value> = page
+            .iter()
+            .map(|(n, u)| {
+                let last_seen = self.users[u].last_seen.map(rfc3339_ms);
+                json!({
+                    "name": n,
+                    "online": room.online.contains_key(u),
+                    "cursor": room.members.get(u).copied().unwrap_or(0),
+                    "last_seen": last_seen,
+                })
+            })
+            .collect();
+        let v = json!({ "type": "members", "room": name, "members": members, "more": more });
+        self.send(cx.conn, with_ref(v, cx.req.as_deref()));
+        Ok(())
+    }
+
+    /// A room `user` may read: a member's, or any public one.
+    fn readable(&self, name: &str, user: UserId) -> Result<RoomId, Fail> {
+        match self.member_room(name, user) {
+            Ok(id) => Ok(id),
+            Err((ErrorCode::Forbidden, _)) if !self.rooms[&self.room_by_name[name]].private => {
+                Ok(self.room_by_name[name])
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) fn ws_history(
+        &mut self,
+        cx: &Ctx,
+        room: &str,
+        before: Option<i64>,
+        after: Option<i64>,
+        limit: Option<usize>,
+    ) -> Result<(), Fail> {
+        let room_id = self.readable(room, cx.user)?;
+        let limit = limit.unwrap_or(HISTORY_DEFAULT).clamp(1, HISTORY_MAX);
+        let r = &self.rooms[&room_id];
+        let page = match after {
+            Some(a) => r.page_after(a, limit),
+            None => r.page_before(before.unwrap_or(i64::MAX), limit),
+        };
+        if let Some((msgs, has_more)) = page {
+            let n = within_reply_bytes(&msgs, after.is_none());
+            let cut = n < msgs.len();
+            let msgs = if after.is_none() {
+                &msgs[msgs.len() - n..]
+            } else {
+                &msgs[..n]
+            };
+            let messages = self.messages(msgs.iter().copied());
+            let v = json!({ "type": "history", "room": room, "messages": messages, "has_more": has_more || cut });
+            self.send(cx.conn, with_ref(v, cx.req.as_deref()));
+            return Ok(());
+        }
+        // Deep reads cost a reader thread real work: bound what one socket can queue.
+        let socket = self.sockets.get_mut(&cx.conn).expect("handle_ws checked");
+        if socket.pending_reads >= MAX_PENDING_READS {
+            return fail(
+                ErrorCode::RateLimited,
+                "too many history requests in flight",
+            );
+        }
+        socket.pending_reads += 1;
+        self.fx.push(Effect::Read(ReadJob {
+            reply: cx.reply_to(),
+            op: ReadOp::History {
+                room: room.to_string(),
+                room_id,
+                before: before.unwrap_or(i64::MAX),
+                after,
+                limit,
+            },
+        }));
+        Ok(())
+    }
+}
+
+/// Catch-up after `since`: what the ring holds after it, oldest first, within
+/// `CATCH_UP_MAX` messages and `REPLY_MAX_BYTES`; `complete` only if that is everything.
+/// When the ring no longer reaches back to `since`, the newest part comes instead and
+/// `complete` is false: the client pages the gap with `history` + `after`.
+fn catch_up(room: &Room, since: i64) -> (Vec<&MessageRow>, bool) {
+    let (all, complete) = room.since(since, usize::MAX);
+    if since < room.evicted_max {
+        let start = all.len().saturating_sub(CATCH_UP_MAX);
+        let tail = &all[start..];
+        let n = within_reply_bytes(tail, true);
+        return (tail[tail.len() - n..].to_vec(), false);
+    }
+    let head = &all[..all.len().min(CATCH_UP_MAX)];
+    let n = within_reply_bytes(head, false);
+    (head[..n].to_vec(), complete && n == all.len())
+}

@@ -40,6 +40,9 @@ pub struct Snapshot {
 /// Opens (creating if needed) and migrates the database for the writer.
 pub fn open_writer(path: &Path, full_sync: bool) -> Result<Connection, String> {
     let mut conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Before `configure`, which may write (the journal mode lives in the file): a database
+    // from a newer build is refused untouched.
+    schema::check_version(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
     schema::configure(&conn, full_sync).map_err(|e| e.to_string())?;
     schema::migrate(&mut conn)?;
     Ok(conn)

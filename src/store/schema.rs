@@ -91,16 +91,25 @@ pub fn configure(conn: &Connection, full_sync: bool) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Brings the database to `VERSION`. Refuses a database from a newer build.
-pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+/// The database's schema version, refused if a newer build wrote it: this build would not
+/// know what the newer schema means, and migrating "down" is not a thing. Only reads, so
+/// it can run before anything else touches the file.
+pub fn check_version(conn: &Connection) -> Result<i64, String> {
     let current: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|e| e.to_string())?;
     if current > VERSION {
         return Err(format!(
-            "database schema version {current} is newer than this build ({VERSION})"
+            "database schema version {current} is newer than this chatterbox ({VERSION}); \
+             upgrade chatterbox"
         ));
     }
+    Ok(current)
+}
+
+/// Brings the database to `VERSION`. Refuses a database from a newer build.
+pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let current = check_version(conn)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction().map_err(|e| e.to_string())?;
         tx.execute_batch(sql)
@@ -130,6 +139,26 @@ mod tests {
             .query_row("SELECT name FROM rooms WHERE id = 1", [], |r| r.get(0))
             .unwrap();
         assert_eq!(general, "general");
+    }
+
+    #[test]
+    fn refuses_a_newer_schema_and_leaves_it_alone() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", VERSION + 6)
+            .unwrap();
+        let e = migrate(&mut conn).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "database schema version {} is newer than this chatterbox ({VERSION}); \
+                 upgrade chatterbox",
+                VERSION + 6
+            )
+        );
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 0, "nothing was created");
     }
 
     #[test]

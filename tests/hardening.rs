@@ -231,11 +231,11 @@ fn a_slow_consumer_is_closed_while_a_hundred_others_keep_up() {
         .map(|_| {
             let mut c = s.ws(&reader_token);
             thread::spawn(move || {
+                // Events are skipped; an error fails the test.
                 let mut n = 0;
                 while n < MESSAGES {
-                    if c.recv()["type"] == "message" {
-                        n += 1;
-                    }
+                    c.recv_type("message");
+                    n += 1;
                 }
                 n
             })
@@ -249,9 +249,8 @@ fn a_slow_consumer_is_closed_while_a_hundred_others_keep_up() {
         sender.send(json!({"type": "send", "room": "general", "text": format!("{i} {body}")}));
         if i % 50 == 49 {
             while acked < i + 1 {
-                if sender.recv()["type"] == "message" {
-                    acked += 1;
-                }
+                sender.recv_type("message");
+                acked += 1;
             }
         }
     }
@@ -626,14 +625,17 @@ fn logs_never_contain_passwords_tokens_or_message_text() {
     let token = r.json()["token"].as_str().unwrap().to_string();
     let mut c = s.ws(&token);
     let secret_text = "ThisMessageTextMustNotBeLogged";
-    c.request(
+    // Both must succeed, or the text never went anywhere it could be logged.
+    let sent = c.request(
         json!({"type": "send", "room": "general", "text": secret_text}),
         "1",
     );
-    c.request(
-        json!({"type": "edit", "id": 1, "text": format!("{secret_text} edited")}),
+    assert_eq!(sent["type"], "message", "{sent}");
+    let edited = c.request(
+        json!({"type": "edit", "id": sent["id"], "text": format!("{secret_text} edited")}),
         "2",
     );
+    assert_eq!(edited["type"], "edited", "{edited}");
     s.http(
         "GET",
         &format!("/search?q={secret_text}"),

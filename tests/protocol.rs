@@ -258,12 +258,17 @@ fn direct_messages_reach_the_recipient_without_a_join() {
         a.request(json!({"type": "dm", "to": "alice", "text": "x"}), "n")["code"],
         "bad_request"
     );
-    // A new socket of bob's gets the conversation in hello.
-    let mut b2 = s.ws(&bob);
-    let _ = &mut b2;
-    let mut b3 = s.ws(&bob);
-    b3.send(json!({"type": "join", "room": "dm:alice:bob"}));
-    let j = b3.recv_type("joined");
+    // A new socket of bob's gets the conversation in hello, eve's does not.
+    let (mut b2, hello) = s.ws_hello(&bob);
+    assert_eq!(
+        hello["rooms"],
+        json!(["general", "dm:alice:bob"]),
+        "{hello}"
+    );
+    let (_, hello) = s.ws_hello(&eve);
+    assert_eq!(hello["rooms"], json!(["general"]), "{hello}");
+    b2.send(json!({"type": "join", "room": "dm:alice:bob"}));
+    let j = b2.recv_type("joined");
     assert_eq!(texts(&j["history"]), vec!["psst", "hi"]);
 }
 
@@ -358,9 +363,6 @@ fn typing_goes_to_others_only_and_is_rate_limited() {
         (t["user"].clone(), t["active"].clone(), t["room"].clone()),
         (json!("alice"), json!(true), json!("general"))
     );
-    assert!(a2
-        .try_recv(Duration::from_millis(300))
-        .is_none_or(|m| m["type"] != "typing"));
     a.send(json!({"type": "typing", "room": "general", "active": false}));
     assert_eq!(b.recv_type("typing")["active"], false);
     let e = a.request(
@@ -368,6 +370,10 @@ fn typing_goes_to_others_only_and_is_rate_limited() {
         "t3",
     );
     assert_eq!(e["code"], "rate_limited");
+    // Of all that alice's other socket got (bob's presence, say), none was her own typing.
+    while let Some(m) = a2.try_recv(Duration::from_millis(300)) {
+        assert_ne!(m["type"], "typing", "a typist's own sockets got {m}");
+    }
 }
 
 #[test]
@@ -560,7 +566,7 @@ fn history_past_the_ring_comes_from_the_database() {
         match m["type"].as_str() {
             Some("history") => served += 1,
             Some("error") if m["code"] == "rate_limited" => limited += 1,
-            _ => {}
+            _ => panic!("neither a page nor rate_limited: {m}"),
         }
     }
     assert_eq!((served, limited), (4, 6));

@@ -195,7 +195,16 @@ impl TestServer {
         self.try_ws(token).expect("websocket upgrade")
     }
 
+    /// A socket and the `hello` it got.
+    pub fn ws_hello(&self, token: &str) -> (Client, Value) {
+        self.try_ws_hello(token).expect("websocket upgrade")
+    }
+
     pub fn try_ws(&self, token: &str) -> Result<Client, tungstenite::Error> {
+        self.try_ws_hello(token).map(|(c, _)| c)
+    }
+
+    pub fn try_ws_hello(&self, token: &str) -> Result<(Client, Value), tungstenite::Error> {
         let stream = TcpStream::connect(self.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -210,7 +219,7 @@ impl TestServer {
         let mut c = Client { ws };
         let hello = c.recv();
         assert_eq!(hello["type"], "hello", "{hello}");
-        Ok(c)
+        Ok((c, hello))
     }
 }
 
@@ -412,7 +421,9 @@ impl Client {
         }
     }
 
-    /// Skips messages until one of type `t` arrives.
+    /// Skips events (presence, typing, seen, other rooms' messages...) until one of type
+    /// `t` arrives. An `error` on the way fails the test: errors are never noise. To wait
+    /// for an error, ask for it: `recv_type("error")` (or `recv_error`).
     pub fn recv_type(&mut self, t: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -420,17 +431,32 @@ impl Client {
                 if v["type"] == t {
                     return v;
                 }
+                if v["type"] == "error" {
+                    panic!("unexpected error while waiting for {t}: {v}");
+                }
             }
         }
         panic!("no {t} message within 10 s");
     }
 
-    /// Waits for the server to close the connection and returns the close code.
+    /// The next `error` frame, skipping events.
+    pub fn recv_error(&mut self) -> Value {
+        self.recv_type("error")
+    }
+
+    /// Waits for the server to close the connection and returns the close code. Events
+    /// before the close are skipped; an `error` fails the test.
     pub fn close_code(&mut self) -> Option<u16> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             match self.ws.read() {
                 Ok(tungstenite::Message::Close(f)) => return f.map(|f| u16::from(f.code)),
+                Ok(tungstenite::Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "error" {
+                        panic!("unexpected error while waiting for the close: {v}");
+                    }
+                }
                 Ok(_) => continue,
                 Err(e) if is_timeout(&e) => continue,
                 Err(_) => return None,
@@ -439,7 +465,9 @@ impl Client {
         panic!("not closed within 10 s");
     }
 
-    /// Sends and waits for the reply carrying `ref`.
+    /// Sends and waits for the reply carrying `ref`, which may be an `error` (callers
+    /// check). Events are skipped on the way; an `error` answering anything else fails
+    /// the test.
     pub fn request(&mut self, mut v: Value, r: &str) -> Value {
         v["ref"] = json!(r);
         self.send(v);
@@ -448,6 +476,9 @@ impl Client {
             if let Some(m) = self.try_recv(deadline - Instant::now()) {
                 if m["ref"] == r {
                     return m;
+                }
+                if m["type"] == "error" {
+                    panic!("unexpected error while waiting for the reply to {r}: {m}");
                 }
             }
         }

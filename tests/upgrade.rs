@@ -298,11 +298,15 @@ fn v0_1_0_database_opens_with_everything_in_it() {
         assert_eq!(h["has_more"], true);
     }
     // Private rooms and the DM stay closed to others.
-    for room in ["secret", "dm:bob:carol"] {
+    // (Someone else's DM answers as one that does not exist.)
+    for (room, code, status) in [
+        ("secret", "forbidden", 403),
+        ("dm:bob:carol", "no_such_room", 404),
+    ] {
         let e = d.request(json!({"type": "join", "room": room}), "no");
-        assert_eq!(e["code"], "forbidden", "{room}: {e}");
+        assert_eq!(e["code"], code, "{room}: {e}");
         let r = s.http("GET", &format!("/rooms/{room}/messages"), Some(dave), None);
-        assert_eq!(r.status, 403, "{room}");
+        assert_eq!(r.status, status, "{room}");
     }
 
     // Search: the index came along, follows the edit and the delete, and respects rooms.
@@ -356,6 +360,40 @@ fn v0_1_0_database_opens_with_everything_in_it() {
     assert_eq!(
         search(dave, "after%20upgrade"),
         vec![new["id"].as_i64().unwrap()]
+    );
+
+    // Schema 2: a client_id is recognised per room (the same one in another room is a
+    // new message), and invitations are pending rows that survive a restart.
+    let other = a.request(
+        json!({"type": "send", "room": "lobby", "text": "same cid, other room", "client_id": "fixture-cid-1"}),
+        "cid",
+    );
+    assert_eq!(other["type"], "message", "{other}");
+    assert_ne!(other["id"], json!(5));
+    let owner = s
+        .ws(bob)
+        .request(json!({"type": "join", "room": "secret"}), "o")["owner"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let owner_token = tokens[USERS
+        .iter()
+        .position(|(u, _)| u.eq_ignore_ascii_case(&owner))
+        .unwrap()]
+    .clone();
+    let inv = s.ws(&owner_token).request(
+        json!({"type": "invite", "room": "secret", "user": "dave"}),
+        "inv",
+    );
+    assert_eq!(inv["type"], "invited", "{inv}");
+    drop(a);
+    drop(d);
+    drop(s);
+    let s = TestServer::start_with_db(&db, &[]);
+    let dave = login(&s, USERS[3].0, USERS[3].1);
+    assert_eq!(
+        s.http("GET", "/invitations", Some(&dave), None).json(),
+        json!([{"room": "secret", "by": owner}])
     );
 }
 

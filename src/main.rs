@@ -7,6 +7,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: chatterbox [--listen ADDR] [--db PATH] [--sync normal|full]
                   [--allowed-origin ORIGIN]... [--admin NAME]... [--max-connections N]
                   [--max-pending-per-ip N] [--max-sockets-per-user N]
+       chatterbox admin grant|revoke NAME [--db PATH]
 
 Each flag can also be set with an environment variable: CHATTERBOX_LISTEN, CHATTERBOX_DB,
 CHATTERBOX_SYNC, CHATTERBOX_ALLOWED_ORIGINS and CHATTERBOX_ADMINS (comma-separated),
@@ -20,6 +21,9 @@ fn main() -> ExitCode {
         .filter_module("tungstenite", log::LevelFilter::Debug)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("admin") {
+        return admin_command(&args[1..], |k| std::env::var(k).ok());
+    }
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
@@ -168,6 +172,69 @@ fn parse_args(
     }
     c.validate()?;
     Ok(c)
+}
+
+const ADMIN_USAGE: &str = "usage: chatterbox admin grant|revoke NAME [--db PATH]
+
+Grants or revokes admin rights of an existing account in the database (default
+./chatterbox.db or CHATTERBOX_DB). A running server on that database follows within a
+second.";
+
+/// `chatterbox admin grant|revoke NAME [--db PATH]`.
+fn admin_command(args: &[String], env: impl Fn(&str) -> Option<String>) -> ExitCode {
+    let mut db = env("CHATTERBOX_DB").unwrap_or_else(|| chatterbox::config::DEFAULT_DB.into());
+    let mut words = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--db" => match it.next() {
+                Some(p) => db = p.clone(),
+                None => return usage_error(ADMIN_USAGE),
+            },
+            "-h" | "--help" => {
+                println!("{ADMIN_USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            _ => words.push(a.as_str()),
+        }
+    }
+    let (grant, name) = match words.as_slice() {
+        ["grant", name] => (true, *name),
+        ["revoke", name] => (false, *name),
+        _ => return usage_error(ADMIN_USAGE),
+    };
+    let path = std::path::Path::new(&db);
+    if !path.exists() {
+        eprintln!("chatterbox: no database at {db}");
+        return ExitCode::FAILURE;
+    }
+    let result = chatterbox::store::load::open_writer(path, false).and_then(|conn| {
+        chatterbox::store::load::set_admin(&conn, name, grant).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(true) => {
+            let what = if grant {
+                "is now an admin"
+            } else {
+                "is no longer an admin"
+            };
+            println!("{name} {what}");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            eprintln!("chatterbox: no account named {name:?}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("chatterbox: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(usage: &str) -> ExitCode {
+    eprintln!("{usage}");
+    ExitCode::from(2)
 }
 
 /// A panic anywhere is a bug that may have left the reactor's state half-changed, so the

@@ -155,6 +155,13 @@ impl Hub {
         now: Now,
     ) {
         let user_id = match result {
+            // Checked after the password, so a wrong one says nothing about the account.
+            Ok(Some(u)) if self.users.get(&u).is_some_and(|u| u.suspended) => {
+                return self.respond(
+                    to.conn,
+                    Response::error(403, "suspended", "this account is suspended"),
+                )
+            }
             Ok(Some(u)) => u,
             Ok(None) => {
                 return self.respond(
@@ -201,6 +208,8 @@ impl Hub {
                         conns: Vec::new(),
                         rooms: HashSet::new(),
                         owned: 0,
+                        admin: false,
+                        suspended: false,
                     },
                 );
                 self.join_general(id);

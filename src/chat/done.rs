@@ -11,6 +11,10 @@ use serde_json::json;
 impl Hub {
     /// One answer from the writer, a reader or the password pool.
     pub fn completed(&mut self, c: Completion, now: Now) -> Vec<Effect> {
+        if let Outcome::Flags(flags) = &c.outcome {
+            self.account_flags(flags, now);
+            return self.take_fx();
+        }
         let Some(to) = c.reply else {
             return Vec::new();
         };
@@ -27,7 +31,7 @@ impl Hub {
                 result,
             } => self.token_created(to, token, user_id, expires_at, result),
             Outcome::Inserted(result) => self.inserted(to, result),
-            Outcome::Changed(result) => self.changed(to, result),
+            Outcome::Changed(result) => self.changed(to, result, now),
             // The only write answered over HTTP without a body is a logout.
             Outcome::Written(result) => {
                 let resp = match result {
@@ -44,7 +48,7 @@ impl Hub {
             Outcome::Search(result) => self.search_read(to, result),
             Outcome::Hashed { username, phc } => self.hashed(to, username, phc),
             Outcome::Verified(result) => self.verified(to, result, now),
-            Outcome::Health(_) => {}
+            Outcome::Health(_) | Outcome::Flags(_) => {}
         }
         self.take_fx()
     }
@@ -79,7 +83,7 @@ impl Hub {
         self.send(to.conn, with_ref(v, req));
     }
 
-    fn changed(&mut self, to: ReplyTo, result: Result<MessageRow, StoreError>) {
+    fn changed(&mut self, to: ReplyTo, result: Result<MessageRow, StoreError>, now: Now) {
         let row = match result {
             Ok(row) => row,
             Err(e) => {
@@ -94,6 +98,12 @@ impl Hub {
                 return self.answer_error(&to, code, msg, 503);
             }
         };
+        let actor = self.sockets.get(&to.conn).map(|s| s.user);
+        if row.deleted && actor.is_some_and(|a| a != row.user_id) {
+            // Only an admin deletes someone else's message: that is moderation.
+            let target = format!("message {} by {}", row.id, self.user_name(row.user_id));
+            self.audit(actor, "delete_message", target, now);
+        }
         let Some(room) = self.rooms.get_mut(&row.room_id) else {
             return;
         };

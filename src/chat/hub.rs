@@ -15,7 +15,7 @@ use crate::config::{
 use crate::http::Response;
 use crate::id::{ConnId, RoomId, UserId};
 use crate::ratelimit::Bucket;
-use crate::store::load::Snapshot;
+use crate::store::load::{AuditRow, Snapshot};
 use crate::store::{MessageRow, ReadJob, ReplyTo, StoreCmd, StoreOp, Via};
 use crate::time::{rfc3339_ms, Now};
 use serde_json::{json, Value};
@@ -115,6 +115,8 @@ pub struct Hub {
     pub(super) sockets: HashMap<ConnId, Socket>,
     pub(super) user_buckets: HashMap<UserId, UserBuckets>,
     pub(super) ip_buckets: HashMap<IpAddr, Bucket>,
+    /// The newest moderation actions, oldest first (`GET /admin/audit`).
+    pub(super) audit: std::collections::VecDeque<AuditRow>,
     /// Pending invitations per invitee, oldest first.
     pub(super) invites: HashMap<UserId, Vec<Invite>>,
     /// The last presence announced per (room, user) within the last interval.
@@ -162,6 +164,7 @@ impl Hub {
             user_buckets: HashMap::new(),
             ip_buckets: HashMap::new(),
             invites: HashMap::new(),
+            audit: std::collections::VecDeque::new(),
             announced: HashMap::new(),
             presence_due: BTreeSet::new(),
             quiet: false,
@@ -182,6 +185,8 @@ impl Hub {
                     conns: Vec::new(),
                     rooms: HashSet::new(),
                     owned: 0,
+                    admin: u.admin,
+                    suspended: u.suspended,
                 },
             );
         }
@@ -220,6 +225,7 @@ impl Hub {
                 u.rooms.insert(room_id);
             }
         }
+        hub.audit.extend(snap.audit);
         for (room, user, by) in snap.invitations {
             hub.invites
                 .entry(user)
@@ -290,9 +296,7 @@ impl Hub {
     }
 
     pub fn is_admin(&self, user: UserId) -> bool {
-        self.users
-            .get(&user)
-            .is_some_and(|u| self.cfg.is_admin(&u.name))
+        self.users.get(&user).is_some_and(|u| u.admin)
     }
 
     /// Whether a socket's token still holds (checked before each ping).
@@ -331,7 +335,7 @@ impl Hub {
             return Err(unauthorized());
         };
         let user_id = info.user_id;
-        let Some(user) = self.users.get_mut(&user_id) else {
+        let Some(user) = self.users.get_mut(&user_id).filter(|u| !u.suspended) else {
             return Err(unauthorized());
         };
         if user.conns.len() >= self.cfg.max_sockets_per_user {

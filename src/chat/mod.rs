@@ -10,11 +10,13 @@
 //! - `ws`: decoding and budgeting each WebSocket request; messages, typing, receipts.
 //! - `rooms`: join and catch-up, leave, create, invite, decline, members, history.
 //! - `account`, `queries`: the HTTP endpoints (accounts; rooms, history, search).
+//! - `admin`: moderation (suspend, remove from a room, the audit log).
 //! - `done`: completions from the writer, the readers and the password pool.
 //! - `room`: the records (`User`, `Room` with its ring of recent messages).
 //! - `protocol`: decoding client requests and encoding server events.
 
 mod account;
+mod admin;
 mod done;
 mod hub;
 pub mod protocol;

@@ -16,6 +16,10 @@ pub struct User {
     pub rooms: HashSet<RoomId>,
     /// Rooms this user created (DMs have no owner).
     pub owned: usize,
+    /// Granted in the database (`chatterbox admin grant`), never by a name.
+    pub admin: bool,
+    /// Suspended by an admin: no login, no WebSocket, until lifted.
+    pub suspended: bool,
 }
 
 /// An invitation to a private room, waiting for the invitee to join or decline.

@@ -19,6 +19,17 @@ pub enum Route {
     },
     /// `GET /invitations`: the user's pending invitations.
     Invitations,
+    /// `GET /admin/audit`.
+    AdminAudit,
+    /// `POST /admin/users/{user}/suspend` (`on`) or `/unsuspend`.
+    AdminSuspend {
+        user: String,
+        on: bool,
+    },
+    /// `POST /admin/rooms/{room}/remove`.
+    AdminRemove {
+        room: String,
+    },
     Search,
     Healthz,
     Metrics,
@@ -44,6 +55,7 @@ const FIXED: &[(&str, &str, Route)] = &[
     ("/healthz", "GET", Route::Healthz),
     ("/metrics", "GET", Route::Metrics),
     ("/admin/stats", "GET", Route::AdminStats),
+    ("/admin/audit", "GET", Route::AdminAudit),
 ];
 
 pub fn route(req: &Request) -> Route {
@@ -74,6 +86,29 @@ fn route_parts(method: &str, path: &str) -> Route {
             ("POST", None) => Route::NotFound,
             _ => Route::MethodNotAllowed { allow: "POST" },
         };
+    }
+    if let Some(rest) = path.strip_prefix("/admin/users/") {
+        let (user, on) = match rest.rsplit_once('/') {
+            Some((u, "suspend")) => (u, true),
+            Some((u, "unsuspend")) => (u, false),
+            _ => return Route::NotFound,
+        };
+        return match (method, percent_decode(user)) {
+            ("POST", Some(user)) if !user.is_empty() && !user.contains('/') => {
+                Route::AdminSuspend { user, on }
+            }
+            ("POST", _) => Route::NotFound,
+            _ => Route::MethodNotAllowed { allow: "POST" },
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/admin") {
+        if let Some(room) = room_path(rest, "/remove") {
+            return match (method, room) {
+                ("POST", Some(room)) => Route::AdminRemove { room },
+                ("POST", None) => Route::NotFound,
+                _ => Route::MethodNotAllowed { allow: "POST" },
+            };
+        }
     }
     match method {
         "GET" => Route::Asset,
@@ -149,6 +184,30 @@ mod tests {
             Route::MethodNotAllowed { allow: "GET" }
         );
         assert_eq!(route_parts("GET", "/invitations"), Route::Invitations);
+        assert_eq!(route_parts("GET", "/admin/audit"), Route::AdminAudit);
+        assert_eq!(
+            route_parts("POST", "/admin/users/bob/suspend"),
+            Route::AdminSuspend {
+                user: "bob".into(),
+                on: true
+            }
+        );
+        assert_eq!(
+            route_parts("POST", "/admin/users/bob/unsuspend"),
+            Route::AdminSuspend {
+                user: "bob".into(),
+                on: false
+            }
+        );
+        assert_eq!(route_parts("POST", "/admin/users/bob/x"), Route::NotFound);
+        assert_eq!(
+            route_parts("POST", "/admin/users//suspend"),
+            Route::NotFound
+        );
+        assert_eq!(
+            route_parts("POST", "/admin/rooms/ops/remove"),
+            Route::AdminRemove { room: "ops".into() }
+        );
     }
 
     #[test]

@@ -123,6 +123,11 @@ impl Server {
                     .with_header("Allow", allow)
             }
             Route::NotFound => Response::error(404, "not_found", "no such page"),
+            Route::AdminAudit | Route::AdminSuspend { .. } | Route::AdminRemove { .. } => {
+                let id = self.conns[key].id;
+                let fx = self.hub.handle_admin(id, &route, &req, self.now);
+                return self.apply(fx);
+            }
             Route::Register
             | Route::Login
             | Route::Logout

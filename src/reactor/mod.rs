@@ -96,7 +96,22 @@ impl Server {
     pub fn new(config: Config, listener: std::net::TcpListener) -> Result<Server, String> {
         config.validate()?;
         let db = load::open_writer(&config.db, config.sync == crate::config::Sync::Full)?;
+        // `--admin NAME` marks accounts that exist now; a name registered later is not
+        // an admin (that would let anyone claim it).
+        for name in &config.admins {
+            match load::set_admin(&db, name, true) {
+                Ok(true) => log::info!("admin rights granted to an existing account"),
+                Ok(false) => log::warn!("--admin names no existing account; ignored"),
+                Err(e) => return Err(format!("cannot grant admin rights: {e}")),
+            }
+        }
         let snap = load::snapshot(&db, config.ring_size).map_err(|e| e.to_string())?;
+        let flags = snap
+            .users
+            .iter()
+            .filter(|u| u.admin || u.suspended)
+            .map(|u| (u.id, u.admin, u.suspended))
+            .collect();
 
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -112,7 +127,9 @@ impl Server {
         let (store, store_rx) = std::sync::mpsc::channel();
         let writer = writer::start(db, store_rx, notify.clone());
         let (auth, mut threads) = crate::auth::pool::start(config.password_threads, notify.clone());
-        let (reads, reader_threads) = reader::start(&config.db, READER_THREADS, notify)?;
+        let (reads, reader_threads) = reader::start(&config.db, READER_THREADS, notify.clone())?;
+        // Not joined at shutdown: it sleeps between looks and ends with the reactor.
+        crate::store::watch::start(&config.db, flags, notify)?;
         threads.extend(reader_threads);
 
         let max_conns = config

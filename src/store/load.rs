@@ -14,7 +14,21 @@ pub struct UserRow {
     pub username: String,
     pub pw_hash: String,
     pub last_seen: Option<i64>,
+    pub admin: bool,
+    pub suspended: bool,
 }
+
+/// One moderation action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub at: i64,
+    pub actor: Option<i64>,
+    pub action: String,
+    pub target: String,
+}
+
+/// Entries of the audit log kept in memory (newest), for `GET /admin/audit`.
+pub const AUDIT_KEPT: usize = 1000;
 
 pub struct RoomRow {
     pub id: i64,
@@ -35,6 +49,8 @@ pub struct Snapshot {
     pub members: Vec<(i64, i64, i64)>,
     /// Pending invitations: (room id, invitee, inviter), oldest first.
     pub invitations: Vec<(i64, i64, i64)>,
+    /// The newest `AUDIT_KEPT` audit entries, oldest first.
+    pub audit: Vec<AuditRow>,
 }
 
 /// Opens (creating if needed) and migrates the database for the writer.
@@ -63,13 +79,15 @@ pub fn open_reader(path: &Path) -> Result<Connection, String> {
 /// Reads users, live tokens, rooms with their last `ring` messages, and memberships.
 pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
     let users = conn
-        .prepare("SELECT id, username, pw_hash, last_seen FROM users")?
+        .prepare("SELECT id, username, pw_hash, last_seen, admin, suspended FROM users")?
         .query_map([], |r| {
             Ok(UserRow {
                 id: r.get(0)?,
                 username: r.get(1)?,
                 pw_hash: r.get(2)?,
                 last_seen: r.get(3)?,
+                admin: r.get(4)?,
+                suspended: r.get(5)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -114,11 +132,51 @@ pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
         .prepare("SELECT room_id, user_id, by_id FROM invitations ORDER BY created_at")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut audit = conn
+        .prepare("SELECT at, actor_id, action, target FROM audit ORDER BY id DESC LIMIT ?1")?
+        .query_map([AUDIT_KEPT as i64], |r| {
+            Ok(AuditRow {
+                at: r.get(0)?,
+                actor: r.get(1)?,
+                action: r.get(2)?,
+                target: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    audit.reverse();
     Ok(Snapshot {
         users,
         tokens,
         rooms,
         members,
         invitations,
+        audit,
     })
+}
+
+/// Grants (or revokes) admin rights to an existing account: `chatterbox admin`, and
+/// `--admin NAME` at start-up. Returns false if there is no such account.
+pub fn set_admin(conn: &Connection, username: &str, admin: bool) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE users SET admin = ?2 WHERE username_lc = ?1",
+        rusqlite::params![username.to_ascii_lowercase(), admin],
+    )?;
+    if n > 0 {
+        let action = if admin { "grant_admin" } else { "revoke_admin" };
+        conn.execute(
+            "INSERT INTO audit (at, actor_id, action, target) VALUES (?1, NULL, ?2, ?3)",
+            rusqlite::params![now_ms(), action, username],
+        )?;
+    }
+    Ok(n > 0)
+}
+
+/// Accounts with admin rights or suspended, by id: what a running server watches for
+/// changes made by `chatterbox admin` (or another node).
+pub fn account_flags(conn: &Connection) -> rusqlite::Result<Vec<(i64, bool, bool)>> {
+    conn.prepare_cached(
+        "SELECT id, admin, suspended FROM users WHERE admin = 1 OR suspended = 1 ORDER BY id",
+    )?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    .collect()
 }

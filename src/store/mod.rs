@@ -10,6 +10,7 @@
 pub mod load;
 pub mod reader;
 pub mod schema;
+pub mod watch;
 pub mod writer;
 
 use crate::id::{ConnId, RoomId, TokenHash, UserId};
@@ -131,6 +132,18 @@ pub enum StoreOp {
         user_id: UserId,
         at: i64,
     },
+    /// Suspends an account (and revokes all its tokens) or lifts the suspension.
+    Suspend {
+        user_id: UserId,
+        on: bool,
+    },
+    /// One entry of the moderation log.
+    Audit {
+        at: i64,
+        actor: Option<UserId>,
+        action: String,
+        target: String,
+    },
     /// Commit what came before, then stop the thread.
     Shutdown,
 }
@@ -246,6 +259,8 @@ pub enum Outcome {
     Verified(Result<Option<UserId>, String>),
     /// The writer's view of storage health changed.
     Health(bool),
+    /// Accounts now admin or suspended, as the database says: (user, admin, suspended).
+    Flags(Vec<(UserId, bool, bool)>),
 }
 
 /// The way back to the reactor: a completion channel plus the waker of its poll.

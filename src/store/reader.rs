@@ -171,7 +171,7 @@ mod tests {
     fn history_pages_and_search() {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut conn).unwrap();
-        conn.execute_batch("INSERT INTO users VALUES (1,'a','a','x',0,NULL);")
+        conn.execute_batch("INSERT INTO users (id, username, username_lc, pw_hash, created_at) VALUES (1,'a','a','x',0);")
             .unwrap();
         for i in 1..=5 {
             conn.execute(

@@ -72,6 +72,17 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX messages_client_id;
     CREATE UNIQUE INDEX messages_client_id ON messages(room_id, user_id, client_id)
         WHERE client_id IS NOT NULL;
+    -- Admin rights live on the account (never on a name someone could register), and
+    -- moderation is recorded.
+    ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE audit (
+        id       INTEGER PRIMARY KEY,
+        at       INTEGER NOT NULL,
+        actor_id INTEGER REFERENCES users(id),
+        action   TEXT NOT NULL,
+        target   TEXT NOT NULL
+    );
     "#,
 ];
 
@@ -166,7 +177,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn).unwrap();
         conn.execute_batch(
-            "INSERT INTO users VALUES (1,'a','a','x',0,NULL);
+            "INSERT INTO users (id, username, username_lc, pw_hash, created_at) VALUES (1,'a','a','x',0);
              INSERT INTO messages (room_id,user_id,text,ts) VALUES (1,1,'hello brave world',0);
              UPDATE messages SET text='goodbye moon' WHERE id=1;",
         )

@@ -336,6 +336,29 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             ),
             &mut note,
         ),
+        StoreOp::Suspend { user_id, on } => written(
+            tx.execute(
+                "UPDATE users SET suspended = ?2 WHERE id = ?1",
+                params![user_id, on],
+            )
+            .and_then(|n| match on {
+                true => tx.execute("DELETE FROM tokens WHERE user_id = ?1", [user_id]),
+                false => Ok(n),
+            }),
+            &mut note,
+        ),
+        StoreOp::Audit {
+            at,
+            actor,
+            action,
+            target,
+        } => written(
+            tx.execute(
+                "INSERT INTO audit (at, actor_id, action, target) VALUES (?1, ?2, ?3, ?4)",
+                params![at, actor, action, target],
+            ),
+            &mut note,
+        ),
         StoreOp::Shutdown => Outcome::Written(Ok(())),
     };
     (outcome, storage_failed)

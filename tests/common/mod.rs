@@ -2,6 +2,8 @@
 //! database, and talks to it with plain HTTP over TcpStream and tungstenite clients.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -293,3 +293,107 @@ fn registration_survives_a_storage_failure_without_taking_the_name() {
     w.storage_ok = true;
     assert_eq!(w.register("alice").0, 201);
 }
+
+#[test]
+fn admin_rights_come_from_the_database_not_from_a_name() {
+    let mut cfg = super::config();
+    // --admin applies at start-up to existing accounts only (in the reactor); the Hub
+    // itself never looks at names.
+    cfg.admins = vec!["boss".into()];
+    let mut w = World::with_config(cfg);
+    let boss = w.login("boss");
+    let (s, _) = w.admin(Route::AdminAudit, "/admin/audit", &boss, Value::Null);
+    assert_eq!(s, 403, "registering the name gives nothing");
+    w.make_admin("boss");
+    let (s, v) = w.admin(Route::AdminAudit, "/admin/audit", &boss, Value::Null);
+    assert_eq!((s, v["entries"].clone()), (200, json!([])));
+    assert_eq!(
+        w.admin(Route::AdminAudit, "/x", "bad-token", Value::Null).0,
+        401
+    );
+}
+
+#[test]
+fn suspension_closes_sockets_refuses_login_and_is_audited() {
+    let mut w = World::new();
+    let boss = w.login("boss");
+    w.make_admin("boss");
+    let m = w.socket("mallory");
+    let token = w.login("mallory");
+    let suspend = |on| Route::AdminSuspend {
+        user: "Mallory".into(),
+        on,
+    };
+    let (s, _) = w.admin(suspend(true), "/x", &boss, Value::Null);
+    assert_eq!(s, 204);
+    assert_eq!(w.closed, vec![(m, 4001)]);
+    assert_eq!(
+        w.http(Route::Rooms, "GET", "/rooms", Some(&token), Value::Null)
+            .0,
+        401
+    );
+    let body = json!({"username": "mallory", "password": "password1"});
+    let (s, v) = w.http(Route::Login, "POST", "/login", None, body.clone());
+    assert_eq!((s, v["error"].as_str()), (403, Some("suspended")));
+    let c = w.conn();
+    assert_eq!(w.hub.open_socket(c, &token, w.now).unwrap_err().status, 401);
+    // A wrong password still says only that.
+    let wrong = json!({"username": "mallory", "password": "password2"});
+    assert_eq!(w.http(Route::Login, "POST", "/login", None, wrong).0, 401);
+    assert_eq!(w.admin(suspend(false), "/x", &boss, Value::Null).0, 204);
+    assert_eq!(w.http(Route::Login, "POST", "/login", None, body).0, 200);
+    let (_, v) = w.admin(Route::AdminAudit, "/admin/audit", &boss, Value::Null);
+    let actions: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["unsuspend", "suspend"]);
+    assert_eq!(v["entries"][0]["actor"], "boss");
+    assert_eq!(v["entries"][0]["target"], "mallory");
+    let own = Route::AdminSuspend {
+        user: "boss".into(),
+        on: true,
+    };
+    assert_eq!(w.admin(own, "/x", &boss, Value::Null).0, 400);
+    let nobody = Route::AdminSuspend {
+        user: "nobody".into(),
+        on: true,
+    };
+    assert_eq!(w.admin(nobody, "/x", &boss, Value::Null).0, 404);
+}
+
+#[test]
+fn admins_remove_a_user_from_a_room() {
+    let mut w = World::new();
+    let boss = w.login("boss");
+    w.make_admin("boss");
+    let a = w.socket("alice");
+    let m = w.socket("mallory");
+    w.ws(a, json!({"type": "join", "room": "ops"}));
+    w.ws(m, json!({"type": "join", "room": "ops"}));
+    let remove = || Route::AdminRemove { room: "ops".into() };
+    let (s, _) = w.admin(remove(), "/x", &boss, json!({"user": "mallory"}));
+    assert_eq!(s, 204);
+    let left = super::World::one(&w.take(m), "left").clone();
+    assert_eq!(
+        (left["room"].as_str(), left["removed_by"].as_str()),
+        (Some("ops"), Some("boss"))
+    );
+    w.send(a, "ops", "after");
+    assert!(w.take(m).iter().all(|f| f["type"] != "message"));
+    assert_eq!(
+        w.admin(remove(), "/x", &boss, json!({"user": "mallory"})).0,
+        404,
+        "not a member any more"
+    );
+    assert_eq!(w.admin(remove(), "/x", &boss, json!({})).0, 400);
+    let tm = w.login("mallory");
+    assert_eq!(
+        w.admin(remove(), "/x", &tm, json!({"user": "alice"})).0,
+        403
+    );
+    let (_, v) = w.admin(Route::AdminAudit, "/admin/audit", &boss, Value::Null);
+    assert_eq!(v["entries"][0]["target"], "mallory from ops");
+}

@@ -64,6 +64,7 @@ impl World {
             }],
             members: Vec::new(),
             invitations: Vec::new(),
+            audit: Vec::new(),
         };
         World {
             hub: Hub::from_snapshot(snap, cfg),
@@ -378,6 +379,38 @@ impl World {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// Makes `name` an admin the way the database watcher would report it.
+    pub fn make_admin(&mut self, name: &str) {
+        let id = self.hub.user_by_name(name).unwrap();
+        let c = Completion {
+            reply: None,
+            outcome: Outcome::Flags(vec![(id, true, false)]),
+        };
+        let fx = self.hub.completed(c, self.now);
+        self.run(fx);
+    }
+
+    pub fn admin(&mut self, route: Route, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let conn = self.conn();
+        let mut headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
+        headers.push(("content-type".to_string(), "application/json".to_string()));
+        let req = Request {
+            method: "POST".into(),
+            path: path.into(),
+            query: String::new(),
+            headers,
+            body: body.to_string().into_bytes(),
+            keep_alive: true,
+        };
+        let fx = self.hub.handle_admin(conn, &route, &req, self.now);
+        self.run(fx);
+        let resp = self.responses.remove(&conn).expect("an HTTP answer");
+        (
+            resp.status,
+            serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
+        )
     }
 
     pub fn send(&mut self, conn: ConnId, room: &str, text: &str) -> Value {

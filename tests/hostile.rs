@@ -50,35 +50,53 @@ fn pipelining_without_reading_is_bounded_and_others_are_served() {
     }
     let grown = s.rss_kib().saturating_sub(before);
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
-    assert!(worst < Duration::from_millis(500), "healthz took {worst:?}");
+    assert!(worst < Duration::from_secs(2), "healthz took {worst:?}");
 }
 
 #[test]
-fn a_ping_flood_from_a_client_that_never_reads_is_bounded() {
+fn a_ping_flood_from_clients_that_never_read_is_bounded() {
     let s = TestServer::start(&[]);
     let token = s.user("mallory");
     let bob = s.user("bob");
     let mut b = s.ws(&bob);
-    let mut ws = RawWs::open(&s, &token);
     let before = s.rss_kib();
-    let pings = frame(0x89, &[7u8; 125], true).repeat(1000);
-    ws.s.set_nonblocking(true).unwrap();
-    let start = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let mut ws = RawWs::open(&s, &token);
+            thread::spawn(move || {
+                let pings = frame(0x89, &[7u8; 125], true).repeat(1000);
+                ws.s.set_write_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                while Instant::now() < deadline {
+                    // Write as fast as the server reads; never read a pong.
+                    let _ = ws.s.write(&pings);
+                }
+                ws
+            })
+        })
+        .collect();
     let mut worst = Duration::ZERO;
+    let mut peak = 0;
     let mut i = 0;
-    while start.elapsed() < Duration::from_secs(3) {
-        let _ = ws.s.write(&pings);
+    while Instant::now() < deadline {
         let t0 = Instant::now();
         b.send(json!({"type": "send", "room": "general", "text": format!("ok {i}")}));
         assert_eq!(b.recv_type("message")["text"], format!("ok {i}"));
         worst = worst.max(t0.elapsed());
+        peak = peak.max(s.rss_kib());
         i += 1;
         // Within bob's own budget of 10 messages a second.
         thread::sleep(Duration::from_millis(150));
     }
-    let grown = s.rss_kib().saturating_sub(before);
+    for f in flooders {
+        f.join().unwrap();
+    }
+    let grown = peak.saturating_sub(before);
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
-    assert!(worst < Duration::from_millis(250), "bob waited {worst:?}");
+    // Not a benchmark (tools/attack measures p99): only "never stalled", which v0.1.0 was
+    // for seconds.
+    assert!(worst < Duration::from_secs(2), "bob waited {worst:?}");
 }
 
 #[test]
@@ -328,9 +346,10 @@ fn an_author_who_left_a_room_cannot_change_messages_there() {
 #[test]
 fn content_length_must_be_digits() {
     let s = TestServer::start(&[]);
+    // v0.1.0 read "+0" as 0 and answered 200.
     let r = raw(
         s.addr,
-        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{}",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: +0\r\n\r\n",
     );
     assert_eq!(r.status, 400);
 }

@@ -274,9 +274,19 @@ impl Hub {
         }
     }
 
-    pub(super) fn search_read(&mut self, to: ReplyTo, result: Result<Vec<MessageRow>, StoreError>) {
+    pub(super) fn search_read(
+        &mut self,
+        to: ReplyTo,
+        result: Result<(Vec<MessageRow>, bool), StoreError>,
+    ) {
         let resp = match result {
-            Ok(rows) => Response::json(200, &json!({ "messages": self.messages(&rows) })),
+            Ok((rows, partial)) => {
+                let mut body = json!({ "messages": self.messages(&rows) });
+                if partial {
+                    body["partial"] = json!(true);
+                }
+                Response::json(200, &body)
+            }
             Err(_) => storage_unavailable(),
         };
         self.respond(to.conn, resp);

@@ -248,7 +248,8 @@ pub enum Outcome {
         forward: bool,
         result: Result<(Vec<MessageRow>, bool), StoreError>,
     },
-    Search(Result<Vec<MessageRow>, StoreError>),
+    /// Search results, best first, and whether the search ran out of time (`partial`).
+    Search(Result<(Vec<MessageRow>, bool), StoreError>),
     /// A new user's password hash (from the password pool).
     Hashed {
         username: String,

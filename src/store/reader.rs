@@ -8,6 +8,7 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Starts `threads` readers, each with its own read-only connection to `path`.
 pub fn start(
@@ -52,7 +53,9 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             query,
             room_ids,
             limit,
-        } => Outcome::Search(search(conn, &query, &room_ids, limit).map_err(log_err)),
+        } => {
+            Outcome::Search(search(conn, &query, &room_ids, limit, SEARCH_BUDGET).map_err(log_err))
+        }
     }
 }
 
@@ -123,31 +126,87 @@ pub fn fts_query(text: &str) -> Option<String> {
     Some(q)
 }
 
+/// How long one search may keep a reader thread busy before it answers with what it
+/// found (`partial`).
+pub const SEARCH_BUDGET: Duration = Duration::from_millis(200);
+/// SQLite VM steps between looks at the clock.
+const CLOCK_EVERY: i32 = 10_000;
+
+/// Full-text search over `room_ids`, best first, within `budget` of this thread's time:
+/// `(rows, partial)`. A ranked search must see every match before it returns one, so
+/// when it runs out of time, the newest matches found in a short second try come
+/// instead, marked partial.
 pub fn search(
     conn: &Connection,
     text: &str,
     room_ids: &[i64],
     limit: usize,
-) -> rusqlite::Result<Vec<MessageRow>> {
+    budget: Duration,
+) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
     let Some(q) = fts_query(text) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     };
     let rooms = serde_json::to_string(room_ids).unwrap_or_else(|_| "[]".into());
+    let ranked = run_timed(
+        conn,
+        &search_sql("ORDER BY rank"),
+        &q,
+        &rooms,
+        limit,
+        budget,
+    )?;
+    if let Some(rows) = ranked {
+        return Ok((rows, false));
+    }
+    let newest = run_timed(
+        conn,
+        &search_sql("ORDER BY m.id DESC"),
+        &q,
+        &rooms,
+        limit,
+        budget / 4,
+    )?;
+    Ok((newest.unwrap_or_default(), true))
+}
+
+fn search_sql(order: &str) -> String {
     let cols = MESSAGE_COLUMNS
         .split(", ")
         .map(|c| format!("m.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut stmt = conn.prepare_cached(&format!(
+    format!(
         "SELECT {cols} FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
          WHERE messages_fts MATCH ?1 AND m.deleted = 0
            AND m.room_id IN (SELECT value FROM json_each(?2))
-         ORDER BY rank LIMIT ?3"
-    ))?;
-    let rows = stmt
+         {order} LIMIT ?3"
+    )
+}
+
+/// Runs a search statement, interrupting it after `budget`: `None` if it was cut
+/// short before finishing (rows read until then are dropped).
+fn run_timed(
+    conn: &Connection,
+    sql: &str,
+    q: &str,
+    rooms: &str,
+    limit: usize,
+    budget: Duration,
+) -> rusqlite::Result<Option<Vec<MessageRow>>> {
+    let start = Instant::now();
+    conn.progress_handler(CLOCK_EVERY, Some(move || start.elapsed() > budget));
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows: rusqlite::Result<Vec<MessageRow>> = stmt
         .query_map(rusqlite::params![q, rooms, limit as i64], message_from_row)?
         .collect();
-    rows
+    conn.progress_handler(0, None::<fn() -> bool>);
+    match rows {
+        Ok(rows) => Ok(Some(rows)),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -192,8 +251,30 @@ mod tests {
         let (page, more) = history_after(&conn, 1, 3, 2).unwrap();
         assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![4, 5]);
         assert!(!more);
-        assert_eq!(search(&conn, "number 3", &[1], 10).unwrap().len(), 1);
-        assert_eq!(search(&conn, "numb", &[1], 10).unwrap().len(), 5);
-        assert_eq!(search(&conn, "number", &[2], 10).unwrap().len(), 0);
+        let found = |q: &str, rooms: &[i64]| search(&conn, q, rooms, 10, SEARCH_BUDGET).unwrap();
+        assert_eq!(found("number 3", &[1]), (vec![message(&conn, 3)], false));
+        assert_eq!(found("numb", &[1]).0.len(), 5);
+        assert_eq!(found("number", &[2]).0.len(), 0);
+    }
+
+    fn message(conn: &Connection, id: i64) -> MessageRow {
+        history(conn, 1, id + 1, 1).unwrap().0.remove(0)
+    }
+
+    #[test]
+    fn a_search_out_of_time_answers_partial() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, username_lc, pw_hash, created_at) VALUES (1,'a','a','x',0);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+             INSERT INTO messages (room_id, user_id, text, ts) SELECT 1, 1, 'alpha beta ' || i, 0 FROM n;",
+        )
+        .unwrap();
+        let (rows, partial) = search(&conn, "alpha", &[1], 10, Duration::from_millis(200)).unwrap();
+        assert!(!partial, "enough time for 20,000 matches");
+        assert_eq!(rows.len(), 10);
+        let (_, partial) = search(&conn, "alpha", &[1], 10, Duration::ZERO).unwrap();
+        assert!(partial, "no time at all");
     }
 }

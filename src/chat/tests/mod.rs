@@ -276,12 +276,15 @@ impl World {
             }
             ReadOp::Search {
                 query, room_ids, ..
-            } => Outcome::Search(Ok(self
-                .messages
-                .iter()
-                .filter(|m| room_ids.contains(&m.room_id) && m.text.contains(query.as_str()))
-                .cloned()
-                .collect())),
+            } => {
+                let rows = self
+                    .messages
+                    .iter()
+                    .filter(|m| room_ids.contains(&m.room_id) && m.text.contains(query.as_str()))
+                    .cloned()
+                    .collect();
+                Outcome::Search(Ok((rows, false)))
+            }
         }
     }
 

@@ -27,8 +27,17 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Largest WebSocket frame or message a client may send (closed with 1009 past it).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
-/// Unsent output one connection may hold before it is closed as a slow consumer (1008).
-pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+/// Output queued for one connection alone (replies, pongs; a broadcast frame shared with
+/// others is not counted here) before it is closed as a slow consumer (1008).
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
+/// A connection with output queued that accepts none of it for this long is closed as a
+/// slow consumer (1008). A reader that keeps reading, however slowly, never is.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// All output queued in the process, each broadcast frame counted once. Past it the
+/// server stops reading WebSockets (senders wait; nothing committed is dropped) until
+/// the total is back under `RESUME_OUTPUT_BYTES`.
+pub const MAX_TOTAL_OUTPUT_BYTES: usize = 256 * 1024 * 1024;
+pub const RESUME_OUTPUT_BYTES: usize = 192 * 1024 * 1024;
 /// Above this much unsent output a connection is not read (no request parsed, no ping
 /// answered) until it drains: a client that does not read cannot make the server
 /// produce more for it.
@@ -129,6 +138,7 @@ pub struct Config {
     pub ws_idle_timeout: Duration,
     pub max_frame_bytes: usize,
     pub max_output_bytes: usize,
+    pub stall_timeout: Duration,
     pub max_text_chars: usize,
     pub ring_size: usize,
     pub join_history: usize,
@@ -167,6 +177,7 @@ impl Default for Config {
             ws_idle_timeout: DEFAULT_WS_IDLE_TIMEOUT,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
             max_text_chars: DEFAULT_MAX_TEXT_CHARS,
             ring_size: DEFAULT_RING_SIZE,
             join_history: DEFAULT_JOIN_HISTORY,

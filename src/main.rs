@@ -164,6 +164,7 @@ fn parse_args(
             "--auth-per-minute" => {
                 c.auth_per_minute = value.parse().map_err(|_| "bad --auth-per-minute")?
             }
+            "--stall-timeout-ms" => c.stall_timeout = ms(&value)?,
             "--max-output-bytes" => {
                 c.max_output_bytes = value.parse().map_err(|_| "bad --max-output-bytes")?
             }

@@ -20,6 +20,12 @@ pub struct Metrics {
     pub ws_received: u64,
     pub messages_stored: u64,
     pub frames_delivered: u64,
+    /// write/writev system calls on sockets (frames per call = frames_delivered / this).
+    pub socket_writes: u64,
+    /// Typing and presence frames not queued to backed-up readers.
+    pub ephemeral_shed: u64,
+    /// Times a WebSocket was not read because all queued output was past its limit.
+    pub senders_held: u64,
     pub slow_consumers: u64,
     pub idle_closed: u64,
     pub request_timeouts: u64,
@@ -148,6 +154,24 @@ impl Metrics {
             "counter",
             "WebSocket frames queued to clients.",
             self.frames_delivered.to_string(),
+        );
+        metric(
+            "chatterbox_socket_writes_total",
+            "counter",
+            "Write system calls on client sockets.",
+            self.socket_writes.to_string(),
+        );
+        metric(
+            "chatterbox_ephemeral_shed_total",
+            "counter",
+            "Typing and presence frames skipped for backed-up readers.",
+            self.ephemeral_shed.to_string(),
+        );
+        metric(
+            "chatterbox_senders_held_total",
+            "counter",
+            "WebSockets not read while all queued output was past its limit.",
+            self.senders_held.to_string(),
         );
         metric(
             "chatterbox_slow_consumers_total",

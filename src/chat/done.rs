@@ -72,6 +72,7 @@ impl Hub {
                     room: room_id,
                     msg: v.clone(),
                     except: Except::Conn(to.conn),
+                    ephemeral: false,
                 });
             }
         }
@@ -125,6 +126,7 @@ impl Hub {
             room: row.room_id,
             msg: v.clone(),
             except: Except::Conn(to.conn),
+            ephemeral: false,
         });
         let req = match &to.via {
             Via::Ws { req } => req.as_deref(),

@@ -32,10 +32,12 @@ pub enum Effect {
         msg: Value,
     },
     /// One JSON frame, encoded once, to every socket in a room but `except`.
+    /// `ephemeral` news (typing, presence) may be skipped for readers that lag.
     Broadcast {
         room: RoomId,
         msg: Value,
         except: Except,
+        ephemeral: bool,
     },
     /// The answer to an HTTP request the connection is waiting on.
     Respond {
@@ -498,6 +500,7 @@ impl Hub {
             room: room_id,
             msg,
             except: Except::User(user_id),
+            ephemeral: true,
         });
         let a = Announced {
             online,

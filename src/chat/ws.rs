@@ -254,6 +254,7 @@ impl Hub {
             room: room_id,
             msg,
             except: Except::User(cx.user),
+            ephemeral: true,
         });
         Ok(())
     }
@@ -288,6 +289,7 @@ impl Hub {
             room: room_id,
             msg: v.clone(),
             except: Except::Conn(cx.conn),
+            ephemeral: false,
         });
         self.send(cx.conn, with_ref(v, cx.req.as_deref()));
         Ok(())

@@ -118,6 +118,30 @@ fn refuse_overloaded(stream: &mut TcpStream) {
     let _ = stream.write(&resp.to_bytes(false));
 }
 
+/// Connections the kernel may hold for us between passes. The standard library listens
+/// with a backlog of 128: a burst of thousands of connects overflows it and the rest
+/// wait for SYN retransmits (1 s, 3 s, …). The kernel caps this at net.core.somaxconn.
+pub const LISTEN_BACKLOG: i32 = 8192;
+
+/// Raises the listen backlog of a bound listener (listen(2) again only changes it).
+pub(super) fn widen_backlog(listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen on a descriptor this listener owns; it is already listening.
+    let rc = unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
+    if rc != 0 {
+        log::warn!(
+            "cannot widen the listen backlog: {}",
+            io::Error::last_os_error()
+        );
+    }
+    let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    if let Some(cap) = cap.filter(|c| *c < LISTEN_BACKLOG) {
+        log::info!("listen backlog capped at {cap} by net.core.somaxconn");
+    }
+}
+
 /// The open-file limit minus a margin for SQLite, workers and the spare descriptor.
 pub(super) fn default_max_connections() -> usize {
     let limit = std::fs::read_to_string("/proc/self/limits")

@@ -34,6 +34,8 @@ pub struct Conn {
     pub unauthenticated: bool,
     /// The deadline of this connection's live entry in the reactor's timer heap.
     pub timer_at: Instant,
+    /// When the socket last took bytes, or output started queueing on an empty queue.
+    pub last_progress: Instant,
 }
 
 pub enum ConnState {
@@ -101,6 +103,7 @@ impl Conn {
             want_write: false,
             dirty: false,
             doomed: false,
+            last_progress: now,
             paused: false,
             unauthenticated: true,
             timer_at: now,
@@ -109,6 +112,20 @@ impl Conn {
 
     /// When this connection next needs the timer's attention.
     pub fn deadline(&self, cfg: &Config) -> Instant {
+        let own = self.state_deadline(cfg);
+        if self.out.is_empty() {
+            own
+        } else {
+            own.min(self.last_progress + cfg.stall_timeout)
+        }
+    }
+
+    /// Whether queued output has not moved for the stall timeout.
+    pub fn stalled(&self, now: Instant, cfg: &Config) -> bool {
+        !self.out.is_empty() && now >= self.last_progress + cfg.stall_timeout
+    }
+
+    fn state_deadline(&self, cfg: &Config) -> Instant {
         match &self.state {
             ConnState::Http(h) if h.phase == Phase::Idle => h.since + cfg.keepalive_timeout,
             ConnState::Http(h) => h.since + cfg.request_timeout,
@@ -119,9 +136,10 @@ impl Conn {
         }
     }
 
-    /// Whether this connection's input must wait for its output to drain.
+    /// Whether this connection's input must wait for its own output (replies, pongs) to
+    /// drain. Broadcast frames do not count: a busy room must not silence its readers.
     pub fn backed_up(&self) -> bool {
-        self.out.len() > crate::config::OUTPUT_PAUSE_BYTES
+        self.out.unshared() > crate::config::OUTPUT_PAUSE_BYTES
     }
 
     pub fn is_ws(&self) -> bool {
@@ -145,7 +163,7 @@ impl Read for WsIo<'_> {
 
 impl Write for WsIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.push(Chunk::Owned(buf.to_vec()));
+        self.out.push(Chunk::owned(buf.to_vec()));
         Ok(buf.len())
     }
 

@@ -164,7 +164,7 @@ impl Server {
             (true, false) => Phase::Reading,
         };
         let bytes = resp.to_bytes(keep_alive);
-        self.enqueue(key, Chunk::Owned(bytes));
+        self.enqueue(key, Chunk::owned(bytes));
         if !keep_alive {
             self.close_after_flush(key);
         } else if !self.conns[key].doomed {

@@ -33,7 +33,7 @@ use crate::time::Now;
 use conn::Conn;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use outq::Chunk;
+use outq::{Chunk, Counted};
 use serde_json::Value;
 use slab::Slab;
 use std::cmp::Reverse;
@@ -74,6 +74,8 @@ pub struct Server {
     dirty: Vec<usize>,
     doomed: Vec<usize>,
     again: Vec<usize>,
+    /// WebSockets not read while all queued output is past its limit.
+    held: Vec<usize>,
     now: Now,
 
     store: Sender<StoreCmd>,
@@ -114,6 +116,7 @@ impl Server {
             .collect();
 
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        accept::widen_backlog(&listener);
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new().map_err(|e| e.to_string())?;
@@ -158,6 +161,7 @@ impl Server {
             dirty: Vec::new(),
             doomed: Vec::new(),
             again: Vec::new(),
+            held: Vec::new(),
             now: Now::read(),
             store,
             auth,
@@ -257,6 +261,16 @@ impl Server {
             conn.paused = true;
             return;
         }
+        if conn.is_ws() && output::overloaded() {
+            // Everyone's queues are full: push back on senders rather than drop what
+            // is committed or close readers; flush_dirty reads them again.
+            if !conn.paused {
+                conn.paused = true;
+                self.metrics.senders_held += 1;
+                self.held.push(key);
+            }
+            return;
+        }
         match conn.state {
             conn::ConnState::Http(_) => self.read_http(key),
             conn::ConnState::Ws(_) => self.read_ws(key),
@@ -281,10 +295,15 @@ impl Server {
                     if let Some(key) = self.live(conn) {
                         self.metrics.frames_delivered += 1;
                         let frame = crate::ws::text_frame(msg.to_string());
-                        self.enqueue(key, Chunk::Owned(frame));
+                        self.enqueue(key, Chunk::owned(frame));
                     }
                 }
-                Effect::Broadcast { room, msg, except } => self.broadcast(room, &msg, except),
+                Effect::Broadcast {
+                    room,
+                    msg,
+                    except,
+                    ephemeral,
+                } => self.broadcast(room, &msg, except, ephemeral),
                 Effect::Respond { conn, resp } => {
                     if let Some(key) = self.live(conn) {
                         self.respond(key, resp);
@@ -337,10 +356,13 @@ impl Server {
         self.apply(fx);
     }
 
-    /// Encodes once and queues the same bytes on every socket of the room.
-    fn broadcast(&mut self, room: RoomId, msg: &Value, except: Except) {
-        let frame: Rc<[u8]> = Rc::from(crate::ws::text_frame(msg.to_string()));
+    /// Encodes once and queues the same bytes on every socket of the room. Ephemeral
+    /// news (typing, presence) skips sockets whose output is backed up: it is the first
+    /// thing shed, and stale by the time they would read it.
+    fn broadcast(&mut self, room: RoomId, msg: &Value, except: Except, ephemeral: bool) {
+        let frame = Rc::new(Counted::new(crate::ws::text_frame(msg.to_string())));
         let max = self.config.max_output_bytes;
+        let now = self.now.mono;
         let mut slow = Vec::new();
         for id in self.hub.audience(room, except) {
             let Some(conn) = self.conns.get_mut(id.key) else {
@@ -349,8 +371,13 @@ impl Server {
             if conn.id != id || conn.doomed {
                 continue;
             }
+            if ephemeral && conn.out.len() > crate::config::OUTPUT_PAUSE_BYTES {
+                self.metrics.ephemeral_shed += 1;
+                continue;
+            }
             self.metrics.frames_delivered += 1;
-            if output::push(conn, Chunk::Shared(Rc::clone(&frame)), &mut self.dirty, max) {
+            let chunk = Chunk::Shared(Rc::clone(&frame));
+            if output::push(conn, chunk, &mut self.dirty, max, now) {
                 slow.push(id.key);
             }
         }

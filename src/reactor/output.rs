@@ -5,22 +5,40 @@
 //! last bytes are out.
 
 use super::conn::{Conn, ConnState};
-use super::outq::Chunk;
+use super::outq::{queued_total, Chunk};
 use super::{Server, FIRST_CONN};
+use crate::config::{MAX_TOTAL_OUTPUT_BYTES, RESUME_OUTPUT_BYTES};
 use mio::{Interest, Token};
 use std::io::{self, Read};
+use std::time::Instant;
 
 /// Queues `chunk` on `conn` and lists it for flushing. Returns true if the connection is
-/// now past the output bound `max` (a slow consumer, for the caller to close).
-pub(super) fn push(conn: &mut Conn, chunk: Chunk, dirty: &mut Vec<usize>, max: usize) -> bool {
+/// now past the bound `max` of output queued for it alone (a slow consumer, for the
+/// caller to close).
+pub(super) fn push(
+    conn: &mut Conn,
+    chunk: Chunk,
+    dirty: &mut Vec<usize>,
+    max: usize,
+    now: Instant,
+) -> bool {
     // Nothing may follow a close frame or a final response (a late completion for a
     // closing connection is dropped).
     if conn.doomed || matches!(conn.state, ConnState::Closing { .. }) {
         return false;
     }
+    if conn.out.is_empty() {
+        // The stall clock runs only while something waits to be written.
+        conn.last_progress = now;
+    }
     conn.out.push(chunk);
     mark_dirty(conn, dirty);
-    conn.out.len() > max
+    conn.out.unshared() > max
+}
+
+/// Whether all output queued in the process is past the point where senders wait.
+pub(super) fn overloaded() -> bool {
+    queued_total() > MAX_TOTAL_OUTPUT_BYTES
 }
 
 fn mark_dirty(conn: &mut Conn, dirty: &mut Vec<usize>) {
@@ -38,7 +56,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if push(conn, chunk, &mut self.dirty, max) {
+        if push(conn, chunk, &mut self.dirty, max, self.now.mono) {
             self.slow_consumer(key);
         }
     }
@@ -113,6 +131,11 @@ impl Server {
                 self.flush_conn(key);
             }
         }
+        if !self.held.is_empty() && queued_total() < RESUME_OUTPUT_BYTES {
+            // Enough went out: the senders held back are read again.
+            log::info!("output back under the limit; reading senders again");
+            self.again.append(&mut self.held);
+        }
     }
 
     pub(super) fn flush_conn(&mut self, key: usize) {
@@ -122,8 +145,15 @@ impl Server {
         if conn.doomed {
             return;
         }
-        match conn.out.write_to(&mut conn.stream) {
+        let before = conn.out.len();
+        match conn
+            .out
+            .write_to(&mut conn.stream, &mut self.metrics.socket_writes)
+        {
             Ok(done) => {
+                if conn.out.len() < before {
+                    conn.last_progress = self.now.mono;
+                }
                 if done && matches!(conn.state, ConnState::Closing { .. }) {
                     self.doom(key);
                     return;
@@ -133,6 +163,7 @@ impl Server {
                     self.again.push(key);
                 }
                 // Interest follows the queue: WRITABLE only while bytes are stuck.
+                let stuck_now = !done && !conn.want_write;
                 if conn.want_write == done {
                     conn.want_write = !done;
                     let interest = if done {
@@ -145,6 +176,10 @@ impl Server {
                         .poll
                         .registry()
                         .reregister(&mut conn.stream, token, interest);
+                }
+                if stuck_now {
+                    // The stall clock now matters: make sure the timer will look.
+                    self.rearm(key);
                 }
             }
             Err(_) => self.doom(key),

@@ -1,28 +1,66 @@
 //! A connection's unsent output: a queue of byte chunks, some shared between many
 //! connections (one encoded broadcast frame), some owned (replies).
 //!
-//! Bytes leave through vectored writes until the socket would block; the caller keeps
-//! the total under the output bound. Chunks are always whole frames or whole HTTP
-//! responses, so dropping every chunk but the partly written first one keeps the stream
-//! well-formed (used before a final close frame).
+//! Bytes leave through vectored writes until the socket would block. Chunks are always
+//! whole frames or whole HTTP responses, so dropping every chunk but the partly written
+//! first one keeps the stream well-formed (used before a final close frame).
+//!
+//! Every queued byte is counted once, process-wide (`queued_total`): an owned chunk
+//! while it exists, a shared frame while any queue still holds it. That total is what
+//! the reactor's overload policy looks at; each queue also knows its own unshared bytes.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 
-/// Most slices handed to one `writev`.
-const MAX_IOVECS: usize = 64;
+/// Most slices handed to one `writev` (Linux's IOV_MAX): everything a busy socket has
+/// queued leaves in as few system calls as possible, so the more load, the more frames
+/// each call carries.
+const MAX_IOVECS: usize = 1024;
+
+thread_local! {
+    /// Bytes of output held by every queue of this (reactor) thread, shared frames once.
+    static QUEUED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Bytes of output queued in this thread, each shared frame counted once.
+pub fn queued_total() -> usize {
+    QUEUED.with(Cell::get)
+}
+
+/// Bytes counted in `QUEUED` for as long as this value lives.
+pub struct Counted(Box<[u8]>);
+
+impl Counted {
+    pub fn new(bytes: Vec<u8>) -> Counted {
+        QUEUED.with(|q| q.set(q.get() + bytes.len()));
+        Counted(bytes.into_boxed_slice())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        QUEUED.with(|q| q.set(q.get() - self.0.len()));
+    }
+}
 
 pub enum Chunk {
-    Shared(Rc<[u8]>),
-    Owned(Vec<u8>),
+    /// One encoded broadcast frame, in every recipient's queue.
+    Shared(Rc<Counted>),
+    /// Bytes for this connection alone (replies, pongs, close frames).
+    Owned(Counted),
 }
 
 impl Chunk {
+    pub fn owned(bytes: Vec<u8>) -> Chunk {
+        Chunk::Owned(Counted::new(bytes))
+    }
+
     fn bytes(&self) -> &[u8] {
         match self {
-            Chunk::Shared(b) => b,
-            Chunk::Owned(b) => b,
+            Chunk::Shared(b) => &b.0,
+            Chunk::Owned(b) => &b.0,
         }
     }
 }
@@ -34,6 +72,8 @@ pub struct OutQueue {
     offset: usize,
     /// Unsent bytes in all chunks.
     len: usize,
+    /// Bytes of owned chunks (this connection's alone, unlike shared frames).
+    owned: usize,
 }
 
 impl OutQueue {
@@ -45,21 +85,36 @@ impl OutQueue {
         self.len == 0
     }
 
+    /// Bytes queued for this connection alone (shared frames excluded).
+    pub fn unshared(&self) -> usize {
+        self.owned
+    }
+
     pub fn push(&mut self, chunk: Chunk) {
         let n = chunk.bytes().len();
         if n == 0 {
             return;
         }
         self.len += n;
+        if matches!(chunk, Chunk::Owned(_)) {
+            self.owned += n;
+        }
         self.chunks.push_back(chunk);
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(Chunk::Owned(b)) = self.chunks.pop_front() {
+            self.owned -= b.0.len();
+        }
     }
 
     /// Keeps only what must still go out to end the current frame cleanly.
     pub fn truncate_to_front(&mut self) {
-        if self.offset == 0 {
-            self.chunks.clear();
-        } else {
-            self.chunks.truncate(1);
+        let keep = usize::from(self.offset > 0);
+        while self.chunks.len() > keep {
+            if let Some(Chunk::Owned(b)) = self.chunks.pop_back() {
+                self.owned -= b.0.len();
+            }
         }
         self.len = self
             .chunks
@@ -67,9 +122,11 @@ impl OutQueue {
             .map_or(0, |c| c.bytes().len() - self.offset);
     }
 
-    /// Writes until done or the writer would block. `Ok(true)` when empty.
-    pub fn write_to(&mut self, w: &mut impl Write) -> io::Result<bool> {
+    /// Writes until done or the writer would block. `Ok(true)` when empty. `calls`
+    /// counts the write system calls made.
+    pub fn write_to(&mut self, w: &mut impl Write, calls: &mut u64) -> io::Result<bool> {
         while !self.chunks.is_empty() {
+            *calls += 1;
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
             for (i, c) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
@@ -105,7 +162,7 @@ impl OutQueue {
             if n >= left {
                 n -= left;
                 self.offset = 0;
-                self.chunks.pop_front();
+                self.pop_front();
             } else {
                 self.offset += n;
                 n = 0;
@@ -142,48 +199,73 @@ mod tests {
 
     #[test]
     fn partial_writes_keep_order() {
-        let shared: Rc<[u8]> = Rc::from(&b"world"[..]);
+        let shared = Rc::new(Counted::new(b"world".to_vec()));
         let mut q = OutQueue::default();
-        q.push(Chunk::Owned(b"hello ".to_vec()));
+        q.push(Chunk::owned(b"hello ".to_vec()));
         q.push(Chunk::Shared(shared.clone()));
-        q.push(Chunk::Owned(b"!".to_vec()));
+        q.push(Chunk::owned(b"!".to_vec()));
+        assert_eq!((q.len(), q.unshared()), (12, 7));
         let mut w = Trickle {
             out: vec![],
             cap: 4,
             calls: 2,
         };
-        assert!(!q.write_to(&mut w).unwrap());
+        assert!(!q.write_to(&mut w, &mut 0).unwrap());
         assert_eq!(q.len(), 6);
         w.calls = 100;
-        assert!(q.write_to(&mut w).unwrap());
+        assert!(q.write_to(&mut w, &mut 0).unwrap());
         assert_eq!(w.out, b"hello world!");
         assert!(q.is_empty());
+        assert_eq!(q.unshared(), 0);
     }
 
     #[test]
     fn truncate_keeps_the_partly_written_chunk() {
         let mut q = OutQueue::default();
-        q.push(Chunk::Owned(b"abcdef".to_vec()));
-        q.push(Chunk::Owned(b"ghi".to_vec()));
+        q.push(Chunk::owned(b"abcdef".to_vec()));
+        q.push(Chunk::owned(b"ghi".to_vec()));
         let mut w = Trickle {
             out: vec![],
             cap: 2,
             calls: 1,
         };
-        q.write_to(&mut w).unwrap();
+        q.write_to(&mut w, &mut 0).unwrap();
         q.truncate_to_front();
         assert_eq!(q.len(), 4);
-        q.push(Chunk::Owned(b"X".to_vec()));
+        q.push(Chunk::owned(b"X".to_vec()));
         let mut w2 = Trickle {
             out: vec![],
             cap: 100,
             calls: 10,
         };
-        q.write_to(&mut w2).unwrap();
+        q.write_to(&mut w2, &mut 0).unwrap();
         assert_eq!(w2.out, b"cdefX");
         let mut q = OutQueue::default();
-        q.push(Chunk::Owned(b"abc".to_vec()));
+        q.push(Chunk::owned(b"abc".to_vec()));
         q.truncate_to_front();
         assert!(q.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod counting {
+    use super::*;
+
+    #[test]
+    fn a_shared_frame_counts_once_until_its_last_queue_lets_go() {
+        let base = queued_total();
+        let frame = Rc::new(Counted::new(vec![0u8; 100]));
+        let mut a = OutQueue::default();
+        let mut b = OutQueue::default();
+        a.push(Chunk::Shared(Rc::clone(&frame)));
+        b.push(Chunk::Shared(Rc::clone(&frame)));
+        a.push(Chunk::owned(vec![0u8; 10]));
+        drop(frame);
+        assert_eq!(queued_total() - base, 110);
+        assert_eq!((a.unshared(), b.unshared()), (10, 0));
+        a.write_to(&mut Vec::new(), &mut 0).unwrap();
+        assert_eq!(queued_total() - base, 100, "b still holds the frame");
+        b.truncate_to_front();
+        assert_eq!(queued_total(), base);
     }
 }

@@ -78,6 +78,10 @@ impl Server {
         }
         let now = self.now.mono;
         let conn = &self.conns[key];
+        if conn.stalled(now, &self.config) && !matches!(conn.state, ConnState::Closing { .. }) {
+            // Queued output has not moved for the stall timeout: a reader that stopped.
+            return self.slow_consumer(key);
+        }
         let act = match &conn.state {
             ConnState::Http(http) => match http.phase {
                 Phase::Idle => Act::Close,
@@ -87,7 +91,11 @@ impl Server {
             ConnState::Ws(ws) => {
                 if !self.hub.socket_token_valid(conn.id, self.now) {
                     Act::Ws(4001, "token expired")
-                } else if now.saturating_duration_since(ws.last_rx) >= self.config.ws_idle_timeout {
+                } else if now.saturating_duration_since(ws.last_rx) >= self.config.ws_idle_timeout
+                    && !conn.paused
+                {
+                    // (Not while the server itself stopped reading it: its silence
+                    // would be ours.)
                     Act::Ws(1001, "idle timeout")
                 } else {
                     Act::Ping
@@ -119,7 +127,7 @@ impl Server {
                 }
                 let mut ping = Vec::new();
                 let _ = Frame::ping(Vec::<u8>::new()).format(&mut ping);
-                self.enqueue(key, Chunk::Owned(ping));
+                self.enqueue(key, Chunk::owned(ping));
             }
         }
     }

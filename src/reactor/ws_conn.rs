@@ -29,7 +29,7 @@ impl Server {
         let ip = self.conns[key].ip;
         self.conns[key].unauthenticated = false;
         self.release_pending(ip);
-        self.enqueue(key, Chunk::Owned(crate::ws::upgrade_response(accept)));
+        self.enqueue(key, Chunk::owned(crate::ws::upgrade_response(accept)));
         self.metrics.count_status(101);
         self.metrics.ws_opened += 1;
         self.apply(fx);
@@ -131,7 +131,7 @@ impl Server {
         }));
         let mut bytes = Vec::with_capacity(frame.len());
         let _ = frame.format(&mut bytes);
-        conn.out.push(Chunk::Owned(bytes));
+        conn.out.push(Chunk::owned(bytes));
         self.queued_directly(key);
         self.close_after_flush(key);
     }

@@ -14,7 +14,17 @@ pub struct RawWs {
 
 impl RawWs {
     pub fn open(server: &TestServer, token: &str) -> RawWs {
-        let mut s = TcpStream::connect(server.addr).unwrap();
+        RawWs::open_on(TcpStream::connect(server.addr).unwrap(), token)
+    }
+
+    /// A WebSocket whose receive buffer is fixed at `rcvbuf` bytes: a client that stops
+    /// reading then stops taking bytes soon, instead of letting the kernel grow its buffer
+    /// to megabytes first.
+    pub fn open_small(server: &TestServer, token: &str, rcvbuf: i32) -> RawWs {
+        RawWs::open_on(connect_with_rcvbuf(server.addr, rcvbuf).unwrap(), token)
+    }
+
+    fn open_on(mut s: TcpStream, token: &str) -> RawWs {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         write!(
             s,
@@ -146,6 +156,41 @@ pub fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream
             return Err(std::io::Error::last_os_error());
         }
         let remote = sockaddr(*to.ip(), to.port());
+        if libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+/// A TCP connection whose receive buffer is set before connecting (so the window is
+/// small from the start and the kernel does not grow it).
+pub fn connect_with_rcvbuf(to: SocketAddr, rcvbuf: i32) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = to else {
+        panic!("IPv4 only");
+    };
+    let remote = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: to.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*to.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let size = &rcvbuf as *const i32 as *const libc::c_void;
+        let n = std::mem::size_of::<i32>() as libc::socklen_t;
+        if libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size, n) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         if libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0 {
             return Err(std::io::Error::last_os_error());
         }

@@ -110,7 +110,9 @@ impl World {
         while let Some(e) = queue.pop_front() {
             match e {
                 Effect::Send { conn, msg } => self.sent.entry(conn).or_default().push(msg),
-                Effect::Broadcast { room, msg, except } => {
+                Effect::Broadcast {
+                    room, msg, except, ..
+                } => {
                     let to: Vec<ConnId> = self.hub.audience(room, except).collect();
                     for c in to {
                         self.sent.entry(c).or_default().push(msg.clone());

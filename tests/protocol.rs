@@ -274,8 +274,8 @@ fn direct_messages_reach_the_recipient_without_a_join() {
 
 #[test]
 fn edit_and_delete_are_for_authors_and_admins() {
-    let s = TestServer::start(&["--admin", "root"]);
-    let (alice, bob, root) = (s.user("alice"), s.user("bob"), s.user("root"));
+    let s = TestServer::start(&[]);
+    let (alice, bob, root) = (s.user("alice"), s.user("bob"), s.admin("root"));
     let mut a = s.ws(&alice);
     let mut b = s.ws(&bob);
     let mut r = s.ws(&root);
@@ -728,8 +728,8 @@ fn search_finds_messages_in_readable_rooms_best_first() {
 
 #[test]
 fn admin_stats_are_for_admins() {
-    let s = TestServer::start(&["--admin", "root"]);
-    let (alice, root) = (s.user("alice"), s.user("root"));
+    let s = TestServer::start(&[]);
+    let (alice, root) = (s.user("alice"), s.admin("root"));
     let mut a = s.ws(&alice);
     send(&mut a, "general", "hello");
     assert_eq!(

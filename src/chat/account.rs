@@ -24,10 +24,13 @@ impl Hub {
             .or_insert_with(|| Bucket::new(burst, now.mono));
         let wait = bucket.take(rate, burst, now.mono).err()?;
         self.stats.rate_limited += 1;
-        Some(
-            Response::error(429, "rate_limited", "too many attempts; slow down")
-                .with_header("Retry-After", (wait.as_secs() + 1).to_string()),
-        )
+        let ms = wait.as_millis() as u64 + 1;
+        let body = json!({
+            "error": "rate_limited",
+            "message": "too many attempts; slow down",
+            "retry_after_ms": ms,
+        });
+        Some(Response::json(429, &body).with_header("Retry-After", ms.div_ceil(1000).to_string()))
     }
 
     fn auth_job(&mut self, conn: ConnId, op: AuthOp) {

@@ -135,14 +135,8 @@ impl Hub {
         let user = self
             .user_by_name(&name)
             .ok_or_else(|| Response::error(404, "no_such_user", "no such user"))?;
-        let sockets = self.users[&user].conns.clone();
-        self.leave(user, room, now).map_err(|(code, msg)| {
-            let status = if code == super::protocol::ErrorCode::BadRequest {
-                400
-            } else {
-                404
-            };
-            Response::error(status, code.as_str(), &msg)
+        let sockets = self.leave(user, room, now).map_err(|(code, msg)| {
+            Response::error(super::queries::status_of(code), code.as_str(), &msg)
         })?;
         let v = json!({ "type": "left", "room": room, "removed_by": self.user_name(admin) });
         for c in sockets {
@@ -157,16 +151,13 @@ impl Hub {
         Ok(Response::no_content())
     }
 
-    /// The database says who is admin or suspended now (`chatterbox admin`, another
-    /// node): follow it.
+    /// Accounts whose flags changed in the database (`chatterbox admin`, another node):
+    /// follow them.
     pub(super) fn account_flags(&mut self, flags: &[(UserId, bool, bool)], now: Now) {
-        let ids: Vec<UserId> = self.users.keys().copied().collect();
-        for id in ids {
-            let (admin, suspended) = flags
-                .iter()
-                .find(|(u, _, _)| *u == id)
-                .map_or((false, false), |(_, a, s)| (*a, *s));
-            let u = self.users.get_mut(&id).expect("listed above");
+        for &(id, admin, suspended) in flags {
+            let Some(u) = self.users.get_mut(&id) else {
+                continue;
+            };
             if u.admin != admin {
                 u.admin = admin;
                 // Changed outside this process (`chatterbox admin`), which wrote its own

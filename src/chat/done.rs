@@ -99,7 +99,7 @@ impl Hub {
                 return self.answer_error(&to, code, msg, 503);
             }
         };
-        let actor = self.sockets.get(&to.conn).map(|s| s.user);
+        let actor = self.moderating.remove(&row.id);
         if row.deleted && actor.is_some_and(|a| a != row.user_id) {
             // Only an admin deletes someone else's message: that is moderation.
             let target = format!("message {} by {}", row.id, self.user_name(row.user_id));

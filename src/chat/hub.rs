@@ -117,6 +117,8 @@ pub struct Hub {
     pub(super) sockets: HashMap<ConnId, Socket>,
     pub(super) user_buckets: HashMap<UserId, UserBuckets>,
     pub(super) ip_buckets: HashMap<IpAddr, Bucket>,
+    /// Deletes by admins waiting for the store: message id → admin.
+    pub(super) moderating: HashMap<i64, UserId>,
     /// The newest moderation actions, oldest first (`GET /admin/audit`).
     pub(super) audit: std::collections::VecDeque<AuditRow>,
     /// Pending invitations per invitee, oldest first.
@@ -167,6 +169,7 @@ impl Hub {
             ip_buckets: HashMap::new(),
             invites: HashMap::new(),
             audit: std::collections::VecDeque::new(),
+            moderating: HashMap::new(),
             announced: HashMap::new(),
             presence_due: BTreeSet::new(),
             quiet: false,
@@ -204,13 +207,10 @@ impl Hub {
         let ring = hub.cfg.ring_size;
         for r in snap.rooms {
             let mut room = Room::new(r.id, r.name.clone(), r.private, r.owner);
-            let full = r.recent.len() >= ring;
+            // The snapshot holds one message more than the ring when older ones exist:
+            // pushing it evicts it, and evicted_max says so.
             for m in r.recent {
                 room.push(m, ring);
-            }
-            if full {
-                // The ring was filled to the brim: older messages may exist.
-                room.evicted_max = room.ring.front().map_or(0, |m| m.id - 1).max(1);
             }
             hub.next_room_id = hub.next_room_id.max(r.id + 1);
             if let Some(owner) = r.owner.and_then(|o| hub.users.get_mut(&o)) {
@@ -342,8 +342,13 @@ impl Hub {
         };
         if user.conns.len() >= self.cfg.max_sockets_per_user {
             let max = self.cfg.max_sockets_per_user;
-            let msg = format!("this account already has {max} WebSockets open");
-            return Err(Response::error(429, "rate_limited", &msg));
+            let body = json!({
+                "error": "rate_limited",
+                "message": format!("this account already has {max} WebSockets open; close one"),
+                // Nothing frees on its own: try again once another socket has closed.
+                "retry_after_ms": 1000,
+            });
+            return Err(Response::json(429, &body).with_header("Retry-After", "1"));
         }
         user.conns.push(conn);
         let mut room_ids: Vec<RoomId> = user.rooms.iter().copied().collect();
@@ -622,8 +627,19 @@ impl Hub {
     }
 
     /// Refuses a membership past the per-user cap.
+    /// Direct conversations do not count: others start them, so they must not be able
+    /// to fill someone's rooms.
     pub(super) fn room_cap(&self, user: UserId) -> Result<(), Fail> {
-        let n = self.users.get(&user).map_or(0, |u| u.rooms.len());
+        let n = self.users.get(&user).map_or(0, |u| {
+            u.rooms
+                .iter()
+                .filter(|r| {
+                    self.rooms
+                        .get(r)
+                        .is_some_and(|r| !r.name.starts_with("dm:"))
+                })
+                .count()
+        });
         let max = self.cfg.max_memberships;
         if n >= max {
             return fail(

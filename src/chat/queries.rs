@@ -46,7 +46,12 @@ impl Hub {
             Route::Leave { room } => {
                 if let Some(user) = self.http_user(conn, req, now) {
                     let resp = match self.leave(user, room, now) {
-                        Ok(()) => Response::no_content(),
+                        Ok(sockets) => {
+                            for c in sockets {
+                                self.send(c, json!({ "type": "left", "room": room }));
+                            }
+                            Response::no_content()
+                        }
                         Err((code, msg)) => Response::error(status_of(code), code.as_str(), &msg),
                     };
                     self.respond(conn, resp);
@@ -135,7 +140,12 @@ impl Hub {
     /// A room `user` may read over HTTP, or the error response.
     fn readable_room(&self, name: &str, user: UserId) -> Result<RoomId, Response> {
         let Some(&id) = self.room_by_name.get(name) else {
-            return Err(Response::error(404, "no_such_room", "no such room"));
+            let msg = if super::ws::is_dm(name) {
+                super::ws::NO_SUCH_DM
+            } else {
+                "no such room"
+            };
+            return Err(Response::error(404, "no_such_room", msg));
         };
         let room = &self.rooms[&id];
         if room.private && !room.is_member(user) && super::ws::is_dm(name) {
@@ -298,7 +308,7 @@ impl Hub {
 }
 
 /// The HTTP status for a protocol error code.
-fn status_of(code: ErrorCode) -> u16 {
+pub(super) fn status_of(code: ErrorCode) -> u16 {
     match code {
         ErrorCode::Forbidden => 403,
         ErrorCode::NoSuchRoom | ErrorCode::NoSuchMessage => 404,

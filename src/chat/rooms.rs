@@ -10,14 +10,27 @@ use crate::config::{
     CATCH_UP_MAX, GENERAL_ID, HISTORY_DEFAULT, HISTORY_MAX, MAX_INVITATIONS, MAX_PENDING_READS,
     MEMBERS_PAGE, REPLY_MAX_BYTES,
 };
-use crate::id::{RoomId, UserId};
+use crate::id::{ConnId, RoomId, UserId};
 use crate::store::{MessageRow, ReadJob, ReadOp, StoreOp};
 use crate::time::{rfc3339_ms, Now};
 use serde_json::{json, Value};
 
-/// A message's share of a reply, close enough to its JSON size to bound a reply by.
+/// What `retry_after_ms` says when a socket has too many history reads in flight.
+const PENDING_READ_RETRY_MS: u64 = 100;
+
+/// A message's share of a reply: its text as JSON encodes it (a control character takes
+/// six bytes, a quote or backslash two), plus the other fields.
 fn reply_bytes(m: &MessageRow) -> usize {
-    m.text.len() + 160
+    let text: usize = m
+        .text
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum();
+    text + 200 + m.client_id.as_ref().map_or(0, |c| c.len() * 6)
 }
 
 /// The longest run of `msgs` from the start (or, `from_end`, from the end) that stays
@@ -100,6 +113,7 @@ impl Hub {
         let room_id = match self.room_by_name.get(name) {
             Some(&id) => id,
             None if valid_room_name(name) => {
+                self.owned_cap(cx.user)?;
                 self.room_cap(cx.user)?;
                 self.create_room_record(name.to_string(), false, Some(cx.user))
             }
@@ -112,11 +126,13 @@ impl Hub {
             if is_dm(name) {
                 return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM);
             }
-            // Joining a private room is how an invitation is accepted.
-            let invited = self
-                .invites
-                .get(&cx.user)
-                .is_some_and(|l| l.iter().any(|i| i.room == room_id));
+            // Joining a private room is how an invitation is accepted; its owner may
+            // always come back.
+            let invited = room.owner == Some(cx.user)
+                || self
+                    .invites
+                    .get(&cx.user)
+                    .is_some_and(|l| l.iter().any(|i| i.room == room_id));
             if !invited {
                 return fail(
                     ErrorCode::Forbidden,
@@ -131,17 +147,39 @@ impl Hub {
         // This socket may have left the room earlier while staying a member elsewhere.
         self.attach(cx.conn, cx.user, room_id, cx.now);
         let room = &self.rooms[&room_id];
-        let (history, complete) = match since {
+        let (history, complete, next) = match since {
             Some(s) => catch_up(room, s),
-            None => (room.recent(self.cfg.join_history).collect(), true),
+            None => {
+                let recent: Vec<&MessageRow> = room.recent(self.cfg.join_history).collect();
+                let n = within_reply_bytes(&recent, true);
+                (recent[recent.len() - n..].to_vec(), true, None)
+            }
         };
-        let v = self.joined_value(room_id, &history, complete);
+        let mut v = self.joined_value(room_id, &history, complete);
+        if let Some(after) = next {
+            v["continue_after"] = json!(after);
+        }
         self.send(cx.conn, with_ref(v, cx.req.as_deref()));
         Ok(())
     }
 
-    /// Ends `user`'s membership of `name` (over WebSocket or HTTP).
-    pub(super) fn leave(&mut self, user: UserId, name: &str, now: Now) -> Result<(), Fail> {
+    fn owned_cap(&self, user: UserId) -> Result<(), Fail> {
+        let max = self.cfg.max_rooms_owned;
+        if self.users.get(&user).is_some_and(|u| u.owned >= max) {
+            let msg = format!("you own {max} rooms, the most one account may create");
+            return fail(ErrorCode::Forbidden, msg);
+        }
+        Ok(())
+    }
+
+    /// Ends `user`'s membership of `name` (over WebSocket or HTTP). Returns the user's
+    /// sockets, for the caller to tell with `left`.
+    pub(super) fn leave(
+        &mut self,
+        user: UserId,
+        name: &str,
+        now: Now,
+    ) -> Result<Vec<ConnId>, Fail> {
         let room_id = self.member_room(name, user)?;
         if room_id == GENERAL_ID {
             return fail(ErrorCode::BadRequest, "everyone stays in general");
@@ -154,13 +192,18 @@ impl Hub {
             user_id: user,
         };
         self.store(None, op);
+        let sockets = self
+            .users
+            .get(&user)
+            .map(|u| u.conns.clone())
+            .unwrap_or_default();
         if let Some(u) = self.users.get_mut(&user) {
             u.rooms.remove(&room_id);
-            for c in u.conns.clone() {
-                self.detach(c, user, room_id, now);
-            }
         }
-        Ok(())
+        for &c in &sockets {
+            self.detach(c, user, room_id, now);
+        }
+        Ok(sockets)
     }
 
     pub(super) fn create_room(&mut self, cx: &Ctx, name: &str, private: bool) -> Result<(), Fail> {
@@ -173,11 +216,7 @@ impl Hub {
                 "a room with that name already exists",
             );
         }
-        let max = self.cfg.max_rooms_owned;
-        if self.users.get(&cx.user).is_some_and(|u| u.owned >= max) {
-            let msg = format!("you own {max} rooms, the most one account may create");
-            return fail(ErrorCode::Forbidden, msg);
-        }
+        self.owned_cap(cx.user)?;
         self.room_cap(cx.user)?;
         let id = self.create_room_record(name.to_string(), private, Some(cx.user));
         self.add_member(id, cx.user, cx.now);
@@ -207,8 +246,14 @@ impl Hub {
         let list = self.invites.entry(invitee).or_default();
         if !member && !list.iter().any(|i| i.room == room_id) {
             if list.len() >= MAX_INVITATIONS {
-                list.remove(0);
+                let old = list.remove(0);
+                let op = StoreOp::Decline {
+                    room_id: old.room,
+                    user_id: invitee,
+                };
+                self.store(None, op);
             }
+            let list = self.invites.entry(invitee).or_default();
             list.push(Invite {
                 room: room_id,
                 by: cx.user,
@@ -263,8 +308,9 @@ impl Hub {
         } else {
             Box::new(room.members.keys())
         };
-        let page = self.first_names(ids.filter(|u| self.user_name(**u) > after));
-        let more = page.len() == MEMBERS_PAGE;
+        let rest: Vec<&UserId> = ids.filter(|u| self.user_name(**u) > after).collect();
+        let more = rest.len() > MEMBERS_PAGE;
+        let page = self.first_names(rest.into_iter());
         let members: Vec<Value> = page
             .iter()
             .map(|(n, u)| {
@@ -324,6 +370,8 @@ impl Hub {
         // Deep reads cost a reader thread real work: bound what one socket can queue.
         let socket = self.sockets.get_mut(&cx.conn).expect("handle_ws checked");
         if socket.pending_reads >= MAX_PENDING_READS {
+            // A reader answers in milliseconds; ask again shortly.
+            self.retry_ms = PENDING_READ_RETRY_MS;
             return fail(
                 ErrorCode::RateLimited,
                 "too many history requests in flight",
@@ -345,18 +393,21 @@ impl Hub {
 }
 
 /// Catch-up after `since`: what the ring holds after it, oldest first, within
-/// `CATCH_UP_MAX` messages and `REPLY_MAX_BYTES`; `complete` only if that is everything.
-/// When the ring no longer reaches back to `since`, the newest part comes instead and
-/// `complete` is false: the client pages the gap with `history` + `after`.
-fn catch_up(room: &Room, since: i64) -> (Vec<&MessageRow>, bool) {
+/// `CATCH_UP_MAX` messages and `REPLY_MAX_BYTES`; complete only if that is everything.
+/// Otherwise the third value says where the client continues with `history` + `after`:
+/// after the last message sent when the reply was cut at its bound, or after `since`
+/// itself when the ring no longer reaches back to it (then the newest part comes).
+fn catch_up(room: &Room, since: i64) -> (Vec<&MessageRow>, bool, Option<i64>) {
     let (all, complete) = room.since(since, usize::MAX);
     if since < room.evicted_max {
         let start = all.len().saturating_sub(CATCH_UP_MAX);
         let tail = &all[start..];
         let n = within_reply_bytes(tail, true);
-        return (tail[tail.len() - n..].to_vec(), false);
+        return (tail[tail.len() - n..].to_vec(), false, Some(since));
     }
     let head = &all[..all.len().min(CATCH_UP_MAX)];
     let n = within_reply_bytes(head, false);
-    (head[..n].to_vec(), complete && n == all.len())
+    let whole = complete && n == all.len();
+    let next = (!whole).then(|| head[..n].last().map_or(since, |m| m.id));
+    (head[..n].to_vec(), whole, next)
 }

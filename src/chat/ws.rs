@@ -96,8 +96,12 @@ impl Hub {
     fn dispatch(&mut self, cx: &Ctx, msg: ClientMsg) -> Result<(), Fail> {
         match msg {
             ClientMsg::Join { room, since } => self.join(cx, &room, since),
-            ClientMsg::Leave { room } => self.leave(cx.user, &room, cx.now).map(|()| {
+            ClientMsg::Leave { room } => self.leave(cx.user, &room, cx.now).map(|sockets| {
+                // Every socket of the user hears it; the one that asked, with its ref.
                 let v = json!({ "type": "left", "room": room });
+                for c in sockets.into_iter().filter(|c| *c != cx.conn) {
+                    self.send(c, v.clone());
+                }
                 self.send(cx.conn, with_ref(v, cx.req.as_deref()));
             }),
             ClientMsg::CreateRoom { room, private } => self.create_room(cx, &room, private),
@@ -236,7 +240,12 @@ impl Hub {
 
     fn delete(&mut self, cx: &Ctx, id: i64) -> Result<(), Fail> {
         self.rate(cx.user, Budget::Message, cx.now)?;
-        let author = (!self.is_admin(cx.user)).then_some(cx.user);
+        let admin = self.is_admin(cx.user);
+        if admin {
+            // Known here, not when the store answers (the socket may be gone by then).
+            self.moderating.insert(id, cx.user);
+        }
+        let author = (!admin).then_some(cx.user);
         self.store(Some(cx.reply_to()), StoreOp::Delete { id, author });
         Ok(())
     }

@@ -6,7 +6,7 @@ use super::writer::{message_from_row, MESSAGE_COLUMNS};
 use super::MessageRow;
 use crate::id::TokenHash;
 use crate::time::now_ms;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 
 pub struct UserRow {
@@ -35,7 +35,8 @@ pub struct RoomRow {
     pub name: String,
     pub private: bool,
     pub owner: Option<i64>,
-    /// Most recent messages, oldest first.
+    /// Most recent messages, oldest first: up to the ring's size plus one, the extra
+    /// one saying that older messages exist.
     pub recent: Vec<MessageRow>,
 }
 
@@ -118,8 +119,12 @@ pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = ?1 ORDER BY id DESC LIMIT ?2"
     ))?;
     for room in &mut rooms {
+        // One more than the ring holds, to know whether older messages exist.
         let mut msgs = recent
-            .query_map(rusqlite::params![room.id, ring as i64], message_from_row)?
+            .query_map(
+                rusqlite::params![room.id, ring as i64 + 1],
+                message_from_row,
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         msgs.reverse();
         room.recent = msgs;
@@ -157,18 +162,30 @@ pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
 /// Grants (or revokes) admin rights to an existing account: `chatterbox admin`, and
 /// `--admin NAME` at start-up. Returns false if there is no such account.
 pub fn set_admin(conn: &Connection, username: &str, admin: bool) -> rusqlite::Result<bool> {
-    let n = conn.execute(
-        "UPDATE users SET admin = ?2 WHERE username_lc = ?1",
-        rusqlite::params![username.to_ascii_lowercase(), admin],
-    )?;
-    if n > 0 {
+    let lc = username.to_ascii_lowercase();
+    let was: Option<bool> = conn
+        .query_row(
+            "SELECT admin FROM users WHERE username_lc = ?1",
+            [&lc],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(was) = was else {
+        return Ok(false);
+    };
+    if was != admin {
+        // Only a change is a change: restarting with --admin records nothing new.
+        conn.execute(
+            "UPDATE users SET admin = ?2 WHERE username_lc = ?1",
+            rusqlite::params![lc, admin],
+        )?;
         let action = if admin { "grant_admin" } else { "revoke_admin" };
         conn.execute(
             "INSERT INTO audit (at, actor_id, action, target) VALUES (?1, NULL, ?2, ?3)",
             rusqlite::params![now_ms(), action, username],
         )?;
     }
-    Ok(n > 0)
+    Ok(true)
 }
 
 /// Accounts with admin rights or suspended, by id: what a running server watches for

@@ -31,10 +31,13 @@ pub fn start(
                 if now == last {
                     continue;
                 }
-                last = now.clone();
+                // Only what changed between two reads: a read taken just before this
+                // server's own change committed must not undo it in memory.
+                let changed = diff(&last, &now);
+                last = now;
                 let c = Completion {
                     reply: None,
-                    outcome: Outcome::Flags(now),
+                    outcome: Outcome::Flags(changed),
                 };
                 if !notify.send(c) {
                     return;
@@ -42,4 +45,33 @@ pub fn start(
             }
         })
         .map_err(|e| e.to_string())
+}
+
+/// Accounts whose flags differ from `before` to `after`; one that left the list has
+/// both flags off now.
+fn diff(before: &[(i64, bool, bool)], after: &[(i64, bool, bool)]) -> Vec<(i64, bool, bool)> {
+    let mut out: Vec<(i64, bool, bool)> = after
+        .iter()
+        .filter(|f| !before.contains(f))
+        .copied()
+        .collect();
+    for (id, _, _) in before {
+        if !after.iter().any(|(a, _, _)| a == id) {
+            out.push((*id, false, false));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn diff_lists_changes_only() {
+        let before = [(1, true, false), (2, false, true)];
+        let after = [(1, true, false), (3, true, false)];
+        assert_eq!(
+            super::diff(&before, &after),
+            vec![(3, true, false), (2, false, false)]
+        );
+    }
 }

@@ -193,6 +193,28 @@ impl TestServer {
         self.login(name)
     }
 
+    /// A user with admin rights, granted the way an operator does it
+    /// (`chatterbox admin grant NAME --db PATH`), once the running server has them.
+    pub fn admin(&self, name: &str) -> String {
+        let token = self.user(name);
+        let out = Command::new(env!("CARGO_BIN_EXE_chatterbox"))
+            .args(["admin", "grant", name, "--db"])
+            .arg(&self.db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.http("GET", "/admin/audit", Some(&token), None).status != 200 {
+            assert!(Instant::now() < deadline, "the grant was not picked up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        token
+    }
+
     pub fn ws(&self, token: &str) -> Client {
         self.try_ws(token).expect("websocket upgrade")
     }

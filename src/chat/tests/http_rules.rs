@@ -390,7 +390,7 @@ fn admins_remove_a_user_from_a_room() {
     assert!(w.take(m).iter().all(|f| f["type"] != "message"));
     assert_eq!(
         w.admin(remove(), "/x", &boss, json!({"user": "mallory"})).0,
-        404,
+        403,
         "not a member any more"
     );
     assert_eq!(w.admin(remove(), "/x", &boss, json!({})).0, 400);

@@ -687,3 +687,148 @@ fn storage_failure_is_reported_and_nothing_is_broadcast() {
     );
     assert!(w.take(b).is_empty());
 }
+
+#[test]
+fn replies_are_bounded_by_their_encoded_size() {
+    let mut cfg = super::config();
+    cfg.ring_size = 100;
+    cfg.join_history = 100;
+    cfg.msg_burst = 100.0;
+    let mut w = World::with_config(cfg);
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    // 4,000 control characters are 24,000 bytes of JSON each.
+    let nasty = "\u{1}".repeat(4000);
+    for _ in 0..50 {
+        w.send(a, "general", &nasty);
+    }
+    for req in [
+        json!({"type": "join", "room": "general"}),
+        json!({"type": "join", "room": "general", "since": 0}),
+        json!({"type": "history", "room": "general", "limit": 200}),
+        json!({"type": "history", "room": "general", "after": 0, "limit": 200}),
+    ] {
+        let got = w.ws(b, req.clone());
+        let size = got.iter().map(|v| v.to_string().len()).max().unwrap();
+        assert!(
+            size <= crate::config::REPLY_MAX_BYTES + 4096,
+            "{req}: {size} bytes"
+        );
+        assert!(size > 100_000, "{req}: still a useful page ({size} bytes)");
+    }
+    let got = w.ws(b, json!({"type": "join", "room": "general", "since": 0}));
+    let j = World::one(&got, "joined");
+    assert_eq!(j["complete"], false);
+    let last = j["history"].as_array().unwrap().last().unwrap()["id"].clone();
+    assert_eq!(
+        j["continue_after"], last,
+        "continue after the last one sent"
+    );
+}
+
+#[test]
+fn a_catch_up_past_the_ring_says_where_to_continue() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    for i in 0..12 {
+        w.send(a, "general", &format!("m{i}"));
+    }
+    let got = w.ws(a, json!({"type": "join", "room": "general", "since": 1}));
+    let j = World::one(&got, "joined");
+    assert_eq!(
+        (j["complete"].as_bool(), j["continue_after"].as_i64()),
+        (Some(false), Some(1))
+    );
+    let got = w.ws(a, json!({"type": "join", "room": "general", "since": 10}));
+    let j = World::one(&got, "joined");
+    assert_eq!(j["complete"], true);
+    assert!(j.get("continue_after").is_none());
+}
+
+#[test]
+fn joining_a_new_room_counts_as_creating_it() {
+    let mut cfg = super::config();
+    cfg.max_rooms_owned = 1;
+    let mut w = World::with_config(cfg);
+    let a = w.socket("alice");
+    World::one(&w.ws(a, json!({"type": "join", "room": "one"})), "joined");
+    let got = w.ws(a, json!({"type": "join", "room": "two"}));
+    assert_eq!(World::error_code(&got), "forbidden");
+}
+
+#[test]
+fn direct_conversations_do_not_fill_anyones_rooms() {
+    let mut cfg = super::config();
+    cfg.max_memberships = 2;
+    let mut w = World::with_config(cfg);
+    let b = w.socket("bob");
+    for i in 0..3 {
+        let s = w.socket(&format!("spammer{i}"));
+        World::one(
+            &w.ws(s, json!({"type": "dm", "to": "bob", "text": "hi"})),
+            "message",
+        );
+    }
+    // Bob is in general and three DMs, yet may still join one room of his choice.
+    World::one(&w.ws(b, json!({"type": "join", "room": "mine"})), "joined");
+}
+
+#[test]
+fn leaving_tells_every_socket_and_owners_may_come_back() {
+    let mut w = World::new();
+    let a1 = w.socket("alice");
+    let a2 = w.socket("alice");
+    w.ws(
+        a1,
+        json!({"type": "create_room", "room": "den", "private": true}),
+    );
+    w.take(a2);
+    let got = w.ws(a1, json!({"type": "leave", "room": "den", "ref": "l"}));
+    assert_eq!(
+        got,
+        vec![json!({"type": "left", "room": "den", "ref": "l"})]
+    );
+    assert_eq!(w.take(a2), vec![json!({"type": "left", "room": "den"})]);
+    // The owner needs no invitation to her own room.
+    World::one(&w.ws(a1, json!({"type": "join", "room": "den"})), "joined");
+}
+
+#[test]
+fn member_pages_say_more_only_when_there_is_more() {
+    let mut cfg = super::config();
+    cfg.auth_per_minute = 1000.0;
+    let mut w = World::with_config(cfg);
+    let a = w.socket("alice");
+    let names: Vec<String> = (0..crate::config::MEMBERS_PAGE - 1)
+        .map(|i| format!("user{i:03}"))
+        .collect();
+    for n in &names {
+        w.register(n);
+    }
+    // alice + 99 others = exactly one page.
+    let got = w.ws(a, json!({"type": "members", "room": "general"}));
+    let m = World::one(&got, "members");
+    assert_eq!(
+        m["members"].as_array().unwrap().len(),
+        crate::config::MEMBERS_PAGE
+    );
+    assert_eq!(m["more"], false);
+    w.register("zz-last");
+    let got = w.ws(a, json!({"type": "members", "room": "general"}));
+    let m = World::one(&got, "members").clone();
+    assert_eq!(m["more"], true);
+    let last = m["members"][crate::config::MEMBERS_PAGE - 1]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = w.ws(
+        a,
+        json!({"type": "members", "room": "general", "after": last}),
+    );
+    let m = World::one(&got, "members");
+    assert_eq!(
+        m["members"],
+        json!([{"name": "zz-last", "online": false, "cursor": 0, "last_seen": null}])
+    );
+    assert_eq!(m["more"], false);
+}

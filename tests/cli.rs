@@ -4,9 +4,10 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 struct Cli {
     server: String,
@@ -41,6 +42,59 @@ impl Cli {
             .write_all(input.as_bytes())
             .unwrap();
         child.wait_with_output().unwrap()
+    }
+}
+
+/// A child's output, read byte for byte by a thread: to wait on, then to inspect whole.
+struct Collected(Arc<Mutex<Vec<u8>>>);
+
+impl Collected {
+    fn of(mut from: impl Read + Send + 'static) -> Collected {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buf);
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = from.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Collected(buf)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).to_string()
+    }
+
+    /// Waits until `needle` has appeared `times` times in all.
+    fn wait_for_n(&self, needle: &str, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.text().matches(needle).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} ({times}x) never appeared in {:?}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_for(&self, needle: &str) {
+        self.wait_for_n(needle, 1)
+    }
+}
+
+/// No byte that a terminal would obey: ESC, BEL, CR, DEL, and C1 (U+0080–U+009F, as
+/// UTF-8). `\n` and printable text only.
+fn assert_inert(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for (i, c) in text.char_indices() {
+        assert!(
+            c == '\n' || !c.is_control(),
+            "{what}: control character {c:?} at byte {i} of {text:?}"
+        );
     }
 }
 
@@ -308,4 +362,86 @@ fn tail_reconnects_and_catches_up_after_a_restart() {
     let _ = tail.kill();
     let o = tail.wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("reconnecting"));
+}
+
+/// Message text is shown, never obeyed: a window title (OSC 0), the clipboard (OSC 52),
+/// CSI as a C1 character, DEL and a bare CR that would overwrite the sender's name all
+/// reach the terminal as visible characters, in every output path of chat and tail.
+#[test]
+fn hostile_text_never_reaches_the_terminal_raw() {
+    const EVIL: &str = "title \x1b]0;pwned\x07 clip \x1b]52;c;cHduZWQ=\x07 csi \u{9b}2J del \x7f\r<mallory> fake\nsecond line";
+    let s = TestServer::start(&[]);
+    let cli = Cli::new(&s);
+    assert!(cli
+        .run(&["register", "alice"], "password-alice\n")
+        .status
+        .success());
+    assert!(cli
+        .run(&["login", "alice"], "password-alice\n")
+        .status
+        .success());
+    let bob = s.user("bob");
+    let mut b = s.ws(&bob);
+    b.send(json!({"type": "send", "room": "general", "text": EVIL}));
+    let first = b.recv_type("message");
+    assert_eq!(first["text"], EVIL, "stored as sent");
+
+    let mut chat = cli.cmd(&["chat"]).spawn().unwrap();
+    let mut stdin = chat.stdin.take().unwrap();
+    let screen = Collected::of(chat.stdout.take().unwrap());
+    let errors = Collected::of(chat.stderr.take().unwrap());
+    // The join's history, a live message, an edit, history, search, who.
+    screen.wait_for("second line");
+    b.send(json!({"type": "send", "room": "general", "text": format!("live {EVIL}")}));
+    screen.wait_for("live title");
+    b.send(json!({"type": "edit", "id": first["id"], "text": format!("edited {EVIL}")}));
+    screen.wait_for("edited title");
+    writeln!(stdin, "/history 5").unwrap();
+    screen.wait_for(&format!("#{} [", first["id"]));
+    writeln!(stdin, "/search mallory").unwrap();
+    screen.wait_for("result(s)");
+    writeln!(stdin, "/who").unwrap();
+    screen.wait_for("members: ");
+    writeln!(stdin, "/quit").unwrap();
+    assert!(chat.wait().unwrap().success());
+    let shown = screen.text();
+    assert_inert("chat", shown.as_bytes());
+    assert_inert("chat's stderr", errors.text().as_bytes());
+    // Visible instead: caret notation, U+FFFD for C1, and the second line indented.
+    assert!(shown.contains("<bob> title ^[]0;pwned^G clip ^[]52;c;cHduZWQ=^G csi \u{fffd}2J del ^?^M<mallory> fake\n    second line"), "{shown}");
+
+    // tail, plain: one line per message, continuation lines indented.
+    let mut tail = cli
+        .cmd(&["tail", "general", "--since", "0"])
+        .spawn()
+        .unwrap();
+    let lines = Collected::of(tail.stdout.take().unwrap());
+    lines.wait_for("live title");
+    lines.wait_for_n("second line", 2);
+    tail.kill().unwrap();
+    let _ = tail.wait();
+    assert_inert("tail", lines.text().as_bytes());
+    assert!(lines.text().contains("^M<mallory> fake\n    second line"));
+
+    // tail --json: the text comes through exactly, escaped by JSON only.
+    let mut tail = cli
+        .cmd(&["tail", "general", "--since", "0", "--json"])
+        .spawn()
+        .unwrap();
+    let json_out = Collected::of(tail.stdout.take().unwrap());
+    json_out.wait_for_n("\n", 2);
+    tail.kill().unwrap();
+    let _ = tail.wait();
+    assert_inert("tail --json", json_out.text().as_bytes());
+    let texts: Vec<String> = json_out
+        .text()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(texts, [format!("edited {EVIL}"), format!("live {EVIL}")]);
 }

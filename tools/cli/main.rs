@@ -62,12 +62,12 @@ impl Fail {
     }
 }
 
-/// An `error` reply from the server as a failure.
+/// An `error` reply from the server as a failure (its words made safe to print).
 fn from_error(v: &Value) -> Fail {
     let msg = format!(
         "{} ({})",
-        v["message"].as_str().unwrap_or("error"),
-        v["code"].as_str().unwrap_or("?")
+        term::safe(v["message"].as_str().unwrap_or("error")),
+        term::safe(v["code"].as_str().unwrap_or("?"))
     );
     match v["code"].as_str() {
         Some("rate_limited") => Fail::RateLimited(msg),
@@ -116,7 +116,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("chatterbox-cli: {}", f.message());
+            eprintln!("chatterbox-cli: {}", term::safe_lines(f.message(), ""));
             ExitCode::from(f.code())
         }
     }
@@ -216,20 +216,17 @@ impl Cli {
             (201, v) => {
                 println!(
                     "registered {}; now run: chatterbox-cli login {}",
-                    v["username"].as_str().unwrap_or(name),
-                    name
+                    term::safe(v["username"].as_str().unwrap_or(name)),
+                    term::safe(name)
                 );
                 Ok(())
             }
-            (429, v) => Err(Fail::RateLimited(
-                v["message"].as_str().unwrap_or("rate limited").into(),
-            )),
-            (_, v) => Err(Fail::Server(
-                v["message"]
-                    .as_str()
-                    .unwrap_or("registration failed")
-                    .into(),
-            )),
+            (429, v) => Err(Fail::RateLimited(term::safe(
+                v["message"].as_str().unwrap_or("rate limited"),
+            ))),
+            (_, v) => Err(Fail::Server(term::safe(
+                v["message"].as_str().unwrap_or("registration failed"),
+            ))),
         }
     }
 
@@ -243,18 +240,18 @@ impl Cli {
                     .map_err(|e| Fail::Server(format!("cannot save the session: {e}")))?;
                 println!(
                     "logged in as {} (session in {})",
-                    v["username"].as_str().unwrap_or(name),
-                    session_path().display()
+                    term::safe(v["username"].as_str().unwrap_or(name)),
+                    term::safe(&session_path().display().to_string())
                 );
                 Ok(())
             }
             (401, _) => Err(Fail::Auth("wrong username or password".into())),
-            (429, v) => Err(Fail::RateLimited(
-                v["message"].as_str().unwrap_or("rate limited").into(),
-            )),
-            (_, v) => Err(Fail::Server(
-                v["message"].as_str().unwrap_or("login failed").into(),
-            )),
+            (429, v) => Err(Fail::RateLimited(term::safe(
+                v["message"].as_str().unwrap_or("rate limited"),
+            ))),
+            (_, v) => Err(Fail::Server(term::safe(
+                v["message"].as_str().unwrap_or("login failed"),
+            ))),
         }
     }
 
@@ -283,7 +280,7 @@ impl Cli {
                 {
                     Fail::Auth("the session has expired or was revoked; log in again".into())
                 }
-                e => Fail::Unreachable(e.to_string()),
+                e => Fail::Unreachable(term::safe(&e.to_string())),
             },
         )?;
         let mut ws = Ws { ws };
@@ -317,7 +314,7 @@ impl Cli {
         while Instant::now() < until {
             match ws.recv(Duration::from_secs(10))? {
                 Some(v) if v["ref"] == "send" && v["type"] == "message" => {
-                    println!("{}", v["id"]);
+                    println!("{}", term::safe(&v["id"].to_string()));
                     return Ok(());
                 }
                 Some(v) if v["ref"] == "send" && v["type"] == "error" => {
@@ -345,7 +342,7 @@ impl Cli {
             let mut ws = match self.connect() {
                 Ok(ws) => ws,
                 Err(Fail::Unreachable(m)) if since.is_some() => {
-                    eprintln!("chatterbox-cli: {m}; retrying");
+                    eprintln!("chatterbox-cli: {}; retrying", term::safe(&m));
                     std::thread::sleep(Duration::from_secs(2));
                     continue;
                 }
@@ -374,10 +371,12 @@ impl Cli {
                 let mut out = stdout.lock();
                 for m in msgs {
                     since = Some(since.unwrap_or(0).max(m["id"].as_i64().unwrap_or(0)));
+                    // JSON as serde writes it escapes C0; `safe_json` escapes DEL and C1
+                    // too. Plain lines keep only the breaks of multi-line messages.
                     let line = if json_out {
-                        m.to_string()
+                        term::safe_json(&m.to_string())
                     } else {
-                        format_message(&m)
+                        term::safe_lines(&format_message(&m), "")
                     };
                     if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
                         return Ok(()); // the reader went away (a closed pipe)
@@ -402,7 +401,10 @@ impl Cli {
         let mut last_ids: std::collections::HashMap<String, i64> = Default::default();
         let mut who: (Vec<String>, Vec<String>) = Default::default();
         ws.send(&json!({"type": "join", "room": room, "ref": "join"}))?;
-        ui.print(&format!("connected as {me}; /help for commands"));
+        ui.print(&format!(
+            "connected as {}; /help for commands",
+            term::safe(&me)
+        ));
         loop {
             // Input first, without blocking.
             while let Ok(input) = rx.try_recv() {
@@ -501,12 +503,13 @@ impl Cli {
                 for r in v.as_array().into_iter().flatten() {
                     ui.print(&format!(
                         "  {}{} members {} online {} unread {}",
-                        r["name"].as_str().unwrap_or(""),
+                        term::safe(r["name"].as_str().unwrap_or("")),
                         if r["private"] == true { " (private)" } else { "" },
-                        r["members"], r["online"], r["unread"]
+                        num(&r["members"]), num(&r["online"]), num(&r["unread"])
                     ));
                 }
             }
+            // The names were made safe when the `joined` reply came in.
             "/who" => ui.print(&format!("members: {}; online: {}", who.0.join(", "), who.1.join(", "))),
             "/dm" if !a.is_empty() && !b.is_empty() => ws.send(&json!({"type": "dm", "to": a, "text": b}))?,
             "/history" => {
@@ -520,7 +523,7 @@ impl Cli {
                 let found = v["messages"].as_array().cloned().unwrap_or_default();
                 ui.print(&format!("{} result(s)", found.len()));
                 for m in found {
-                    ui.print(&format!("  #{} {}", m["id"], format_message(&m)));
+                    ui.print(&format!("  #{} {}", num(&m["id"]), format_message(&m)));
                 }
             }
             "/create" if !a.is_empty() => ws.send(&json!({"type": "create_room", "room": a, "private": b == "private", "ref": "join"}))?,
@@ -531,20 +534,27 @@ impl Cli {
     }
 }
 
-/// `[HH:MM] room <user> text`
+/// A number from the server as text, or `?` when it is not one (nothing else from a
+/// number field is printed).
+fn num(v: &Value) -> String {
+    v.as_i64().map_or_else(|| "?".into(), |n| n.to_string())
+}
+
+/// `[HH:MM] room <user> text`, every part made safe to print; a multi-line message goes
+/// on over indented lines.
 fn format_message(m: &Value) -> String {
     let ts = m["ts"].as_str().unwrap_or("");
-    let hhmm = ts.get(11..16).unwrap_or("--:--");
+    let hhmm = term::safe(ts.get(11..16).unwrap_or("--:--"));
     let text = if m["deleted"] == true {
         "(deleted)".to_string()
     } else {
-        m["text"].as_str().unwrap_or("").replace('\n', "\n    ")
+        term::safe_lines(m["text"].as_str().unwrap_or(""), "    ")
     };
     let edited = if m["edited"] == true { " (edited)" } else { "" };
     format!(
         "[{hhmm}] {} <{}> {text}{edited}",
-        m["room"].as_str().unwrap_or(""),
-        m["user"].as_str().unwrap_or("")
+        term::safe(m["room"].as_str().unwrap_or("")),
+        term::safe(m["user"].as_str().unwrap_or(""))
     )
 }
 
@@ -560,9 +570,10 @@ fn describe(
         x.as_array()
             .into_iter()
             .flatten()
-            .filter_map(|n| n.as_str().map(str::to_string))
+            .filter_map(|n| n.as_str().map(term::safe))
             .collect()
     };
+    let s = |k: &str| term::safe(v[k].as_str().unwrap_or(""));
     match v["type"].as_str()? {
         "message" => {
             let r = v["room"].as_str().unwrap_or("").to_string();
@@ -581,7 +592,8 @@ fn describe(
             let hist = v["history"].as_array().cloned().unwrap_or_default();
             let r = v["room"].as_str().unwrap_or("").to_string();
             let mut out = vec![format!(
-                "* joined {r} ({} online)",
+                "* joined {} ({} online)",
+                term::safe(&r),
                 names(&v["online"]).len()
             )];
             for m in hist {
@@ -600,7 +612,7 @@ fn describe(
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|m| format!("#{} {}", m["id"], format_message(m)))
+                .map(|m| format!("#{} {}", num(&m["id"]), format_message(m)))
                 .collect();
             Some(if msgs.is_empty() {
                 "* no older messages".into()
@@ -608,35 +620,29 @@ fn describe(
                 msgs.join("\n")
             })
         }
-        "left" => Some(format!("* left {}", v["room"].as_str().unwrap_or(""))),
+        "left" => Some(format!("* left {}", s("room"))),
         "edited" => Some(format!(
             "* message {} edited: {}",
-            v["id"],
-            v["text"].as_str().unwrap_or("")
+            num(&v["id"]),
+            term::safe_lines(v["text"].as_str().unwrap_or(""), "    ")
         )),
-        "deleted" => Some(format!("* message {} deleted", v["id"])),
-        "typing" if v["active"] == true && v["user"] != me => Some(format!(
-            "* {} is typing in {}…",
-            v["user"].as_str().unwrap_or(""),
-            v["room"].as_str().unwrap_or("")
-        )),
+        "deleted" => Some(format!("* message {} deleted", num(&v["id"]))),
+        "typing" if v["active"] == true && v["user"] != me => {
+            Some(format!("* {} is typing in {}…", s("user"), s("room")))
+        }
         "presence" => Some(format!(
             "* {} is {} in {}",
-            v["user"].as_str().unwrap_or(""),
-            v["status"].as_str().unwrap_or(""),
-            v["room"].as_str().unwrap_or("")
+            s("user"),
+            s("status"),
+            s("room")
         )),
         "invited" => Some(format!(
             "* {} added {} to {}",
-            v["by"].as_str().unwrap_or(""),
-            v["user"].as_str().unwrap_or(""),
-            v["room"].as_str().unwrap_or("")
+            s("by"),
+            s("user"),
+            s("room")
         )),
-        "error" if v["ref"] != "typing" => Some(format!(
-            "! {} ({})",
-            v["message"].as_str().unwrap_or(""),
-            v["code"].as_str().unwrap_or("")
-        )),
+        "error" if v["ref"] != "typing" => Some(format!("! {} ({})", s("message"), s("code"))),
         _ => None,
     }
 }
@@ -715,6 +721,54 @@ fn save_session(v: &Value) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_from_the_server_reaches_the_terminal_raw() {
+        let evil = "\x1b]0;pwned\x07\x1b]52;c;cHduZWQ=\x07\r<mallory> fake\u{9b}2J\x7f\nline two";
+        let m = json!({"ts": "2026-11-24T09:05:00.000Z", "room": "r\x1b[2J", "user": "b\rob", "text": evil, "id": 7});
+        let line = format_message(&m);
+        assert_eq!(
+            line,
+            "[09:05] r^[[2J <b^Mob> ^[]0;pwned^G^[]52;c;cHduZWQ=^G^M<mallory> fake\u{fffd}2J^?\n    line two"
+        );
+        let mut ids = Default::default();
+        let mut who = Default::default();
+        let events = [
+            json!({"type": "message", "id": 7, "ts": "2026-11-24T09:05:00.000Z", "room": "r", "user": "b", "text": evil}),
+            json!({"type": "edited", "id": 7, "room": "r", "text": evil}),
+            json!({"type": "typing", "active": true, "room": evil, "user": evil}),
+            json!({"type": "presence", "status": evil, "room": evil, "user": evil}),
+            json!({"type": "invited", "by": evil, "room": evil, "user": evil}),
+            json!({"type": "left", "room": evil}),
+            json!({"type": "error", "code": evil, "message": evil}),
+            json!({"type": "joined", "room": evil, "members": [evil], "online": [evil], "history": [m]}),
+            json!({"type": "history", "room": evil, "messages": [m]}),
+        ];
+        for v in events {
+            let out = describe(&v, "alice", "general", &mut ids, &mut who).unwrap();
+            assert!(
+                !out.contains(['\x1b', '\x07', '\r', '\x7f', '\u{9b}']),
+                "{out:?}"
+            );
+            // Lines break only inside a message's text, and go on indented.
+            for cont in out.split('\n').skip(1) {
+                assert!(cont.starts_with("    ") || cont.starts_with('['), "{out:?}");
+            }
+        }
+        let v = json!({"type": "joined", "room": "general", "members": [evil], "online": [], "history": []});
+        describe(&v, "alice", "general", &mut ids, &mut who).unwrap();
+        assert!(
+            !who.0[0].contains(['\x1b', '\x07', '\r', '\n']),
+            "{:?}",
+            who.0
+        );
+        let f = from_error(&json!({"code": "x\x1b", "message": evil}));
+        assert!(
+            !f.message().contains(['\x1b', '\x07', '\r', '\n']),
+            "{:?}",
+            f.message()
+        );
+    }
 
     #[test]
     fn message_lines() {

@@ -5,6 +5,56 @@ use std::io::{BufRead, Read, Write};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
+/// Text from the server (or anyone else) made safe to print on a terminal, on one line:
+/// every control character becomes visible instead of acting. C0 (ESC, BEL, CR, LF, …)
+/// is shown in caret notation (`^[`, `^G`, `^M`, `^J`), DEL as `^?`, C1 (U+0080–U+009F,
+/// which many terminals obey as CSI, OSC and the like) as U+FFFD, and a tab as a space.
+/// So a message cannot set the window title, write the clipboard (OSC 52), move the
+/// cursor, or fake a line with `\r`.
+pub fn safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\t' => out.push(' '),
+            '\0'..='\x1f' => {
+                out.push('^');
+                out.push(char::from(c as u8 + 0x40));
+            }
+            '\x7f' => out.push_str("^?"),
+            '\u{80}'..='\u{9f}' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Like `safe`, but keeps line breaks (`\n`, or `\r\n`) of a text shown over several
+/// lines, each continuation line starting with `indent`.
+pub fn safe_lines(s: &str, indent: &str) -> String {
+    let mut lines: Vec<&str> = s.split('\n').collect();
+    let last = lines.len() - 1;
+    for l in &mut lines[..last] {
+        *l = l.strip_suffix('\r').unwrap_or(l);
+    }
+    let lines: Vec<String> = lines.into_iter().map(safe).collect();
+    lines.join(&format!("\n{indent}"))
+}
+
+/// A JSON document (as serde_json writes it) safe for a terminal: serde_json escapes
+/// C0 inside strings but writes DEL and C1 as they are, so those become `\u00XX`
+/// escapes too. The JSON means the same.
+pub fn safe_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub enum Input {
     Line(String),
     /// A key was typed (for typing notices; sent at most every few seconds).
@@ -147,7 +197,8 @@ pub fn spawn_input(tx: Sender<Input>) -> bool {
                 b if b >= 0x20 || b >= 0x80 => {
                     pending.push(b);
                     if let Ok(s) = std::str::from_utf8(&pending) {
-                        edit.push_str(s);
+                        // Pasted C1 controls would be echoed as they are: drop them.
+                        edit.extend(s.chars().filter(|c| !c.is_control()));
                         pending.clear();
                     }
                     if last_typing.elapsed().as_secs() >= 3 {
@@ -198,7 +249,10 @@ impl Screen {
         Screen { interactive }
     }
 
+    /// Prints `text` (lines separated by `\n`); control characters in it are shown, not
+    /// obeyed, whatever the caller did (see `safe`).
     pub fn print(&mut self, text: &str) {
+        let text = safe_lines(text, "");
         let mut out = std::io::stdout().lock();
         if self.interactive {
             let edit = EDIT.lock().unwrap();
@@ -220,5 +274,27 @@ impl Drop for Screen {
             restore(&t);
             println!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(
+            safe("a\x1b]0;pwned\x07b\rc\x7fd\u{9b}31me\tf\ng"),
+            "a^[]0;pwned^Gb^Mc^?d\u{fffd}31me f^Jg"
+        );
+        assert_eq!(safe("héllo ✓ 😀"), "héllo ✓ 😀");
+        assert_eq!(
+            safe_lines("one\r\ntwo\x1b[2J\nthree\r", "  "),
+            "one\n  two^[[2J\n  three^M"
+        );
+        let v = serde_json::json!({"text": "a\x1b\x07\r\x7f\u{85}\u{9b}b"});
+        let j = safe_json(&v.to_string());
+        assert!(!j.chars().any(|c| c.is_control()), "{j}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&j).unwrap(), v);
     }
 }

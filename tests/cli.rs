@@ -445,3 +445,172 @@ fn hostile_text_never_reaches_the_terminal_raw() {
         .collect();
     assert_eq!(texts, [format!("edited {EVIL}"), format!("live {EVIL}")]);
 }
+
+/// A CLI user logged in as `name` (password `PASSWORD`), and that user's token.
+fn cli_user(s: &TestServer, name: &str) -> (Cli, String) {
+    let cli = Cli::new(s);
+    let pw = format!("{PASSWORD}\n");
+    assert!(cli.run(&["register", name], &pw).status.success());
+    assert!(cli.run(&["login", name], &pw).status.success());
+    let token = s.login(name);
+    (cli, token)
+}
+
+/// An invitation is offered (pending from `hello` at connect, and live), listed by
+/// /invites, accepted with /accept (the room opens, its messages arrive, typed lines go
+/// there) or turned down with /decline (the server forgets it).
+#[test]
+fn chat_offers_invitations_to_accept_or_decline() {
+    let s = TestServer::start(&[]);
+    let (cli, bob) = cli_user(&s, "bob");
+    let alice = s.user("alice");
+    let mut a = s.ws(&alice);
+    let r = a.request(
+        json!({"type": "create_room", "room": "secret", "private": true}),
+        "c1",
+    );
+    assert_eq!(r["type"], "joined");
+    let r = a.request(
+        json!({"type": "invite", "room": "secret", "user": "bob"}),
+        "i1",
+    );
+    assert_eq!(r["type"], "invited");
+
+    let mut chat = cli.cmd(&["chat"]).spawn().unwrap();
+    let mut stdin = chat.stdin.take().unwrap();
+    let screen = Collected::of(chat.stdout.take().unwrap());
+    // Waiting since before the connection: from hello.
+    screen.wait_for("* alice invited you to #secret — /accept secret or /decline secret");
+    screen.wait_for("joined general");
+    // Arriving live.
+    a.request(
+        json!({"type": "create_room", "room": "plans", "private": true}),
+        "c2",
+    );
+    a.request(
+        json!({"type": "invite", "room": "plans", "user": "bob"}),
+        "i2",
+    );
+    screen.wait_for("* alice invited you to #plans — /accept plans or /decline plans");
+    writeln!(stdin, "/help").unwrap();
+    screen.wait_for("/invites  /accept ROOM  /decline ROOM");
+    writeln!(stdin, "/invites").unwrap();
+    screen.wait_for_n("invited you to #secret", 2);
+    screen.wait_for_n("invited you to #plans", 2);
+
+    writeln!(stdin, "/accept secret").unwrap();
+    screen.wait_for("joined secret");
+    a.send(json!({"type": "send", "room": "secret", "text": "welcome, bob"}));
+    screen.wait_for("secret <alice> welcome, bob");
+    writeln!(stdin, "thanks alice").unwrap();
+    loop {
+        let m = a.recv_type("message");
+        if m["user"] == "bob" {
+            assert_eq!(
+                (m["room"].as_str(), m["text"].as_str()),
+                (Some("secret"), Some("thanks alice"))
+            );
+            break;
+        }
+    }
+
+    writeln!(stdin, "/decline #plans").unwrap();
+    screen.wait_for("* declined the invitation to #plans");
+    let pending = s.http("GET", "/invitations", Some(&bob), None).json();
+    assert_eq!(pending, json!([]));
+    let rooms = s.http("GET", "/rooms", Some(&bob), None).json();
+    let names: Vec<&str> = rooms
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"secret") && !names.contains(&"plans"),
+        "{names:?}"
+    );
+    writeln!(stdin, "/invites").unwrap();
+    screen.wait_for("* no pending invitations");
+    writeln!(stdin, "/quit").unwrap();
+    assert!(chat.wait().unwrap().success());
+}
+
+/// `send` past the rate limit waits as long as the server asks and tries once more.
+#[test]
+fn send_waits_out_the_rate_limit_and_retries_once() {
+    let s = TestServer::start(&["--msg-rate", "0.5", "--msg-burst", "1"]);
+    let (cli, alice) = cli_user(&s, "alice");
+    assert!(cli.run(&["send", "general"], "first\n").status.success());
+    let started = Instant::now();
+    let r = cli.run(&["send", "general"], "second\n");
+    assert!(r.status.success(), "{r:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it waited for its turn"
+    );
+    let texts: Vec<String> = s
+        .all_messages(&alice, "general")
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts, ["first", "second"], "each stored once");
+}
+
+/// A catch-up too big for one `joined` (`complete: false`) goes on with `history` +
+/// `after` until nothing is missing: when `joined` held the oldest part (over the
+/// reply's byte budget) and when it held the newest (the server's memory of the room
+/// no longer reached back to `since`). Every message once, in order.
+#[test]
+fn tail_pages_an_incomplete_catch_up_to_the_end() {
+    let s = TestServer::start(&["--msg-rate", "100000", "--msg-burst", "100000"]);
+    let (cli, _) = cli_user(&s, "carol");
+    let dave = s.user("dave");
+    let mut d = s.ws(&dave);
+    let mut fill = |room: &str, n: usize, len: usize| -> Vec<i64> {
+        d.request(json!({"type": "join", "room": room}), "j");
+        for i in 0..n {
+            d.send(json!({"type": "send", "room": room, "text": format!("{i:05} {}", "x".repeat(len)), "ref": format!("s{i}")}));
+        }
+        let mut ids = Vec::new();
+        while ids.len() < n {
+            let m = d.recv_type("message");
+            if m["room"] == room {
+                ids.push(m["id"].as_i64().unwrap());
+            }
+        }
+        ids
+    };
+    let big = fill("big", 90, 3990); // ~360 KiB: more than one reply holds
+    let many = fill("many", 1150, 10); // more than the room's 1000 in memory
+    for (room, mut ids) in [("big", big), ("many", many)] {
+        // One `joined` does not hold it all.
+        let j = d.request(json!({"type": "join", "room": room, "since": 0}), "since");
+        assert_eq!(j["complete"], false, "{room}");
+        let mut tail = cli
+            .cmd(&["tail", room, "--since", "0", "--json"])
+            .spawn()
+            .unwrap();
+        let out = Collected::of(tail.stdout.take().unwrap());
+        out.wait_for_n("\n", ids.len());
+        // A message sent after the catch-up comes next, once.
+        let m = d.request(
+            json!({"type": "send", "room": room, "text": "after"}),
+            "late",
+        );
+        ids.push(m["id"].as_i64().unwrap());
+        out.wait_for_n("\n", ids.len());
+        std::thread::sleep(Duration::from_millis(200));
+        tail.kill().unwrap();
+        let _ = tail.wait();
+        let got: Vec<i64> = out
+            .text()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(got, ids, "{room}: every message once, in order");
+    }
+}

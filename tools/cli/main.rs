@@ -7,6 +7,7 @@
 mod term;
 
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -268,7 +269,8 @@ impl Cli {
         }
     }
 
-    fn connect(&self) -> Result<Ws, Fail> {
+    /// A WebSocket and the server's `hello` on it.
+    fn connect(&self) -> Result<(Ws, Value), Fail> {
         let token = token()?;
         let stream = TcpStream::connect(&self.host)
             .map_err(|e| Fail::Unreachable(format!("cannot reach {}: {e}", self.host)))?;
@@ -290,9 +292,12 @@ impl Cli {
         if hello["type"] != "hello" {
             return Err(Fail::Server("unexpected greeting".into()));
         }
-        Ok(ws)
+        Ok((ws, hello))
     }
 
+    /// Sends stdin as one message. Past the rate limit it waits as long as the server
+    /// asks (`retry_after_ms`) and tries once more with the same `client_id`, so the
+    /// message is stored at most once.
     fn send(&self, room: &str) -> Result<(), Fail> {
         let mut text = String::new();
         std::io::stdin()
@@ -301,24 +306,31 @@ impl Cli {
         if text.trim().is_empty() {
             return Err(Fail::Usage("nothing to send on stdin".into()));
         }
-        let mut ws = self.connect()?;
-        let cid = format!(
-            "cli-{}-{}",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos()
-        );
-        ws.send(
-            &json!({"type": "send", "room": room, "text": text, "client_id": cid, "ref": "send"}),
-        )?;
-        let until = Instant::now() + Duration::from_secs(10);
+        let (mut ws, _) = self.connect()?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let cid = format!("cli-{}-{nanos}", std::process::id());
+        let req =
+            json!({"type": "send", "room": room, "text": text, "client_id": cid, "ref": "send"});
+        ws.send(&req)?;
+        let mut retried = false;
+        let mut until = Instant::now() + Duration::from_secs(10);
         while Instant::now() < until {
-            match ws.recv(Duration::from_secs(10))? {
+            match ws.recv(until.saturating_duration_since(Instant::now()))? {
                 Some(v) if v["ref"] == "send" && v["type"] == "message" => {
-                    println!("{}", term::safe(&v["id"].to_string()));
+                    println!("{}", num(&v["id"]));
                     return Ok(());
                 }
                 Some(v) if v["ref"] == "send" && v["type"] == "error" => {
-                    return Err(from_error(&v))
+                    if v["code"] == "rate_limited" && !retried {
+                        retried = true;
+                        std::thread::sleep(retry_after(&v));
+                        ws.send(&req)?;
+                        until = Instant::now() + Duration::from_secs(10);
+                        continue;
+                    }
+                    return Err(from_error(&v));
                 }
                 Some(_) => {}
                 None => break,
@@ -329,6 +341,7 @@ impl Cli {
 
     fn tail(&self, room: &str, opts: &[&str]) -> Result<(), Fail> {
         let json_out = opts.contains(&"--json");
+        // The highest id printed: nothing at or below it is printed again.
         let mut since: Option<i64> = match opts.iter().position(|o| *o == "--since") {
             Some(i) => Some(
                 opts.get(i + 1)
@@ -340,7 +353,7 @@ impl Cli {
         let stdout = std::io::stdout();
         loop {
             let mut ws = match self.connect() {
-                Ok(ws) => ws,
+                Ok((ws, _)) => ws,
                 Err(Fail::Unreachable(m)) if since.is_some() => {
                     eprintln!("chatterbox-cli: {}; retrying", term::safe(&m));
                     std::thread::sleep(Duration::from_secs(2));
@@ -348,12 +361,18 @@ impl Cli {
                 }
                 Err(e) => return Err(e),
             };
-            let mut join = json!({"type": "join", "room": room, "ref": "join"});
-            if let Some(s) = since {
-                join["since"] = json!(s);
-            }
+            let mut catch = CatchUp::default();
+            let join = match since {
+                Some(s) => catch.join_request(room, s),
+                None => json!({"type": "join", "room": room, "ref": "join"}),
+            };
             ws.send(&join)?;
             loop {
+                if let Some(req) = catch.next_request() {
+                    if ws.send(&req).is_err() {
+                        break;
+                    }
+                }
                 let v = match ws.recv(Duration::from_secs(60)) {
                     Ok(Some(v)) => v,
                     Ok(None) => continue,
@@ -361,16 +380,20 @@ impl Cli {
                     Err(e) => return Err(e),
                 };
                 let msgs: Vec<Value> = match v["type"].as_str() {
-                    Some("joined") if v["room"] == room => {
-                        v["history"].as_array().cloned().unwrap_or_default()
-                    }
-                    Some("message") if v["room"] == room => vec![v],
+                    Some("joined") if v["room"] == room => catch.joined(&v),
+                    Some("message") if v["room"] == room => catch.message(&v).into_iter().collect(),
+                    Some("history") if v["ref"] == CatchUp::REF => catch.page(&v),
+                    Some("error") if v["ref"] == CatchUp::REF => catch.refused(&v),
                     Some("error") if v["ref"] == "join" => return Err(from_error(&v)),
                     _ => continue,
                 };
                 let mut out = stdout.lock();
                 for m in msgs {
-                    since = Some(since.unwrap_or(0).max(m["id"].as_i64().unwrap_or(0)));
+                    let id = m["id"].as_i64().unwrap_or(0);
+                    if since.is_some_and(|s| id <= s) {
+                        continue; // printed already
+                    }
+                    since = Some(id);
                     // JSON as serde writes it escapes C0; `safe_json` escapes DEL and C1
                     // too. Plain lines keep only the breaks of multi-line messages.
                     let line = if json_out {
@@ -389,7 +412,7 @@ impl Cli {
     }
 
     fn chat(&self, first_room: &str) -> Result<(), Fail> {
-        let mut ws = self.connect()?;
+        let (mut ws, hello) = self.connect()?;
         let me = load_session()
             .ok()
             .and_then(|s| s["username"].as_str().map(str::to_string))
@@ -397,35 +420,44 @@ impl Cli {
         let (tx, rx) = mpsc::channel::<term::Input>();
         let interactive = term::spawn_input(tx);
         let mut ui = term::Screen::new(interactive);
-        let mut room = first_room.to_string();
-        let mut last_ids: std::collections::HashMap<String, i64> = Default::default();
-        let mut who: (Vec<String>, Vec<String>) = Default::default();
-        ws.send(&json!({"type": "join", "room": room, "ref": "join"}))?;
+        let mut st = Chat {
+            me,
+            room: first_room.to_string(),
+            ..Chat::default()
+        };
+        ws.send(&json!({"type": "join", "room": st.room, "ref": "join"}))?;
         ui.print(&format!(
             "connected as {}; /help for commands",
-            term::safe(&me)
+            term::safe(&st.me)
         ));
+        for line in st.hello(&hello) {
+            ui.print(&line);
+        }
         loop {
             // Input first, without blocking.
             while let Ok(input) = rx.try_recv() {
                 match input {
-                    term::Input::Line(line) => {
-                        match self.command(&mut ws, &mut ui, &mut room, &line, &who) {
-                            Ok(true) => return Ok(()),
-                            Ok(false) => {}
-                            Err(Fail::Unreachable(_)) => {}
-                            Err(e) => ui.print(&format!("! {}", e.message())),
-                        }
-                    }
+                    term::Input::Line(line) => match self.command(&mut ws, &mut ui, &mut st, &line)
+                    {
+                        Ok(true) => return Ok(()),
+                        Ok(false) => {}
+                        Err(Fail::Unreachable(_)) => {}
+                        Err(e) => ui.print(&format!("! {}", e.message())),
+                    },
                     term::Input::Typing => {
-                        let _ = ws.send(&json!({"type": "typing", "room": room, "active": true, "ref": "typing"}));
+                        let _ = ws.send(&json!({"type": "typing", "room": st.room, "active": true, "ref": "typing"}));
                     }
                     term::Input::Eof => return Ok(()),
                 }
             }
-            match ws.recv(Duration::from_millis(50)) {
+            let mut sent = Ok(());
+            if let Some(req) = st.catch.next_request() {
+                sent = ws.send(&req);
+            }
+            let got = sent.and_then(|()| ws.recv(Duration::from_millis(50)));
+            match got {
                 Ok(Some(v)) => {
-                    if let Some(line) = describe(&v, &me, &room, &mut last_ids, &mut who) {
+                    if let Some(line) = st.describe(&v) {
                         ui.print(&line);
                     }
                 }
@@ -433,25 +465,30 @@ impl Cli {
                 Err(Fail::Auth(m)) => return Err(Fail::Auth(m)),
                 Err(_) => {
                     ui.print("! connection lost; reconnecting…");
-                    ws = loop {
+                    let hello;
+                    (ws, hello) = loop {
                         std::thread::sleep(Duration::from_secs(1));
                         match self.connect() {
-                            Ok(ws) => break ws,
+                            Ok(c) => break c,
                             Err(Fail::Auth(m)) => return Err(Fail::Auth(m)),
                             Err(_) => continue,
                         }
                     };
-                    let mut rooms: Vec<String> = last_ids.keys().cloned().collect();
-                    if !rooms.contains(&room) {
-                        rooms.push(room.clone());
+                    // Pages asked on the old socket are lost; what was held back comes
+                    // again in the catch-up, which starts after what was shown.
+                    st.catch = CatchUp::default();
+                    let mut rooms: Vec<String> = st.last_ids.keys().cloned().collect();
+                    if !rooms.contains(&st.room) {
+                        rooms.push(st.room.clone());
                     }
                     for r in rooms {
-                        let since = last_ids.get(&r).copied().unwrap_or(0);
-                        ws.send(
-                            &json!({"type": "join", "room": r, "since": since, "ref": "catchup"}),
-                        )?;
+                        let since = st.last_ids.get(&r).copied().unwrap_or(0);
+                        ws.send(&st.catch.join_request(&r, since))?;
                     }
                     ui.print("! reconnected; catching up");
+                    for line in st.hello(&hello) {
+                        ui.print(&line);
+                    }
                 }
             }
         }
@@ -462,16 +499,15 @@ impl Cli {
         &self,
         ws: &mut Ws,
         ui: &mut term::Screen,
-        room: &mut String,
+        st: &mut Chat,
         line: &str,
-        who: &(Vec<String>, Vec<String>),
     ) -> Result<bool, Fail> {
         let line = line.trim_end();
         if line.is_empty() {
             return Ok(false);
         }
         if !line.starts_with('/') {
-            ws.send(&json!({"type": "send", "room": room, "text": line}))?;
+            ws.send(&json!({"type": "send", "room": st.room, "text": line}))?;
             return Ok(false);
         }
         let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
@@ -481,18 +517,45 @@ impl Cli {
             words.next().unwrap_or(""),
             words.next().unwrap_or("").trim(),
         );
+        // A room may be typed as #name, the way invitations show it.
+        let a_room = a.strip_prefix('#').unwrap_or(a);
         match cmd {
             "/quit" | "/exit" => return Ok(true),
-            "/help" => ui.print("/join ROOM  /leave [ROOM]  /rooms  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /search WORDS  /create ROOM [private]  /invite ROOM USER  /quit"),
+            "/help" => ui.print(HELP),
             "/join" if !a.is_empty() => {
-                *room = a.to_string();
-                ws.send(&json!({"type": "join", "room": a, "ref": "join"}))?;
+                st.room = a_room.to_string();
+                ws.send(&json!({"type": "join", "room": a_room, "ref": "join"}))?;
+            }
+            "/accept" if !a.is_empty() => {
+                // Joining is how an invitation is accepted.
+                st.room = a_room.to_string();
+                ws.send(&json!({"type": "join", "room": a_room, "ref": "join"}))?;
+            }
+            "/decline" if !a.is_empty() => {
+                ws.send(&json!({"type": "decline", "room": a_room, "ref": "decline"}))?
+            }
+            "/invites" => {
+                // The server's list; the one kept from hello and `invited` if it cannot say.
+                if let Ok((200, v)) = self.get("/invitations", &[]) {
+                    if let Some(list) = v.as_array() {
+                        st.invites = list
+                            .iter()
+                            .filter_map(|i| Some((i["room"].as_str()?.to_string(), i["by"].as_str().unwrap_or("").to_string())))
+                            .collect();
+                    }
+                }
+                if st.invites.is_empty() {
+                    ui.print("* no pending invitations");
+                }
+                for (room, by) in &st.invites {
+                    ui.print(&invitation_line(room, by));
+                }
             }
             "/leave" => {
-                let r = if a.is_empty() { room.clone() } else { a.to_string() };
+                let r = if a.is_empty() { st.room.clone() } else { a_room.to_string() };
                 ws.send(&json!({"type": "leave", "room": r}))?;
-                if r == *room {
-                    *room = "general".into();
+                if r == st.room {
+                    st.room = "general".into();
                 }
             }
             "/rooms" => {
@@ -510,11 +573,18 @@ impl Cli {
                 }
             }
             // The names were made safe when the `joined` reply came in.
-            "/who" => ui.print(&format!("members: {}; online: {}", who.0.join(", "), who.1.join(", "))),
+            "/who" => {
+                let (members, online) = &st.who;
+                let mut line = format!("members: {}; online: {}", members.join(", "), online.join(", "));
+                if let Some((m, o)) = st.who_counts {
+                    line.push_str(&format!(" (first names only: {m} members, {o} online)"));
+                }
+                ui.print(&line)
+            }
             "/dm" if !a.is_empty() && !b.is_empty() => ws.send(&json!({"type": "dm", "to": a, "text": b}))?,
             "/history" => {
                 let n: u64 = a.parse().unwrap_or(20);
-                ws.send(&json!({"type": "history", "room": room, "limit": n}))?;
+                ws.send(&json!({"type": "history", "room": st.room, "limit": n}))?;
             }
             "/edit" if !b.is_empty() => ws.send(&json!({"type": "edit", "id": a.parse::<i64>().unwrap_or(0), "text": b}))?,
             "/delete" if !a.is_empty() => ws.send(&json!({"type": "delete", "id": a.parse::<i64>().unwrap_or(0)}))?,
@@ -526,12 +596,31 @@ impl Cli {
                     ui.print(&format!("  #{} {}", num(&m["id"]), format_message(&m)));
                 }
             }
-            "/create" if !a.is_empty() => ws.send(&json!({"type": "create_room", "room": a, "private": b == "private", "ref": "join"}))?,
-            "/invite" if !b.is_empty() => ws.send(&json!({"type": "invite", "room": a, "user": b}))?,
+            "/create" if !a.is_empty() => ws.send(&json!({"type": "create_room", "room": a_room, "private": b == "private", "ref": "join"}))?,
+            "/invite" if !b.is_empty() => ws.send(&json!({"type": "invite", "room": a_room, "user": b}))?,
             _ => ui.print("! unknown command or missing arguments; /help"),
         }
         Ok(false)
     }
+}
+
+const HELP: &str = "/join ROOM  /leave [ROOM]  /rooms  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /quit";
+
+/// How long a `rate_limited` error asks to wait (`retry_after_ms`; a second if it does
+/// not say, at most a minute).
+fn retry_after(v: &Value) -> Duration {
+    Duration::from_millis(
+        v["retry_after_ms"]
+            .as_u64()
+            .unwrap_or(1000)
+            .clamp(1, 60_000),
+    )
+}
+
+/// `* alice invited you to #secret — /accept secret or /decline secret`
+fn invitation_line(room: &str, by: &str) -> String {
+    let (room, by) = (term::safe(room), term::safe(by));
+    format!("* {by} invited you to #{room} — /accept {room} or /decline {room}")
 }
 
 /// A number from the server as text, or `?` when it is not one (nothing else from a
@@ -558,92 +647,266 @@ fn format_message(m: &Value) -> String {
     )
 }
 
-/// What the interactive client prints for an event, if anything.
-fn describe(
-    v: &Value,
-    me: &str,
-    room: &str,
-    last_ids: &mut std::collections::HashMap<String, i64>,
-    who: &mut (Vec<String>, Vec<String>),
-) -> Option<String> {
-    let names = |x: &Value| -> Vec<String> {
-        x.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n.as_str().map(term::safe))
-            .collect()
-    };
-    let s = |k: &str| term::safe(v[k].as_str().unwrap_or(""));
-    match v["type"].as_str()? {
-        "message" => {
-            let r = v["room"].as_str().unwrap_or("").to_string();
-            let id = v["id"].as_i64().unwrap_or(0);
-            let e = last_ids.entry(r).or_insert(0);
-            if id <= *e {
-                return None; // already shown
+/// What the interactive client keeps between events.
+#[derive(Default)]
+struct Chat {
+    me: String,
+    /// The room typed lines go to.
+    room: String,
+    /// The highest message id shown per room: nothing at or below it is shown again.
+    last_ids: HashMap<String, i64>,
+    /// Member and online names of the current room, made safe to print.
+    who: (Vec<String>, Vec<String>),
+    /// The whole counts when `joined` listed only the first names (`members_more`).
+    who_counts: Option<(i64, i64)>,
+    /// Pending invitations: room, and who invited me.
+    invites: BTreeMap<String, String>,
+    catch: CatchUp,
+}
+
+impl Chat {
+    /// What `hello` tells: the pending invitations not shown yet.
+    fn hello(&mut self, hello: &Value) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut now = BTreeMap::new();
+        for i in hello["invitations"].as_array().into_iter().flatten() {
+            let (Some(room), by) = (i["room"].as_str(), i["by"].as_str().unwrap_or("")) else {
+                continue;
+            };
+            if !self.invites.contains_key(room) {
+                lines.push(invitation_line(room, by));
             }
-            *e = id;
-            Some(format_message(v))
+            now.insert(room.to_string(), by.to_string());
         }
-        "joined" => {
-            if v["room"] == room {
-                *who = (names(&v["members"]), names(&v["online"]));
-            }
-            let hist = v["history"].as_array().cloned().unwrap_or_default();
-            let r = v["room"].as_str().unwrap_or("").to_string();
-            let mut out = vec![format!(
-                "* joined {} ({} online)",
-                term::safe(&r),
-                names(&v["online"]).len()
-            )];
-            for m in hist {
-                let id = m["id"].as_i64().unwrap_or(0);
-                let e = last_ids.entry(r.clone()).or_insert(0);
-                if id > *e {
-                    *e = id;
-                    out.push(format_message(&m));
-                }
-            }
-            last_ids.entry(r).or_insert(0);
-            Some(out.join("\n"))
+        self.invites = now;
+        lines
+    }
+
+    /// A message to show, unless it was shown already.
+    fn show(&mut self, m: &Value) -> Option<String> {
+        let r = m["room"].as_str().unwrap_or("").to_string();
+        let id = m["id"].as_i64().unwrap_or(0);
+        let shown = self.last_ids.entry(r).or_insert(0);
+        if id <= *shown {
+            return None;
         }
-        "history" => {
-            let msgs: Vec<String> = v["messages"]
-                .as_array()
+        *shown = id;
+        Some(format_message(m))
+    }
+
+    /// Messages to show, each once, as lines; None if there are none.
+    fn show_all(&mut self, msgs: &[Value]) -> Option<String> {
+        let lines: Vec<String> = msgs.iter().filter_map(|m| self.show(m)).collect();
+        (!lines.is_empty()).then(|| lines.join("\n"))
+    }
+
+    /// What the interactive client prints for an event, if anything.
+    fn describe(&mut self, v: &Value) -> Option<String> {
+        let names = |x: &Value| -> Vec<String> {
+            x.as_array()
                 .into_iter()
                 .flatten()
-                .map(|m| format!("#{} {}", num(&m["id"]), format_message(m)))
-                .collect();
-            Some(if msgs.is_empty() {
-                "* no older messages".into()
-            } else {
-                msgs.join("\n")
-            })
+                .filter_map(|n| n.as_str().map(term::safe))
+                .collect()
+        };
+        let s = |k: &str| term::safe(v[k].as_str().unwrap_or(""));
+        match v["type"].as_str()? {
+            "message" => {
+                let m = self.catch.message(v)?;
+                self.show(&m)
+            }
+            "joined" => {
+                let r = v["room"].as_str().unwrap_or("").to_string();
+                self.invites.remove(&r);
+                if r == self.room {
+                    self.who = (names(&v["members"]), names(&v["online"]));
+                    self.who_counts = (v["members_more"] == true).then(|| {
+                        (
+                            v["member_count"].as_i64().unwrap_or(0),
+                            v["online_count"].as_i64().unwrap_or(0),
+                        )
+                    });
+                }
+                let online = v["online_count"]
+                    .as_i64()
+                    .unwrap_or(names(&v["online"]).len() as i64);
+                let mut out = format!("* joined {} ({online} online)", term::safe(&r));
+                let msgs = self.catch.joined(v);
+                if let Some(lines) = self.show_all(&msgs) {
+                    out = format!("{out}\n{lines}");
+                }
+                if self.catch.busy(&r) {
+                    out.push_str(&format!("\n* catching up on {}…", term::safe(&r)));
+                }
+                self.last_ids.entry(r).or_insert(0);
+                Some(out)
+            }
+            "history" if v["ref"] == CatchUp::REF => {
+                let msgs = self.catch.page(v);
+                self.show_all(&msgs)
+            }
+            "history" => {
+                let msgs: Vec<String> = v["messages"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| format!("#{} {}", num(&m["id"]), format_message(m)))
+                    .collect();
+                Some(if msgs.is_empty() {
+                    "* no older messages".into()
+                } else {
+                    msgs.join("\n")
+                })
+            }
+            "left" => Some(format!("* left {}", s("room"))),
+            "edited" => Some(format!(
+                "* message {} edited: {}",
+                num(&v["id"]),
+                term::safe_lines(v["text"].as_str().unwrap_or(""), "    ")
+            )),
+            "deleted" => Some(format!("* message {} deleted", num(&v["id"]))),
+            "typing" if v["active"] == true && v["user"] != self.me.as_str() => {
+                Some(format!("* {} is typing in {}…", s("user"), s("room")))
+            }
+            "presence" => Some(format!(
+                "* {} is {} in {}",
+                s("user"),
+                s("status"),
+                s("room")
+            )),
+            // The inviter gets the event too, naming whom they invited.
+            "invited" if v["user"].as_str().is_some_and(|u| u != self.me) => {
+                Some(format!("* invited {} to #{}", s("user"), s("room")))
+            }
+            "invited" => {
+                let room = v["room"].as_str().unwrap_or("");
+                let by = v["by"].as_str().unwrap_or("");
+                self.invites.insert(room.to_string(), by.to_string());
+                Some(invitation_line(room, by))
+            }
+            "declined" => {
+                self.invites.remove(v["room"].as_str().unwrap_or(""));
+                Some(format!("* declined the invitation to #{}", s("room")))
+            }
+            "error" if v["ref"] == CatchUp::REF => {
+                let msgs = self.catch.refused(v);
+                self.show_all(&msgs)
+            }
+            "error" if v["ref"] != "typing" => Some(format!("! {} ({})", s("message"), s("code"))),
+            _ => None,
         }
-        "left" => Some(format!("* left {}", s("room"))),
-        "edited" => Some(format!(
-            "* message {} edited: {}",
-            num(&v["id"]),
-            term::safe_lines(v["text"].as_str().unwrap_or(""), "    ")
-        )),
-        "deleted" => Some(format!("* message {} deleted", num(&v["id"]))),
-        "typing" if v["active"] == true && v["user"] != me => {
-            Some(format!("* {} is typing in {}…", s("user"), s("room")))
+    }
+}
+
+/// Catch-up that goes on past one `joined`. A `join` with `since` may come back
+/// `complete: false`: then what was missed is paged with `history` + `after`, from
+/// `since` on (the reply may have held the oldest or, when the server's memory no
+/// longer reaches back, the newest part of it: paging from `since` finds all of it,
+/// in order) until `has_more` is false. Meanwhile the room's live messages are held
+/// back, so that everything comes out once and in id order. One page is asked at a
+/// time: the server bounds the reads one socket may have waiting.
+#[derive(Default)]
+struct CatchUp {
+    /// `since` of each catch-up join not answered yet.
+    since: HashMap<String, i64>,
+    /// Rooms still paging: where the next page starts, and the held-back messages.
+    paging: BTreeMap<String, (i64, Vec<Value>)>,
+    /// The room whose page is on its way, if any.
+    asked: Option<String>,
+    /// A refused page is asked again only after this.
+    not_before: Option<Instant>,
+}
+
+impl CatchUp {
+    /// The `ref` of page requests.
+    const REF: &'static str = "catchup";
+
+    /// A `join` that catches up on `room` after message `since`.
+    fn join_request(&mut self, room: &str, since: i64) -> Value {
+        self.since.insert(room.to_string(), since);
+        json!({"type": "join", "room": room, "since": since, "ref": "join"})
+    }
+
+    fn busy(&self, room: &str) -> bool {
+        self.paging.contains_key(room)
+    }
+
+    /// A `joined`: the messages to show now. A catch-up that came back incomplete
+    /// shows nothing yet and pages from its `since` instead.
+    fn joined(&mut self, v: &Value) -> Vec<Value> {
+        let room = v["room"].as_str().unwrap_or("");
+        let history = v["history"].as_array().cloned().unwrap_or_default();
+        match self.since.remove(room) {
+            Some(since) if v["complete"] == false => {
+                self.paging.insert(room.to_string(), (since, Vec::new()));
+                Vec::new()
+            }
+            _ => history,
         }
-        "presence" => Some(format!(
-            "* {} is {} in {}",
-            s("user"),
-            s("status"),
-            s("room")
-        )),
-        "invited" => Some(format!(
-            "* {} added {} to {}",
-            s("by"),
-            s("user"),
-            s("room")
-        )),
-        "error" if v["ref"] != "typing" => Some(format!("! {} ({})", s("message"), s("code"))),
-        _ => None,
+    }
+
+    /// A live message: to show now, or held back (None) while its room is paging.
+    fn message(&mut self, v: &Value) -> Option<Value> {
+        match self.paging.get_mut(v["room"].as_str().unwrap_or("")) {
+            Some((_, held)) => {
+                held.push(v.clone());
+                None
+            }
+            None => Some(v.clone()),
+        }
+    }
+
+    /// The next page to ask for, if one is due and none is on its way.
+    fn next_request(&mut self) -> Option<Value> {
+        if self.asked.is_some() || self.not_before.is_some_and(|t| Instant::now() < t) {
+            return None;
+        }
+        let (room, (after, _)) = self.paging.iter().next()?;
+        self.asked = Some(room.clone());
+        Some(
+            json!({"type": "history", "room": room, "after": after, "limit": 200, "ref": Self::REF}),
+        )
+    }
+
+    /// A page: its messages to show, and once the room is done, the held-back ones.
+    fn page(&mut self, v: &Value) -> Vec<Value> {
+        self.asked = None;
+        let room = v["room"].as_str().unwrap_or("");
+        let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+        let last = msgs.iter().filter_map(|m| m["id"].as_i64()).max();
+        let Some((after, _)) = self.paging.get_mut(room) else {
+            return msgs;
+        };
+        match last {
+            Some(id) if v["has_more"] == true => {
+                *after = id;
+                msgs
+            }
+            _ => {
+                let mut all = msgs;
+                all.extend(self.finish(room));
+                all
+            }
+        }
+    }
+
+    /// A page was refused: asked again after the wait a rate limit names; on any other
+    /// error the room's catch-up ends with what was held back.
+    fn refused(&mut self, v: &Value) -> Vec<Value> {
+        let Some(room) = self.asked.take() else {
+            return Vec::new();
+        };
+        if v["code"] == "rate_limited" {
+            self.not_before = Some(Instant::now() + retry_after(v));
+            return Vec::new();
+        }
+        self.finish(&room)
+    }
+
+    fn finish(&mut self, room: &str) -> Vec<Value> {
+        let mut held = self.paging.remove(room).map(|p| p.1).unwrap_or_default();
+        held.sort_by_key(|m| m["id"].as_i64().unwrap_or(0));
+        held
     }
 }
 
@@ -731,21 +994,26 @@ mod tests {
             line,
             "[09:05] r^[[2J <b^Mob> ^[]0;pwned^G^[]52;c;cHduZWQ=^G^M<mallory> fake\u{fffd}2J^?\n    line two"
         );
-        let mut ids = Default::default();
-        let mut who = Default::default();
+        let mut st = Chat {
+            me: "alice".into(),
+            room: "general".into(),
+            ..Chat::default()
+        };
         let events = [
             json!({"type": "message", "id": 7, "ts": "2026-11-24T09:05:00.000Z", "room": "r", "user": "b", "text": evil}),
             json!({"type": "edited", "id": 7, "room": "r", "text": evil}),
             json!({"type": "typing", "active": true, "room": evil, "user": evil}),
             json!({"type": "presence", "status": evil, "room": evil, "user": evil}),
             json!({"type": "invited", "by": evil, "room": evil, "user": evil}),
+            json!({"type": "invited", "by": evil, "room": evil, "user": "alice"}),
+            json!({"type": "declined", "room": evil}),
             json!({"type": "left", "room": evil}),
             json!({"type": "error", "code": evil, "message": evil}),
             json!({"type": "joined", "room": evil, "members": [evil], "online": [evil], "history": [m]}),
             json!({"type": "history", "room": evil, "messages": [m]}),
         ];
         for v in events {
-            let out = describe(&v, "alice", "general", &mut ids, &mut who).unwrap();
+            let out = st.describe(&v).unwrap();
             assert!(
                 !out.contains(['\x1b', '\x07', '\r', '\x7f', '\u{9b}']),
                 "{out:?}"
@@ -756,11 +1024,17 @@ mod tests {
             }
         }
         let v = json!({"type": "joined", "room": "general", "members": [evil], "online": [], "history": []});
-        describe(&v, "alice", "general", &mut ids, &mut who).unwrap();
+        st.describe(&v).unwrap();
         assert!(
-            !who.0[0].contains(['\x1b', '\x07', '\r', '\n']),
+            !st.who.0[0].contains(['\x1b', '\x07', '\r', '\n']),
             "{:?}",
-            who.0
+            st.who.0
+        );
+        let hello = json!({"type": "hello", "invitations": [{"room": evil, "by": evil}]});
+        let lines = st.hello(&hello);
+        assert!(
+            !lines[0].contains(['\x1b', '\x07', '\r', '\n']),
+            "{lines:?}"
         );
         let f = from_error(&json!({"code": "x\x1b", "message": evil}));
         assert!(
@@ -774,13 +1048,116 @@ mod tests {
     fn message_lines() {
         let m = json!({"ts": "2026-11-24T09:05:00.000Z", "room": "general", "user": "bob", "text": "hi", "edited": false, "deleted": false});
         assert_eq!(format_message(&m), "[09:05] general <bob> hi");
-        let mut ids = Default::default();
-        let mut who = Default::default();
+        let mut st = Chat::default();
         let v = json!({"type": "message", "id": 3, "ts": "2026-11-24T09:05:00.000Z", "room": "general", "user": "bob", "text": "hi"});
-        assert!(describe(&v, "alice", "general", &mut ids, &mut who).is_some());
-        assert!(
-            describe(&v, "alice", "general", &mut ids, &mut who).is_none(),
-            "shown once"
+        assert!(st.describe(&v).is_some());
+        assert!(st.describe(&v).is_none(), "shown once");
+    }
+
+    #[test]
+    fn invitations_are_offered_with_the_commands_to_answer_them() {
+        let mut st = Chat {
+            me: "bob".into(),
+            ..Chat::default()
+        };
+        let hello = json!({"type": "hello", "invitations": [{"room": "secret", "by": "alice"}]});
+        assert_eq!(
+            st.hello(&hello),
+            ["* alice invited you to #secret — /accept secret or /decline secret"]
         );
+        assert!(
+            st.hello(&hello).is_empty(),
+            "told once, also after a reconnect"
+        );
+        let v = json!({"type": "invited", "room": "plans", "by": "carol", "user": "bob"});
+        assert_eq!(
+            st.describe(&v).unwrap(),
+            "* carol invited you to #plans — /accept plans or /decline plans"
+        );
+        assert_eq!(st.invites.len(), 2);
+        let v = json!({"type": "declined", "room": "plans"});
+        assert_eq!(
+            st.describe(&v).unwrap(),
+            "* declined the invitation to #plans"
+        );
+        let v = json!({"type": "joined", "room": "secret", "members": ["alice", "bob"], "online": ["bob"], "history": []});
+        st.describe(&v).unwrap();
+        assert!(st.invites.is_empty());
+        // The inviter's copy names the invitee.
+        let v = json!({"type": "invited", "room": "secret", "by": "bob", "user": "dave"});
+        assert_eq!(st.describe(&v).unwrap(), "* invited dave to #secret");
+        assert!(st.invites.is_empty());
+    }
+
+    fn msg(room: &str, id: i64) -> Value {
+        json!({"type": "message", "id": id, "room": room, "user": "u", "text": format!("m{id}"), "ts": ""})
+    }
+
+    fn ids(msgs: &[Value]) -> Vec<i64> {
+        msgs.iter().map(|m| m["id"].as_i64().unwrap()).collect()
+    }
+
+    /// An incomplete catch-up pages from `since` (whichever part `joined` held), holds
+    /// live messages back, and lets everything out in order.
+    #[test]
+    fn an_incomplete_catch_up_pages_forward_and_holds_live_messages() {
+        let mut c = CatchUp::default();
+        assert_eq!(c.join_request("r", 5)["since"], 5);
+        // The newest part came (the server no longer had the rest in memory).
+        let joined = json!({"type": "joined", "room": "r", "complete": false, "history": [msg("r", 90), msg("r", 91)]});
+        assert!(c.joined(&joined).is_empty());
+        assert!(c.busy("r"));
+        let ask = c.next_request().unwrap();
+        assert_eq!(
+            (ask["after"].as_i64(), ask["ref"].as_str()),
+            (Some(5), Some("catchup"))
+        );
+        assert!(c.next_request().is_none(), "one page at a time");
+        assert!(c.message(&msg("r", 92)).is_none(), "held back");
+        assert_eq!(c.message(&msg("other", 93)).unwrap()["id"], 93);
+        let page = json!({"type": "history", "room": "r", "has_more": true, "messages": [msg("r", 6), msg("r", 7)]});
+        assert_eq!(ids(&c.page(&page)), [6, 7]);
+        // Rate limited: asked again after the wait.
+        let ask = c.next_request().unwrap();
+        assert_eq!(ask["after"], 7);
+        let refused = json!({"type": "error", "code": "rate_limited", "retry_after_ms": 30, "ref": "catchup"});
+        assert!(c.refused(&refused).is_empty());
+        assert!(c.next_request().is_none(), "not before the wait");
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(c.next_request().unwrap()["after"], 7);
+        assert!(c.message(&msg("r", 94)).is_none());
+        let page = json!({"type": "history", "room": "r", "has_more": false, "messages": [msg("r", 8), msg("r", 90), msg("r", 91)]});
+        assert_eq!(ids(&c.page(&page)), [8, 90, 91, 92, 94]);
+        assert!(!c.busy("r"));
+        assert!(c.next_request().is_none());
+        assert_eq!(c.message(&msg("r", 95)).unwrap()["id"], 95);
+        // A complete catch-up, or a plain join, shows its history at once.
+        c.join_request("r", 95);
+        let joined =
+            json!({"type": "joined", "room": "r", "complete": true, "history": [msg("r", 96)]});
+        assert_eq!(ids(&c.joined(&joined)), [96]);
+        let joined =
+            json!({"type": "joined", "room": "s", "complete": true, "history": [msg("s", 97)]});
+        assert_eq!(ids(&c.joined(&joined)), [97]);
+    }
+
+    #[test]
+    fn chat_shows_a_paged_catch_up_once_in_order() {
+        let mut st = Chat::default();
+        st.last_ids.insert("r".into(), 5);
+        st.catch.join_request("r", 5);
+        let joined = json!({"type": "joined", "room": "r", "complete": false, "members": [], "online": [], "history": [msg("r", 6)]});
+        let out = st.describe(&joined).unwrap();
+        assert!(out.ends_with("* catching up on r…"), "{out}");
+        assert!(st.describe(&msg("r", 9)).is_none());
+        st.catch.next_request().unwrap();
+        let page = json!({"type": "history", "room": "r", "has_more": false, "ref": "catchup", "messages": [msg("r", 6), msg("r", 8)]});
+        let out = st.describe(&page).unwrap();
+        assert_eq!(out.matches("<u>").count(), 3, "{out}");
+        assert!(
+            out.find("m6").unwrap() < out.find("m8").unwrap()
+                && out.find("m8").unwrap() < out.find("m9").unwrap()
+        );
+        assert!(st.describe(&msg("r", 9)).is_none(), "shown once");
     }
 }

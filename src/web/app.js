@@ -17,7 +17,13 @@ const state = {
   current: "general",
   ws: null,
   backoff: 1000,
-  pending: new Map(), // client_id -> {room, text, dmTo}
+  pending: new Map(), // client_id -> {room, text, dmTo, waiting, inFlight, failed}, in order
+  retryTimer: null,
+  invites: new Map(), // room -> who invited me, oldest first
+  accepting: null, // the room whose invitation was just accepted: opened once joined
+  refs: new Map(), // ref -> {kind, room} for requests whose answer needs context
+  refSeq: 0,
+  connectedBefore: false,
   typingTimers: new Map(),
   lastTypingSent: 0,
   typingIdle: null,
@@ -28,7 +34,9 @@ function room(name) {
   if (!r) {
     r = { name, private: name.startsWith("dm:"), member: true, unread: 0, msgs: new Map(),
       hasMore: true, loadingOlder: false, members: [], online: new Set(), cursors: {},
-      lastSeen: {}, owner: null, typing: new Map(), dmTo: null, joined: false };
+      lastSeen: {}, owner: null, typing: new Map(), dmTo: null, joined: false,
+      memberCount: 0, onlineCount: 0, membersMore: false, membersAfter: "", loadingMembers: false,
+      catchFrom: 0, seenSentAt: 0, seenTimer: null };
     state.rooms.set(name, r);
   }
   return r;
@@ -94,16 +102,30 @@ async function start() {
   $("auth").hidden = true;
   $("app").hidden = false;
   $("me-name").textContent = state.me;
-  const r = await api("GET", "/rooms").catch(() => null);
+  const r = await loadRooms(false);
   if (r && r.status === 401) return logout(false);
-  if (r && r.status === 200) {
-    for (const info of r.data) {
-      const rm = room(info.name);
-      rm.private = info.private; rm.member = info.member; rm.unread = info.unread;
-    }
-  }
   renderRooms();
   connect();
+}
+
+// Rooms from GET /rooms (by name, a page at a time): privacy, membership, unread counts.
+// The first page, or every page when `hello` named only some of my rooms (rooms_more).
+const ROOMS_PAGE = 1000;
+async function loadRooms(all) {
+  let after = "";
+  for (let n = 0; n < 1000; n++) {
+    const q = `/rooms?limit=${ROOMS_PAGE}` + (after ? "&after=" + encodeURIComponent(after) : "");
+    const r = await api("GET", q).catch(() => null);
+    if (!r || r.status !== 200 || !Array.isArray(r.data)) return r;
+    for (const info of r.data) {
+      const rm = room(info.name);
+      rm.private = info.private; rm.member = info.member;
+      if (info.name !== state.current) rm.unread = info.unread || 0;
+    }
+    if (!all || r.data.length < ROOMS_PAGE) return r;
+    after = r.data[r.data.length - 1].name;
+  }
+  return null;
 }
 
 function connect() {
@@ -127,12 +149,33 @@ function send(obj) {
   return false;
 }
 
+// A ref (at most 64 bytes, whatever the room name) for a request whose reply or error
+// needs to be told apart.
+function ref(kind, roomName) {
+  const r = "r" + (++state.refSeq);
+  state.refs.set(r, { kind, room: roomName });
+  return r;
+}
+function takeRef(r) {
+  const v = r && state.refs.get(r);
+  if (v) state.refs.delete(r);
+  return v || null;
+}
+
 function setConn(text) { $("conn-state").textContent = text; }
 
 function joinRoom(name) {
   const r = room(name);
   const since = lastId(r);
+  r.catchFrom = since;
   send(since ? { type: "join", room: name, since } : { type: "join", room: name });
+}
+
+// A catch-up (`join` with `since`) that did not hold everything: page forward from
+// where it started until the server has no more. Messages merge by id, so the pages
+// may overlap what `joined` brought.
+function catchUp(r, after) {
+  send({ type: "history", room: r.name, after, limit: 200, ref: ref("catchup", r.name) });
 }
 
 // ---- server events ----------------------------------------------------------------
@@ -140,23 +183,70 @@ function joinRoom(name) {
 function handle(m) {
   switch (m.type) {
     case "hello": {
-      for (const name of m.rooms) joinRoom(name);
-      if (!m.rooms.includes(state.current)) joinRoom(state.current);
+      // My rooms; the socket receives them all already. A room is joined (for its
+      // history and members) when it is opened, and again after a reconnect to catch up
+      // on what it missed, so a user with many rooms does not spend a join on each.
+      for (const name of m.rooms) room(name).member = true;
+      for (const r of state.rooms.values()) {
+        if (r.member && r.msgs.size > 0 && r.name !== state.current) joinRoom(r.name);
+      }
+      const cur = room(state.current);
+      if (!(cur.dmTo && cur.msgs.size === 0)) joinRoom(cur.name); // a DM not started yet has no room
+      // `rooms_more`: hello named only some of my rooms; the rest come from GET /rooms.
+      // After a reconnect the list is fetched again for fresh unread counts.
+      if (m.rooms_more || state.connectedBefore) loadRooms(!!m.rooms_more).then(renderRooms);
+      state.connectedBefore = true;
+      state.invites.clear();
+      for (const i of m.invitations || []) state.invites.set(i.room, i.by);
+      renderInvites();
+      renderRooms();
       // Messages sent while offline are retried with the same client_id (stored once).
-      for (const [cid, p] of state.pending) sendPending(cid, p);
+      clearTimeout(state.retryTimer);
+      state.retryTimer = null;
+      for (const [cid, p] of state.pending) {
+        p.waiting = p.inFlight = false;
+        if (!p.failed) sendPending(cid, p);
+      }
       break;
     }
     case "joined": {
+      takeRef(m.ref);
       const r = room(m.room);
       Object.assign(r, { private: m.private, owner: m.owner, members: m.members,
         online: new Set(m.online), cursors: m.cursors || {}, lastSeen: m.last_seen || {},
-        member: true, joined: true });
+        member: true, joined: true, loadingMembers: false,
+        // Past 100 names the lists are cut short: counts from the server, and a
+        // "more…" button pages the rest with `members`.
+        memberCount: m.member_count ?? m.members.length, onlineCount: m.online_count ?? m.online.length,
+        membersMore: !!m.members_more, membersAfter: m.members.length ? m.members[m.members.length - 1] : "" });
       const fresh = r.msgs.size === 0;
       for (const msg of m.history) r.msgs.set(msg.id, msg);
       if (fresh) r.hasMore = m.history.length >= 50;
-      if (!m.complete) r.hasMore = true;
+      if (!m.complete) {
+        r.hasMore = true;
+        if (r.catchFrom) catchUp(r, r.catchFrom);
+      }
+      if (state.invites.delete(m.room)) renderInvites();
       renderRooms();
-      if (m.room === state.current) { renderAll(); markSeen(); }
+      if (state.accepting === m.room) { state.accepting = null; switchRoom(m.room); break; }
+      if (m.room === state.current) { renderAll(); renderMembers(); markSeen(); }
+      break;
+    }
+    case "declined": takeRef(m.ref); if (state.invites.delete(m.room)) renderInvites(); break;
+    case "members": {
+      takeRef(m.ref);
+      const r = room(m.room);
+      const known = new Set(r.members);
+      for (const x of m.members) {
+        if (!known.has(x.name)) { r.members.push(x.name); known.add(x.name); }
+        if (x.online) r.online.add(x.name); else r.online.delete(x.name);
+        r.cursors[x.name] = Math.max(r.cursors[x.name] || 0, x.cursor || 0);
+        if (x.last_seen) r.lastSeen[x.name] = x.last_seen;
+      }
+      if (m.members.length) r.membersAfter = m.members[m.members.length - 1].name;
+      r.membersMore = !!m.more && m.members.length > 0;
+      r.loadingMembers = false;
+      if (m.room === state.current) renderMembers();
       break;
     }
     case "left": state.rooms.delete(m.room); if (state.current === m.room) switchRoom("general"); renderRooms(); break;
@@ -174,8 +264,18 @@ function handle(m) {
     case "typing": onTyping(m); break;
     case "presence": {
       const r = room(m.room);
-      if (m.status === "online") r.online.add(m.user); else { r.online.delete(m.user); r.lastSeen[m.user] = m.last_seen; }
-      if (!r.members.includes(m.user)) r.members.push(m.user);
+      if (m.status === "online") {
+        if (!r.online.has(m.user)) r.onlineCount += 1;
+        r.online.add(m.user);
+      } else {
+        r.online.delete(m.user);
+        r.onlineCount = Math.max(0, r.onlineCount - 1);
+        r.lastSeen[m.user] = m.last_seen;
+      }
+      r.onlineCount = Math.max(r.onlineCount, r.online.size);
+      // Someone not listed yet: a new member, unless the list is cut short (then the
+      // "more…" pages bring them in name order).
+      if (!r.members.includes(m.user) && !r.membersMore) { r.members.push(m.user); r.memberCount += 1; }
       if (m.room === state.current) renderMembers();
       break;
     }
@@ -185,9 +285,25 @@ function handle(m) {
       if (m.room === state.current) renderAll(true);
       break;
     }
-    case "invited": joinRoom(m.room); announce(`${m.by} added you to ${m.room}`); break;
+    case "invited": {
+      // The inviter gets the same event (naming the invitee) as the reply.
+      if (m.user && m.user !== state.me) { flash(`Invited ${m.user} to ${m.room}.`); break; }
+      state.invites.set(m.room, m.by);
+      renderInvites();
+      announce(`${m.by} invited you to ${m.room}`);
+      break;
+    }
     case "history": {
+      const asked = takeRef(m.ref);
       const r = room(m.room);
+      if (asked && asked.kind === "catchup") {
+        for (const msg of m.messages) r.msgs.set(msg.id, msg);
+        const last = Math.max(0, ...m.messages.map((x) => x.id));
+        if (m.has_more && last) catchUp(r, last);
+        if (m.room === state.current) { renderAll(true); markSeen(); }
+        renderRooms();
+        break;
+      }
       r.loadingOlder = false;
       r.hasMore = m.has_more;
       const box = $("messages");
@@ -197,11 +313,44 @@ function handle(m) {
       if (state.jumpTo) jump(state.jumpTo);
       break;
     }
-    case "error":
-      // A typing notice past its rate limit is simply dropped; nothing to tell the user.
-      if (m.ref !== "typing") flash(m.code === "rate_limited" ? "Slow down a little." : m.message);
-      break;
+    case "error": onError(m); break;
   }
+}
+
+function onError(m) {
+  // A typing notice past its rate limit is simply dropped; nothing to tell the user.
+  if (m.ref === "typing") return;
+  const p = m.ref && state.pending.get(m.ref);
+  if (p) {
+    // A message past the rate limit goes again once the server says it may.
+    if (m.code === "rate_limited") {
+      p.waiting = true;
+      p.inFlight = false;
+      retryLater(m.retry_after_ms);
+      return;
+    }
+    p.failed = m.message || m.code;
+    p.waiting = p.inFlight = false;
+    if (!state.retryTimer) sendNextWaiting();
+    if (p.room === state.current) renderAll(true);
+    flash("Not sent: " + p.failed);
+    return;
+  }
+  const asked = takeRef(m.ref);
+  if (asked && asked.kind === "decline" && m.code === "no_such_room") {
+    // Gone already (accepted or declined elsewhere): nothing to decline.
+    if (state.invites.delete(asked.room)) renderInvites();
+    return;
+  }
+  if (asked && asked.kind === "accept") { state.accepting = null; renderInvites(); }
+  if (asked && asked.kind === "members") room(asked.room).loadingMembers = false;
+  if (asked && asked.kind === "catchup" && m.code === "rate_limited") {
+    const r = room(asked.room);
+    const from = lastId(r) || r.catchFrom;
+    setTimeout(() => catchUp(r, from), Math.max(100, m.retry_after_ms || 1000));
+    return;
+  }
+  flash(m.code === "rate_limited" ? "Slow down a little." : m.message);
 }
 
 function onMessage(m) {
@@ -213,6 +362,7 @@ function onMessage(m) {
     const p = state.pending.get(m.client_id);
     state.pending.delete(m.client_id);
     if (p.dmTo) room(m.room).dmTo = null;
+    if (!state.retryTimer) sendNextWaiting();
   }
   r.typing.delete(m.user);
   if (m.room === state.current) {
@@ -246,12 +396,64 @@ function markSeen() {
   const id = lastId(r);
   if (!id || document.hidden || (r.cursors[state.me] || 0) >= id) return;
   r.cursors[state.me] = id;
-  send({ type: "seen", room: r.name, id });
+  sendSeen(r);
   r.unread = 0;
   renderRooms();
 }
 
+// At most one `seen` per room every 500 ms: a burst of messages read in a row becomes
+// one `seen` for the latest of them.
+const SEEN_INTERVAL = 500;
+function sendSeen(r) {
+  if (r.seenTimer) return; // it will send the latest cursor
+  const flush = () => {
+    r.seenTimer = null;
+    r.seenSentAt = Date.now();
+    send({ type: "seen", room: r.name, id: r.cursors[state.me] });
+  };
+  const wait = r.seenSentAt + SEEN_INTERVAL - Date.now();
+  if (wait <= 0) flush(); else r.seenTimer = setTimeout(flush, wait);
+}
+
 // ---- rendering --------------------------------------------------------------------
+
+function renderInvites() {
+  const ul = $("invite-list");
+  const hadFocus = ul.contains(document.activeElement);
+  ul.replaceChildren();
+  for (const [name, by] of state.invites) {
+    const li = el("li", "invite");
+    const text = el("p", "invite-text");
+    text.append(el("strong", "", by), document.createTextNode(" invited you to "), el("strong", "", label(name)));
+    const row = el("div", "invite-actions");
+    const accept = el("button", "small", "Accept");
+    accept.type = "button";
+    accept.setAttribute("aria-label", `Accept the invitation to ${name} from ${by}`);
+    accept.disabled = state.accepting === name;
+    accept.onclick = () => {
+      state.accepting = name;
+      accept.disabled = true;
+      send({ type: "join", room: name, ref: ref("accept", name) });
+    };
+    const decline = el("button", "small secondary", "Decline");
+    decline.type = "button";
+    decline.setAttribute("aria-label", `Decline the invitation to ${name} from ${by}`);
+    decline.onclick = () => send({ type: "decline", room: name, ref: ref("decline", name) });
+    row.append(accept, decline);
+    li.append(text, row);
+    ul.append(li);
+  }
+  const n = state.invites.size;
+  $("invites").hidden = n === 0;
+  $("menu-badge").hidden = n === 0;
+  $("menu-badge").textContent = String(n);
+  $("menu-btn").setAttribute("aria-label", n ? `Show rooms (${n} invitation${n > 1 ? "s" : ""})` : "Show rooms");
+  // Keyboard users whose invitation just went keep their place in the sidebar.
+  if (hadFocus && !ul.contains(document.activeElement)) {
+    const next = ul.querySelector("button:not(:disabled)");
+    if (next) next.focus(); else if (!state.accepting) $("text").focus();
+  }
+}
 
 function renderRooms() {
   for (const [listId, dms] of [["room-list", false], ["dm-list", true]]) {
@@ -328,9 +530,22 @@ function renderAll(keepScroll) {
   }
   for (const [cid, p] of state.pending) {
     if (p.room !== r.name) continue;
-    const d = el("div", "msg mine pending");
+    const d = el("div", "msg mine pending" + (p.failed ? " failed" : ""));
     d.dataset.cid = cid;
-    d.append(el("div", "bubble", p.text), el("div", "tools", "sending…"));
+    const tools = el("div", "tools");
+    if (p.failed) {
+      tools.append(el("span", "", "Not sent: " + p.failed));
+      const again = el("button", "", "Retry");
+      again.type = "button";
+      again.onclick = () => { p.failed = null; sendPending(cid, p); renderAll(true); };
+      const drop = el("button", "", "Discard");
+      drop.type = "button";
+      drop.onclick = () => { state.pending.delete(cid); renderAll(true); };
+      tools.append(again, drop);
+    } else {
+      tools.append(el("span", "", "sending…"));
+    }
+    d.append(el("div", "bubble", p.text), tools);
     box.append(d);
   }
   if (keepScroll) box.scrollTop = prev; else box.scrollTop = box.scrollHeight;
@@ -374,6 +589,11 @@ function renderMembers() {
   const r = room(state.current);
   const ul = $("member-list");
   ul.replaceChildren();
+  const count = r.membersMore ? r.memberCount : r.members.length;
+  const online = r.membersMore ? r.onlineCount : r.members.filter((n) => r.online.has(n)).length;
+  $("member-count").textContent = count ? `${count} · ${online} online` : "";
+  $("members-more").hidden = !r.membersMore;
+  $("members-more").disabled = r.loadingMembers;
   for (const name of [...r.members].sort()) {
     const li = el("li");
     const b = el("button");
@@ -435,9 +655,31 @@ function announce(text) { $("announce").textContent = text; }
 
 // ---- composing --------------------------------------------------------------------
 
+// The client_id doubles as the ref, so that an error names the message it refuses.
 function sendPending(cid, p) {
-  if (p.dmTo) send({ type: "dm", to: p.dmTo, text: p.text, client_id: cid });
-  else send({ type: "send", room: p.room, text: p.text, client_id: cid });
+  if (p.dmTo) send({ type: "dm", to: p.dmTo, text: p.text, client_id: cid, ref: cid });
+  else send({ type: "send", room: p.room, text: p.text, client_id: cid, ref: cid });
+}
+
+// Past the rate limit, messages wait in the order they were written: after the wait the
+// server asked for, the oldest goes again (same client_id, so it is stored once), and
+// each one stored lets the next go. What is written meanwhile queues behind them.
+function retryLater(ms) {
+  clearTimeout(state.retryTimer);
+  state.retryTimer = setTimeout(() => {
+    state.retryTimer = null;
+    sendNextWaiting();
+  }, Math.max(50, Number(ms) || 1000));
+}
+
+function sendNextWaiting() {
+  for (const [cid, p] of state.pending) {
+    if (!p.waiting) continue;
+    if (p.inFlight) return;
+    p.inFlight = true;
+    sendPending(cid, p);
+    return;
+  }
 }
 
 function submit() {
@@ -448,7 +690,8 @@ function submit() {
   const cid = "w" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
   const p = { room: r.name, text, dmTo: r.msgs.size === 0 && r.dmTo ? r.dmTo : null };
   state.pending.set(cid, p);
-  sendPending(cid, p);
+  if ([...state.pending.values()].some((q) => q.waiting)) p.waiting = true; // behind them
+  else sendPending(cid, p);
   box.value = "";
   autosize();
   stopTyping();
@@ -526,6 +769,13 @@ $("members-btn").onclick = () => {
   if (open) renderMembers();
 };
 $("menu-btn").onclick = () => document.querySelector(".sidebar").classList.toggle("open");
+$("members-more").onclick = () => {
+  const r = room(state.current);
+  if (!r.membersMore || r.loadingMembers) return;
+  r.loadingMembers = true;
+  $("members-more").disabled = true;
+  send({ type: "members", room: r.name, after: r.membersAfter, ref: ref("members", r.name) });
+};
 $("new-room").onsubmit = (e) => {
   e.preventDefault();
   const name = $("new-room-name").value.trim().toLowerCase();

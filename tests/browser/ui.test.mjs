@@ -15,10 +15,10 @@ const shots = join(dir, "screenshots");
 mkdirSync(shots);
 let server, base, browser;
 
-function startServer(port = 0) {
+function startServer(port = 0, extra = [], db = "ui.db") {
   return new Promise((resolve, reject) => {
     const p = spawn(join(root, "target/release/chatterbox"),
-      ["--listen", `127.0.0.1:${port}`, "--db", join(dir, "ui.db"), "--auth-per-minute", "10000"],
+      ["--listen", `127.0.0.1:${port}`, "--db", join(dir, db), "--auth-per-minute", "10000", ...extra],
       { stdio: ["ignore", "pipe", "ignore"] });
     p.stdout.on("data", (d) => {
       const m = /http:\/\/(\S+)/.exec(String(d));
@@ -45,11 +45,11 @@ after(async () => {
   server?.kill("SIGKILL");
 });
 
-async function signUp(name, viewport) {
+async function signUp(name, viewport, at = base) {
   const ctx = await browser.newContext({ viewport: viewport || { width: 1200, height: 800 } });
   const page = await ctx.newPage();
   page.on("dialog", (d) => { if (d.type() === "alert") page.sawAlert = true; });
-  await page.goto(base + "/");
+  await page.goto(at + "/");
   await page.fill("#auth-user", name);
   await page.fill("#auth-pass", "password-" + name);
   await page.click("#register-btn");
@@ -189,4 +189,110 @@ test("the page reconnects after a server restart and shows what it missed once",
   const ids = await alice.$$eval(".msg[id]", (els) => els.map((e) => Number(e.id.slice(1))));
   assert.deepEqual(ids, [...ids].sort((a, b) => a - b), "in order");
   assert.equal(new Set(ids).size, ids.length, "no duplicates");
+});
+
+test("an invitation waits in the sidebar until it is accepted or declined", async () => {
+  const frank = await signUp("frank");
+  const grace = await signUp("grace");
+  const invite = async (owner, roomName, user) => {
+    await owner.fill("#new-room-name", roomName);
+    await owner.check("#new-room-private");
+    await owner.click("#new-room button[type=submit]");
+    await owner.locator("#room-list button", { hasText: roomName }).waitFor();
+    await owner.waitForSelector("#invite-btn:not([hidden])");
+    owner.once("dialog", (d) => d.accept(user));
+    await owner.click("#invite-btn");
+    await owner.waitForSelector(`#typing:text('Invited ${user} to ${roomName}.')`);
+  };
+
+  // An invitation is not a membership: grace sees it offered, not the room.
+  await invite(frank, "plans", "grace");
+  const offer = grace.locator("#invite-list li", { hasText: "plans" });
+  await offer.waitFor();
+  assert.equal((await offer.locator(".invite-text").textContent()).trim(), "frank invited you to # plans");
+  assert.equal(await grace.locator("#room-list button", { hasText: "plans" }).count(), 0);
+  await grace.screenshot({ path: join(shots, "invitation.png") });
+
+  // Accepted from the keyboard: the room opens, the offer goes, frank's next message arrives.
+  await offer.locator("button", { hasText: "Accept" }).focus();
+  await grace.keyboard.press("Enter");
+  await grace.waitForSelector("#room-title:text('# plans')");
+  await grace.locator("#room-list button", { hasText: "plans" }).waitFor();
+  await offer.waitFor({ state: "detached" });
+  assert.ok(await grace.locator("#invites").isHidden());
+  await say(frank, "welcome, grace");
+  await bubble(grace, "welcome, grace").waitFor();
+  await grace.click("#members-btn");
+  await grace.waitForSelector("#member-count:text('2 · 2 online')");
+  await grace.click("#members-btn");
+
+  // A second invitation is declined and disappears, and the server forgot it.
+  await invite(frank, "plans-b", "grace");
+  const second = grace.locator("#invite-list li", { hasText: "plans-b" });
+  await second.waitFor();
+  await second.locator("button", { hasText: "Decline" }).click();
+  await second.waitFor({ state: "detached" });
+  assert.ok(await grace.locator("#invites").isHidden());
+  assert.equal(await grace.locator("#room-list button", { hasText: "plans-b" }).count(), 0);
+  const pendingNow = await grace.evaluate(async () => {
+    const r = await fetch("/invitations", { headers: { Authorization: "Bearer " + localStorage.getItem("chatterbox.token") } });
+    return r.json();
+  });
+  assert.deepEqual(pendingNow, []);
+
+  // Invited while away: the offer comes with hello; on a phone the menu button says so.
+  await signUp("heidi", { width: 375, height: 740 }).then((p) => p.context().close());
+  await invite(frank, "plans-c", "heidi");
+  const ctx = await browser.newContext({ viewport: { width: 375, height: 740 } });
+  const heidi = await ctx.newPage();
+  await heidi.goto(base + "/");
+  await heidi.fill("#auth-user", "heidi");
+  await heidi.fill("#auth-pass", "password-heidi");
+  await heidi.click("#login-btn");
+  await heidi.waitForSelector("#menu-badge:not([hidden])");
+  assert.equal(await heidi.getAttribute("#menu-btn", "aria-label"), "Show rooms (1 invitation)");
+  await heidi.click("#menu-btn");
+  const offerC = heidi.locator("#invite-list li", { hasText: "plans-c" });
+  await offerC.waitFor();
+  await heidi.waitForTimeout(300); // the sidebar slides in
+  await heidi.screenshot({ path: join(shots, "invitation-narrow.png") });
+  await offerC.locator("button", { hasText: "Accept" }).click();
+  await heidi.waitForSelector("#room-title:text('# plans-c')");
+  assert.ok(await heidi.locator("#menu-badge").isHidden());
+  await ctx.close();
+});
+
+test("messages past the rate limit go out after the wait, in order; seen is coalesced", async () => {
+  // A server of its own that allows one message a second (burst 2).
+  const slow = await startServer(0, ["--msg-rate", "1", "--msg-burst", "2"], "slow.db");
+  try {
+    const at = "http://" + slow.addr;
+    const ivan = await signUp("ivan", null, at);
+    const judy = await signUp("judy", null, at);
+    const seen = [];
+    judy.on("websocket", (ws) => ws.on("framesent", (f) => {
+      const m = JSON.parse(f.payload);
+      if (m.type === "seen") seen.push({ id: m.id, at: Date.now() });
+    }));
+    await judy.reload(); // a socket of its own, with the listener on it
+    await judy.waitForSelector("#app:not([hidden])");
+    await judy.waitForFunction(() => document.querySelector("#conn-state").textContent === "");
+    for (let i = 1; i <= 5; i++) await say(ivan, "burst " + i);
+    // Refused by the server at first, none stays stuck, and they arrive in order.
+    await ivan.waitForFunction(() => document.querySelectorAll(".msg.pending").length === 0, null, { timeout: 15000 });
+    assert.equal(await ivan.locator(".msg.failed").count(), 0);
+    await bubble(judy, "burst 5").waitFor();
+    const texts = await judy.$$eval(".msg .bubble", (b) => b.map((x) => x.textContent).filter((t) => t.startsWith("burst")));
+    assert.deepEqual(texts, ["burst 1", "burst 2", "burst 3", "burst 4", "burst 5"]);
+    // judy read them as they came: at most one seen per 500 ms, the last for the newest.
+    await judy.waitForTimeout(700);
+    assert.ok(seen.length >= 1 && seen.length <= 5, JSON.stringify(seen));
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i].at - seen[i - 1].at >= 450, JSON.stringify(seen));
+    const ids = await judy.$$eval(".msg[id]", (els) => els.map((e) => Number(e.id.slice(1))));
+    assert.equal(seen[seen.length - 1].id, Math.max(...ids));
+    await ivan.context().close();
+    await judy.context().close();
+  } finally {
+    slow.p.kill("SIGKILL");
+  }
 });

@@ -42,6 +42,9 @@ pub struct Fleet {
     source: Option<IpAddr>,
     /// `error` replies and failed connections.
     pub errors: u64,
+    /// Upgraded sockets that the server closed (or that broke) while we still held them:
+    /// a server that sheds slow readers shows up here.
+    pub disconnected: u64,
     /// Microseconds from dial to `hello`, one entry per greeted socket.
     pub hello_us: Vec<u32>,
     /// Read buffer shared by every socket (allocated and zeroed once).
@@ -57,6 +60,7 @@ impl Fleet {
             server,
             source,
             errors: 0,
+            disconnected: 0,
             hello_us: Vec::new(),
             scratch: vec![0; 65536],
         })
@@ -212,6 +216,7 @@ impl Fleet {
                 flush(c);
             }
             if readable {
+                let was_open = matches!(c.state, State::Open { .. });
                 let chunk = &mut self.scratch[..];
                 loop {
                     match c.stream.read(chunk) {
@@ -237,6 +242,13 @@ impl Fleet {
                 }
                 let greeted = matches!(c.state, State::Open { hello: true });
                 self.errors += process(i, c, at, &mut f);
+                if matches!(c.state, State::Closed) {
+                    if was_open {
+                        self.disconnected += 1;
+                    }
+                    // Closed for good: no more events from this socket.
+                    let _ = self.poll.registry().deregister(&mut c.stream);
+                }
                 if !greeted && matches!(c.state, State::Open { hello: true }) {
                     let us = at.duration_since(c.dialed).as_micros();
                     self.hello_us.push(us.min(u32::MAX as u128) as u32);

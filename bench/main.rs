@@ -4,6 +4,11 @@
 //! framing (masked frames out, unmasked frames in), so the generator costs far less per
 //! message than the server it measures. Modes: `connect`, `fanout`, `churn`, `login`.
 //! Each prints a human summary, or one JSON object with `--json`.
+//!
+//! `--peer` drives a reference peer (../shared/peers) instead: no accounts, any token,
+//! only `hello`, `send` and `message`. Every mode that measures also reports the
+//! generator's own CPU and `valid: false` when the generator's core was ≥ 90% busy
+//! (then the figures say more about the generator than about the server).
 
 mod client;
 mod connect;
@@ -29,7 +34,9 @@ options:
   --settle SECS (0.3: fanout's pause between connecting and sending)
   --procs P (1; connect splits over P processes with source addresses 127.0.0.2..,
            and by itself into ceil(N/10000) processes past 19,000 sockets)
-  --source IP (bind client sockets to this address)       --threads T (4)   --json";
+  --source IP (bind client sockets to this address)       --threads T (4)   --json
+  --peer    the server is a reference peer: no register/login (tokens x0, x1, ...),
+            only hello, send -> message (connect, fanout, churn)";
 
 #[derive(Clone, Debug)]
 pub struct Opts {
@@ -48,10 +55,13 @@ pub struct Opts {
     pub source: Option<IpAddr>,
     pub threads: usize,
     pub json: bool,
-    /// Tokens passed by a parent process (comma-separated), so children skip logins.
+    /// Tokens passed by a parent process (comma-separated, or `@FILE` holding them), so
+    /// children skip logins.
     pub tokens: Option<String>,
     /// Set by a parent `connect` on its children (`--child 1`): report, then hold.
     pub child: bool,
+    /// The server is a reference peer speaking the minimal subset (`--peer`).
+    pub peer: bool,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -75,10 +85,15 @@ fn parse_opts() -> Result<Opts, String> {
         json: false,
         tokens: None,
         child: false,
+        peer: false,
     };
     while let Some(flag) = args.next() {
         if flag == "--json" {
             o.json = true;
+            continue;
+        }
+        if flag == "--peer" || flag == "--minimal" {
+            o.peer = true;
             continue;
         }
         let v = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -181,7 +196,15 @@ fn post(
 /// Registers (if needed) and logs in `k` users; returns their tokens.
 pub fn tokens(o: &Opts) -> Result<Vec<String>, String> {
     if let Some(t) = &o.tokens {
-        return Ok(t.split(',').map(str::to_string).collect());
+        let t = match t.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?,
+            None => t.clone(),
+        };
+        return Ok(t.trim().split(',').map(str::to_string).collect());
+    }
+    if o.peer {
+        // A peer takes any token; one per "user" keeps the requests alike.
+        return Ok((0..o.users.max(1)).map(|i| format!("x{i}")).collect());
     }
     let password = "bench-password";
     let agent = http_agent();
@@ -231,8 +254,143 @@ pub fn cpu_secs(pid: &str) -> Option<f64> {
     Some(ticks / hz)
 }
 
+/// CPU seconds (user + system) of this process, to the microsecond (getrusage).
+pub fn own_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) != 0 {
+            return cpu_secs("self").unwrap_or(0.0);
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+}
+
 pub fn server_cpu(o: &Opts) -> Option<f64> {
     o.pid.and_then(|p| cpu_secs(&p.to_string()))
+}
+
+/// A run is invalid when the generator's core was at least this busy (percent).
+pub const BUSY_LIMIT: f64 = 90.0;
+
+/// The one CPU this process may run on (`taskset -c 1` → 1), if it is pinned to one.
+fn pinned_cpu() -> Option<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        if libc::CPU_COUNT(&set) != 1 {
+            return None;
+        }
+        (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set))
+    }
+}
+
+/// (busy, total) jiffies of one CPU from /proc/stat; busy excludes idle and iowait.
+fn core_jiffies(cpu: usize) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{cpu}");
+    let line = s
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8) // user nice system idle iowait irq softirq steal (guest is inside user)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// The generator's own CPU over a measured phase: user + system of this process (plus
+/// children that report theirs), as seconds and as % of the elapsed time, and how busy
+/// the core it is pinned to was meanwhile (anything else on that core counts too).
+pub struct GenCpu {
+    t0: Instant,
+    cpu0: f64,
+    core: Option<(usize, (u64, u64))>,
+}
+
+impl GenCpu {
+    pub fn start() -> GenCpu {
+        let core = pinned_cpu().and_then(|c| Some((c, core_jiffies(c)?)));
+        GenCpu {
+            t0: Instant::now(),
+            cpu0: own_cpu_secs(),
+            core,
+        }
+    }
+
+    /// The JSON fields for the phase so far; `children` is CPU seconds of helper processes.
+    pub fn finish(&self, children: f64) -> Value {
+        let elapsed = self.t0.elapsed().as_secs_f64().max(1e-9);
+        let cpu = own_cpu_secs() - self.cpu0 + children;
+        let pct = cpu / elapsed * 100.0;
+        let core = self.core.and_then(|(c, (b0, t0))| {
+            let (b1, t1) = core_jiffies(c)?;
+            (t1 > t0).then(|| (c, (b1 - b0) as f64 / (t1 - t0) as f64 * 100.0))
+        });
+        // Invalid when the generator's core was saturated: by the generator itself, or
+        // with other work on that core (other processes, or kernel network work in
+        // interrupt context that no process is charged for): the generator was starved.
+        let reason = if pct >= BUSY_LIMIT {
+            Some("generator")
+        } else if core.is_some_and(|(_, b)| b >= BUSY_LIMIT) {
+            Some("core")
+        } else {
+            None
+        };
+        json!({
+            "bench_cpu_secs": cpu,
+            "bench_elapsed_secs": elapsed,
+            "bench_cpu_pct": pct,
+            "bench_core": core.map(|(c, _)| c),
+            "bench_core_busy_pct": core.map(|(_, b)| b),
+            "valid": reason.is_none(),
+            "invalid_reason": reason,
+        })
+    }
+}
+
+/// Adds every field of `extra` (an object) to `v`.
+pub fn merge(v: &mut Value, extra: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (v, extra) {
+        a.extend(b);
+    }
+}
+
+/// Counters from the server's /metrics (name → value); None when unreachable.
+fn scrape(o: &Opts) -> Option<std::collections::HashMap<String, f64>> {
+    if o.peer {
+        return None;
+    }
+    let agent = http_agent();
+    let mut resp = agent
+        .get(format!("http://{}/metrics", o.server))
+        .call()
+        .ok()?;
+    if resp.status().as_u16() != 200 {
+        return None;
+    }
+    let text = resp.body_mut().read_to_string().ok()?;
+    // Series with labels are summed under their bare name.
+    let mut m = std::collections::HashMap::new();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = l.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let bare = name.split('{').next().unwrap_or(name).trim();
+        *m.entry(bare.to_string()).or_insert(0.0) += value;
+    }
+    Some(m)
 }
 
 pub fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -263,7 +421,8 @@ fn fanout(o: &Opts) -> Result<Value, String> {
     let mut st = FanoutStats {
         senders,
         last_seq: vec![u32::MAX; o.n * senders],
-        latencies: Vec::with_capacity((o.msg_rate * o.duration) as usize * o.n),
+        // Capped: past the server's capacity most of the offered load never arrives.
+        latencies: Vec::with_capacity(((o.msg_rate * o.duration) as usize * o.n).min(20_000_000)),
         dup: 0,
         reordered: 0,
         received: 0,
@@ -271,8 +430,11 @@ fn fanout(o: &Opts) -> Result<Value, String> {
         last_rx: Instant::now(),
         epoch: Instant::now(),
     };
+    let metrics0 = scrape(o);
     let cpu0 = server_cpu(o);
-    let bench_cpu0 = cpu_secs("self");
+    let gen = GenCpu::start();
+    let closed0 = fleet.disconnected;
+    st.epoch = Instant::now();
     let epoch = st.epoch;
     let mut sent = 0u64;
     let mut next = epoch;
@@ -296,10 +458,23 @@ fn fanout(o: &Opts) -> Result<Value, String> {
         fleet.poll_once(wait, |ev| st.record(ev));
     }
     let expected = sent * o.n as u64;
+    // Drain: at most 10 s, and stop once nothing has arrived for 1 s (a server that drops
+    // or disconnects never completes the count).
     let drain_until = Instant::now() + Duration::from_secs(10);
+    let mut last_progress = (st.received, Instant::now());
+    let drain_start = Instant::now();
     while st.received < expected && Instant::now() < drain_until {
         fleet.poll_once(Duration::from_millis(20), |ev| st.record(ev));
+        if st.received != last_progress.0 {
+            last_progress = (st.received, Instant::now());
+        } else if last_progress.1.elapsed() > Duration::from_secs(1) {
+            break;
+        }
     }
+    let drain_secs = drain_start.elapsed().as_secs_f64();
+    let drain_timed_out = st.received < expected && Instant::now() >= drain_until;
+    let gen_cpu = gen.finish(0.0);
+    let disconnected = fleet.disconnected - closed0;
     let FanoutStats {
         mut latencies,
         dup,
@@ -310,33 +485,55 @@ fn fanout(o: &Opts) -> Result<Value, String> {
         ..
     } = st;
     let cpu1 = server_cpu(o);
+    let metrics1 = scrape(o);
+    let delta = |k: &str| {
+        let (a, b) = (metrics0.as_ref()?.get(k)?, metrics1.as_ref()?.get(k)?);
+        Some(b - a)
+    };
+    let writes = delta("chatterbox_socket_writes_total");
+    let frames = delta("chatterbox_frames_delivered_total");
+    let server_cpu_secs = cpu0.zip(cpu1).map(|(a, b)| b - a);
     latencies.sort_unstable();
     let span = first_rx
         .map(|f| last_rx.duration_since(f).as_secs_f64())
         .unwrap_or(0.0)
         .max(1e-9);
     let errors = fleet.errors;
-    Ok(json!({
+    let mut v = json!({
         "mode": "fanout",
-        "ok": received == expected && dup == 0 && reordered == 0 && errors == 0,
+        "peer": o.peer,
+        "ok": received == expected && dup == 0 && reordered == 0 && errors == 0
+            && disconnected == 0,
         "connections": o.n,
         "senders": senders,
         "offered_msgs_per_sec": o.msg_rate,
         "sent": sent,
         "expected_deliveries": expected,
         "received": received,
+        // Lost, or still queued when the drain gave up (see drain_timed_out).
         "lost": expected.saturating_sub(received),
+        "drain_secs": drain_secs,
+        "drain_timed_out": drain_timed_out,
         "duplicates": dup,
         "out_of_order": reordered,
         "server_errors": errors,
+        "readers_disconnected": disconnected,
         "deliveries_per_sec": received as f64 / span,
         "latency_ms_p50": percentile(&latencies, 0.50),
         "latency_ms_p99": percentile(&latencies, 0.99),
         "latency_ms_p999": percentile(&latencies, 0.999),
         "latency_ms_max": percentile(&latencies, 1.0),
-        "server_cpu_secs": cpu0.zip(cpu1).map(|(a, b)| b - a),
-        "bench_cpu_secs": bench_cpu0.zip(cpu_secs("self")).map(|(a, b)| b - a),
-    }))
+        "server_cpu_secs": server_cpu_secs,
+        "deliveries_per_server_cpu_sec": server_cpu_secs
+            .filter(|&c| c > 0.0)
+            .map(|c| received as f64 / c),
+        // Absent counters (an older server, or a peer) give nulls.
+        "server_frames_delivered": frames,
+        "server_socket_writes": writes,
+        "syscalls_per_delivery": writes.zip(frames).filter(|&(_, f)| f > 0.0).map(|(w, f)| w / f),
+    });
+    merge(&mut v, gen_cpu);
+    Ok(v)
 }
 
 struct FanoutStats {
@@ -423,6 +620,7 @@ fn churn(o: &Opts) -> Result<Value, String> {
     let fds_ok = fds0.zip(fds1).is_none_or(|(a, b)| b <= a);
     Ok(json!({
         "mode": "churn",
+        "peer": o.peer,
         "ok": rss_ok && fds_ok && fleet.errors == 0,
         "connections_opened_and_closed": cycles,
         "per_sec": cycles as f64 / secs,
@@ -436,6 +634,9 @@ fn churn(o: &Opts) -> Result<Value, String> {
 }
 
 fn login(o: &Opts) -> Result<Value, String> {
+    if o.peer {
+        return Err("login needs accounts; a --peer server has none".into());
+    }
     let tokens = tokens(o)?;
     let duration = Duration::from_secs_f64(o.duration);
     let server = o.server;

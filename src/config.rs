@@ -41,7 +41,10 @@ pub const RESUME_OUTPUT_BYTES: usize = 192 * 1024 * 1024;
 /// Above this much unsent output a connection is not read (no request parsed, no ping
 /// answered) until it drains: a client that does not read cannot make the server
 /// produce more for it.
-pub const OUTPUT_PAUSE_BYTES: usize = 64 * 1024;
+pub const OUTPUT_PAUSE_BYTES: usize = 32 * 1024;
+/// Unparsed input a connection may hold once it has a whole request waiting: pipelined
+/// requests stay in the socket (and its sender's) buffers, not ours.
+pub const READ_AHEAD_BYTES: usize = 16 * 1024;
 /// Longest message text, in characters, after trimming.
 pub const DEFAULT_MAX_TEXT_CHARS: usize = 4000;
 /// Committed messages each room keeps in memory for `join` and catch-up.

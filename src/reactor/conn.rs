@@ -10,9 +10,11 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
-/// Bytes tungstenite reads per call; small because most connections are idle and each
-/// holds this buffer (a 64 KiB frame just takes more reads).
-pub const WS_READ_BUFFER: usize = 2048;
+/// Bytes tungstenite reads per call, and the buffer every WebSocket holds while idle.
+/// Small, because almost every socket is idle almost always (19,000 × 2 KiB was most of
+/// the server's memory): a chat message of a few hundred bytes takes one or two reads,
+/// and a rare 64 KiB frame just takes more.
+pub const WS_READ_BUFFER: usize = 256;
 /// How long a closing connection may take to flush its last bytes.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 

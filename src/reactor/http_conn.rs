@@ -5,6 +5,7 @@
 use super::conn::{ConnState, Phase};
 use super::outq::Chunk;
 use super::Server;
+use crate::config::READ_AHEAD_BYTES;
 use crate::http::{Request, Response, Route};
 use std::io::{self, Read};
 use std::sync::atomic::Ordering;
@@ -15,6 +16,7 @@ const READ_CHUNK: usize = 8192;
 impl Server {
     pub(super) fn read_http(&mut self, key: usize) {
         let limit = self.config.max_header_bytes + self.config.max_body_bytes + 1;
+        let limits = self.limits();
         let now = self.now.mono;
         let conn = &mut self.conns[key];
         let ConnState::Http(http) = &mut conn.state else {
@@ -23,6 +25,12 @@ impl Server {
         let mut eof = false;
         let mut chunk = [0u8; READ_CHUNK];
         while http.buf.len() < limit {
+            let whole = || matches!(crate::http::parse(&http.buf, &limits), Ok(Some(_)));
+            if http.buf.len() >= READ_AHEAD_BYTES && whole() {
+                // A whole request is here: answer it before taking more.
+                self.again.push(key);
+                break;
+            }
             match conn.stream.read(&mut chunk) {
                 Ok(0) => {
                     eof = true;
@@ -59,12 +67,16 @@ impl Server {
     }
 
     /// Parses and answers requests in the buffer, in order, one at a time.
-    pub(super) fn process_http(&mut self, key: usize) {
-        let limits = crate::http::Limits {
+    fn limits(&self) -> crate::http::Limits {
+        crate::http::Limits {
             max_header_bytes: self.config.max_header_bytes,
             max_headers: self.config.max_headers,
             max_body_bytes: self.config.max_body_bytes,
-        };
+        }
+    }
+
+    pub(super) fn process_http(&mut self, key: usize) {
+        let limits = self.limits();
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;

@@ -42,6 +42,12 @@ pub const RESUME_OUTPUT_BYTES: usize = 192 * 1024 * 1024;
 /// answered) until it drains: a client that does not read cannot make the server
 /// produce more for it.
 pub const OUTPUT_PAUSE_BYTES: usize = 32 * 1024;
+/// WebSocket frames (pings and every request included) read from one connection per
+/// second, and their burst. Past it the connection is not read until the budget refills,
+/// so no client can make the server do more than this for it, whatever it sends; the
+/// chat budgets (10 messages a second, …) sit well inside it.
+pub const DEFAULT_WS_FRAME_RATE: f64 = 100.0;
+pub const DEFAULT_WS_FRAME_BURST: f64 = 200.0;
 /// Unparsed input a connection may hold once it has a whole request waiting: pipelined
 /// requests stay in the socket (and its sender's) buffers, not ours.
 pub const READ_AHEAD_BYTES: usize = 16 * 1024;
@@ -159,6 +165,8 @@ pub struct Config {
     pub max_memberships: usize,
     pub max_pending_per_ip: usize,
     pub max_sockets_per_user: usize,
+    pub ws_frame_rate: f64,
+    pub ws_frame_burst: f64,
     /// Most open connections; `None` derives it from the open-file limit.
     pub max_connections: Option<usize>,
 }
@@ -198,6 +206,8 @@ impl Default for Config {
             max_memberships: DEFAULT_MAX_MEMBERSHIPS,
             max_pending_per_ip: DEFAULT_MAX_PENDING_PER_IP,
             max_sockets_per_user: DEFAULT_MAX_SOCKETS_PER_USER,
+            ws_frame_rate: DEFAULT_WS_FRAME_RATE,
+            ws_frame_burst: DEFAULT_WS_FRAME_BURST,
             max_connections: None,
         }
     }

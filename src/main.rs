@@ -153,6 +153,12 @@ fn parse_args(
             "--msg-rate" => c.msg_rate = value.parse().map_err(|_| "bad --msg-rate")?,
             "--msg-burst" => c.msg_burst = value.parse().map_err(|_| "bad --msg-burst")?,
             "--typing-rate" => c.typing_rate = value.parse().map_err(|_| "bad --typing-rate")?,
+            "--ws-frame-rate" => {
+                c.ws_frame_rate = value.parse().map_err(|_| "bad --ws-frame-rate")?
+            }
+            "--ws-frame-burst" => {
+                c.ws_frame_burst = value.parse().map_err(|_| "bad --ws-frame-burst")?
+            }
             "--action-rate" => c.action_rate = value.parse().map_err(|_| "bad --action-rate")?,
             "--action-burst" => c.action_burst = value.parse().map_err(|_| "bad --action-burst")?,
             "--max-rooms-owned" => {

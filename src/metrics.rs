@@ -26,6 +26,8 @@ pub struct Metrics {
     pub ephemeral_shed: u64,
     /// Times a WebSocket was not read because all queued output was past its limit.
     pub senders_held: u64,
+    /// Times a WebSocket ran out of its frame budget and waited.
+    pub frame_budget_waits: u64,
     pub slow_consumers: u64,
     pub idle_closed: u64,
     pub request_timeouts: u64,
@@ -172,6 +174,12 @@ impl Metrics {
             "counter",
             "WebSockets not read while all queued output was past its limit.",
             self.senders_held.to_string(),
+        );
+        metric(
+            "chatterbox_frame_budget_waits_total",
+            "counter",
+            "Times a WebSocket sent frames faster than its budget and was not read for a while.",
+            self.frame_budget_waits.to_string(),
         );
         metric(
             "chatterbox_slow_consumers_total",

@@ -21,6 +21,10 @@ fn readers_that_keep_reading_are_never_closed_and_lose_nothing_acknowledged() {
         "1000000",
         "--msg-burst",
         "1000000",
+        "--ws-frame-rate",
+        "1000000",
+        "--ws-frame-burst",
+        "1000000",
         "--max-sockets-per-user",
         "1000",
     ]);

@@ -4,6 +4,7 @@
 use super::outq::{Chunk, OutQueue};
 use crate::config::Config;
 use crate::id::ConnId;
+use crate::ratelimit::Bucket;
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -72,10 +73,14 @@ pub struct WsConn {
     pub ctx: WebSocketContext,
     pub last_rx: Instant,
     pub last_ping: Instant,
+    /// Frames this connection may still send now (`Config::ws_frame_rate`).
+    pub frames: Bucket,
+    /// Out of frame budget: not read again before this.
+    pub resume_at: Option<Instant>,
 }
 
 impl WsConn {
-    pub fn new(leftover: Vec<u8>, now: Instant, max_frame: usize) -> WsConn {
+    pub fn new(leftover: Vec<u8>, now: Instant, max_frame: usize, frame_burst: f64) -> WsConn {
         let mut cfg = WebSocketConfig::default();
         cfg.read_buffer_size = WS_READ_BUFFER;
         cfg.write_buffer_size = 0;
@@ -85,6 +90,8 @@ impl WsConn {
             ctx: WebSocketContext::from_partially_read(leftover, Role::Server, Some(cfg)),
             last_rx: now,
             last_ping: now,
+            frames: Bucket::new(frame_burst, now),
+            resume_at: None,
         }
     }
 }
@@ -132,7 +139,8 @@ impl Conn {
             ConnState::Http(h) if h.phase == Phase::Idle => h.since + cfg.keepalive_timeout,
             ConnState::Http(h) => h.since + cfg.request_timeout,
             ConnState::Ws(ws) => {
-                (ws.last_rx + cfg.ws_idle_timeout).min(ws.last_ping + cfg.ping_interval)
+                let own = (ws.last_rx + cfg.ws_idle_timeout).min(ws.last_ping + cfg.ping_interval);
+                ws.resume_at.map_or(own, |r| own.min(r))
             }
             ConnState::Closing { since } => *since + CLOSE_LINGER,
         }

@@ -70,6 +70,7 @@ impl Server {
 
     fn on_timeout(&mut self, key: usize) {
         enum Act {
+            Resume,
             Close,
             RequestTimeout,
             Ws(u16, &'static str),
@@ -88,6 +89,7 @@ impl Server {
                 Phase::Reading => Act::RequestTimeout,
                 Phase::Waiting | Phase::Done => Act::Nothing,
             },
+            ConnState::Ws(ws) if ws.resume_at.is_some_and(|r| r <= now) => Act::Resume,
             ConnState::Ws(ws) => {
                 if !self.hub.socket_token_valid(conn.id, self.now) {
                     Act::Ws(4001, "token expired")
@@ -105,6 +107,12 @@ impl Server {
         };
         match act {
             Act::Nothing => {}
+            Act::Resume => {
+                if let ConnState::Ws(ws) = &mut self.conns[key].state {
+                    ws.resume_at = None;
+                }
+                self.again.push(key);
+            }
             Act::Close => self.close_after_flush(key),
             Act::RequestTimeout => {
                 self.metrics.request_timeouts += 1;

@@ -25,6 +25,7 @@ impl Server {
             leftover,
             self.now.mono,
             self.config.max_frame_bytes,
+            self.config.ws_frame_burst,
         )));
         let ip = self.conns[key].ip;
         self.conns[key].unauthenticated = false;
@@ -43,6 +44,7 @@ impl Server {
         let mut close: Option<(u16, &'static str)> = None;
         let mut gone = false;
         let mut more = false;
+        let mut throttled = false;
         {
             let conn = &mut self.conns[key];
             let ConnState::Ws(ws) = &mut conn.state else {
@@ -53,9 +55,21 @@ impl Server {
                 out: &mut conn.out,
             };
             let mut budget = READ_BUDGET;
+            let (rate, burst) = (self.config.ws_frame_rate, self.config.ws_frame_burst);
+            if ws.resume_at.is_some() {
+                // Out of frame budget: the timer reads it again.
+                return;
+            }
             loop {
                 if budget == 0 {
                     more = true;
+                    break;
+                }
+                if let Err(wait) = ws.frames.take(rate, burst, self.now.mono) {
+                    // A flood (pings, refused sends, anything): it waits, no one else does.
+                    ws.resume_at = Some(self.now.mono + wait);
+                    self.metrics.frame_budget_waits += 1;
+                    throttled = true;
                     break;
                 }
                 if io.out.len() > crate::config::OUTPUT_PAUSE_BYTES {
@@ -114,6 +128,9 @@ impl Server {
             self.close_after_flush(key);
         } else if more {
             self.again.push(key);
+        } else if throttled {
+            // The deadline moved to resume_at: make sure the timer comes back then.
+            self.rearm(key);
         }
     }
 

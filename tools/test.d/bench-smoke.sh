@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=$(mktemp -d)
 target/release/chatterbox --listen 127.0.0.1:0 --db "$dir/smoke.db" \
-    --auth-per-minute 100000 --msg-rate 100000 --msg-burst 100000 \
+    --auth-per-minute 100000 --msg-rate 100000 --msg-burst 100000 --ws-frame-rate 100000 --ws-frame-burst 100000 \
     --max-sockets-per-user 1000000 --max-pending-per-ip 1000000 \
     --action-rate 1000000 --action-burst 1000000 >"$dir/out" 2>"$dir/err" &
 pid=$!

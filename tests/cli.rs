@@ -562,16 +562,7 @@ fn send_waits_out_the_rate_limit_and_retries_once() {
 /// no longer reached back to `since`). Every message once, in order.
 #[test]
 fn tail_pages_an_incomplete_catch_up_to_the_end() {
-    let s = TestServer::start(&[
-        "--msg-rate",
-        "100000",
-        "--msg-burst",
-        "100000",
-        "--ws-frame-rate",
-        "1000000",
-        "--ws-frame-burst",
-        "1000000",
-    ]);
+    let s = TestServer::start(UNBUDGETED);
     let (cli, _) = cli_user(&s, "carol");
     let dave = s.user("dave");
     let mut d = s.ws(&dave);

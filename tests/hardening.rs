@@ -104,20 +104,18 @@ fn a_ping_flood_does_not_hurt_anyone_else() {
 #[test]
 fn a_slow_consumer_is_closed_while_a_hundred_others_keep_up() {
     const MESSAGES: usize = 1500;
-    let s = TestServer::start(&[
-        "--msg-rate",
-        "100000",
-        "--msg-burst",
-        "100000",
-        "--ws-frame-rate",
-        "1000000",
-        "--ws-frame-burst",
-        "1000000",
-        "--max-sockets-per-user",
-        "200",
-        "--stall-timeout-ms",
-        "3000",
-    ]);
+    let s = TestServer::start(
+        &[
+            UNBUDGETED,
+            &[
+                "--max-sockets-per-user",
+                "200",
+                "--stall-timeout-ms",
+                "3000",
+            ],
+        ]
+        .concat(),
+    );
     let sender_token = s.user("sender");
     let reader_token = s.user("reader");
     let slow_token = s.user("sloth");
@@ -374,18 +372,7 @@ fn chat_until_gone(s: &TestServer, clients: usize) -> (Seen, Vec<thread::JoinHan
 fn crash_durability(sync: &str) {
     let dir = TempDir::new();
     let db = dir.0.join("chat.db");
-    let args = [
-        "--sync",
-        sync,
-        "--msg-rate",
-        "100000",
-        "--msg-burst",
-        "100000",
-        "--ws-frame-rate",
-        "1000000",
-        "--ws-frame-burst",
-        "1000000",
-    ];
+    let args = [&["--sync", sync][..], UNBUDGETED].concat();
     let mut s = TestServer::start_with_db(&db, &args);
     let reader = s.user("auditor");
     let (seen, handles) = chat_until_gone(&s, 50);
@@ -434,17 +421,7 @@ fn every_message_a_client_saw_survives_kill_9_with_full_sync() {
 fn sigterm_under_load_closes_with_4002_commits_and_exits_within_5s() {
     let dir = TempDir::new();
     let db = dir.0.join("chat.db");
-    let args = [
-        "--msg-rate",
-        "100000",
-        "--msg-burst",
-        "100000",
-        "--ws-frame-rate",
-        "1000000",
-        "--ws-frame-burst",
-        "1000000",
-    ];
-    let mut s = TestServer::start_with_db(&db, &args);
+    let mut s = TestServer::start_with_db(&db, UNBUDGETED);
     let reader = s.user("auditor");
     let mut watcher = s.ws(&reader);
     let (seen, handles) = chat_until_gone(&s, 20);
@@ -465,7 +442,7 @@ fn sigterm_under_load_closes_with_4002_commits_and_exits_within_5s() {
         h.join().unwrap();
     }
     let seen = seen.lock().unwrap().clone();
-    let s = TestServer::start_with_db(&db, &args);
+    let s = TestServer::start_with_db(&db, UNBUDGETED);
     let stored: HashSet<i64> = s
         .all_messages(&reader, "general")
         .iter()

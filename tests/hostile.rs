@@ -134,16 +134,7 @@ fn invitations_cannot_lock_anyone_out() {
 
 #[test]
 fn a_large_catch_up_is_paged_not_a_slow_consumer() {
-    let s = TestServer::start(&[
-        "--msg-rate",
-        "100000",
-        "--msg-burst",
-        "100000",
-        "--ws-frame-rate",
-        "1000000",
-        "--ws-frame-burst",
-        "1000000",
-    ]);
+    let s = TestServer::start(UNBUDGETED);
     let writer = s.user("writer");
     let reader = s.user("reader");
     let mut w = s.ws(&writer);

@@ -16,18 +16,7 @@ const PER_SENDER: usize = 1500;
 
 #[test]
 fn readers_that_keep_reading_are_never_closed_and_lose_nothing_acknowledged() {
-    let s = TestServer::start(&[
-        "--msg-rate",
-        "1000000",
-        "--msg-burst",
-        "1000000",
-        "--ws-frame-rate",
-        "1000000",
-        "--ws-frame-burst",
-        "1000000",
-        "--max-sockets-per-user",
-        "1000",
-    ]);
+    let s = TestServer::start(&[UNBUDGETED, &["--max-sockets-per-user", "1000"]].concat());
     let reader = s.user("reader");
     let readers: Vec<_> = (0..READERS)
         .map(|_| {

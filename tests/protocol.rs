@@ -457,16 +457,7 @@ fn seen_moves_the_read_cursor_forward_only() {
 
 #[test]
 fn history_pages_back_through_everything() {
-    let s = TestServer::start(&[
-        "--msg-rate",
-        "1000",
-        "--msg-burst",
-        "1000",
-        "--ws-frame-rate",
-        "1000000",
-        "--ws-frame-burst",
-        "1000000",
-    ]);
+    let s = TestServer::start(UNBUDGETED);
     let alice = s.user("alice");
     let mut a = s.ws(&alice);
     let mut all = Vec::new();
@@ -544,19 +535,7 @@ fn history_past_the_ring_comes_from_the_database() {
     let alice;
     let mut all = Vec::new();
     {
-        let s = TestServer::start_with_db(
-            &db,
-            &[
-                "--msg-rate",
-                "5000",
-                "--msg-burst",
-                "5000",
-                "--ws-frame-rate",
-                "1000000",
-                "--ws-frame-burst",
-                "1000000",
-            ],
-        );
+        let s = TestServer::start_with_db(&db, UNBUDGETED);
         alice = s.user("alice");
         let mut a = s.ws(&alice);
         for i in 0..1100 {
@@ -602,16 +581,7 @@ fn history_past_the_ring_comes_from_the_database() {
 
 #[test]
 fn catch_up_after_a_reconnect_misses_nothing_and_repeats_nothing() {
-    let s = TestServer::start(&[
-        "--msg-rate",
-        "1000",
-        "--msg-burst",
-        "1000",
-        "--ws-frame-rate",
-        "1000000",
-        "--ws-frame-burst",
-        "1000000",
-    ]);
+    let s = TestServer::start(UNBUDGETED);
     let (alice, bob) = (s.user("alice"), s.user("bob"));
     let mut a = s.ws(&alice);
     let mut b = s.ws(&bob);

@@ -41,16 +41,7 @@ fn soak() {
     const LISTENERS: usize = 100;
     const SENDERS: usize = 10;
     const CHURNERS: usize = 4;
-    let s = TestServer::start(&[
-        "--msg-rate",
-        "1000",
-        "--msg-burst",
-        "1000",
-        "--ws-frame-rate",
-        "1000000",
-        "--ws-frame-burst",
-        "1000000",
-    ]);
+    let s = TestServer::start(UNBUDGETED);
     let stop = Arc::new(AtomicBool::new(false));
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
     let sent = Arc::new(AtomicU64::new(0));

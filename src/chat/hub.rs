@@ -8,16 +8,13 @@ use super::protocol::{error_json, message_json, ErrorCode};
 use super::room::{Invite, Room, User};
 use crate::auth::pool::AuthJob;
 use crate::auth::{hash_token, TokenHash};
-use crate::config::{
-    Config, GENERAL_ID, HELLO_ROOMS_MAX, IP_BUCKETS_PRUNE_AT, PRESENCE_INTERVAL,
-    PRESENCE_MAX_MEMBERS,
-};
+use crate::config::{Config, GENERAL_ID, IP_BUCKETS_PRUNE_AT};
 use crate::http::Response;
 use crate::id::{ConnId, RoomId, UserId};
 use crate::ratelimit::Bucket;
 use crate::store::load::{AuditRow, Snapshot};
 use crate::store::{MessageRow, ReadJob, ReplyTo, StoreCmd, StoreOp, Via};
-use crate::time::{rfc3339_ms, Now};
+use crate::time::Now;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -124,7 +121,7 @@ pub struct Hub {
     /// Pending invitations per invitee, oldest first.
     pub(super) invites: HashMap<UserId, Vec<Invite>>,
     /// The last presence announced per (room, user) within the last interval.
-    pub(super) announced: HashMap<(RoomId, UserId), Announced>,
+    pub(super) announced: HashMap<(RoomId, UserId), super::sockets::Announced>,
     /// When each entry of `announced` is due for a look: (time, room, user).
     pub(super) presence_due: BTreeSet<(Instant, RoomId, UserId)>,
     /// Set at shutdown: no presence is announced for sockets closing then.
@@ -134,15 +131,6 @@ pub struct Hub {
     pub stats: ChatStats,
     /// Effects of the entry point running now; taken when it returns.
     pub(super) fx: Vec<Effect>,
-}
-
-/// What was last said of a user's presence in a room, and whether it changed since.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Announced {
-    pub online: bool,
-    pub at: Instant,
-    /// The state changed since: announce it when the interval is up.
-    pub changed: bool,
 }
 
 /// A failed request: the protocol's error code and a message for people.
@@ -292,7 +280,7 @@ impl Hub {
         self.token_info(&hash_token(token), now).map(|t| t.user_id)
     }
 
-    fn token_info(&self, hash: &TokenHash, now: Now) -> Option<TokenInfo> {
+    pub(super) fn token_info(&self, hash: &TokenHash, now: Now) -> Option<TokenInfo> {
         let info = self.tokens.get(hash)?;
         (info.expires_at > now.wall_ms).then_some(*info)
     }
@@ -320,233 +308,6 @@ impl Hub {
     /// From now on, closing sockets announce no presence (the server is stopping).
     pub fn begin_shutdown(&mut self) {
         self.quiet = true;
-    }
-
-    // ---- sockets -------------------------------------------------------------------
-
-    /// A WebSocket upgrade with `token`: registers the socket, greets it and attaches it
-    /// to every room of its user; or the response refusing it.
-    pub fn open_socket(
-        &mut self,
-        conn: ConnId,
-        token: &str,
-        now: Now,
-    ) -> Result<Vec<Effect>, Response> {
-        let hash = hash_token(token);
-        let Some(info) = self.token_info(&hash, now) else {
-            return Err(unauthorized());
-        };
-        let user_id = info.user_id;
-        let Some(user) = self.users.get_mut(&user_id).filter(|u| !u.suspended) else {
-            return Err(unauthorized());
-        };
-        if user.conns.len() >= self.cfg.max_sockets_per_user {
-            let max = self.cfg.max_sockets_per_user;
-            let body = json!({
-                "error": "rate_limited",
-                "message": format!("this account already has {max} WebSockets open; close one"),
-                // Nothing frees on its own: try again once another socket has closed.
-                "retry_after_ms": 1000,
-            });
-            return Err(Response::json(429, &body).with_header("Retry-After", "1"));
-        }
-        user.conns.push(conn);
-        let mut room_ids: Vec<RoomId> = user.rooms.iter().copied().collect();
-        room_ids.sort_unstable();
-        let hello = self.hello(user_id, &room_ids);
-        self.fx.push(Effect::Send { conn, msg: hello });
-        self.sockets.insert(
-            conn,
-            Socket {
-                user: user_id,
-                token: hash,
-                rooms: Vec::new(),
-                pending_reads: 0,
-            },
-        );
-        for id in room_ids {
-            self.attach(conn, user_id, id, now);
-        }
-        Ok(self.take_fx())
-    }
-
-    /// `hello`: the user's rooms, most recently active first, at most `HELLO_ROOMS_MAX`
-    /// (`rooms_more` says the rest are in `GET /rooms`), and pending invitations.
-    fn hello(&self, user_id: UserId, room_ids: &[RoomId]) -> Value {
-        let mut rooms: Vec<&Room> = room_ids
-            .iter()
-            .filter_map(|id| self.rooms.get(id))
-            .collect();
-        let more = rooms.len() > HELLO_ROOMS_MAX;
-        if more {
-            rooms.select_nth_unstable_by_key(HELLO_ROOMS_MAX, |r| std::cmp::Reverse(r.last_id));
-            rooms.truncate(HELLO_ROOMS_MAX);
-        }
-        rooms.sort_unstable_by_key(|r| r.id);
-        let names: Vec<&str> = rooms.iter().map(|r| r.name.as_str()).collect();
-        let mut hello = json!({
-            "type": "hello",
-            "user": self.user_name(user_id),
-            "rooms": names,
-            "invitations": self.invitations_json(user_id),
-        });
-        if more {
-            hello["rooms_more"] = json!(true);
-        }
-        hello
-    }
-
-    /// A user's pending invitations as `[{"room","by"}]`, oldest first.
-    pub(super) fn invitations_json(&self, user: UserId) -> Value {
-        let list = self.invites.get(&user).map_or(&[][..], |v| v.as_slice());
-        let items: Vec<Value> = list
-            .iter()
-            .filter_map(|i| {
-                let room = self.rooms.get(&i.room)?;
-                Some(json!({ "room": room.name, "by": self.user_name(i.by) }))
-            })
-            .collect();
-        Value::Array(items)
-    }
-
-    /// A WebSocket is gone (closed by either side): detaches it, and announces its user
-    /// offline where this was their last socket.
-    pub fn socket_closed(&mut self, conn: ConnId, now: Now) -> Vec<Effect> {
-        let Some(socket) = self.sockets.remove(&conn) else {
-            return Vec::new();
-        };
-        let user_id = socket.user;
-        if let Some(user) = self.users.get_mut(&user_id) {
-            user.conns.retain(|c| *c != conn);
-            if user.conns.is_empty() {
-                user.last_seen = Some(now.wall_ms);
-                self.store(
-                    None,
-                    StoreOp::SetLastSeen {
-                        user_id,
-                        at: now.wall_ms,
-                    },
-                );
-            }
-        }
-        for room_id in socket.rooms {
-            if let Some(room) = self.rooms.get_mut(&room_id) {
-                if room.detach(conn, user_id) {
-                    self.presence_changed(room_id, user_id, now);
-                }
-            }
-        }
-        self.take_fx()
-    }
-
-    /// Subscribes one socket to a room, announcing its user if they just came online.
-    pub(super) fn attach(&mut self, conn: ConnId, user_id: UserId, room_id: RoomId, now: Now) {
-        let Some(room) = self.rooms.get_mut(&room_id) else {
-            return;
-        };
-        let first = room.attach(conn, user_id);
-        if let Some(s) = self.sockets.get_mut(&conn) {
-            if !s.rooms.contains(&room_id) {
-                s.rooms.push(room_id);
-            }
-        }
-        if first {
-            self.presence_changed(room_id, user_id, now);
-        }
-    }
-
-    pub(super) fn detach(&mut self, conn: ConnId, user_id: UserId, room_id: RoomId, now: Now) {
-        let Some(room) = self.rooms.get_mut(&room_id) else {
-            return;
-        };
-        let last = room.detach(conn, user_id);
-        if let Some(s) = self.sockets.get_mut(&conn) {
-            s.rooms.retain(|r| *r != room_id);
-        }
-        if last {
-            self.presence_changed(room_id, user_id, now);
-        }
-    }
-
-    /// A user came online or went offline in a room. Announced at once unless it was
-    /// announced less than `PRESENCE_INTERVAL` ago; then the latest state follows when
-    /// the interval is up (`tick`), and flapping in between costs nothing. Rooms past
-    /// `PRESENCE_MAX_MEMBERS` get no per-user presence at all.
-    fn presence_changed(&mut self, room_id: RoomId, user_id: UserId, now: Now) {
-        let Some(room) = self.rooms.get(&room_id) else {
-            return;
-        };
-        if self.quiet || room.members.len() > PRESENCE_MAX_MEMBERS {
-            return;
-        }
-        let online = room.online.contains_key(&user_id);
-        match self.announced.get_mut(&(room_id, user_id)) {
-            Some(a) if now.mono < a.at + PRESENCE_INTERVAL => a.changed = a.online != online,
-            _ => self.announce(room_id, user_id, online, now),
-        }
-    }
-
-    fn announce(&mut self, room_id: RoomId, user_id: UserId, online: bool, now: Now) {
-        let (Some(room), Some(user)) = (self.rooms.get(&room_id), self.users.get(&user_id)) else {
-            return;
-        };
-        let at = match (online, user.last_seen) {
-            (false, Some(at)) => at,
-            _ => now.wall_ms,
-        };
-        let msg = json!({
-            "type": "presence",
-            "room": room.name,
-            "user": user.name,
-            "status": if online { "online" } else { "offline" },
-            "last_seen": rfc3339_ms(at),
-        });
-        self.fx.push(Effect::Broadcast {
-            room: room_id,
-            msg,
-            except: Except::User(user_id),
-            ephemeral: true,
-        });
-        let a = Announced {
-            online,
-            at: now.mono,
-            changed: false,
-        };
-        self.announced.insert((room_id, user_id), a);
-        self.presence_due
-            .insert((now.mono + PRESENCE_INTERVAL, room_id, user_id));
-    }
-
-    /// Announces presence held back by the interval. Called by the reactor each pass.
-    pub fn tick(&mut self, now: Now) -> Vec<Effect> {
-        while let Some(&(at, room_id, user_id)) = self.presence_due.first() {
-            if at > now.mono {
-                break;
-            }
-            self.presence_due.pop_first();
-            let key = (room_id, user_id);
-            // An entry announced anew since this one was scheduled has its own.
-            let Some(a) = self.announced.get(&key).copied() else {
-                continue;
-            };
-            if a.at + PRESENCE_INTERVAL != at {
-                continue;
-            }
-            self.announced.remove(&key);
-            let online = self
-                .rooms
-                .get(&room_id)
-                .is_some_and(|r| r.online.contains_key(&user_id));
-            if a.changed && online != a.online && !self.quiet {
-                self.announce(room_id, user_id, online, now);
-            }
-        }
-        self.take_fx()
-    }
-
-    /// When `tick` next has work.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.presence_due.first().map(|(at, _, _)| *at)
     }
 
     // ---- shared rules --------------------------------------------------------------

@@ -6,7 +6,8 @@
 //! clock: each entry point takes the request and `now` and returns `Effect`s for the
 //! reactor to carry out. So every chat rule is unit-tested by calling the Hub.
 //!
-//! - `hub`: the state, `Effect`, sockets and presence, and the rules shared by all.
+//! - `hub`: the state, `Effect`, and the rules shared by all.
+//! - `sockets`: opening and closing WebSockets, presence.
 //! - `ws`: decoding and budgeting each WebSocket request; messages, typing, receipts.
 //! - `rooms`: join and catch-up, leave, create, invite, decline, members, history.
 //! - `account`, `queries`: the HTTP endpoints (accounts; rooms, history, search).
@@ -23,6 +24,7 @@ pub mod protocol;
 mod queries;
 pub mod room;
 mod rooms;
+mod sockets;
 mod ws;
 
 #[cfg(test)]

@@ -16,6 +16,19 @@ use tungstenite::WebSocket;
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// Server flags that lift the per-user chat budget and the per-socket frame budget, for
+/// tests that send much faster than a person.
+pub const UNBUDGETED: &[&str] = &[
+    "--msg-rate",
+    "1000000",
+    "--msg-burst",
+    "1000000",
+    "--ws-frame-rate",
+    "1000000",
+    "--ws-frame-burst",
+    "1000000",
+];
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

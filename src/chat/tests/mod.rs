@@ -4,6 +4,7 @@
 //! connection would have been sent.
 
 mod http_rules;
+mod rooms_rules;
 mod ws_rules;
 
 use super::{Effect, Except, Hub};

@@ -92,6 +92,10 @@ impl Hub {
         if more {
             hello["rooms_more"] = json!(true);
         }
+        if self.is_admin(user_id) {
+            // So a client can offer moderation (the server checks every action anyway).
+            hello["admin"] = json!(true);
+        }
         hello
     }
 

@@ -18,6 +18,8 @@ use std::rc::Rc;
 /// queued leaves in as few system calls as possible, so the more load, the more frames
 /// each call carries.
 const MAX_IOVECS: usize = 1024;
+/// Slices kept on the stack for the common case of a short queue.
+const SMALL_IOVECS: usize = 64;
 
 thread_local! {
     /// Bytes of output held by every queue of this (reactor) thread, shared frames once.
@@ -125,16 +127,24 @@ impl OutQueue {
     /// Writes until done or the writer would block. `Ok(true)` when empty. `calls`
     /// counts the write system calls made.
     pub fn write_to(&mut self, w: &mut impl Write, calls: &mut u64) -> io::Result<bool> {
+        // Most writes carry a few frames: a small array on the stack serves them, and
+        // only a long queue pays for a vector (never a 16 KiB array per call).
         while !self.chunks.is_empty() {
             *calls += 1;
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (i, c) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+            let count = self.chunks.len().min(MAX_IOVECS);
+            let mut small = [IoSlice::new(&[]); SMALL_IOVECS];
+            let mut large: Vec<IoSlice> = Vec::new();
+            let slices: &mut [IoSlice] = if count <= SMALL_IOVECS {
+                &mut small[..count]
+            } else {
+                large.resize(count, IoSlice::new(&[]));
+                &mut large[..]
+            };
+            for (i, c) in self.chunks.iter().take(count).enumerate() {
                 let b = c.bytes();
                 slices[i] = IoSlice::new(if i == 0 { &b[self.offset..] } else { b });
-                count += 1;
             }
-            let n = match w.write_vectored(&slices[..count]) {
+            let n = match w.write_vectored(slices) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -143,8 +153,9 @@ impl OutQueue {
             };
             self.advance(n);
         }
-        if self.chunks.capacity() > 16 {
-            self.chunks.shrink_to_fit();
+        // Drained: an idle connection keeps no queue storage at all.
+        if self.chunks.capacity() > 0 {
+            self.chunks = VecDeque::new();
         }
         Ok(true)
     }

@@ -4,9 +4,10 @@
 use super::hub::{storage_unavailable, Effect, Except, Hub};
 use super::protocol::{with_ref, ErrorCode};
 use crate::http::Response;
+use crate::id::RoomId;
 use crate::store::{Completion, MessageRow, Outcome, ReplyTo, StoreError, Via};
 use crate::time::{rfc3339_ms, Now};
-use serde_json::json;
+use serde_json::{json, Value};
 
 impl Hub {
     /// One answer from the writer, a reader or the password pool.
@@ -68,15 +69,25 @@ impl Hub {
             let cap = self.cfg.ring_size;
             if let Some(room) = self.rooms.get_mut(&room_id) {
                 room.push(row, cap);
-                self.fx.push(Effect::Broadcast {
-                    room: room_id,
-                    msg: v.clone(),
-                    except: Except::Conn(to.conn),
-                    ephemeral: false,
-                });
+                return self.to_room_and_sender(room_id, v, &to);
             }
         }
-        // The sender's copy answers its request, so it carries the ref.
+        self.to_room_and_sender_only(v, &to);
+    }
+
+    /// A committed change goes to everyone in the room; the sender's copy answers its
+    /// request, so it carries the ref.
+    fn to_room_and_sender(&mut self, room: RoomId, v: Value, to: &ReplyTo) {
+        self.fx.push(Effect::Broadcast {
+            room,
+            msg: v.clone(),
+            except: Except::Conn(to.conn),
+            ephemeral: false,
+        });
+        self.to_room_and_sender_only(v, to);
+    }
+
+    fn to_room_and_sender_only(&mut self, v: Value, to: &ReplyTo) {
         let req = match &to.via {
             Via::Ws { req } => req.as_deref(),
             Via::Http => None,
@@ -122,16 +133,6 @@ impl Hub {
                 "edited_at": rfc3339_ms(row.edited_at.unwrap_or(row.ts)),
             })
         };
-        self.fx.push(Effect::Broadcast {
-            room: row.room_id,
-            msg: v.clone(),
-            except: Except::Conn(to.conn),
-            ephemeral: false,
-        });
-        let req = match &to.via {
-            Via::Ws { req } => req.as_deref(),
-            Via::Http => None,
-        };
-        self.send(to.conn, with_ref(v, req));
+        self.to_room_and_sender(row.room_id, v, &to);
     }
 }

@@ -27,6 +27,9 @@ const state = {
   typingTimers: new Map(),
   lastTypingSent: 0,
   typingIdle: null,
+  admin: false, // `hello` said so: moderation tools are shown
+  suspended: new Set(), // lower-cased names suspended, as the audit log tells (admins only)
+  audit: [], // the last GET /admin/audit entries, newest first
 };
 
 function room(name) {
@@ -44,6 +47,7 @@ function room(name) {
 const lastId = (r) => Math.max(0, ...r.msgs.keys());
 const dmPeer = (name) => name.split(":").slice(1).find((n) => n !== state.me.toLowerCase()) || name;
 const label = (name) => (name.startsWith("dm:") ? "@ " + dmPeer(name) : "# " + name);
+const same = (a, b) => String(a).toLowerCase() === String(b).toLowerCase();
 
 // ---- accounts ---------------------------------------------------------------------
 
@@ -63,6 +67,7 @@ function authError(r) {
     username_taken: "That username is taken.",
     invalid_username: "Usernames are 3–32 letters, digits, '_', '.' or '-'.",
     invalid_password: "Passwords need at least 8 characters.",
+    suspended: "This account is suspended.",
   };
   return messages[r.data && r.data.error] || (r.data && r.data.message) || "Something went wrong.";
 }
@@ -84,7 +89,8 @@ async function signIn(register) {
   start();
 }
 
-async function logout(callServer) {
+// `why`, when given, is shown on the sign-in form (the session was ended by the server).
+async function logout(callServer, why) {
   if (callServer && state.token) await api("POST", "/logout").catch(() => {});
   localStorage.removeItem("chatterbox.token");
   localStorage.removeItem("chatterbox.user");
@@ -93,7 +99,11 @@ async function logout(callServer) {
   state.rooms.clear();
   $("app").hidden = true;
   $("auth").hidden = false;
-  $("auth-user").focus();
+  setAdmin(false);
+  hideNotice();
+  $("auth-error").textContent = why || "";
+  if (why && state.me) { $("auth-user").value = state.me; $("auth-pass").focus(); }
+  else $("auth-user").focus();
 }
 
 // ---- connection -------------------------------------------------------------------
@@ -136,7 +146,11 @@ function connect() {
   ws.onopen = () => { state.backoff = 1000; setConn(""); };
   ws.onclose = (ev) => {
     state.ws = null;
-    if (ev.code === 4001) return logout(false);
+    // 4001: the token is dead (signed out elsewhere, expired, or the account suspended).
+    if (ev.code === 4001) {
+      return logout(false, ev.reason === "account suspended"
+        ? "This account is suspended." : "Your session ended. Sign in again.");
+    }
     for (const r of state.rooms.values()) r.joined = false;
     setConn("reconnecting…");
     setTimeout(connect, state.backoff);
@@ -187,6 +201,7 @@ function handle(m) {
       // history and members) when it is opened, and again after a reconnect to catch up
       // on what it missed, so a user with many rooms does not spend a join on each.
       for (const name of m.rooms) room(name).member = true;
+      setAdmin(!!m.admin);
       for (const r of state.rooms.values()) {
         if (r.member && r.msgs.size > 0 && r.name !== state.current) joinRoom(r.name);
       }
@@ -249,7 +264,15 @@ function handle(m) {
       if (m.room === state.current) renderMembers();
       break;
     }
-    case "left": state.rooms.delete(m.room); if (state.current === m.room) switchRoom("general"); renderRooms(); break;
+    case "left": {
+      takeRef(m.ref);
+      state.rooms.delete(m.room);
+      if (state.invites.delete(m.room)) renderInvites();
+      if (m.removed_by) showNotice(`You were removed from #${m.room} by ${m.removed_by}.`);
+      if (state.current === m.room) switchRoom("general");
+      renderRooms();
+      break;
+    }
     case "message": onMessage(m); break;
     case "edited": case "deleted": {
       const r = room(m.room);
@@ -273,9 +296,10 @@ function handle(m) {
         r.lastSeen[m.user] = m.last_seen;
       }
       r.onlineCount = Math.max(r.onlineCount, r.online.size);
-      // Someone not listed yet: a new member, unless the list is cut short (then the
-      // "more…" pages bring them in name order).
-      if (!r.members.includes(m.user) && !r.membersMore) { r.members.push(m.user); r.memberCount += 1; }
+      // Someone not listed yet coming online: a new member, unless the list is cut short
+      // (then the "more…" pages bring them in name order). Going offline unlisted: they
+      // left or were removed, and stay off the list.
+      if (m.status === "online" && !r.members.includes(m.user) && !r.membersMore) { r.members.push(m.user); r.memberCount += 1; }
       if (m.room === state.current) renderMembers();
       break;
     }
@@ -572,8 +596,19 @@ function renderMessage(r, msg, when) {
     };
     const del = el("button", "", "Delete");
     del.type = "button";
-    del.onclick = () => { if (confirm("Delete this message?")) send({ type: "delete", id: msg.id }); };
+    del.onclick = () => { if (confirm("Delete this message?")) { send({ type: "delete", id: msg.id }); $("messages").focus(); } };
     tools.append(edit, del, receipt(r, msg));
+  } else if (state.admin && !msg.deleted) {
+    // Moderation: an admin deletes anyone's message (audited by the server).
+    const del = el("button", "mod", "Delete");
+    del.type = "button";
+    del.setAttribute("aria-label", `Delete ${msg.user}'s message (admin)`);
+    del.onclick = () => {
+      if (!confirm(`Delete this message by ${msg.user}?\n\n“${msg.text.slice(0, 120)}”\n\nAs an admin; this goes to the audit log.`)) return;
+      send({ type: "delete", id: msg.id });
+      $("messages").focus();
+    };
+    tools.append(del);
   }
   if (tools.childNodes.length) d.append(tools);
   return d;
@@ -588,6 +623,8 @@ function renderTyping() {
 function renderMembers() {
   const r = room(state.current);
   const ul = $("member-list");
+  // The list is rebuilt: a keyboard user keeps their place (same member, same action).
+  const focusKey = ul.contains(document.activeElement) ? document.activeElement.dataset.key : null;
   ul.replaceChildren();
   const count = r.membersMore ? r.memberCount : r.members.length;
   const online = r.membersMore ? r.onlineCount : r.members.filter((n) => r.online.has(n)).length;
@@ -605,11 +642,156 @@ function renderMembers() {
     b.append(who);
     b.title = name === state.me ? "You" : `Message ${name} directly`;
     b.onclick = () => { if (name !== state.me) openDm(name); };
+    b.dataset.key = "dm:" + name;
     li.append(b);
+    if (state.admin && !same(name, state.me)) li.append(memberTools(r, name, who));
     ul.append(li);
+  }
+  if (focusKey) {
+    const again = [...ul.querySelectorAll("button")].find((x) => x.dataset.key === focusKey);
+    if (again) again.focus();
   }
   $("invite-btn").hidden = !(r.owner === state.me && r.private && !r.name.startsWith("dm:"));
 }
+
+// ---- moderation (admins) ------------------------------------------------------------
+
+function setAdmin(on) {
+  const changed = state.admin !== on;
+  state.admin = on;
+  $("me-admin").hidden = !on;
+  $("audit-btn").hidden = !on;
+  if (!on) {
+    state.suspended.clear();
+    state.audit = [];
+    if ($("audit").open) $("audit").close();
+  } else {
+    refreshAudit(); // which accounts are suspended, for the member list
+  }
+  if (changed && !$("app").hidden) { renderAll(true); renderMembers(); }
+}
+
+function adminError(res) {
+  if (!res) return "Could not reach the server.";
+  if (res.status === 403) return "Only admins can do that.";
+  return (res.data && res.data.message) || `The server said ${res.status}.`;
+}
+
+function memberTools(r, name, who) {
+  const tools = el("div", "member-tools");
+  const suspended = state.suspended.has(name.toLowerCase());
+  if (suspended) who.append(el("span", "tag", "suspended"));
+  if (r.name !== "general" && !r.name.startsWith("dm:")) {
+    const rm = el("button", "", "Remove from room");
+    rm.type = "button";
+    rm.dataset.key = "remove:" + name;
+    rm.setAttribute("aria-label", `Remove ${name} from ${label(r.name)}`);
+    rm.onclick = () => removeMember(r.name, name);
+    tools.append(rm);
+  }
+  const sus = el("button", suspended ? "unsuspend" : "", suspended ? "Unsuspend" : "Suspend");
+  sus.type = "button";
+  sus.dataset.key = "suspend:" + name;
+  sus.setAttribute("aria-label", `${suspended ? "Unsuspend" : "Suspend"} ${name}`);
+  sus.onclick = () => suspendUser(name, !suspended);
+  tools.append(sus);
+  return tools;
+}
+
+async function removeMember(roomName, name) {
+  if (!confirm(`Remove ${name} from #${roomName}?`)) return;
+  const res = await api("POST", `/admin/rooms/${encodeURIComponent(roomName)}/remove`, { user: name }).catch(() => null);
+  if (!res || res.status !== 204) { flash("Not removed: " + adminError(res)); return; }
+  const r = state.rooms.get(roomName);
+  if (r) {
+    const ul = $("member-list");
+    const items = [...ul.children];
+    const at = items.findIndex((li) => li.querySelector(`button[data-key="remove:${CSS.escape(name)}"]`));
+    const hadFocus = ul.contains(document.activeElement);
+    r.members = r.members.filter((n) => n !== name);
+    r.online.delete(name);
+    r.memberCount = Math.max(0, r.memberCount - 1);
+    if (state.current === roomName) {
+      renderMembers();
+      if (hadFocus) {
+        const rows = [...ul.querySelectorAll("li > button")];
+        (rows[Math.min(Math.max(at, 0), rows.length - 1)] || $("members-btn")).focus();
+      }
+    }
+  }
+  flash(`Removed ${name} from #${roomName}.`);
+  announce(`Removed ${name} from #${roomName}.`);
+  refreshAudit();
+}
+
+async function suspendUser(name, on) {
+  if (on && !confirm(`Suspend ${name}? They are signed out everywhere at once and cannot sign in until unsuspended.`)) return;
+  const res = await api("POST", `/admin/users/${encodeURIComponent(name)}/${on ? "suspend" : "unsuspend"}`).catch(() => null);
+  if (!res || res.status !== 204) { flash((on ? "Not suspended: " : "Not unsuspended: ") + adminError(res)); return; }
+  if (on) state.suspended.add(name.toLowerCase()); else state.suspended.delete(name.toLowerCase());
+  renderMembers();
+  const text = on ? `Suspended ${name}.` : `Unsuspended ${name}.`;
+  flash(text);
+  announce(text);
+  refreshAudit();
+}
+
+// The audit log, newest first; it also says who is suspended now (the latest
+// suspend/unsuspend of each account among the entries kept).
+async function refreshAudit() {
+  const res = await api("GET", "/admin/audit").catch(() => null);
+  if (!res || res.status !== 200 || !res.data || !Array.isArray(res.data.entries)) {
+    if ($("audit").open) $("audit-status").textContent = "Could not load the audit log: " + adminError(res);
+    return;
+  }
+  state.audit = res.data.entries;
+  state.suspended.clear();
+  for (const e of [...state.audit].reverse()) {
+    if (e.action === "suspend") state.suspended.add(String(e.target).toLowerCase());
+    if (e.action === "unsuspend") state.suspended.delete(String(e.target).toLowerCase());
+  }
+  if (!$("app").hidden && !$("members").hidden) renderMembers();
+  if ($("audit").open) renderAudit();
+}
+
+const AUDIT_ACTIONS = {
+  grant_admin: ["granted admin", false], revoke_admin: ["revoked admin", false],
+  suspend: ["suspended", true], unsuspend: ["unsuspended", false],
+  remove_from_room: ["removed from room", true], delete_message: ["deleted message", true],
+};
+
+function renderAudit() {
+  const body = $("audit-list");
+  body.replaceChildren();
+  for (const e of state.audit) {
+    const tr = el("tr");
+    const at = new Date(e.at);
+    const when = el("td", "", isNaN(at) ? String(e.at) : at.toLocaleString());
+    when.title = String(e.at);
+    const who = el("td", e.actor ? "" : "muted", e.actor || "command line");
+    const [text, danger] = AUDIT_ACTIONS[e.action] || [String(e.action), false];
+    const act = el("td");
+    act.append(el("span", "action" + (danger ? " danger" : ""), text));
+    tr.append(when, who, act, el("td", "", String(e.target ?? "")));
+    body.append(tr);
+  }
+  const n = state.audit.length;
+  $("audit-status").textContent = n ? `${n} entr${n === 1 ? "y" : "ies"}, newest first.` : "Nothing yet.";
+}
+
+async function openAudit() {
+  const d = $("audit");
+  renderAudit(); // what was loaded last, while the fresh page comes
+  if (!d.open) d.showModal();
+  $("audit-status").textContent = "Loading…";
+  await refreshAudit();
+}
+
+function showNotice(text) {
+  $("notice-text").textContent = text;
+  $("notice").hidden = false;
+}
+function hideNotice() { $("notice").hidden = true; }
 
 function switchRoom(name) {
   state.current = name;
@@ -825,8 +1007,15 @@ $("search-form").onsubmit = async (e) => {
   $("search-results").hidden = false;
 };
 $("search-close").onclick = () => { $("search-results").hidden = true; };
+$("audit-btn").onclick = openAudit;
+$("audit-refresh").onclick = () => { $("audit-status").textContent = "Loading…"; refreshAudit(); };
+$("audit-close").onclick = () => $("audit").close();
+$("audit").addEventListener("close", () => { if (!$("audit-btn").hidden) $("audit-btn").focus(); });
+$("notice-close").onclick = () => { hideNotice(); $("text").focus(); };
 document.addEventListener("keydown", (e) => {
   if (e.key !== "Escape") return;
+  if ($("audit").open) return; // the dialog closes itself
+  if (!$("notice").hidden && $("notice").contains(document.activeElement)) { hideNotice(); $("text").focus(); return; }
   if (!$("emoji-grid").hidden) { toggleEmoji(false); $("emoji-btn").focus(); }
   else if (!$("search-results").hidden) $("search-results").hidden = true;
   else if (!$("members").hidden) $("members-btn").click();

@@ -296,3 +296,116 @@ test("messages past the rate limit go out after the wait, in order; seen is coal
     slow.p.kill("SIGKILL");
   }
 });
+
+// `chatterbox admin grant|revoke NAME --db PATH`, against a test server's database.
+function adminCommand(verb, name, db) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(join(root, "target/release/chatterbox"), ["admin", verb, name, "--db", join(dir, db)],
+      { stdio: "ignore" });
+    p.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`admin ${verb} exited ${code}`))));
+  });
+}
+
+test("an admin deletes a message, removes a member, suspends an account, and reads the audit log", async () => {
+  const s = await startServer(0, [], "mod.db");
+  try {
+    const at = "http://" + s.addr;
+    const olga = await signUp("olga", null, at);
+    const bob = await signUp("bob", null, at);
+    const carol = await signUp("carol", null, at);
+    await say(bob, "spam from bob");
+    await bubble(olga, "spam from bob").waitFor();
+    // Not an admin yet: no moderation anywhere.
+    assert.ok(await olga.locator("#audit-btn").isHidden());
+    assert.ok(await olga.locator("#me-admin").isHidden());
+    assert.equal(await bubble(olga, "spam from bob").locator("button").count(), 0);
+
+    // Granted with the binary; the server follows within a second, and hello says so.
+    await adminCommand("grant", "olga", "mod.db");
+    for (let i = 0; ; i++) {
+      await olga.reload();
+      const ok = await olga.waitForSelector("#audit-btn:not([hidden])", { timeout: 1500 }).then(() => true, () => false);
+      if (ok) break;
+      assert.ok(i < 10, "hello never said admin");
+    }
+    assert.ok(await olga.locator("#me-admin").isVisible());
+
+    // Deleting bob's message, from the keyboard, after a confirmation.
+    const del = bubble(olga, "spam from bob").getByRole("button", { name: "Delete bob's message (admin)" });
+    let asked = "";
+    olga.once("dialog", (d) => { asked = d.message(); d.accept(); });
+    await del.focus();
+    await olga.keyboard.press("Enter");
+    await bob.locator(".msg.deleted .bubble", { hasText: "message deleted" }).waitFor();
+    assert.match(asked, /Delete this message by bob\?/);
+    assert.equal(await bob.locator(".bubble", { hasText: "spam from bob" }).count(), 0);
+
+    // Removing bob from a public room: he is told, and the room leaves his list.
+    for (const p of [bob, olga]) {
+      await p.fill("#new-room-name", "ops");
+      await p.click("#new-room button[type=submit]");
+      await p.waitForSelector("#room-title:text('# ops')");
+    }
+    await say(bob, "bob was here");
+    await bubble(olga, "bob was here").waitFor();
+    await olga.click("#members-btn");
+    const removeBob = olga.getByRole("button", { name: "Remove bob from # ops" });
+    await removeBob.waitFor();
+    assert.equal(await olga.getByRole("button", { name: "Remove olga from # ops" }).count(), 0, "not oneself");
+    await olga.screenshot({ path: join(shots, "admin-members.png") });
+    olga.once("dialog", (d) => { asked = d.message(); d.accept(); });
+    await removeBob.click();
+    await bob.waitForSelector("#notice-text:text('You were removed from #ops by olga.')");
+    assert.equal(asked, "Remove bob from #ops?");
+    await bob.waitForSelector("#room-title:text('# general')");
+    assert.equal(await bob.locator("#room-list button", { hasText: "ops" }).count(), 0);
+    await olga.locator("#member-list li", { hasText: "bob" }).waitFor({ state: "detached" });
+    await bob.screenshot({ path: join(shots, "removed-notice.png") });
+    // bob sees no moderation tools anywhere.
+    await bob.click("#members-btn");
+    await bob.locator("#member-list li", { hasText: "olga" }).waitFor();
+    assert.equal(await bob.locator(".member-tools").count(), 0);
+    assert.ok(await bob.locator("#audit-btn").isHidden());
+    await olga.click("#room-list button:has-text('general')");
+    await say(olga, "from olga");
+    await bubble(bob, "from olga").waitFor();
+    assert.equal(await bubble(bob, "from olga").locator("button").count(), 0);
+
+    // Suspending carol: her page says so, and so does a new sign-in.
+    const suspendCarol = olga.getByRole("button", { name: "Suspend carol", exact: true });
+    await suspendCarol.waitFor();
+    olga.once("dialog", (d) => d.accept());
+    await suspendCarol.click();
+    await carol.waitForSelector("#auth:not([hidden])");
+    await carol.waitForSelector("#auth-error:text('This account is suspended.')");
+    await carol.evaluate(() => { document.querySelector("#auth-error").textContent = ""; });
+    await carol.fill("#auth-pass", "password-carol");
+    await carol.click("#login-btn");
+    await carol.waitForSelector("#auth-error:text('This account is suspended.')");
+    assert.equal(await carol.inputValue("#auth-user"), "carol");
+    await carol.screenshot({ path: join(shots, "suspended.png") });
+    // The toggle keeps focus and says Unsuspend; the member is tagged.
+    await olga.getByRole("button", { name: "Unsuspend carol", exact: true }).waitFor();
+    await olga.locator("#member-list li", { hasText: "carol" }).locator(".tag", { hasText: "suspended" }).waitFor();
+    await olga.screenshot({ path: join(shots, "admin-view.png") });
+
+    // The audit log lists it all, newest first.
+    await olga.click("#audit-btn");
+    await olga.waitForSelector("#audit[open]");
+    await olga.waitForFunction(() => document.querySelectorAll("#audit-list tr").length >= 4);
+    const rows = await olga.$$eval("#audit-list tr", (trs) => trs.map((tr) => [...tr.cells].slice(1).map((c) => c.textContent)));
+    assert.deepEqual(rows.slice(0, 3).map((r) => r.slice(0, 2)), [
+      ["olga", "suspended"], ["olga", "removed from room"], ["olga", "deleted message"]]);
+    assert.equal(rows[0][2], "carol");
+    assert.equal(rows[1][2], "bob from ops");
+    assert.match(rows[2][2], /^message \d+ by bob$/);
+    assert.deepEqual(rows[3], ["command line", "granted admin", "olga"]);
+    await olga.screenshot({ path: join(shots, "audit-log.png") });
+    await olga.keyboard.press("Escape");
+    await olga.waitForFunction(() => !document.querySelector("#audit").open);
+    assert.equal(await olga.evaluate(() => document.activeElement.id), "audit-btn");
+    for (const p of [olga, bob, carol]) await p.context().close();
+  } finally {
+    s.p.kill("SIGKILL");
+  }
+});

@@ -680,7 +680,7 @@ function adminError(res) {
 function memberTools(r, name, who) {
   const tools = el("div", "member-tools");
   const suspended = state.suspended.has(name.toLowerCase());
-  if (suspended) who.append(el("span", "tag", "suspended"));
+  if (suspended) who.insertBefore(el("span", "tag", "suspended"), who.querySelector("small"));
   if (r.name !== "general" && !r.name.startsWith("dm:")) {
     const rm = el("button", "", "Remove from room");
     rm.type = "button";

@@ -69,25 +69,25 @@ impl Hub {
             let cap = self.cfg.ring_size;
             if let Some(room) = self.rooms.get_mut(&room_id) {
                 room.push(row, cap);
-                return self.to_room_and_sender(room_id, v, &to);
+                return self.deliver_committed(room_id, v, &to);
             }
         }
-        self.to_room_and_sender_only(v, &to);
+        self.answer_sender(v, &to);
     }
 
     /// A committed change goes to everyone in the room; the sender's copy answers its
     /// request, so it carries the ref.
-    fn to_room_and_sender(&mut self, room: RoomId, v: Value, to: &ReplyTo) {
+    fn deliver_committed(&mut self, room: RoomId, v: Value, to: &ReplyTo) {
         self.fx.push(Effect::Broadcast {
             room,
             msg: v.clone(),
             except: Except::Conn(to.conn),
             ephemeral: false,
         });
-        self.to_room_and_sender_only(v, to);
+        self.answer_sender(v, to);
     }
 
-    fn to_room_and_sender_only(&mut self, v: Value, to: &ReplyTo) {
+    fn answer_sender(&mut self, v: Value, to: &ReplyTo) {
         let req = match &to.via {
             Via::Ws { req } => req.as_deref(),
             Via::Http => None,
@@ -133,6 +133,6 @@ impl Hub {
                 "edited_at": rfc3339_ms(row.edited_at.unwrap_or(row.ts)),
             })
         };
-        self.to_room_and_sender(row.room_id, v, &to);
+        self.deliver_committed(row.room_id, v, &to);
     }
 }

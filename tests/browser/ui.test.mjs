@@ -287,7 +287,9 @@ test("messages past the rate limit go out after the wait, in order; seen is coal
     // judy read them as they came: at most one seen per 500 ms, the last for the newest.
     await judy.waitForTimeout(700);
     assert.ok(seen.length >= 1 && seen.length <= 5, JSON.stringify(seen));
-    for (let i = 1; i < seen.length; i++) assert.ok(seen[i].at - seen[i - 1].at >= 450, JSON.stringify(seen));
+    // Timed where the test hears of each frame (DevTools events arrive with up to ~100 ms
+    // of jitter under load); sends that were not coalesced would be ~0 ms apart.
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i].at - seen[i - 1].at >= 300, JSON.stringify(seen));
     const ids = await judy.$$eval(".msg[id]", (els) => els.map((e) => Number(e.id.slice(1))));
     assert.equal(seen[seen.length - 1].id, Math.max(...ids));
     await ivan.context().close();

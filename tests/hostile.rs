@@ -289,21 +289,7 @@ fn admin_rights_cannot_be_claimed_by_registering_a_name() {
     assert_eq!(s.http("GET", "/admin/stats", Some(&boss), None).status, 403);
     assert_eq!(s.http("GET", "/admin/audit", Some(&boss), None).status, 403);
     // Granted to the account in the database: the running server follows within a second.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"))
-        .args(["admin", "grant", "boss", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while s.http("GET", "/admin/audit", Some(&boss), None).status != 200 {
-        assert!(Instant::now() < deadline, "the grant was not picked up");
-        thread::sleep(Duration::from_millis(100));
-    }
+    s.grant_admin("boss", &boss);
     let audit = s.http("GET", "/admin/audit", Some(&boss), None).json();
     assert_eq!(audit["entries"][0]["action"], "grant_admin");
     // Suspending someone closes their sockets and refuses their logins.

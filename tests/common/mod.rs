@@ -206,10 +206,16 @@ impl TestServer {
         self.login(name)
     }
 
-    /// A user with admin rights, granted the way an operator does it
-    /// (`chatterbox admin grant NAME --db PATH`), once the running server has them.
+    /// A user with admin rights, granted the way an operator does it.
     pub fn admin(&self, name: &str) -> String {
         let token = self.user(name);
+        self.grant_admin(name, &token);
+        token
+    }
+
+    /// Runs `chatterbox admin grant NAME --db PATH` and waits (at most 3 s: the server
+    /// looks once a second) until `token` has admin rights on the running server.
+    pub fn grant_admin(&self, name: &str, token: &str) {
         let out = Command::new(env!("CARGO_BIN_EXE_chatterbox"))
             .args(["admin", "grant", name, "--db"])
             .arg(&self.db)
@@ -220,12 +226,11 @@ impl TestServer {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.http("GET", "/admin/audit", Some(&token), None).status != 200 {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while self.http("GET", "/admin/audit", Some(token), None).status != 200 {
             assert!(Instant::now() < deadline, "the grant was not picked up");
             std::thread::sleep(Duration::from_millis(50));
         }
-        token
     }
 
     pub fn ws(&self, token: &str) -> Client {

@@ -463,17 +463,8 @@ fn a_full_disk_refuses_writes_reports_unhealthy_and_recovers() {
         "1",
     );
     assert_eq!(before["type"], "message");
-    let set_fsize = |bytes: u64| {
-        let lim = libc::rlimit {
-            rlim_cur: bytes,
-            rlim_max: libc::RLIM_INFINITY,
-        };
-        // SAFETY: prlimit on our own child process with a valid rlimit.
-        let rc = unsafe { libc::prlimit(s.pid(), libc::RLIMIT_FSIZE, &lim, std::ptr::null_mut()) };
-        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
-    };
     // Any write that grows a file now fails, as on a full disk.
-    set_fsize(1);
+    set_fsize(&s, 1);
     let mut refused = None;
     for i in 0..20 {
         let r = c.request(json!({"type": "send", "room": "general", "text": format!("during {i} {}", "y".repeat(3000))}), &format!("f{i}"));
@@ -485,7 +476,7 @@ fn a_full_disk_refuses_writes_reports_unhealthy_and_recovers() {
     let refused = refused.expect("writes must fail while the disk is full");
     assert_eq!(refused["code"], "overloaded");
     assert_eq!(s.http("GET", "/healthz", None, None).status, 503);
-    set_fsize(libc::RLIM_INFINITY);
+    set_fsize(&s, libc::RLIM_INFINITY);
     let t0 = Instant::now();
     while s.http("GET", "/healthz", None, None).status != 200 {
         assert!(t0.elapsed() < Duration::from_secs(10), "never recovered");
@@ -503,6 +494,95 @@ fn a_full_disk_refuses_writes_reports_unhealthy_and_recovers() {
         .collect();
     assert!(texts.contains(&"before the fault".to_string()));
     assert!(texts.contains(&"after the fault".to_string()));
+}
+
+/// Sets the server's largest writable file size: 1 byte is a full disk.
+fn set_fsize(s: &TestServer, bytes: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit on our own child process with a valid rlimit.
+    let rc = unsafe { libc::prlimit(s.pid(), libc::RLIMIT_FSIZE, &lim, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn rooms_and_memberships_exist_only_once_stored() {
+    let dir = TempDir::new();
+    let db = dir.0.join("chat.db");
+    let mut s = TestServer::start_with_db(&db, &[]);
+    let alice = s.user("alice");
+    s.user("bob");
+    let mut c = s.ws(&alice);
+    set_fsize(&s, 1);
+    // A write that grows the file fails from now on; the first refused one proves it.
+    let mut refused = false;
+    for i in 0..20 {
+        let text = format!("during {i} {}", "y".repeat(3000));
+        let r = c.request(
+            json!({"type": "send", "room": "general", "text": text}),
+            &format!("f{i}"),
+        );
+        if r["type"] == "error" {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "writes must fail while the disk is full");
+    // Neither a room, nor a membership, nor a conversation is claimed while unstored,
+    // and the next request on the socket is answered after it.
+    c.send(json!({"type": "join", "room": "lost", "ref": "j"}));
+    c.send(json!({"type": "create_room", "room": "lost2", "private": true, "ref": "c"}));
+    c.send(json!({"type": "dm", "to": "bob", "text": "lost?", "ref": "d"}));
+    c.send(json!({"type": "send", "room": "lost", "text": "after", "ref": "s"}));
+    for (r, code) in [
+        ("j", "overloaded"),
+        ("c", "overloaded"),
+        ("d", "overloaded"),
+        ("s", "no_such_room"),
+    ] {
+        let e = c.recv_error();
+        assert_eq!(
+            (e["ref"].as_str(), e["code"].as_str()),
+            (Some(r), Some(code)),
+            "{e}"
+        );
+    }
+    let rooms = s.http("GET", "/rooms", Some(&alice), None).json();
+    let names: Vec<&str> = rooms
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(!names.iter().any(|n| n.starts_with("lost")), "{names:?}");
+    set_fsize(&s, libc::RLIM_INFINITY);
+    let t0 = Instant::now();
+    while s.http("GET", "/healthz", None, None).status != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "never recovered");
+        thread::sleep(Duration::from_millis(100));
+    }
+    // Now stored: a join followed at once by a send on the same socket works.
+    c.send(json!({"type": "join", "room": "lost", "ref": "j2"}));
+    c.send(json!({"type": "send", "room": "lost", "text": "found", "ref": "s2"}));
+    assert_eq!(c.recv_type("joined")["ref"], "j2");
+    assert_eq!(c.recv_type("message")["ref"], "s2");
+    drop(c);
+    // What memory said is what the disk says.
+    s.terminate();
+    let s = TestServer::start_with_db(&db, &[]);
+    let alice = s.login("alice");
+    let mut c = s.ws(&alice);
+    let j = c.request(json!({"type": "join", "room": "lost"}), "again");
+    assert_eq!(j["type"], "joined", "{j}");
+    assert_eq!(j["owner"], "alice");
+    assert_eq!(j["history"][0]["text"], "found");
+    let e = c.request(json!({"type": "join", "room": "lost2"}), "x");
+    assert_eq!(
+        e["owner"], "alice",
+        "a room that failed to be created is free: {e}"
+    );
 }
 
 #[test]

@@ -211,6 +211,7 @@ impl Hub {
                         conns: Vec::new(),
                         rooms: HashSet::new(),
                         owned: 0,
+                        creating: 0,
                         admin: false,
                         suspended: false,
                     },

@@ -3,9 +3,10 @@
 
 use super::hub::{storage_unavailable, Effect, Except, Hub};
 use super::protocol::{with_ref, ErrorCode};
+use super::room::Room;
 use crate::http::Response;
-use crate::id::RoomId;
-use crate::store::{Completion, MessageRow, Outcome, ReplyTo, StoreError, Via};
+use crate::id::{RoomId, UserId};
+use crate::store::{AfterJoin, Completion, MessageRow, NewRoom, Outcome, ReplyTo, StoreError, Via};
 use crate::time::{rfc3339_ms, Now};
 use serde_json::{json, Value};
 
@@ -16,10 +17,24 @@ impl Hub {
             self.account_flags(flags, now);
             return self.take_fx();
         }
+        let outcome = match c.outcome {
+            Outcome::Joined {
+                create,
+                room_id,
+                users,
+                after,
+                result,
+            } => {
+                // Applied even when the socket that asked is gone: it is on disk.
+                self.joined(c.reply, create, room_id, users, after, result, now);
+                return self.take_fx();
+            }
+            other => other,
+        };
         let Some(to) = c.reply else {
             return Vec::new();
         };
-        match c.outcome {
+        match outcome {
             Outcome::UserCreated {
                 username,
                 phc,
@@ -49,9 +64,93 @@ impl Hub {
             Outcome::Search(result) => self.search_read(to, result),
             Outcome::Hashed { username, phc } => self.hashed(to, username, phc),
             Outcome::Verified(result) => self.verified(to, result, now),
-            Outcome::Health(_) | Outcome::Flags(_) => {}
+            Outcome::Health(_) | Outcome::Flags(_) | Outcome::Joined { .. } => {}
         }
         self.take_fx()
+    }
+
+    /// A `Join` came back. Only now does memory change: the room exists, the users are
+    /// members; then the request goes on (`joined`, or the first direct message).
+    #[allow(clippy::too_many_arguments)]
+    fn joined(
+        &mut self,
+        to: Option<ReplyTo>,
+        create: Option<NewRoom>,
+        room_id: RoomId,
+        users: Vec<UserId>,
+        after: AfterJoin,
+        result: Result<(), StoreError>,
+        now: Now,
+    ) {
+        if let Some(r) = &create {
+            self.creating.remove(&r.name);
+            if let Some(u) = r.owner.and_then(|o| self.users.get_mut(&o)) {
+                u.creating = u.creating.saturating_sub(1);
+            }
+        }
+        for u in &users {
+            if let Some(set) = self.joining.get_mut(u) {
+                set.remove(&room_id);
+                if set.is_empty() {
+                    self.joining.remove(u);
+                }
+            }
+        }
+        if let Some(to) = &to {
+            if let Some(s) = self.sockets.get_mut(&to.conn) {
+                s.waiting = s.waiting.saturating_sub(1);
+            }
+        }
+        match (result, to) {
+            (Ok(()), to) => {
+                if let Some(r) = create {
+                    if let Some(u) = r.owner.and_then(|o| self.users.get_mut(&o)) {
+                        u.owned += 1;
+                    }
+                    self.room_by_name.insert(r.name.clone(), room_id);
+                    let room = Room::new(room_id, r.name, r.private, r.owner);
+                    self.rooms.insert(room_id, room);
+                }
+                for u in users {
+                    self.add_member(room_id, u, now);
+                }
+                match (after, to) {
+                    (AfterJoin::Joined { user, since }, Some(to)) => {
+                        if self.sockets.contains_key(&to.conn) {
+                            self.attach(to.conn, user, room_id, now);
+                            let req = match &to.via {
+                                Via::Ws { req } => req.clone(),
+                                Via::Http => None,
+                            };
+                            self.answer_join(to.conn, req.as_deref(), room_id, since);
+                        }
+                        self.resume(to.conn, now);
+                    }
+                    (
+                        AfterJoin::Send {
+                            user,
+                            text,
+                            client_id,
+                        },
+                        Some(to),
+                    ) => {
+                        let conn = to.conn;
+                        self.insert(to, room_id, user, text, client_id);
+                        self.resume(conn, now);
+                    }
+                    (_, None) => {}
+                }
+            }
+            (Err(_), Some(to)) => {
+                let msg = match after {
+                    AfterJoin::Send { .. } => "storage is unavailable; the message was not stored",
+                    AfterJoin::Joined { .. } => "storage is unavailable; try again",
+                };
+                self.answer_unavailable(&to, msg);
+                self.resume(to.conn, now);
+            }
+            (Err(_), None) => {}
+        }
     }
 
     fn inserted(&mut self, to: ReplyTo, result: Result<(MessageRow, bool), StoreError>) {

@@ -6,6 +6,7 @@
 
 use super::protocol::{error_json, message_json, ErrorCode};
 use super::room::{Invite, Room, User};
+use super::ws::Ctx;
 use crate::auth::pool::AuthJob;
 use crate::auth::{hash_token, TokenHash};
 use crate::config::{Config, GENERAL_ID, IP_BUCKETS_PRUNE_AT};
@@ -13,7 +14,7 @@ use crate::http::Response;
 use crate::id::{ConnId, RoomId, UserId};
 use crate::ratelimit::Bucket;
 use crate::store::load::{AuditRow, Snapshot};
-use crate::store::{MessageRow, ReadJob, ReplyTo, StoreCmd, StoreOp, Via};
+use crate::store::{AfterJoin, MessageRow, NewRoom, ReadJob, ReplyTo, StoreCmd, StoreOp, Via};
 use crate::time::Now;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -47,6 +48,10 @@ pub enum Effect {
         code: u16,
         reason: &'static str,
     },
+    /// The socket's requests may be read again (a join it waited on was answered).
+    Resume {
+        conn: ConnId,
+    },
     Store(StoreCmd),
     Read(ReadJob),
     Auth(AuthJob),
@@ -76,6 +81,10 @@ pub(super) struct Socket {
     pub rooms: Vec<RoomId>,
     /// History reads sent to a reader thread and not yet answered.
     pub pending_reads: u8,
+    /// Joins this socket asked for that the store has not confirmed. While any is on
+    /// its way, the socket's later requests wait in `held`, in order.
+    pub waiting: u32,
+    pub held: std::collections::VecDeque<String>,
 }
 
 /// The budgets each user has, one bucket each (rates and bursts in `Config`).
@@ -120,6 +129,10 @@ pub struct Hub {
     pub(super) audit: std::collections::VecDeque<AuditRow>,
     /// Pending invitations per invitee, oldest first.
     pub(super) invites: HashMap<UserId, Vec<Invite>>,
+    /// Rooms whose creation the store has not confirmed yet: name → (id, room).
+    pub(super) creating: HashMap<String, (RoomId, NewRoom)>,
+    /// Memberships on their way to the store, per user (they count toward the cap).
+    pub(super) joining: HashMap<UserId, HashSet<RoomId>>,
     /// The last presence announced per (room, user) within the last interval.
     pub(super) announced: HashMap<(RoomId, UserId), super::sockets::Announced>,
     /// When each entry of `announced` is due for a look: (time, room, user).
@@ -158,6 +171,8 @@ impl Hub {
             invites: HashMap::new(),
             audit: std::collections::VecDeque::new(),
             moderating: HashMap::new(),
+            creating: HashMap::new(),
+            joining: HashMap::new(),
             announced: HashMap::new(),
             presence_due: BTreeSet::new(),
             quiet: false,
@@ -178,6 +193,7 @@ impl Hub {
                     conns: Vec::new(),
                     rooms: HashSet::new(),
                     owned: 0,
+                    creating: 0,
                     admin: u.admin,
                     suspended: u.suspended,
                 },
@@ -361,46 +377,73 @@ impl Hub {
         })
     }
 
-    /// Creates a room in memory and in the store.
-    pub(super) fn create_room_record(
+    /// Reserves a name and an id for a room on its way to the store; it exists in
+    /// memory only once the store confirms it (`done::joined`).
+    pub(super) fn new_room(
         &mut self,
-        name: String,
+        name: &str,
         private: bool,
         owner: Option<UserId>,
-    ) -> RoomId {
+    ) -> (RoomId, NewRoom) {
         let id = self.next_room_id;
         self.next_room_id += 1;
-        self.store(
-            None,
-            StoreOp::CreateRoom {
-                id,
-                name: name.clone(),
-                private,
-                owner,
-            },
-        );
-        self.room_by_name.insert(name.clone(), id);
-        self.rooms.insert(id, Room::new(id, name, private, owner));
+        let room = NewRoom {
+            name: name.to_string(),
+            private,
+            owner,
+        };
+        self.creating.insert(room.name.clone(), (id, room.clone()));
         if let Some(u) = owner.and_then(|o| self.users.get_mut(&o)) {
-            u.owned += 1;
+            u.creating += 1;
         }
-        id
+        (id, room)
+    }
+
+    /// Asks the store to add `users` to a room (creating it first with `create`). The
+    /// socket that asked handles nothing more until the store answers, so a client's
+    /// next request (a `send` right after `join`) sees the membership.
+    pub(super) fn request_join(
+        &mut self,
+        cx: &Ctx,
+        create: Option<NewRoom>,
+        room_id: RoomId,
+        users: Vec<UserId>,
+        after: AfterJoin,
+    ) {
+        if matches!(after, AfterJoin::Joined { .. }) {
+            // Counted toward the cap while on their way (direct conversations never are).
+            for u in &users {
+                self.joining.entry(*u).or_default().insert(room_id);
+            }
+        }
+        if let Some(s) = self.sockets.get_mut(&cx.conn) {
+            s.waiting += 1;
+        }
+        let op = StoreOp::Join {
+            create,
+            room_id,
+            users,
+            after,
+        };
+        self.store(Some(cx.reply_to()), op);
     }
 
     /// Refuses a membership past the per-user cap.
     /// Direct conversations do not count: others start them, so they must not be able
     /// to fill someone's rooms.
     pub(super) fn room_cap(&self, user: UserId) -> Result<(), Fail> {
-        let n = self.users.get(&user).map_or(0, |u| {
-            u.rooms
-                .iter()
-                .filter(|r| {
-                    self.rooms
-                        .get(r)
-                        .is_some_and(|r| !r.name.starts_with("dm:"))
-                })
-                .count()
-        });
+        let joining = self.joining.get(&user).map_or(0, HashSet::len);
+        let n = joining
+            + self.users.get(&user).map_or(0, |u| {
+                u.rooms
+                    .iter()
+                    .filter(|r| {
+                        self.rooms
+                            .get(r)
+                            .is_some_and(|r| !r.name.starts_with("dm:"))
+                    })
+                    .count()
+            });
         let max = self.cfg.max_memberships;
         if n >= max {
             return fail(
@@ -411,7 +454,8 @@ impl Hub {
         Ok(())
     }
 
-    /// Makes `user` a member and attaches all their open sockets.
+    /// Makes `user` a member and attaches all their open sockets (once the store has
+    /// confirmed the membership).
     pub(super) fn add_member(&mut self, room_id: RoomId, user: UserId, now: Now) {
         let Some(room) = self.rooms.get_mut(&room_id) else {
             return;
@@ -420,14 +464,6 @@ impl Hub {
             return;
         }
         room.members.insert(user, 0);
-        // The writer drops a pending invitation to the room with it.
-        self.store(
-            None,
-            StoreOp::AddMember {
-                room_id,
-                user_id: user,
-            },
-        );
         if let Some(list) = self.invites.get_mut(&user) {
             list.retain(|i| i.room != room_id);
         }

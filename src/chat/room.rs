@@ -16,6 +16,8 @@ pub struct User {
     pub rooms: HashSet<RoomId>,
     /// Rooms this user created (DMs have no owner).
     pub owned: usize,
+    /// Rooms this user is creating (waiting for the store), counted with `owned`.
+    pub creating: usize,
     /// Granted in the database (`chatterbox admin grant`), never by a name.
     pub admin: bool,
     /// Suspended by an admin: no login, no WebSocket, until lifted.

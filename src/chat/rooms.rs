@@ -11,9 +11,11 @@ use crate::config::{
     MEMBERS_PAGE, REPLY_MAX_BYTES,
 };
 use crate::id::{ConnId, RoomId, UserId};
-use crate::store::{MessageRow, ReadJob, ReadOp, StoreOp};
+use crate::store::{AfterJoin, MessageRow, ReadJob, ReadOp, StoreOp};
 use crate::time::{rfc3339_ms, Now};
 use serde_json::{json, Value};
+
+const PRIVATE_ROOM: &str = "this room is private; ask its owner for an invite";
 
 /// What `retry_after_ms` says when a socket has too many history reads in flight.
 const PENDING_READ_RETRY_MS: u64 = 100;
@@ -110,19 +112,48 @@ impl Hub {
     }
 
     pub(super) fn join(&mut self, cx: &Ctx, name: &str, since: Option<i64>) -> Result<(), Fail> {
+        let after = AfterJoin::Joined {
+            user: cx.user,
+            since,
+        };
         let room_id = match self.room_by_name.get(name) {
             Some(&id) => id,
-            None if valid_room_name(name) => {
+            None => {
+                if let Some((id, r)) = self.creating.get(name) {
+                    // Someone is creating it right now: join behind the creation (the
+                    // store applies both in order); a private one is its owner's alone.
+                    let id = *id;
+                    if is_dm(name) {
+                        return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM);
+                    }
+                    if r.private && r.owner != Some(cx.user) {
+                        return fail(ErrorCode::Forbidden, PRIVATE_ROOM);
+                    }
+                    self.room_cap(cx.user)?;
+                    self.request_join(cx, None, id, vec![cx.user], after);
+                    return Ok(());
+                }
+                if is_dm(name) {
+                    return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM);
+                }
+                if !valid_room_name(name) {
+                    return fail(ErrorCode::BadRequest, BAD_ROOM_NAME);
+                }
                 self.owned_cap(cx.user)?;
                 self.room_cap(cx.user)?;
-                self.create_room_record(name.to_string(), false, Some(cx.user))
+                let (id, room) = self.new_room(name, false, Some(cx.user));
+                self.request_join(cx, Some(room), id, vec![cx.user], after);
+                return Ok(());
             }
-            None if is_dm(name) => return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM),
-            None => return fail(ErrorCode::BadRequest, BAD_ROOM_NAME),
         };
         let room = &self.rooms[&room_id];
-        let member = room.is_member(cx.user);
-        if room.private && !member {
+        if room.is_member(cx.user) {
+            // This socket may have left the room earlier while staying a member elsewhere.
+            self.attach(cx.conn, cx.user, room_id, cx.now);
+            self.answer_join(cx.conn, cx.req.as_deref(), room_id, since);
+            return Ok(());
+        }
+        if room.private {
             if is_dm(name) {
                 return fail(ErrorCode::NoSuchRoom, NO_SUCH_DM);
             }
@@ -134,18 +165,23 @@ impl Hub {
                     .get(&cx.user)
                     .is_some_and(|l| l.iter().any(|i| i.room == room_id));
             if !invited {
-                return fail(
-                    ErrorCode::Forbidden,
-                    "this room is private; ask its owner for an invite",
-                );
+                return fail(ErrorCode::Forbidden, PRIVATE_ROOM);
             }
         }
-        if !member {
-            self.room_cap(cx.user)?;
-        }
-        self.add_member(room_id, cx.user, cx.now);
-        // This socket may have left the room earlier while staying a member elsewhere.
-        self.attach(cx.conn, cx.user, room_id, cx.now);
+        self.room_cap(cx.user)?;
+        self.request_join(cx, None, room_id, vec![cx.user], after);
+        Ok(())
+    }
+
+    /// The `joined` answer: the room, its first members, and recent history (or the
+    /// catch-up from `since`), bounded in size.
+    pub(super) fn answer_join(
+        &mut self,
+        conn: ConnId,
+        req: Option<&str>,
+        room_id: RoomId,
+        since: Option<i64>,
+    ) {
         let room = &self.rooms[&room_id];
         let (history, complete, next) = match since {
             Some(s) => catch_up(room, s),
@@ -159,13 +195,16 @@ impl Hub {
         if let Some(after) = next {
             v["continue_after"] = json!(after);
         }
-        self.send(cx.conn, with_ref(v, cx.req.as_deref()));
-        Ok(())
+        self.send(conn, with_ref(v, req));
     }
 
     fn owned_cap(&self, user: UserId) -> Result<(), Fail> {
         let max = self.cfg.max_rooms_owned;
-        if self.users.get(&user).is_some_and(|u| u.owned >= max) {
+        if self
+            .users
+            .get(&user)
+            .is_some_and(|u| u.owned + u.creating >= max)
+        {
             let msg = format!("you own {max} rooms, the most one account may create");
             return fail(ErrorCode::Forbidden, msg);
         }
@@ -210,7 +249,7 @@ impl Hub {
         if !valid_room_name(name) {
             return fail(ErrorCode::BadRequest, BAD_ROOM_NAME);
         }
-        if self.room_by_name.contains_key(name) {
+        if self.room_by_name.contains_key(name) || self.creating.contains_key(name) {
             return fail(
                 ErrorCode::BadRequest,
                 "a room with that name already exists",
@@ -218,10 +257,12 @@ impl Hub {
         }
         self.owned_cap(cx.user)?;
         self.room_cap(cx.user)?;
-        let id = self.create_room_record(name.to_string(), private, Some(cx.user));
-        self.add_member(id, cx.user, cx.now);
-        let v = self.joined_value(id, &[], true);
-        self.send(cx.conn, with_ref(v, cx.req.as_deref()));
+        let (id, room) = self.new_room(name, private, Some(cx.user));
+        let after = AfterJoin::Joined {
+            user: cx.user,
+            since: None,
+        };
+        self.request_join(cx, Some(room), id, vec![cx.user], after);
         Ok(())
     }
 

@@ -61,6 +61,8 @@ impl Hub {
                 token: hash,
                 rooms: Vec::new(),
                 pending_reads: 0,
+                waiting: 0,
+                held: Default::default(),
             },
         );
         for id in room_ids {

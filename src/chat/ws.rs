@@ -8,7 +8,7 @@ use super::protocol::{
     decode, dm_room_name, error_json, with_ref, ClientMsg, ErrorCode, MAX_REF_LEN,
 };
 use crate::id::{ConnId, RoomId, UserId};
-use crate::store::{ReplyTo, StoreOp, Via};
+use crate::store::{AfterJoin, ReplyTo, StoreOp, Via};
 use crate::time::Now;
 use serde_json::json;
 
@@ -42,8 +42,41 @@ impl Ctx {
 impl Hub {
     /// One text frame from a WebSocket.
     pub fn handle_ws(&mut self, conn: ConnId, text: &str, now: Now) -> Vec<Effect> {
+        match self.sockets.get_mut(&conn) {
+            Some(s) if s.waiting > 0 => s.held.push_back(text.to_string()),
+            Some(_) => self.handle_text(conn, text, now),
+            None => {}
+        }
+        self.take_fx()
+    }
+
+    /// Whether a socket waits for the store to confirm a join: the reactor reads no more
+    /// of it until an `Effect::Resume` (what it already read is held, in order).
+    pub fn waiting(&self, conn: ConnId) -> bool {
+        self.sockets.get(&conn).is_some_and(|s| s.waiting > 0)
+    }
+
+    /// A join this socket waited on was answered: handle what it sent meanwhile, in
+    /// order, until another join makes it wait again.
+    pub(super) fn resume(&mut self, conn: ConnId, now: Now) {
+        loop {
+            let Some(s) = self.sockets.get_mut(&conn) else {
+                return;
+            };
+            if s.waiting > 0 {
+                return;
+            }
+            let Some(text) = s.held.pop_front() else {
+                break;
+            };
+            self.handle_text(conn, &text, now);
+        }
+        self.fx.push(Effect::Resume { conn });
+    }
+
+    fn handle_text(&mut self, conn: ConnId, text: &str, now: Now) {
         let Some(socket) = self.sockets.get(&conn) else {
-            return Vec::new();
+            return;
         };
         let user = socket.user;
         if !self.socket_token_valid(conn, now) {
@@ -53,13 +86,13 @@ impl Hub {
                 code: 4001,
                 reason: "token expired",
             });
-            return self.take_fx();
+            return;
         }
         let (msg, req) = match decode(text) {
             Ok(d) => d,
             Err(e) => {
                 self.send(conn, error_json(e.code, &e.message, e.req.as_deref()));
-                return self.take_fx();
+                return;
             }
         };
         let cx = Ctx {
@@ -90,7 +123,6 @@ impl Hub {
             let v = self.error_value(code, &message, cx.req.as_deref());
             self.send(conn, v);
         }
-        self.take_fx()
     }
 
     fn dispatch(&mut self, cx: &Ctx, msg: ClientMsg) -> Result<(), Fail> {
@@ -182,18 +214,25 @@ impl Hub {
         let text = self.check_text(text)?;
         check_client_id(&client_id)?;
         self.rate(cx.user, Budget::Message, cx.now)?;
-        self.insert(cx, room_id, text, client_id);
+        self.insert(cx.reply_to(), room_id, cx.user, text, client_id);
         Ok(())
     }
 
-    fn insert(&mut self, cx: &Ctx, room_id: RoomId, text: String, client_id: Option<String>) {
+    pub(super) fn insert(
+        &mut self,
+        to: ReplyTo,
+        room_id: RoomId,
+        user: UserId,
+        text: String,
+        client_id: Option<String>,
+    ) {
         let op = StoreOp::Insert {
             room_id,
-            user_id: cx.user,
+            user_id: user,
             text,
             client_id,
         };
-        self.store(Some(cx.reply_to()), op);
+        self.store(Some(to), op);
     }
 
     fn dm(
@@ -216,13 +255,33 @@ impl Hub {
         check_client_id(&client_id)?;
         self.rate(cx.user, Budget::Message, cx.now)?;
         let name = dm_room_name(self.user_name(cx.user), self.user_name(peer));
-        let room_id = match self.room_by_name.get(&name) {
-            Some(&id) => id,
-            None => self.create_room_record(name, true, None),
+        let (create, room_id) = match self.room_by_name.get(&name) {
+            Some(&id) => (None, id),
+            None => match self.creating.get(&name) {
+                Some((id, _)) => (None, *id),
+                None => {
+                    let (id, room) = self.new_room(&name, true, None);
+                    (Some(room), id)
+                }
+            },
         };
-        self.add_member(room_id, cx.user, cx.now);
-        self.add_member(room_id, peer, cx.now);
-        self.insert(cx, room_id, text, client_id);
+        let room = self.rooms.get(&room_id);
+        let missing: Vec<UserId> = [cx.user, peer]
+            .into_iter()
+            .filter(|u| !room.is_some_and(|r| r.is_member(*u)))
+            .collect();
+        if missing.is_empty() {
+            self.insert(cx.reply_to(), room_id, cx.user, text, client_id);
+        } else {
+            // The conversation (or one side's membership) first; the message once the
+            // store confirms it (`done::joined`).
+            let after = AfterJoin::Send {
+                user: cx.user,
+                text,
+                client_id,
+            };
+            self.request_join(cx, create, room_id, missing, after);
+        }
         Ok(())
     }
 

@@ -291,6 +291,11 @@ impl Server {
     fn apply(&mut self, fx: Vec<Effect>) {
         for e in fx {
             match e {
+                Effect::Resume { conn } => {
+                    if let Some(key) = self.live(conn) {
+                        self.again.push(key);
+                    }
+                }
                 Effect::Send { conn, msg } => {
                     if let Some(key) = self.live(conn) {
                         self.metrics.frames_delivered += 1;

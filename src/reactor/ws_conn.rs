@@ -40,6 +40,11 @@ impl Server {
     }
 
     pub(super) fn read_ws(&mut self, key: usize) {
+        if self.hub.waiting(self.conns[key].id) {
+            // Its requests are handled in order and one waits for the store; the Hub's
+            // `Effect::Resume` brings us back.
+            return;
+        }
         let mut texts = Vec::new();
         let mut close: Option<(u16, &'static str)> = None;
         let mut gone = false;

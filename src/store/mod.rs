@@ -82,15 +82,14 @@ pub enum StoreOp {
     RevokeToken {
         hash: TokenHash,
     },
-    CreateRoom {
-        id: RoomId,
-        name: String,
-        private: bool,
-        owner: Option<UserId>,
-    },
-    AddMember {
+    /// Makes `users` members of `room_id` (dropping their pending invitations to it),
+    /// first creating the room when `create` is set, all or nothing. The Hub changes its
+    /// memory only when this commits, then carries on with `after`.
+    Join {
+        create: Option<NewRoom>,
         room_id: RoomId,
-        user_id: UserId,
+        users: Vec<UserId>,
+        after: AfterJoin,
     },
     RemoveMember {
         room_id: RoomId,
@@ -170,11 +169,45 @@ impl StoreOp {
                 expires_at: *expires_at,
                 result: Err(err),
             },
+            StoreOp::Join {
+                create,
+                room_id,
+                users,
+                after,
+            } => Outcome::Joined {
+                create: create.clone(),
+                room_id: *room_id,
+                users: users.clone(),
+                after: after.clone(),
+                result: Err(err),
+            },
             StoreOp::Insert { .. } => Outcome::Inserted(Err(err)),
             StoreOp::Edit { .. } | StoreOp::Delete { .. } => Outcome::Changed(Err(err)),
             _ => Outcome::Written(Err(err)),
         }
     }
+}
+
+/// A room to create with a `Join`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRoom {
+    pub name: String,
+    pub private: bool,
+    /// `None` for a direct conversation.
+    pub owner: Option<UserId>,
+}
+
+/// What the Hub does once a `Join` commits; the writer hands it back untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterJoin {
+    /// Answer the requester with `joined` (catching up from `since`).
+    Joined { user: UserId, since: Option<i64> },
+    /// Store the first message of a direct conversation.
+    Send {
+        user: UserId,
+        text: String,
+        client_id: Option<String>,
+    },
 }
 
 /// A read for the reader threads.
@@ -240,6 +273,14 @@ pub enum Outcome {
     Inserted(Result<(MessageRow, bool), StoreError>),
     /// An edit or delete: the row as it now is.
     Changed(Result<MessageRow, StoreError>),
+    /// A `Join`, handed back with its outcome.
+    Joined {
+        create: Option<NewRoom>,
+        room_id: RoomId,
+        users: Vec<UserId>,
+        after: AfterJoin,
+        result: Result<(), StoreError>,
+    },
     /// Any other write.
     Written(Result<(), StoreError>),
     /// A history page; `forward` for an `after` page (else it ends at `before`).

@@ -6,7 +6,8 @@
 //! the commit fails, every answer of the batch says `Unavailable` and nothing of it is
 //! acknowledged.
 
-use super::{Completion, MessageRow, Notifier, Outcome, StoreCmd, StoreError, StoreOp};
+use super::{Completion, MessageRow, NewRoom, Notifier, Outcome, StoreCmd, StoreError, StoreOp};
+use crate::id::{RoomId, UserId};
 use crate::time::now_ms;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -182,8 +183,43 @@ fn is_error(o: &Outcome) -> bool {
         Outcome::Inserted(r) => r.is_err(),
         Outcome::Changed(r) => r.is_err(),
         Outcome::Written(r) => r.is_err(),
+        Outcome::Joined { result, .. } => result.is_err(),
         _ => false,
     }
+}
+
+/// Creates the room if asked, then adds the members. A room that does not exist (its
+/// creation failed earlier) is `NotFound`, not a membership of nothing.
+fn join(
+    tx: &Transaction,
+    create: Option<&NewRoom>,
+    room_id: RoomId,
+    users: &[UserId],
+) -> rusqlite::Result<Result<(), StoreError>> {
+    if let Some(r) = create {
+        tx.execute(
+            "INSERT INTO rooms (id, name, private, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![room_id, r.name, r.private, r.owner, now_ms()],
+        )?;
+    } else {
+        let exists = tx
+            .query_row("SELECT 1 FROM rooms WHERE id = ?1", [room_id], |_| Ok(()))
+            .optional()?;
+        if exists.is_none() {
+            return Ok(Err(StoreError::NotFound));
+        }
+    }
+    for user in users {
+        tx.execute(
+            "INSERT OR IGNORE INTO members (room_id, user_id) VALUES (?1, ?2)",
+            [room_id, *user],
+        )?;
+        tx.execute(
+            "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
+            [room_id, *user],
+        )?;
+    }
+    Ok(Ok(()))
 }
 
 fn classify(e: &rusqlite::Error) -> StoreError {
@@ -250,31 +286,20 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             tx.execute("DELETE FROM tokens WHERE hash = ?1", [&hash[..]]),
             &mut note,
         ),
-        StoreOp::CreateRoom {
-            id,
-            name,
-            private,
-            owner,
-        } => written(
-            tx.execute(
-                "INSERT OR IGNORE INTO rooms (id, name, private, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, name, private, owner, now_ms()],
-            ),
-            &mut note,
-        ),
-        StoreOp::AddMember { room_id, user_id } => written(
-            tx.execute(
-                "INSERT OR IGNORE INTO members (room_id, user_id) VALUES (?1, ?2)",
-                [room_id, user_id],
-            )
-            .and_then(|_| {
-                tx.execute(
-                    "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
-                    [room_id, user_id],
-                )
-            }),
-            &mut note,
-        ),
+        StoreOp::Join {
+            create,
+            room_id,
+            users,
+            after,
+        } => Outcome::Joined {
+            create: create.clone(),
+            room_id: *room_id,
+            users: users.clone(),
+            after: after.clone(),
+            result: join(tx, create.as_ref(), *room_id, users)
+                .map_err(&mut note)
+                .and_then(|r| r),
+        },
         StoreOp::Invite {
             room_id,
             user_id,
@@ -569,5 +594,68 @@ mod tests {
         assert_eq!(r, Err(StoreError::Forbidden));
         // An admin (no author) still may.
         assert!(change_message(&tx, row.id, None, None).unwrap().is_ok());
+    }
+
+    fn join_cmd(create: Option<&str>, room_id: i64) -> StoreCmd {
+        StoreCmd {
+            reply: Some(ReplyTo {
+                conn: ConnId { key: 0, serial: 1 },
+                via: Via::Ws { req: None },
+            }),
+            op: StoreOp::Join {
+                create: create.map(|name| NewRoom {
+                    name: name.into(),
+                    private: false,
+                    owner: Some(1),
+                }),
+                room_id,
+                users: vec![1],
+                after: crate::store::AfterJoin::Joined {
+                    user: 1,
+                    since: None,
+                },
+            },
+        }
+    }
+
+    fn joined_ok(done: &[Completion]) -> Vec<Result<(), StoreError>> {
+        done.iter()
+            .map(|c| match &c.outcome {
+                Outcome::Joined { result, .. } => *result,
+                o => panic!("{o:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_join_creates_its_room_all_or_nothing() {
+        let mut conn = db();
+        let cmds = vec![
+            join_cmd(Some("x"), 7),
+            // The name is taken: nothing of this one is stored, not even the membership.
+            join_cmd(Some("x"), 8),
+            // Joining a room that does not exist (its creation failed) is refused.
+            join_cmd(None, 9),
+            join_cmd(None, 7),
+        ];
+        let (done, ok) = apply_batch(&mut conn, cmds.into_iter());
+        assert!(ok);
+        assert_eq!(
+            joined_ok(&done),
+            vec![
+                Ok(()),
+                Err(StoreError::Conflict),
+                Err(StoreError::NotFound),
+                Ok(())
+            ]
+        );
+        let members: Vec<i64> = conn
+            .prepare("SELECT room_id FROM members WHERE user_id = 1 ORDER BY room_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(members, vec![1, 7]);
     }
 }

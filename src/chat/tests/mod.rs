@@ -3,6 +3,7 @@
 //! against a small in-memory fake, feeds their completions back, and records what each
 //! connection would have been sent.
 
+mod confirm_rules;
 mod http_rules;
 mod rooms_rules;
 mod ws_rules;
@@ -37,6 +38,12 @@ pub(super) struct World {
     next_serial: u64,
     /// When false, store commands fail as if the disk were full.
     pub storage_ok: bool,
+    /// While `Some`, store commands wait here (a slow disk) until `release_writes`.
+    pub held_writes: Option<Vec<crate::store::StoreCmd>>,
+    /// Sockets the Hub said may be read again.
+    pub resumed: Vec<ConnId>,
+    /// Rooms the fake database has.
+    rooms_on_disk: std::collections::HashSet<i64>,
 }
 
 pub(super) fn config() -> Config {
@@ -81,6 +88,9 @@ impl World {
             next_user: 1,
             next_serial: 1,
             storage_ok: true,
+            held_writes: None,
+            resumed: Vec::new(),
+            rooms_on_disk: [1].into(),
         }
     }
 
@@ -121,6 +131,10 @@ impl World {
                 }
                 Effect::Respond { conn, resp } => {
                     self.responses.insert(conn, resp);
+                }
+                Effect::Resume { conn } => self.resumed.push(conn),
+                Effect::Store(cmd) if self.held_writes.is_some() => {
+                    self.held_writes.as_mut().unwrap().push(cmd);
                 }
                 Effect::Close { conn, code, .. } => {
                     self.closed.push((conn, code));
@@ -167,6 +181,18 @@ impl World {
                     queue.extend(self.hub.completed(c, self.now));
                 }
             }
+        }
+    }
+
+    /// Stops holding store commands and runs the held ones, in order; those listed in
+    /// `fail` (by position) fail as if the disk were full.
+    pub fn release_writes(&mut self, fail: &[usize]) {
+        let cmds = self.held_writes.take().unwrap_or_default();
+        for (i, cmd) in cmds.into_iter().enumerate() {
+            let ok = self.storage_ok;
+            self.storage_ok = ok && !fail.contains(&i);
+            self.run(vec![Effect::Store(cmd)]);
+            self.storage_ok = ok;
         }
     }
 
@@ -221,6 +247,28 @@ impl World {
                 };
                 self.messages.push(row.clone());
                 Outcome::Inserted(Ok((row, false)))
+            }
+            StoreOp::Join {
+                create,
+                room_id,
+                users,
+                after,
+            } => {
+                let result = if create.is_some() {
+                    self.rooms_on_disk.insert(*room_id);
+                    Ok(())
+                } else if self.rooms_on_disk.contains(room_id) {
+                    Ok(())
+                } else {
+                    Err(StoreError::NotFound)
+                };
+                Outcome::Joined {
+                    create: create.clone(),
+                    room_id: *room_id,
+                    users: users.clone(),
+                    after: after.clone(),
+                    result,
+                }
             }
             StoreOp::Edit { id, author, text } => self.change(*id, Some(*author), Some(text)),
             StoreOp::Delete { id, author } => self.change(*id, *author, None),

@@ -133,6 +133,9 @@ pub enum Sync {
 pub struct Config {
     pub listen: SocketAddr,
     pub db: PathBuf,
+    /// PEM certificate chain and private key: the listener speaks TLS (https, wss).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub sync: Sync,
     /// Origins (`scheme://host[:port]`) allowed besides the server's own `Host`.
     pub allowed_origins: Vec<String>,
@@ -176,6 +179,8 @@ impl Default for Config {
         Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             db: PathBuf::from(DEFAULT_DB),
+            tls_cert: None,
+            tls_key: None,
             sync: Sync::Normal,
             allowed_origins: Vec::new(),
             admins: Vec::new(),
@@ -216,6 +221,9 @@ impl Default for Config {
 impl Config {
     /// Checks values that would make the server misbehave rather than fail loudly.
     pub fn validate(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("--tls-cert and --tls-key go together".into());
+        }
         if self.max_header_bytes < 256 || self.max_headers == 0 {
             return Err("header limits are too small".into());
         }

@@ -27,6 +27,7 @@ pub mod ratelimit;
 pub mod reactor;
 pub mod store;
 pub mod time;
+pub mod tls;
 pub mod web;
 pub mod ws;
 

@@ -5,13 +5,15 @@ use chatterbox::config::{Config, Sync};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: chatterbox [--listen ADDR] [--db PATH] [--sync normal|full]
+                  [--tls-cert FILE --tls-key FILE]
                   [--allowed-origin ORIGIN]... [--admin NAME]... [--max-connections N]
                   [--max-pending-per-ip N] [--max-sockets-per-user N]
        chatterbox admin grant|revoke NAME [--db PATH]
 
 Each flag can also be set with an environment variable: CHATTERBOX_LISTEN, CHATTERBOX_DB,
 CHATTERBOX_SYNC, CHATTERBOX_ALLOWED_ORIGINS and CHATTERBOX_ADMINS (comma-separated),
-CHATTERBOX_MAX_CONNECTIONS, CHATTERBOX_MAX_PENDING_PER_IP, CHATTERBOX_MAX_SOCKETS_PER_USER.
+CHATTERBOX_MAX_CONNECTIONS, CHATTERBOX_MAX_PENDING_PER_IP, CHATTERBOX_MAX_SOCKETS_PER_USER,
+CHATTERBOX_TLS_CERT and CHATTERBOX_TLS_KEY (PEM files; SIGHUP reloads them).
 Logging: RUST_LOG (default info).";
 
 fn main() -> ExitCode {
@@ -44,6 +46,16 @@ fn main() -> ExitCode {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => match chatterbox::tls::load(cert, key) {
+            Ok(t) => Some((t, cert.clone(), key.clone())),
+            Err(e) => {
+                eprintln!("chatterbox: cannot use the TLS certificate: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     // Signals are blocked before any thread starts, so every thread inherits the mask
     // and only the waiting thread below ever sees SIGINT/SIGTERM.
     let signals = block_signals();
@@ -54,19 +66,38 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match chatterbox::Server::new(config, listener) {
+    let mut server = match chatterbox::Server::new(config, listener) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chatterbox: {e}");
             return ExitCode::FAILURE;
         }
     };
-    println!("chatterbox listening on http://{}", server.local_addr());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let reload = server.tls_reload();
+    let files = tls.map(|(cfg, cert, key)| {
+        server.use_tls(cfg);
+        (cert, key)
+    });
+    println!("chatterbox listening on {scheme}://{}", server.local_addr());
     let handle = server.shutdown_handle();
-    std::thread::spawn(move || {
-        wait_for_signal(&signals);
-        log::info!("signal received");
-        handle.shutdown();
+    std::thread::spawn(move || loop {
+        if wait_for_signal(&signals) != libc::SIGHUP {
+            log::info!("signal received");
+            handle.shutdown();
+            return;
+        }
+        // Certificates are read here, off the reactor; a bad file keeps the old ones.
+        match &files {
+            Some((cert, key)) => match chatterbox::tls::load(cert, key) {
+                Ok(cfg) => {
+                    reload.replace(cfg);
+                    log::info!("TLS certificate reloaded");
+                }
+                Err(e) => log::error!("TLS certificate not reloaded, keeping the old one: {e}"),
+            },
+            None => log::info!("SIGHUP: no TLS certificate to reload"),
+        }
     });
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -95,6 +126,12 @@ fn parse_args(
     }
     if let Some(v) = env("CHATTERBOX_DB") {
         c.db = v.into();
+    }
+    if let Some(v) = env("CHATTERBOX_TLS_CERT") {
+        c.tls_cert = Some(v.into());
+    }
+    if let Some(v) = env("CHATTERBOX_TLS_KEY") {
+        c.tls_key = Some(v.into());
     }
     if let Some(v) = env("CHATTERBOX_SYNC") {
         c.sync = parse_sync(&v)?;
@@ -133,6 +170,8 @@ fn parse_args(
                     .map_err(|_| format!("bad address {value:?}"))?
             }
             "--db" => c.db = value.into(),
+            "--tls-cert" => c.tls_cert = Some(value.into()),
+            "--tls-key" => c.tls_key = Some(value.into()),
             "--sync" => c.sync = parse_sync(&value)?,
             "--allowed-origin" => c.allowed_origins.push(value),
             "--admin" => c.admins.push(value),
@@ -279,6 +318,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         // Past a file-size limit a write should fail with EFBIG (and be reported as a
         // storage fault), not kill the process.
@@ -287,13 +327,15 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn wait_for_signal(set: &libc::sigset_t) {
+/// Waits for SIGINT, SIGTERM or SIGHUP; returns which.
+fn wait_for_signal(set: &libc::sigset_t) -> libc::c_int {
     let mut sig: libc::c_int = 0;
     // SAFETY: `set` is a valid signal set blocked in every thread; sigwait only writes
     // the delivered signal number into `sig`.
     unsafe {
         libc::sigwait(set, &mut sig);
     }
+    sig
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! with a 503, and survive running out of file descriptors.
 
 use super::conn::Conn;
+use super::stream::Stream;
 use super::{Server, FIRST_CONN};
 use crate::id::ConnId;
 use mio::net::TcpStream;
@@ -70,19 +71,24 @@ impl Server {
     }
 
     fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+        let tls = self.tls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if tls.is_some() && (self.conns.len() >= self.max_conns || self.over_ip_cap(addr)) {
+            // A plain 503 means nothing to a TLS client: just close.
+            self.metrics.refused += 1;
+            return;
+        }
         if self.conns.len() >= self.max_conns {
             self.metrics.refused += 1;
             refuse_overloaded(&mut stream);
             return;
         }
-        let pending = self.pending_by_ip.entry(addr.ip()).or_insert(0);
-        if *pending >= self.config.max_pending_per_ip {
+        if self.over_ip_cap(addr) {
             // One address holding idle sockets must not deny everyone else.
             self.metrics.refused += 1;
             refuse_overloaded(&mut stream);
             return;
         }
-        *pending += 1;
+        *self.pending_by_ip.entry(addr.ip()).or_insert(0) += 1;
         let _ = stream.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -100,11 +106,27 @@ impl Server {
             key,
             serial: self.next_serial,
         };
+        let stream = match tls.map(rustls::ServerConnection::new) {
+            None => Stream::plain(stream),
+            Some(Ok(t)) => Stream::tls(stream, t),
+            Some(Err(e)) => {
+                log::warn!("TLS session not created: {e}");
+                let _ = self.poll.registry().deregister(&mut stream);
+                self.release_pending(addr.ip());
+                return;
+            }
+        };
         self.next_serial += 1;
         entry.insert(Conn::new(stream, id, addr.ip(), self.now.mono));
         self.metrics.accepted += 1;
         log::trace!("conn {key}: accepted from {addr}");
         self.arm_timer(key);
+    }
+}
+
+impl Server {
+    fn over_ip_cap(&self, addr: SocketAddr) -> bool {
+        self.pending_by_ip.get(&addr.ip()).copied().unwrap_or(0) >= self.config.max_pending_per_ip
     }
 }
 

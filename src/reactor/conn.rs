@@ -2,10 +2,10 @@
 //! closing), each state changed as a whole rather than through flags.
 
 use super::outq::{Chunk, OutQueue};
+use super::stream::Stream;
 use crate::config::Config;
 use crate::id::ConnId;
 use crate::ratelimit::Bucket;
-use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ pub const WS_READ_BUFFER: usize = 256;
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub id: ConnId,
     pub ip: IpAddr,
     pub state: ConnState,
@@ -97,7 +97,7 @@ impl WsConn {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, id: ConnId, ip: IpAddr, now: Instant) -> Conn {
+    pub fn new(stream: Stream, id: ConnId, ip: IpAddr, now: Instant) -> Conn {
         Conn {
             stream,
             id,
@@ -161,7 +161,7 @@ impl Conn {
 /// output queue for output. Writes never block, so tungstenite always hands over whole
 /// frames (pongs, close replies) and they interleave cleanly with broadcast frames.
 pub struct WsIo<'a> {
-    pub stream: &'a mut TcpStream,
+    pub stream: &'a mut Stream,
     pub out: &'a mut OutQueue,
 }
 

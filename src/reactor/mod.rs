@@ -20,6 +20,7 @@ mod http_conn;
 mod output;
 pub mod outq;
 mod shutdown;
+mod stream;
 mod timers;
 mod ws_conn;
 
@@ -86,6 +87,8 @@ pub struct Server {
     writer: Option<JoinHandle<()>>,
     storage_ok: bool,
 
+    /// TLS settings for new connections (`None`: plain HTTP); replaced on reload.
+    tls: Arc<std::sync::Mutex<Option<Arc<rustls::ServerConfig>>>>,
     /// Connections per address that are not WebSockets (yet): the per-IP cap.
     pending_by_ip: HashMap<IpAddr, usize>,
     hub: Hub,
@@ -171,6 +174,7 @@ impl Server {
             writer: Some(writer),
             storage_ok: true,
             pending_by_ip: HashMap::new(),
+            tls: Arc::default(),
             hub,
             metrics: Metrics::new(),
             config,
@@ -276,6 +280,8 @@ impl Server {
             conn::ConnState::Ws(_) => self.read_ws(key),
             conn::ConnState::Closing { .. } => self.drain_closing(key),
         }
+        // Reading TLS records can make records to send (the handshake's answers).
+        self.queued_directly_if_live(key);
     }
 
     /// The live connection with this id, if it is still open.

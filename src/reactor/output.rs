@@ -76,8 +76,14 @@ impl Server {
     /// Output that tungstenite wrote into the queue itself (pongs, close replies).
     pub(super) fn queued_directly(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        if !conn.out.is_empty() {
+        if !conn.out.is_empty() || conn.stream.wants_write() {
             mark_dirty(conn, &mut self.dirty);
+        }
+    }
+
+    pub(super) fn queued_directly_if_live(&mut self, key: usize) {
+        if self.conns.get(key).is_some_and(|c| !c.doomed) {
+            self.queued_directly(key);
         }
     }
 
@@ -93,7 +99,8 @@ impl Server {
                 since: self.now.mono,
             };
         }
-        if conn.out.is_empty() {
+        // TLS ends with close_notify, after the last output (`flush_conn`).
+        if conn.out.is_empty() && !conn.stream.is_tls() {
             self.doom(key);
         } else {
             mark_dirty(conn, &mut self.dirty);
@@ -146,10 +153,18 @@ impl Server {
             return;
         }
         let before = conn.out.len();
-        match conn
+        let written = conn
             .out
-            .write_to(&mut conn.stream, &mut self.metrics.socket_writes)
-        {
+            .write_to(&mut conn.stream, &mut self.metrics.socket_writes);
+        let closing = matches!(conn.state, ConnState::Closing { .. });
+        // TLS records (a handshake message, an alert) may wait with the queue empty.
+        let written = written.and_then(|done| {
+            if done && closing {
+                conn.stream.close_notify();
+            }
+            Ok(done && conn.stream.flush_tls()?)
+        });
+        match written {
             Ok(done) => {
                 if conn.out.len() < before {
                     conn.last_progress = self.now.mono;
@@ -175,7 +190,7 @@ impl Server {
                     let _ = self
                         .poll
                         .registry()
-                        .reregister(&mut conn.stream, token, interest);
+                        .reregister(&mut conn.stream.tcp, token, interest);
                 }
                 if stuck_now {
                     // The stall clock now matters: make sure the timer will look.
@@ -213,7 +228,7 @@ impl Server {
             if conn.unauthenticated {
                 self.release_pending(conn.ip);
             }
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let _ = self.poll.registry().deregister(&mut conn.stream.tcp);
             log::trace!("conn {key}: closed");
         }
     }

@@ -27,7 +27,31 @@ impl Shutdown {
     }
 }
 
+/// Lets another thread (the signal thread on SIGHUP) swap the TLS settings: new
+/// handshakes use them, open connections keep theirs.
+#[derive(Clone)]
+pub struct TlsReload {
+    slot: Arc<std::sync::Mutex<Option<Arc<rustls::ServerConfig>>>>,
+}
+
+impl TlsReload {
+    pub fn replace(&self, cfg: Arc<rustls::ServerConfig>) {
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(cfg);
+    }
+}
+
 impl Server {
+    /// Serves TLS on the listener from now on (before `run`).
+    pub fn use_tls(&mut self, cfg: Arc<rustls::ServerConfig>) {
+        self.tls_reload().replace(cfg);
+    }
+
+    pub fn tls_reload(&self) -> TlsReload {
+        TlsReload {
+            slot: Arc::clone(&self.tls),
+        }
+    }
+
     pub fn shutdown_handle(&self) -> Shutdown {
         Shutdown {
             flag: Arc::clone(&self.shutdown),

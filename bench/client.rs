@@ -1,11 +1,13 @@
 //! A fleet of WebSocket clients on one mio poll: non-blocking connects (optionally from a
 //! chosen source address), the upgrade, masked client frames out, server frames in.
 
+use crate::tls::Conn;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::FromRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A `message` event's text, as received by connection `conn` at `at`.
@@ -25,7 +27,7 @@ enum State {
 }
 
 struct Client {
-    stream: TcpStream,
+    stream: Conn,
     state: State,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -40,6 +42,8 @@ pub struct Fleet {
     conns: Vec<Client>,
     server: SocketAddr,
     source: Option<IpAddr>,
+    /// TLS settings when the server speaks TLS.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// `error` replies and failed connections.
     pub errors: u64,
     /// Upgraded sockets that the server closed (or that broke) while we still held them:
@@ -52,13 +56,18 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn new(server: SocketAddr, source: Option<IpAddr>) -> Result<Fleet, String> {
+    pub fn new(
+        server: SocketAddr,
+        source: Option<IpAddr>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Fleet, String> {
         Ok(Fleet {
             poll: Poll::new().map_err(|e| e.to_string())?,
             events: Events::with_capacity(4096),
             conns: Vec::new(),
             server,
             source,
+            tls,
             errors: 0,
             disconnected: 0,
             hello_us: Vec::new(),
@@ -140,13 +149,20 @@ impl Fleet {
                         Interest::READABLE | Interest::WRITABLE,
                     )
                     .map_err(|e| e.to_string())?;
+                let tls = match &self.tls {
+                    Some(cfg) => Some(chatterbox::tls::client_connection(
+                        cfg,
+                        &self.server.ip().to_string(),
+                    )?),
+                    None => None,
+                };
                 let token = &tokens[i % tokens.len()];
                 let req = format!(
                     "GET /ws?token={token} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
                     self.server
                 );
                 self.conns.push(Client {
-                    stream,
+                    stream: Conn::new(stream, tls),
                     state: State::Handshake,
                     rbuf: Vec::new(),
                     wbuf: req.into_bytes(),
@@ -228,7 +244,8 @@ impl Fleet {
                             c.rbuf.extend_from_slice(&chunk[..k]);
                             // A short read emptied the socket; more data raises a new
                             // edge, so skip the read that would only say WouldBlock.
-                            if k < chunk.len() {
+                            // (Not over TLS: a read returns one record at most.)
+                            if k < chunk.len() && !c.stream.is_tls() {
                                 break;
                             }
                         }
@@ -247,7 +264,7 @@ impl Fleet {
                         self.disconnected += 1;
                     }
                     // Closed for good: no more events from this socket.
-                    let _ = self.poll.registry().deregister(&mut c.stream);
+                    let _ = self.poll.registry().deregister(&mut c.stream.tcp);
                 }
                 if !greeted && matches!(c.state, State::Open { hello: true }) {
                     let us = at.duration_since(c.dialed).as_micros();
@@ -259,6 +276,7 @@ impl Fleet {
 }
 
 fn flush(c: &mut Client) {
+    let _ = c.stream.flush_tls();
     while !c.wbuf.is_empty() {
         match c.stream.write(&c.wbuf) {
             Ok(k) => {

@@ -37,7 +37,7 @@ pub fn connect(o: &Opts) -> Result<Value, String> {
     let tokens = tokens(o)?;
     let rss_before = o.pid.and_then(rss_kib);
     let cpu0 = server_cpu(o);
-    let mut fleet = Fleet::new(o.server, o.source)?;
+    let mut fleet = Fleet::new(o.server, o.source, o.tls.clone())?;
     let gen = GenCpu::start();
     let t0 = Instant::now();
     let opened = fleet.open_paced(o.n, o.rate, &tokens, Duration::from_secs(60))?;
@@ -121,7 +121,8 @@ fn split(o: &Opts, procs: usize) -> Result<Value, String> {
         let n = per.min(o.n - (i * per).min(o.n));
         let c = Command::new(&exe)
             .arg("connect")
-            .args(["--child", "1", "--json", "--server", &o.server.to_string()])
+            .args(["--child", "1", "--json", "--server", &o.server_arg()])
+            .args(o.cacert.iter().flat_map(|c| ["--cacert", c.as_str()]))
             .args([
                 "-n",
                 &n.to_string(),

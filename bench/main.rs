@@ -12,6 +12,7 @@
 
 mod client;
 mod connect;
+mod tls;
 
 use client::{Event, Fleet};
 use serde_json::{json, Value};
@@ -28,7 +29,9 @@ modes:
            and after
   login    --threads parallel logins for D seconds; logins/s and chat round trips meanwhile
 options:
-  --server HOST:PORT  (127.0.0.1:8000)   -n N (1000)        --users K (20)
+  --server [https://]HOST:PORT (127.0.0.1:8000; https:// or wss://: TLS)
+  --cacert FILE (the CA that signed a TLS server's certificate; else system roots)
+  -n N (1000)        --users K (20)
   --rate PER_SEC (5000)                  --senders S (10)   --msg-rate R (1000)
   --duration SECS (10)                   --hold SECS (0)    --pid SERVER_PID
   --settle SECS (0.3: fanout's pause between connecting and sending)
@@ -62,6 +65,26 @@ pub struct Opts {
     pub child: bool,
     /// The server is a reference peer speaking the minimal subset (`--peer`).
     pub peer: bool,
+    /// The server speaks TLS (`--server https://…`), trusting these roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub cacert: Option<String>,
+}
+
+impl Opts {
+    /// The server's base URL for HTTP calls.
+    pub fn base(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.server)
+    }
+
+    /// `--server` as children must be given it.
+    pub fn server_arg(&self) -> String {
+        if self.tls.is_some() {
+            format!("https://{}", self.server)
+        } else {
+            self.server.to_string()
+        }
+    }
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -86,7 +109,10 @@ fn parse_opts() -> Result<Opts, String> {
         tokens: None,
         child: false,
         peer: false,
+        tls: None,
+        cacert: None,
     };
+    let mut tls = false;
     while let Some(flag) = args.next() {
         if flag == "--json" {
             o.json = true;
@@ -99,7 +125,20 @@ fn parse_opts() -> Result<Opts, String> {
         let v = args.next().ok_or(format!("{flag} needs a value"))?;
         let bad = |_| format!("bad value for {flag}: {v}");
         match flag.as_str() {
-            "--server" => o.server = v.parse().map_err(|_| format!("bad --server {v}"))?,
+            "--server" => {
+                let (secure, addr) = match v.split_once("://") {
+                    Some(("https" | "wss", a)) => (true, a),
+                    Some(("http" | "ws", a)) => (false, a),
+                    Some(_) => return Err(format!("bad --server {v}")),
+                    None => (false, v.as_str()),
+                };
+                tls = secure;
+                o.server = addr
+                    .trim_end_matches('/')
+                    .parse()
+                    .map_err(|_| format!("bad --server {v} (HOST:PORT with an IP address)"))?;
+            }
+            "--cacert" => o.cacert = Some(v),
             "-n" => o.n = v.parse().map_err(bad)?,
             "--users" => o.users = v.parse().map_err(bad)?,
             "--rate" => o.rate = v.parse().map_err(|_| format!("bad --rate {v}"))?,
@@ -116,6 +155,10 @@ fn parse_opts() -> Result<Opts, String> {
             "--child" => o.child = v == "1",
             _ => return Err(format!("unknown option {flag}")),
         }
+    }
+    if tls {
+        let pem = chatterbox::tls::root_pem(o.cacert.as_deref().map(std::path::Path::new))?;
+        o.tls = Some(chatterbox::tls::client_config(&pem)?);
     }
     Ok(o)
 }
@@ -167,8 +210,23 @@ fn print_human(v: &Value) {
 
 /// The client for the plain HTTP calls: every status comes back as a response, and each
 /// request has its own connection as before (logins/s stays comparable), no proxy.
-fn http_agent() -> ureq::Agent {
+fn http_agent(o: &Opts) -> ureq::Agent {
+    let mut roots = Vec::new();
+    if o.tls.is_some() {
+        let pem = chatterbox::tls::root_pem(o.cacert.as_deref().map(std::path::Path::new))
+            .unwrap_or_default();
+        roots = ureq::tls::parse_pem(&pem)
+            .filter_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+    }
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+        .build();
     ureq::Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .proxy(None)
         .max_idle_connections(0)
@@ -180,13 +238,13 @@ fn http_agent() -> ureq::Agent {
 /// One POST with a JSON body; returns (status, body).
 fn post(
     agent: &ureq::Agent,
-    server: SocketAddr,
+    base: &str,
     path: &str,
     body: &Value,
 ) -> Result<(u16, String), String> {
-    let fail = |e: ureq::Error| format!("POST {path} to {server}: {e}");
+    let fail = |e: ureq::Error| format!("POST {path} to {base}: {e}");
     let mut resp = agent
-        .post(format!("http://{server}{path}"))
+        .post(format!("{base}{path}"))
         .send_json(body)
         .map_err(fail)?;
     let text = resp.body_mut().read_to_string().map_err(fail)?;
@@ -207,16 +265,16 @@ pub fn tokens(o: &Opts) -> Result<Vec<String>, String> {
         return Ok((0..o.users.max(1)).map(|i| format!("x{i}")).collect());
     }
     let password = "bench-password";
-    let agent = http_agent();
+    let agent = http_agent(o);
     (0..o.users.max(1))
         .map(|i| {
             let name = format!("bench{i}");
             let creds = json!({"username": name, "password": password});
-            let (st, body) = post(&agent, o.server, "/register", &creds)?;
+            let (st, body) = post(&agent, &o.base(), "/register", &creds)?;
             if st != 201 && st != 409 {
                 return Err(format!("register {name}: {st} {body}"));
             }
-            let (st, body) = post(&agent, o.server, "/login", &creds)?;
+            let (st, body) = post(&agent, &o.base(), "/login", &creds)?;
             if st != 200 {
                 return Err(format!(
                     "login {name}: {st} {body} (start the server with a high --auth-per-minute)"
@@ -369,11 +427,8 @@ fn scrape(o: &Opts) -> Option<std::collections::HashMap<String, f64>> {
     if o.peer {
         return None;
     }
-    let agent = http_agent();
-    let mut resp = agent
-        .get(format!("http://{}/metrics", o.server))
-        .call()
-        .ok()?;
+    let agent = http_agent(o);
+    let mut resp = agent.get(format!("{}/metrics", o.base())).call().ok()?;
     if resp.status().as_u16() != 200 {
         return None;
     }
@@ -404,7 +459,7 @@ pub fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 fn fanout(o: &Opts) -> Result<Value, String> {
     let tokens = tokens(o)?;
-    let mut fleet = Fleet::new(o.server, o.source)?;
+    let mut fleet = Fleet::new(o.server, o.source, o.tls.clone())?;
     let opened = fleet.open_paced(o.n, o.rate, &tokens, Duration::from_secs(60))?;
     if opened < o.n {
         return Err(format!("only {opened} of {} connections opened", o.n));
@@ -588,7 +643,7 @@ fn churn(o: &Opts) -> Result<Value, String> {
     let tokens = tokens(o)?;
     let pid = o.pid;
     // Warm up once so lazily allocated server structures are in the baseline.
-    let mut fleet = Fleet::new(o.server, o.source)?;
+    let mut fleet = Fleet::new(o.server, o.source, o.tls.clone())?;
     fleet.open_paced(50.min(o.n.max(1)), o.rate, &tokens, Duration::from_secs(30))?;
     fleet.close_all();
     fleet.run_for(Duration::from_millis(500), |_| {});
@@ -639,18 +694,19 @@ fn login(o: &Opts) -> Result<Value, String> {
     }
     let tokens = tokens(o)?;
     let duration = Duration::from_secs_f64(o.duration);
-    let server = o.server;
+    let base = o.base();
     let t0 = Instant::now();
     let workers: Vec<_> = (0..o.threads)
         .map(|i| {
-            let agent = http_agent();
+            let agent = http_agent(o);
+            let base = base.clone();
             std::thread::spawn(move || {
                 let creds =
                     json!({"username": format!("bench{}", i % 20), "password": "bench-password"});
                 let mut ok = 0u64;
                 let mut other = 0u64;
                 while t0.elapsed() < duration {
-                    match post(&agent, server, "/login", &creds) {
+                    match post(&agent, &base, "/login", &creds) {
                         Ok((200, _)) => ok += 1,
                         _ => other += 1,
                     }
@@ -660,7 +716,7 @@ fn login(o: &Opts) -> Result<Value, String> {
         })
         .collect();
     // Meanwhile, chat round trips on one socket.
-    let mut fleet = Fleet::new(o.server, o.source)?;
+    let mut fleet = Fleet::new(o.server, o.source, o.tls.clone())?;
     fleet.open_paced(1, 10.0, &tokens, Duration::from_secs(10))?;
     let mut rtts: Vec<u32> = Vec::new();
     while t0.elapsed() < duration {

@@ -43,24 +43,21 @@ impl Read for Conn {
         let Some(tls) = self.tls.as_mut() else {
             return self.tcp.read(buf);
         };
-        loop {
-            match tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-            match tls.read_tls(&mut self.tcp)? {
-                0 => return Ok(0),
-                _ => {
-                    tls.process_new_packets()
-                        .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
-                    // The handshake's next flight, if any, goes out now.
-                    self.flush_tls()?;
-                    return self.read(buf);
-                }
-            }
+        match tls.reader().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
         }
+        // No plaintext yet: take records from the socket and try again.
+        if tls.read_tls(&mut self.tcp)? == 0 {
+            return Ok(0);
+        }
+        tls.process_new_packets()
+            .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+        // The handshake's next flight, if any, goes out now.
+        self.flush_tls()?;
+        self.read(buf)
     }
 }
 

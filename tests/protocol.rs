@@ -365,6 +365,9 @@ fn typing_goes_to_others_only_and_is_rate_limited() {
     );
     a.send(json!({"type": "typing", "room": "general", "active": false}));
     assert_eq!(b.recv_type("typing")["active"], false);
+    // Stopping was free: one more start fits in the 2/s, the next does not.
+    a.send(json!({"type": "typing", "room": "general", "active": true}));
+    assert_eq!(b.recv_type("typing")["active"], true);
     let e = a.request(
         json!({"type": "typing", "room": "general", "active": true}),
         "t3",

@@ -165,6 +165,8 @@ impl Hub {
         if !duplicate {
             self.stats.messages_stored += 1;
             let room_id = row.room_id;
+            // A message ends its author's typing there: receivers take it so, unasked.
+            self.typing.remove(&(room_id, row.user_id));
             let cap = self.cfg.ring_size;
             if let Some(room) = self.rooms.get_mut(&room_id) {
                 room.push(row, cap);

@@ -137,6 +137,9 @@ pub struct Hub {
     pub(super) announced: HashMap<(RoomId, UserId), super::sockets::Announced>,
     /// When each entry of `announced` is due for a look: (time, room, user).
     pub(super) presence_due: BTreeSet<(Instant, RoomId, UserId)>,
+    /// Who is typing where, as last told (`ws::typing`): only users with a socket in the
+    /// room, cleared when their message commits and when their last socket leaves it.
+    pub(super) typing: HashSet<(RoomId, UserId)>,
     /// Set at shutdown: no presence is announced for sockets closing then.
     pub(super) quiet: bool,
     /// How long the last budget refusal asked to wait, for its error's `retry_after_ms`.
@@ -175,6 +178,7 @@ impl Hub {
             joining: HashMap::new(),
             announced: HashMap::new(),
             presence_due: BTreeSet::new(),
+            typing: HashSet::new(),
             quiet: false,
             retry_ms: 0,
             stats: ChatStats::default(),

@@ -137,6 +137,7 @@ impl Hub {
         for room_id in socket.rooms {
             if let Some(room) = self.rooms.get_mut(&room_id) {
                 if room.detach(conn, user_id) {
+                    self.typing_gone(room_id, user_id);
                     self.presence_changed(room_id, user_id, now);
                 }
             }
@@ -169,6 +170,7 @@ impl Hub {
             s.rooms.retain(|r| *r != room_id);
         }
         if last {
+            self.typing_gone(room_id, user_id);
             self.presence_changed(room_id, user_id, now);
         }
     }

@@ -309,22 +309,51 @@ impl Hub {
         Ok(())
     }
 
+    /// Typing news. The state is kept per (room, user) so that only changes cost: `true`
+    /// takes from the typing budget (and refreshes receivers while typing goes on);
+    /// `false` after `true` is free, and `false` when not typing (a message committed
+    /// meanwhile, or said twice) is dropped without a broadcast.
     fn typing(&mut self, cx: &Ctx, room: &str, active: bool) -> Result<(), Fail> {
         let room_id = self.member_room(room, cx.user)?;
-        self.rate(cx.user, Budget::Typing, cx.now)?;
+        let key = (room_id, cx.user);
+        if active {
+            self.rate(cx.user, Budget::Typing, cx.now)?;
+            // Only users with a socket in the room are kept, so the state is bounded by
+            // the sockets open and ends with them (`typing_gone`).
+            if self.rooms[&room_id].online.contains_key(&cx.user) {
+                self.typing.insert(key);
+            }
+        } else if !self.typing.remove(&key) {
+            return Ok(());
+        }
+        self.broadcast_typing(room_id, cx.user, active);
+        Ok(())
+    }
+
+    fn broadcast_typing(&mut self, room_id: RoomId, user: UserId, active: bool) {
+        let Some(room) = self.rooms.get(&room_id) else {
+            return;
+        };
         let msg = json!({
             "type": "typing",
-            "room": room,
-            "user": self.user_name(cx.user),
+            "room": room.name,
+            "user": self.user_name(user),
             "active": active,
         });
         self.fx.push(Effect::Broadcast {
             room: room_id,
             msg,
-            except: Except::User(cx.user),
+            except: Except::User(user),
             ephemeral: true,
         });
-        Ok(())
+    }
+
+    /// The user's last socket left the room (leave, removal, disconnect): if they were
+    /// typing there, the others hear that they stopped.
+    pub(super) fn typing_gone(&mut self, room_id: RoomId, user: UserId) {
+        if self.typing.remove(&(room_id, user)) && !self.quiet {
+            self.broadcast_typing(room_id, user, false);
+        }
     }
 
     fn seen(&mut self, cx: &Ctx, room: &str, id: i64) -> Result<(), Fail> {

@@ -3,11 +3,18 @@
 //! Accounts over HTTP (ureq's blocking client), chat over one WebSocket (tungstenite's
 //! blocking client). `chat` is interactive with its own line editor so that
 //! incoming messages never mangle the line being typed; `send` and `tail` are for scripts.
+//! `chat` and `tail` reconnect with jittered exponential backoff and catch up on what
+//! they missed exactly once (`catchup.rs`); `chat.rs` decides what is printed.
 
+mod catchup;
+mod chat;
+mod show;
 mod term;
 
+use catchup::{jitter_ms, retry_after, Backoff, CatchUp};
+use chat::Chat;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -18,16 +25,20 @@ use tungstenite::stream::MaybeTlsStream;
 
 const USAGE: &str = "usage: chatterbox-cli [--server URL] COMMAND
 commands:
-  register NAME        create an account (password from the terminal, or stdin when piped)
+  register NAME        create an account and log in (password from the terminal, or stdin when piped)
   login NAME           log in and keep the session token
   logout               revoke the token and forget it
-  chat [ROOM]          interactive chat (default room: general); /help lists commands
-  send ROOM            send stdin as one message; exits once the server has stored it
+  chat [ROOM]          interactive chat (default room: general; @NAME for a conversation); /help lists commands
+  send ROOM [--no-retry]   send stdin as one message (ROOM may be @NAME); exits once the server has
+                       stored it, waiting out the rate limit unless --no-retry
   tail ROOM [--since ID] [--json]   print messages as they arrive, one per line
 environment: CHATTERBOX_SERVER (default http://127.0.0.1:8000), CHATTERBOX_CONFIG_DIR
   (default $XDG_CONFIG_HOME/chatterbox or ~/.config/chatterbox; the token is kept there, mode 0600)
 exit codes: 0 ok, 1 usage, 2 server unreachable, 3 not logged in or bad credentials,
   4 rate limited, 5 no such room or not allowed, 6 other server error";
+
+/// How long `send` keeps trying (rate limits, a lost connection) before it gives up.
+const SEND_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Failures with their exit codes.
 #[derive(Debug)]
@@ -110,7 +121,7 @@ fn main() -> ExitCode {
         ("logout", []) => cli.logout(),
         ("chat", []) => cli.chat("general"),
         ("chat", [room]) => cli.chat(room),
-        ("send", [room]) => cli.send(room),
+        ("send", [room, opts @ ..]) => cli.send(room, opts),
         ("tail", [room, opts @ ..]) => cli.tail(room, opts),
         _ => Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
     };
@@ -214,14 +225,23 @@ impl Cli {
     fn register(&self, name: &str) -> Result<(), Fail> {
         let creds = Self::credentials(name)?;
         match self.post("/register", Some(&creds), None)? {
-            (201, v) => {
-                println!(
-                    "registered {}; now run: chatterbox-cli login {}",
-                    term::safe(v["username"].as_str().unwrap_or(name)),
+            // Logged in at once with the same password (it is not asked twice).
+            (201, v) => match self.post("/login", Some(&creds), None)? {
+                (200, session) => {
+                    let shown = self.keep_session(&session)?;
+                    println!(
+                        "registered {} and logged in (session in {shown})",
+                        term::safe(v["username"].as_str().unwrap_or(name)),
+                    );
+                    Ok(())
+                }
+                (_, e) => Err(Fail::Server(format!(
+                    "registered {}, but logging in failed: {}; run: chatterbox-cli login {}",
+                    term::safe(name),
+                    term::safe(e["message"].as_str().unwrap_or("no answer")),
                     term::safe(name)
-                );
-                Ok(())
-            }
+                ))),
+            },
             (429, v) => Err(Fail::RateLimited(term::safe(
                 v["message"].as_str().unwrap_or("rate limited"),
             ))),
@@ -231,18 +251,22 @@ impl Cli {
         }
     }
 
+    /// Saves the session a `/login` answered; returns the file's path, safe to print.
+    fn keep_session(&self, v: &Value) -> Result<String, Fail> {
+        let session = json!({"server": self.host, "username": v["username"], "token": v["token"]});
+        save_session(&session)
+            .map_err(|e| Fail::Server(format!("cannot save the session: {e}")))?;
+        Ok(term::safe(&session_path().display().to_string()))
+    }
+
     fn login(&self, name: &str) -> Result<(), Fail> {
         let creds = Self::credentials(name)?;
         match self.post("/login", Some(&creds), None)? {
             (200, v) => {
-                let session =
-                    json!({"server": self.host, "username": v["username"], "token": v["token"]});
-                save_session(&session)
-                    .map_err(|e| Fail::Server(format!("cannot save the session: {e}")))?;
+                let shown = self.keep_session(&v)?;
                 println!(
-                    "logged in as {} (session in {})",
+                    "logged in as {} (session in {shown})",
                     term::safe(v["username"].as_str().unwrap_or(name)),
-                    term::safe(&session_path().display().to_string())
                 );
                 Ok(())
             }
@@ -295,10 +319,41 @@ impl Cli {
         Ok((ws, hello))
     }
 
+    /// Each room the user is a member of, with its newest message id (`GET /rooms`,
+    /// page by page).
+    fn room_marks(&self) -> Result<HashMap<String, i64>, Fail> {
+        let mut marks = HashMap::new();
+        let mut after = String::new();
+        for _ in 0..50 {
+            let (status, v) = self.get("/rooms", &[("limit", "1000"), ("after", &after)])?;
+            if status != 200 {
+                return Err(Fail::Server(format!("/rooms answered {status}")));
+            }
+            let page = v.as_array().cloned().unwrap_or_default();
+            for r in &page {
+                if let (Some(name), true) = (r["name"].as_str(), r["member"] == true) {
+                    marks.insert(name.to_string(), r["last_id"].as_i64().unwrap_or(0));
+                }
+            }
+            match page.last().and_then(|r| r["name"].as_str()) {
+                Some(last) if page.len() >= 1000 => after = last.to_string(),
+                _ => break,
+            }
+        }
+        Ok(marks)
+    }
+
     /// Sends stdin as one message. Past the rate limit it waits as long as the server
-    /// asks (`retry_after_ms`) and tries once more with the same `client_id`, so the
-    /// message is stored at most once.
-    fn send(&self, room: &str) -> Result<(), Fail> {
+    /// asks (`retry_after_ms`, plus a little jitter) and tries again with the same
+    /// `client_id`, for up to `SEND_PATIENCE`, so the message is stored exactly once;
+    /// a connection lost on the way is opened again the same way. `--no-retry` fails at
+    /// the first refusal (exit code 4).
+    fn send(&self, room: &str, opts: &[&str]) -> Result<(), Fail> {
+        let no_retry = match opts {
+            [] => false,
+            ["--no-retry"] => true,
+            _ => return Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
+        };
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
@@ -306,37 +361,93 @@ impl Cli {
         if text.trim().is_empty() {
             return Err(Fail::Usage("nothing to send on stdin".into()));
         }
-        let (mut ws, _) = self.connect()?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let cid = format!("cli-{}-{nanos}", std::process::id());
-        let req =
-            json!({"type": "send", "room": room, "text": text, "client_id": cid, "ref": "send"});
-        ws.send(&req)?;
-        let mut retried = false;
-        let mut until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            match ws.recv(until.saturating_duration_since(Instant::now()))? {
-                Some(v) if v["ref"] == "send" && v["type"] == "message" => {
-                    println!("{}", num(&v["id"]));
+        let mut req = match room.strip_prefix('@') {
+            Some(to) => json!({"type": "dm", "to": to}),
+            None => json!({"type": "send", "room": room}),
+        };
+        req["text"] = json!(text);
+        req["client_id"] = json!(cid);
+        req["ref"] = json!("send");
+        let deadline = Instant::now() + SEND_PATIENCE;
+        let mut backoff = Backoff::default();
+        let (mut ws, _) = self.connect()?;
+        loop {
+            match self.send_on(&mut ws, &req, no_retry, deadline)? {
+                Some(id) => {
+                    println!("{id}");
                     return Ok(());
                 }
-                Some(v) if v["ref"] == "send" && v["type"] == "error" => {
-                    if v["code"] == "rate_limited" && !retried {
-                        retried = true;
-                        std::thread::sleep(retry_after(&v));
-                        ws.send(&req)?;
-                        until = Instant::now() + Duration::from_secs(10);
-                        continue;
-                    }
-                    return Err(from_error(&v));
+                None if no_retry || Instant::now() >= deadline => {
+                    return Err(Fail::Unreachable(
+                        "the connection was lost before the server confirmed the message".into(),
+                    ))
                 }
-                Some(_) => {}
-                None => break,
+                None => {}
+            }
+            // Lost on the way: the same client_id again, on a new connection.
+            ws = loop {
+                std::thread::sleep(backoff.next_wait());
+                match self.connect() {
+                    Ok((ws, _)) => break ws,
+                    Err(Fail::Unreachable(m)) if Instant::now() < deadline => {
+                        eprintln!("chatterbox-cli: {}; retrying", term::safe(&m));
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+        }
+    }
+
+    /// One connection's try at `send`: the stored id, or None if the connection was lost
+    /// before the server answered.
+    fn send_on(
+        &self,
+        ws: &mut Ws,
+        req: &Value,
+        no_retry: bool,
+        deadline: Instant,
+    ) -> Result<Option<String>, Fail> {
+        if ws.send(req).is_err() {
+            return Ok(None);
+        }
+        let mut until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            let v = match ws.recv(until.saturating_duration_since(Instant::now())) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(Fail::Unreachable(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if v["ref"] != "send" {
+                continue;
+            }
+            match v["type"].as_str() {
+                Some("message") => return Ok(Some(show::num(&v["id"]))),
+                Some("error") if v["code"] == "rate_limited" && !no_retry => {
+                    let wait = retry_after(&v);
+                    let wait =
+                        wait + Duration::from_millis(jitter_ms(wait.as_millis() as u64 / 10 + 5));
+                    if Instant::now() + wait > deadline {
+                        return Err(Fail::RateLimited(format!(
+                            "still rate limited after {} s; nothing was stored",
+                            SEND_PATIENCE.as_secs()
+                        )));
+                    }
+                    std::thread::sleep(wait);
+                    if ws.send(req).is_err() {
+                        return Ok(None);
+                    }
+                    until = Instant::now() + Duration::from_secs(10);
+                }
+                Some("error") => return Err(from_error(&v)),
+                _ => {}
             }
         }
-        Err(Fail::Server("no acknowledgement from the server".into()))
+        Ok(None)
     }
 
     fn tail(&self, room: &str, opts: &[&str]) -> Result<(), Fail> {
@@ -350,41 +461,52 @@ impl Cli {
             ),
             None => None,
         };
+        let me = load_session()
+            .ok()
+            .and_then(|s| s["username"].as_str().map(str::to_string))
+            .unwrap_or_default();
         let stdout = std::io::stdout();
+        let mut backoff = Backoff::default();
+        let mut connected_once = false;
         loop {
             let mut ws = match self.connect() {
                 Ok((ws, _)) => ws,
-                Err(Fail::Unreachable(m)) if since.is_some() => {
-                    eprintln!("chatterbox-cli: {}; retrying", term::safe(&m));
-                    std::thread::sleep(Duration::from_secs(2));
+                Err(Fail::Unreachable(m)) if connected_once || since.is_some() => {
+                    let wait = backoff.next_wait();
+                    eprintln!(
+                        "chatterbox-cli: {}; retrying in {:.1} s",
+                        term::safe(&m),
+                        wait.as_secs_f64()
+                    );
+                    std::thread::sleep(wait);
                     continue;
                 }
                 Err(e) => return Err(e),
             };
+            backoff.reset();
+            connected_once = true;
             let mut catch = CatchUp::default();
-            let join = match since {
-                Some(s) => catch.join_request(room, s),
-                None => json!({"type": "join", "room": room, "ref": "join"}),
-            };
-            ws.send(&join)?;
+            ws.send(&catch.join_request(room, since))?;
             loop {
                 if let Some(req) = catch.next_request() {
                     if ws.send(&req).is_err() {
                         break;
                     }
                 }
-                let v = match ws.recv(Duration::from_secs(60)) {
+                let v = match ws.recv(Duration::from_millis(200)) {
                     Ok(Some(v)) => v,
                     Ok(None) => continue,
                     Err(Fail::Unreachable(_)) => break,
                     Err(e) => return Err(e),
                 };
                 let msgs: Vec<Value> = match v["type"].as_str() {
-                    Some("joined") if v["room"] == room => catch.joined(&v),
+                    Some("joined") if v["room"] == room => catch.joined(&v).0,
                     Some("message") if v["room"] == room => catch.message(&v).into_iter().collect(),
                     Some("history") if v["ref"] == CatchUp::REF => catch.page(&v),
-                    Some("error") if v["ref"] == CatchUp::REF => catch.refused(&v),
-                    Some("error") if v["ref"] == "join" => return Err(from_error(&v)),
+                    Some("error") if catch.is_join(&v["ref"]) && v["code"] != "rate_limited" => {
+                        return Err(from_error(&v))
+                    }
+                    Some("error") if catch.owns(&v["ref"]) => catch.refused(&v),
                     _ => continue,
                 };
                 let mut out = stdout.lock();
@@ -399,7 +521,7 @@ impl Cli {
                     let line = if json_out {
                         term::safe_json(&m.to_string())
                     } else {
-                        term::safe_lines(&format_message(&m), "")
+                        term::safe_lines(&show::message_line(&m, &me, false, false), "")
                     };
                     if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
                         return Ok(()); // the reader went away (a closed pipe)
@@ -417,15 +539,24 @@ impl Cli {
             .ok()
             .and_then(|s| s["username"].as_str().map(str::to_string))
             .unwrap_or_default();
+        let room = match first_room.strip_prefix('@') {
+            Some(other) => show::dm_room(&me, other),
+            None => first_room
+                .strip_prefix('#')
+                .unwrap_or(first_room)
+                .to_string(),
+        };
+        let mut st = Chat::new(&me, &room);
+        // Where every room stands now, read before any frame of this socket is: a later
+        // catch-up starts from here for rooms nothing is shown of.
+        if let Ok(marks) = self.room_marks() {
+            st.baseline = marks;
+            st.baseline.remove(&room);
+        }
         let (tx, rx) = mpsc::channel::<term::Input>();
         let interactive = term::spawn_input(tx);
         let mut ui = term::Screen::new(interactive);
-        let mut st = Chat {
-            me,
-            room: first_room.to_string(),
-            ..Chat::default()
-        };
-        ws.send(&json!({"type": "join", "room": st.room, "ref": "join"}))?;
+        ws.send(&st.catch.join_request(&room, None))?;
         ui.print(&format!(
             "connected as {}; /help for commands",
             term::safe(&st.me)
@@ -433,9 +564,12 @@ impl Cli {
         for line in st.hello(&hello) {
             ui.print(&line);
         }
+        let mut backoff = Backoff::default();
+        // Lines typed while the connection was down, run once it is back.
+        let mut typed: std::collections::VecDeque<term::Input> = Default::default();
         loop {
             // Input first, without blocking.
-            while let Ok(input) = rx.try_recv() {
+            while let Some(input) = typed.pop_front().or_else(|| rx.try_recv().ok()) {
                 match input {
                     term::Input::Line(line) => match self.command(&mut ws, &mut ui, &mut st, &line)
                     {
@@ -451,11 +585,16 @@ impl Cli {
                 }
             }
             let mut sent = Ok(());
-            if let Some(req) = st.catch.next_request() {
-                sent = ws.send(&req);
+            let due: Vec<Value> = st
+                .catch
+                .next_request()
+                .into_iter()
+                .chain(st.seen_requests(Instant::now()))
+                .collect();
+            for req in due {
+                sent = sent.and_then(|()| ws.send(&req));
             }
-            let got = sent.and_then(|()| ws.recv(Duration::from_millis(50)));
-            match got {
+            match sent.and_then(|()| ws.recv(Duration::from_millis(50))) {
                 Ok(Some(v)) => {
                     if let Some(line) = st.describe(&v) {
                         ui.print(&line);
@@ -463,28 +602,16 @@ impl Cli {
                 }
                 Ok(None) => {}
                 Err(Fail::Auth(m)) => return Err(Fail::Auth(m)),
-                Err(_) => {
-                    ui.print("! connection lost; reconnecting…");
-                    let hello;
-                    (ws, hello) = loop {
-                        std::thread::sleep(Duration::from_secs(1));
-                        match self.connect() {
-                            Ok(c) => break c,
-                            Err(Fail::Auth(m)) => return Err(Fail::Auth(m)),
-                            Err(_) => continue,
-                        }
+                Err(e) => {
+                    ui.print(&format!("! {}; reconnecting…", e.message()));
+                    let Some((new_ws, hello)) =
+                        self.reconnect(&rx, &mut typed, &mut backoff, &mut ui)?
+                    else {
+                        return Ok(());
                     };
-                    // Pages asked on the old socket are lost; what was held back comes
-                    // again in the catch-up, which starts after what was shown.
-                    st.catch = CatchUp::default();
-                    let mut rooms: Vec<String> = st.last_ids.keys().cloned().collect();
-                    if !rooms.contains(&st.room) {
-                        rooms.push(st.room.clone());
-                    }
-                    for r in rooms {
-                        let since = st.last_ids.get(&r).copied().unwrap_or(0);
-                        ws.send(&st.catch.join_request(&r, since))?;
-                    }
+                    ws = new_ws;
+                    // Read before any frame of the new socket: which rooms have news.
+                    st.plan_catch_up(self.room_marks().ok());
                     ui.print("! reconnected; catching up");
                     for line in st.hello(&hello) {
                         ui.print(&line);
@@ -492,6 +619,112 @@ impl Cli {
                 }
             }
         }
+    }
+
+    /// Connects again after jittered, growing waits. Typed lines wait in `typed`
+    /// meanwhile; `/quit` or end of input ends the wait (None). A revoked or expired
+    /// session ends it with an error.
+    fn reconnect(
+        &self,
+        rx: &mpsc::Receiver<term::Input>,
+        typed: &mut std::collections::VecDeque<term::Input>,
+        backoff: &mut Backoff,
+        ui: &mut term::Screen,
+    ) -> Result<Option<(Ws, Value)>, Fail> {
+        loop {
+            let until = Instant::now() + backoff.next_wait();
+            while Instant::now() < until {
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(term::Input::Eof) => return Ok(None),
+                    Ok(term::Input::Line(l)) if matches!(l.trim(), "/quit" | "/exit") => {
+                        return Ok(None)
+                    }
+                    Ok(term::Input::Typing) => {}
+                    Ok(input) => typed.push_back(input),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(until.saturating_duration_since(Instant::now()))
+                    }
+                }
+            }
+            match self.connect() {
+                Ok(c) => {
+                    backoff.reset();
+                    return Ok(Some(c));
+                }
+                Err(Fail::Auth(m)) => return Err(Fail::Auth(m)),
+                Err(e) => ui.print(&format!("! {}; trying again…", e.message())),
+            }
+        }
+    }
+
+    /// `/rooms [WORD]`: the rooms one may join (public ones, and private ones one is in),
+    /// page by page, then one's conversations.
+    fn list_rooms(&self, ui: &mut term::Screen, st: &Chat, q: &str) -> Result<(), Fail> {
+        const PAGE: usize = 200;
+        const PAGES: usize = 5;
+        let mut after = String::new();
+        let (mut rooms, mut dms, mut more) = (Vec::new(), Vec::new(), false);
+        for n in 0..PAGES {
+            let limit = PAGE.to_string();
+            let (status, v) =
+                self.get("/rooms", &[("q", q), ("limit", &limit), ("after", &after)])?;
+            match status {
+                200 => {}
+                429 => {
+                    return Err(Fail::RateLimited(
+                        "slow down; try /rooms again in a moment".into(),
+                    ))
+                }
+                s => return Err(Fail::Server(format!("/rooms answered {s}"))),
+            }
+            let page = v.as_array().cloned().unwrap_or_default();
+            for r in &page {
+                let name = r["name"].as_str().unwrap_or("");
+                if name.starts_with("dm:") {
+                    let unread = r["unread"].as_i64().unwrap_or(0);
+                    dms.push(if unread > 0 {
+                        format!("{} ({unread} unread)", st.label(name))
+                    } else {
+                        st.label(name)
+                    });
+                    continue;
+                }
+                let mark = match (r["member"] == true, r["private"] == true) {
+                    (true, true) => " (private, joined)".to_string(),
+                    (true, false) => " (joined)".to_string(),
+                    _ => format!(" — /join {}", term::safe(name)),
+                };
+                let unread = match r["unread"].as_i64() {
+                    Some(n) if n > 0 && r["member"] == true => format!(", {n} unread"),
+                    _ => String::new(),
+                };
+                rooms.push(format!(
+                    "  #{}  {} members, {} online{unread}{mark}",
+                    term::safe(name),
+                    show::num(&r["members"]),
+                    show::num(&r["online_count"]),
+                ));
+            }
+            match page.last().and_then(|r| r["name"].as_str()) {
+                Some(last) if page.len() >= PAGE => {
+                    after = last.to_string();
+                    more = n + 1 == PAGES;
+                }
+                _ => break,
+            }
+        }
+        ui.print(&format!("{} room(s):", rooms.len()));
+        for line in rooms {
+            ui.print(&line);
+        }
+        if more {
+            ui.print("  … and more: /rooms WORD lists the rooms whose name has WORD");
+        }
+        if !dms.is_empty() {
+            ui.print(&format!("conversations: {}", dms.join(", ")));
+        }
+        Ok(())
     }
 
     /// Runs one line typed in `chat`; `Ok(true)` means quit.
@@ -507,7 +740,15 @@ impl Cli {
             return Ok(false);
         }
         if !line.starts_with('/') {
-            ws.send(&json!({"type": "send", "room": st.room, "text": line}))?;
+            // In a conversation, as a direct message: that also starts it if need be.
+            let peer = st.label(&st.room);
+            let req = match peer.strip_prefix('@') {
+                Some(to) if st.room.starts_with("dm:") => {
+                    json!({"type": "dm", "to": to, "text": line})
+                }
+                _ => json!({"type": "send", "room": st.room, "text": line}),
+            };
+            ws.send(&req)?;
             return Ok(false);
         }
         let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
@@ -517,19 +758,20 @@ impl Cli {
             words.next().unwrap_or(""),
             words.next().unwrap_or("").trim(),
         );
-        // A room may be typed as #name, the way invitations show it.
-        let a_room = a.strip_prefix('#').unwrap_or(a);
+        // A room may be typed as #name, the way invitations show it; a conversation as
+        // @name, the way it is shown.
+        let a_room = match a.strip_prefix('@') {
+            Some(other) => show::dm_room(&st.me, other),
+            None => a.strip_prefix('#').unwrap_or(a).to_string(),
+        };
+        let id = |s: &str| s.trim_start_matches('#').parse::<i64>().unwrap_or(0);
         match cmd {
             "/quit" | "/exit" => return Ok(true),
             "/help" => ui.print(HELP),
-            "/join" if !a.is_empty() => {
-                st.room = a_room.to_string();
-                ws.send(&json!({"type": "join", "room": a_room, "ref": "join"}))?;
-            }
-            "/accept" if !a.is_empty() => {
-                // Joining is how an invitation is accepted.
-                st.room = a_room.to_string();
-                ws.send(&json!({"type": "join", "room": a_room, "ref": "join"}))?;
+            // Joining is also how an invitation is accepted.
+            "/join" | "/accept" if !a.is_empty() => {
+                st.room = a_room.clone();
+                ws.send(&st.catch.join_request(&a_room, None))?;
             }
             "/decline" if !a.is_empty() => {
                 ws.send(&json!({"type": "decline", "room": a_room, "ref": "decline"}))?
@@ -548,30 +790,17 @@ impl Cli {
                     ui.print("* no pending invitations");
                 }
                 for (room, by) in &st.invites {
-                    ui.print(&invitation_line(room, by));
+                    ui.print(&show::invitation_line(room, by));
                 }
             }
             "/leave" => {
-                let r = if a.is_empty() { st.room.clone() } else { a_room.to_string() };
+                let r = if a.is_empty() { st.room.clone() } else { a_room };
                 ws.send(&json!({"type": "leave", "room": r}))?;
                 if r == st.room {
                     st.room = "general".into();
                 }
             }
-            "/rooms" => {
-                let (status, v) = self.get("/rooms", &[])?;
-                if status != 200 {
-                    return Err(Fail::Server(format!("/rooms answered {status}")));
-                }
-                for r in v.as_array().into_iter().flatten() {
-                    ui.print(&format!(
-                        "  {}{} members {} online {} unread {}",
-                        term::safe(r["name"].as_str().unwrap_or("")),
-                        if r["private"] == true { " (private)" } else { "" },
-                        num(&r["members"]), num(&r["online"]), num(&r["unread"])
-                    ));
-                }
-            }
+            "/rooms" => self.list_rooms(ui, st, rest)?,
             // The names were made safe when the `joined` reply came in.
             "/who" => {
                 let (members, online) = &st.who;
@@ -581,19 +810,19 @@ impl Cli {
                 }
                 ui.print(&line)
             }
-            "/dm" if !a.is_empty() && !b.is_empty() => ws.send(&json!({"type": "dm", "to": a, "text": b}))?,
+            "/dm" if !a.is_empty() && !b.is_empty() => ws.send(&json!({"type": "dm", "to": a.trim_start_matches('@'), "text": b}))?,
             "/history" => {
                 let n: u64 = a.parse().unwrap_or(20);
                 ws.send(&json!({"type": "history", "room": st.room, "limit": n}))?;
             }
-            "/edit" if !b.is_empty() => ws.send(&json!({"type": "edit", "id": a.parse::<i64>().unwrap_or(0), "text": b}))?,
-            "/delete" if !a.is_empty() => ws.send(&json!({"type": "delete", "id": a.parse::<i64>().unwrap_or(0)}))?,
+            "/edit" if !b.is_empty() => ws.send(&json!({"type": "edit", "id": id(a), "text": b}))?,
+            "/delete" if !a.is_empty() => ws.send(&json!({"type": "delete", "id": id(a)}))?,
             "/search" if !rest.is_empty() => {
                 let (_, v) = self.get("/search", &[("q", rest)])?;
                 let found = v["messages"].as_array().cloned().unwrap_or_default();
                 ui.print(&format!("{} result(s)", found.len()));
                 for m in found {
-                    ui.print(&format!("  #{} {}", num(&m["id"]), format_message(&m)));
+                    ui.print(&format!("  {}", show::message_line(&m, &st.me, true, true)));
                 }
             }
             "/create" if !a.is_empty() => ws.send(&json!({"type": "create_room", "room": a_room, "private": b == "private", "ref": "join"}))?,
@@ -604,311 +833,7 @@ impl Cli {
     }
 }
 
-const HELP: &str = "/join ROOM  /leave [ROOM]  /rooms  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /quit";
-
-/// How long a `rate_limited` error asks to wait (`retry_after_ms`; a second if it does
-/// not say, at most a minute).
-fn retry_after(v: &Value) -> Duration {
-    Duration::from_millis(
-        v["retry_after_ms"]
-            .as_u64()
-            .unwrap_or(1000)
-            .clamp(1, 60_000),
-    )
-}
-
-/// `* alice invited you to #secret — /accept secret or /decline secret`
-fn invitation_line(room: &str, by: &str) -> String {
-    let (room, by) = (term::safe(room), term::safe(by));
-    format!("* {by} invited you to #{room} — /accept {room} or /decline {room}")
-}
-
-/// A number from the server as text, or `?` when it is not one (nothing else from a
-/// number field is printed).
-fn num(v: &Value) -> String {
-    v.as_i64().map_or_else(|| "?".into(), |n| n.to_string())
-}
-
-/// `[HH:MM] room <user> text`, every part made safe to print; a multi-line message goes
-/// on over indented lines.
-fn format_message(m: &Value) -> String {
-    let ts = m["ts"].as_str().unwrap_or("");
-    let hhmm = term::safe(ts.get(11..16).unwrap_or("--:--"));
-    let text = if m["deleted"] == true {
-        "(deleted)".to_string()
-    } else {
-        term::safe_lines(m["text"].as_str().unwrap_or(""), "    ")
-    };
-    let edited = if m["edited"] == true { " (edited)" } else { "" };
-    format!(
-        "[{hhmm}] {} <{}> {text}{edited}",
-        term::safe(m["room"].as_str().unwrap_or("")),
-        term::safe(m["user"].as_str().unwrap_or(""))
-    )
-}
-
-/// What the interactive client keeps between events.
-#[derive(Default)]
-struct Chat {
-    me: String,
-    /// The room typed lines go to.
-    room: String,
-    /// The highest message id shown per room: nothing at or below it is shown again.
-    last_ids: HashMap<String, i64>,
-    /// Member and online names of the current room, made safe to print.
-    who: (Vec<String>, Vec<String>),
-    /// The whole counts when `joined` listed only the first names (`members_more`).
-    who_counts: Option<(i64, i64)>,
-    /// Pending invitations: room, and who invited me.
-    invites: BTreeMap<String, String>,
-    catch: CatchUp,
-}
-
-impl Chat {
-    /// What `hello` tells: the pending invitations not shown yet.
-    fn hello(&mut self, hello: &Value) -> Vec<String> {
-        let mut lines = Vec::new();
-        let mut now = BTreeMap::new();
-        for i in hello["invitations"].as_array().into_iter().flatten() {
-            let (Some(room), by) = (i["room"].as_str(), i["by"].as_str().unwrap_or("")) else {
-                continue;
-            };
-            if !self.invites.contains_key(room) {
-                lines.push(invitation_line(room, by));
-            }
-            now.insert(room.to_string(), by.to_string());
-        }
-        self.invites = now;
-        lines
-    }
-
-    /// A message to show, unless it was shown already.
-    fn show(&mut self, m: &Value) -> Option<String> {
-        let r = m["room"].as_str().unwrap_or("").to_string();
-        let id = m["id"].as_i64().unwrap_or(0);
-        let shown = self.last_ids.entry(r).or_insert(0);
-        if id <= *shown {
-            return None;
-        }
-        *shown = id;
-        Some(format_message(m))
-    }
-
-    /// Messages to show, each once, as lines; None if there are none.
-    fn show_all(&mut self, msgs: &[Value]) -> Option<String> {
-        let lines: Vec<String> = msgs.iter().filter_map(|m| self.show(m)).collect();
-        (!lines.is_empty()).then(|| lines.join("\n"))
-    }
-
-    /// What the interactive client prints for an event, if anything.
-    fn describe(&mut self, v: &Value) -> Option<String> {
-        let names = |x: &Value| -> Vec<String> {
-            x.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|n| n.as_str().map(term::safe))
-                .collect()
-        };
-        let s = |k: &str| term::safe(v[k].as_str().unwrap_or(""));
-        match v["type"].as_str()? {
-            "message" => {
-                let m = self.catch.message(v)?;
-                self.show(&m)
-            }
-            "joined" => {
-                let r = v["room"].as_str().unwrap_or("").to_string();
-                self.invites.remove(&r);
-                if r == self.room {
-                    self.who = (names(&v["members"]), names(&v["online"]));
-                    self.who_counts = (v["members_more"] == true).then(|| {
-                        (
-                            v["member_count"].as_i64().unwrap_or(0),
-                            v["online_count"].as_i64().unwrap_or(0),
-                        )
-                    });
-                }
-                let online = v["online_count"]
-                    .as_i64()
-                    .unwrap_or(names(&v["online"]).len() as i64);
-                let mut out = format!("* joined {} ({online} online)", term::safe(&r));
-                let msgs = self.catch.joined(v);
-                if let Some(lines) = self.show_all(&msgs) {
-                    out = format!("{out}\n{lines}");
-                }
-                if self.catch.busy(&r) {
-                    out.push_str(&format!("\n* catching up on {}…", term::safe(&r)));
-                }
-                self.last_ids.entry(r).or_insert(0);
-                Some(out)
-            }
-            "history" if v["ref"] == CatchUp::REF => {
-                let msgs = self.catch.page(v);
-                self.show_all(&msgs)
-            }
-            "history" => {
-                let msgs: Vec<String> = v["messages"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|m| format!("#{} {}", num(&m["id"]), format_message(m)))
-                    .collect();
-                Some(if msgs.is_empty() {
-                    "* no older messages".into()
-                } else {
-                    msgs.join("\n")
-                })
-            }
-            "left" => Some(format!("* left {}", s("room"))),
-            "edited" => Some(format!(
-                "* message {} edited: {}",
-                num(&v["id"]),
-                term::safe_lines(v["text"].as_str().unwrap_or(""), "    ")
-            )),
-            "deleted" => Some(format!("* message {} deleted", num(&v["id"]))),
-            "typing" if v["active"] == true && v["user"] != self.me.as_str() => {
-                Some(format!("* {} is typing in {}…", s("user"), s("room")))
-            }
-            "presence" => Some(format!(
-                "* {} is {} in {}",
-                s("user"),
-                s("status"),
-                s("room")
-            )),
-            // The inviter gets the event too, naming whom they invited.
-            "invited" if v["user"].as_str().is_some_and(|u| u != self.me) => {
-                Some(format!("* invited {} to #{}", s("user"), s("room")))
-            }
-            "invited" => {
-                let room = v["room"].as_str().unwrap_or("");
-                let by = v["by"].as_str().unwrap_or("");
-                self.invites.insert(room.to_string(), by.to_string());
-                Some(invitation_line(room, by))
-            }
-            "declined" => {
-                self.invites.remove(v["room"].as_str().unwrap_or(""));
-                Some(format!("* declined the invitation to #{}", s("room")))
-            }
-            "error" if v["ref"] == CatchUp::REF => {
-                let msgs = self.catch.refused(v);
-                self.show_all(&msgs)
-            }
-            "error" if v["ref"] != "typing" => Some(format!("! {} ({})", s("message"), s("code"))),
-            _ => None,
-        }
-    }
-}
-
-/// Catch-up that goes on past one `joined`. A `join` with `since` may come back
-/// `complete: false`: then what was missed is paged with `history` + `after`, from
-/// `since` on (the reply may have held the oldest or, when the server's memory no
-/// longer reaches back, the newest part of it: paging from `since` finds all of it,
-/// in order) until `has_more` is false. Meanwhile the room's live messages are held
-/// back, so that everything comes out once and in id order. One page is asked at a
-/// time: the server bounds the reads one socket may have waiting.
-#[derive(Default)]
-struct CatchUp {
-    /// `since` of each catch-up join not answered yet.
-    since: HashMap<String, i64>,
-    /// Rooms still paging: where the next page starts, and the held-back messages.
-    paging: BTreeMap<String, (i64, Vec<Value>)>,
-    /// The room whose page is on its way, if any.
-    asked: Option<String>,
-    /// A refused page is asked again only after this.
-    not_before: Option<Instant>,
-}
-
-impl CatchUp {
-    /// The `ref` of page requests.
-    const REF: &'static str = "catchup";
-
-    /// A `join` that catches up on `room` after message `since`.
-    fn join_request(&mut self, room: &str, since: i64) -> Value {
-        self.since.insert(room.to_string(), since);
-        json!({"type": "join", "room": room, "since": since, "ref": "join"})
-    }
-
-    fn busy(&self, room: &str) -> bool {
-        self.paging.contains_key(room)
-    }
-
-    /// A `joined`: the messages to show now. A catch-up that came back incomplete
-    /// shows nothing yet and pages from its `since` instead.
-    fn joined(&mut self, v: &Value) -> Vec<Value> {
-        let room = v["room"].as_str().unwrap_or("");
-        let history = v["history"].as_array().cloned().unwrap_or_default();
-        match self.since.remove(room) {
-            Some(since) if v["complete"] == false => {
-                self.paging.insert(room.to_string(), (since, Vec::new()));
-                Vec::new()
-            }
-            _ => history,
-        }
-    }
-
-    /// A live message: to show now, or held back (None) while its room is paging.
-    fn message(&mut self, v: &Value) -> Option<Value> {
-        match self.paging.get_mut(v["room"].as_str().unwrap_or("")) {
-            Some((_, held)) => {
-                held.push(v.clone());
-                None
-            }
-            None => Some(v.clone()),
-        }
-    }
-
-    /// The next page to ask for, if one is due and none is on its way.
-    fn next_request(&mut self) -> Option<Value> {
-        if self.asked.is_some() || self.not_before.is_some_and(|t| Instant::now() < t) {
-            return None;
-        }
-        let (room, (after, _)) = self.paging.iter().next()?;
-        self.asked = Some(room.clone());
-        Some(
-            json!({"type": "history", "room": room, "after": after, "limit": 200, "ref": Self::REF}),
-        )
-    }
-
-    /// A page: its messages to show, and once the room is done, the held-back ones.
-    fn page(&mut self, v: &Value) -> Vec<Value> {
-        self.asked = None;
-        let room = v["room"].as_str().unwrap_or("");
-        let msgs = v["messages"].as_array().cloned().unwrap_or_default();
-        let last = msgs.iter().filter_map(|m| m["id"].as_i64()).max();
-        let Some((after, _)) = self.paging.get_mut(room) else {
-            return msgs;
-        };
-        match last {
-            Some(id) if v["has_more"] == true => {
-                *after = id;
-                msgs
-            }
-            _ => {
-                let mut all = msgs;
-                all.extend(self.finish(room));
-                all
-            }
-        }
-    }
-
-    /// A page was refused: asked again after the wait a rate limit names; on any other
-    /// error the room's catch-up ends with what was held back.
-    fn refused(&mut self, v: &Value) -> Vec<Value> {
-        let Some(room) = self.asked.take() else {
-            return Vec::new();
-        };
-        if v["code"] == "rate_limited" {
-            self.not_before = Some(Instant::now() + retry_after(v));
-            return Vec::new();
-        }
-        self.finish(&room)
-    }
-
-    fn finish(&mut self, room: &str) -> Vec<Value> {
-        let mut held = self.paging.remove(room).map(|p| p.1).unwrap_or_default();
-        held.sort_by_key(|m| m["id"].as_i64().unwrap_or(0));
-        held
-    }
-}
+const HELP: &str = "/join ROOM (or @USER)  /leave [ROOM]  /rooms [WORD]  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /quit";
 
 struct Ws {
     ws: tungstenite::WebSocket<MaybeTlsStream<TcpStream>>,
@@ -931,10 +856,12 @@ impl Ws {
                 Ok(tungstenite::Message::Text(t)) => return Ok(serde_json::from_str(&t).ok()),
                 Ok(tungstenite::Message::Close(f)) => {
                     let code = f.as_ref().map(|f| u16::from(f.code)).unwrap_or(0);
-                    return Err(if code == 4001 {
-                        Fail::Auth("the session was revoked or expired; log in again".into())
-                    } else {
-                        Fail::Unreachable(format!("closed by the server ({code})"))
+                    return Err(match code {
+                        4001 => Fail::Auth(
+                            "the session was revoked or expired (4001); log in again".into(),
+                        ),
+                        4002 => Fail::Unreachable("the server is restarting (4002)".into()),
+                        code => Fail::Unreachable(format!("closed by the server ({code})")),
                     });
                 }
                 Ok(_) => continue,
@@ -979,185 +906,4 @@ fn save_session(v: &Value) -> std::io::Result<()> {
         .mode(0o600)
         .open(&path)?;
     f.write_all(v.to_string().as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nothing_from_the_server_reaches_the_terminal_raw() {
-        let evil = "\x1b]0;pwned\x07\x1b]52;c;cHduZWQ=\x07\r<mallory> fake\u{9b}2J\x7f\nline two";
-        let m = json!({"ts": "2026-11-24T09:05:00.000Z", "room": "r\x1b[2J", "user": "b\rob", "text": evil, "id": 7});
-        let line = format_message(&m);
-        assert_eq!(
-            line,
-            "[09:05] r^[[2J <b^Mob> ^[]0;pwned^G^[]52;c;cHduZWQ=^G^M<mallory> fake\u{fffd}2J^?\n    line two"
-        );
-        let mut st = Chat {
-            me: "alice".into(),
-            room: "general".into(),
-            ..Chat::default()
-        };
-        let events = [
-            json!({"type": "message", "id": 7, "ts": "2026-11-24T09:05:00.000Z", "room": "r", "user": "b", "text": evil}),
-            json!({"type": "edited", "id": 7, "room": "r", "text": evil}),
-            json!({"type": "typing", "active": true, "room": evil, "user": evil}),
-            json!({"type": "presence", "status": evil, "room": evil, "user": evil}),
-            json!({"type": "invited", "by": evil, "room": evil, "user": evil}),
-            json!({"type": "invited", "by": evil, "room": evil, "user": "alice"}),
-            json!({"type": "declined", "room": evil}),
-            json!({"type": "left", "room": evil}),
-            json!({"type": "error", "code": evil, "message": evil}),
-            json!({"type": "joined", "room": evil, "members": [evil], "online": [evil], "history": [m]}),
-            json!({"type": "history", "room": evil, "messages": [m]}),
-        ];
-        for v in events {
-            let out = st.describe(&v).unwrap();
-            assert!(
-                !out.contains(['\x1b', '\x07', '\r', '\x7f', '\u{9b}']),
-                "{out:?}"
-            );
-            // Lines break only inside a message's text, and go on indented.
-            for cont in out.split('\n').skip(1) {
-                assert!(cont.starts_with("    ") || cont.starts_with('['), "{out:?}");
-            }
-        }
-        let v = json!({"type": "joined", "room": "general", "members": [evil], "online": [], "history": []});
-        st.describe(&v).unwrap();
-        assert!(
-            !st.who.0[0].contains(['\x1b', '\x07', '\r', '\n']),
-            "{:?}",
-            st.who.0
-        );
-        let hello = json!({"type": "hello", "invitations": [{"room": evil, "by": evil}]});
-        let lines = st.hello(&hello);
-        assert!(
-            !lines[0].contains(['\x1b', '\x07', '\r', '\n']),
-            "{lines:?}"
-        );
-        let f = from_error(&json!({"code": "x\x1b", "message": evil}));
-        assert!(
-            !f.message().contains(['\x1b', '\x07', '\r', '\n']),
-            "{:?}",
-            f.message()
-        );
-    }
-
-    #[test]
-    fn message_lines() {
-        let m = json!({"ts": "2026-11-24T09:05:00.000Z", "room": "general", "user": "bob", "text": "hi", "edited": false, "deleted": false});
-        assert_eq!(format_message(&m), "[09:05] general <bob> hi");
-        let mut st = Chat::default();
-        let v = json!({"type": "message", "id": 3, "ts": "2026-11-24T09:05:00.000Z", "room": "general", "user": "bob", "text": "hi"});
-        assert!(st.describe(&v).is_some());
-        assert!(st.describe(&v).is_none(), "shown once");
-    }
-
-    #[test]
-    fn invitations_are_offered_with_the_commands_to_answer_them() {
-        let mut st = Chat {
-            me: "bob".into(),
-            ..Chat::default()
-        };
-        let hello = json!({"type": "hello", "invitations": [{"room": "secret", "by": "alice"}]});
-        assert_eq!(
-            st.hello(&hello),
-            ["* alice invited you to #secret — /accept secret or /decline secret"]
-        );
-        assert!(
-            st.hello(&hello).is_empty(),
-            "told once, also after a reconnect"
-        );
-        let v = json!({"type": "invited", "room": "plans", "by": "carol", "user": "bob"});
-        assert_eq!(
-            st.describe(&v).unwrap(),
-            "* carol invited you to #plans — /accept plans or /decline plans"
-        );
-        assert_eq!(st.invites.len(), 2);
-        let v = json!({"type": "declined", "room": "plans"});
-        assert_eq!(
-            st.describe(&v).unwrap(),
-            "* declined the invitation to #plans"
-        );
-        let v = json!({"type": "joined", "room": "secret", "members": ["alice", "bob"], "online": ["bob"], "history": []});
-        st.describe(&v).unwrap();
-        assert!(st.invites.is_empty());
-        // The inviter's copy names the invitee.
-        let v = json!({"type": "invited", "room": "secret", "by": "bob", "user": "dave"});
-        assert_eq!(st.describe(&v).unwrap(), "* invited dave to #secret");
-        assert!(st.invites.is_empty());
-    }
-
-    fn msg(room: &str, id: i64) -> Value {
-        json!({"type": "message", "id": id, "room": room, "user": "u", "text": format!("m{id}"), "ts": ""})
-    }
-
-    fn ids(msgs: &[Value]) -> Vec<i64> {
-        msgs.iter().map(|m| m["id"].as_i64().unwrap()).collect()
-    }
-
-    /// An incomplete catch-up pages from `since` (whichever part `joined` held), holds
-    /// live messages back, and lets everything out in order.
-    #[test]
-    fn an_incomplete_catch_up_pages_forward_and_holds_live_messages() {
-        let mut c = CatchUp::default();
-        assert_eq!(c.join_request("r", 5)["since"], 5);
-        // The newest part came (the server no longer had the rest in memory).
-        let joined = json!({"type": "joined", "room": "r", "complete": false, "history": [msg("r", 90), msg("r", 91)]});
-        assert!(c.joined(&joined).is_empty());
-        assert!(c.busy("r"));
-        let ask = c.next_request().unwrap();
-        assert_eq!(
-            (ask["after"].as_i64(), ask["ref"].as_str()),
-            (Some(5), Some("catchup"))
-        );
-        assert!(c.next_request().is_none(), "one page at a time");
-        assert!(c.message(&msg("r", 92)).is_none(), "held back");
-        assert_eq!(c.message(&msg("other", 93)).unwrap()["id"], 93);
-        let page = json!({"type": "history", "room": "r", "has_more": true, "messages": [msg("r", 6), msg("r", 7)]});
-        assert_eq!(ids(&c.page(&page)), [6, 7]);
-        // Rate limited: asked again after the wait.
-        let ask = c.next_request().unwrap();
-        assert_eq!(ask["after"], 7);
-        let refused = json!({"type": "error", "code": "rate_limited", "retry_after_ms": 30, "ref": "catchup"});
-        assert!(c.refused(&refused).is_empty());
-        assert!(c.next_request().is_none(), "not before the wait");
-        std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(c.next_request().unwrap()["after"], 7);
-        assert!(c.message(&msg("r", 94)).is_none());
-        let page = json!({"type": "history", "room": "r", "has_more": false, "messages": [msg("r", 8), msg("r", 90), msg("r", 91)]});
-        assert_eq!(ids(&c.page(&page)), [8, 90, 91, 92, 94]);
-        assert!(!c.busy("r"));
-        assert!(c.next_request().is_none());
-        assert_eq!(c.message(&msg("r", 95)).unwrap()["id"], 95);
-        // A complete catch-up, or a plain join, shows its history at once.
-        c.join_request("r", 95);
-        let joined =
-            json!({"type": "joined", "room": "r", "complete": true, "history": [msg("r", 96)]});
-        assert_eq!(ids(&c.joined(&joined)), [96]);
-        let joined =
-            json!({"type": "joined", "room": "s", "complete": true, "history": [msg("s", 97)]});
-        assert_eq!(ids(&c.joined(&joined)), [97]);
-    }
-
-    #[test]
-    fn chat_shows_a_paged_catch_up_once_in_order() {
-        let mut st = Chat::default();
-        st.last_ids.insert("r".into(), 5);
-        st.catch.join_request("r", 5);
-        let joined = json!({"type": "joined", "room": "r", "complete": false, "members": [], "online": [], "history": [msg("r", 6)]});
-        let out = st.describe(&joined).unwrap();
-        assert!(out.ends_with("* catching up on r…"), "{out}");
-        assert!(st.describe(&msg("r", 9)).is_none());
-        st.catch.next_request().unwrap();
-        let page = json!({"type": "history", "room": "r", "has_more": false, "ref": "catchup", "messages": [msg("r", 6), msg("r", 8)]});
-        let out = st.describe(&page).unwrap();
-        assert_eq!(out.matches("<u>").count(), 3, "{out}");
-        assert!(
-            out.find("m6").unwrap() < out.find("m8").unwrap()
-                && out.find("m8").unwrap() < out.find("m9").unwrap()
-        );
-        assert!(st.describe(&msg("r", 9)).is_none(), "shown once");
-    }
 }

@@ -241,12 +241,7 @@ fn typing_reaches_others_only_and_has_its_own_budget() {
     let b = w.socket("bob");
     w.take(a);
     w.take(a2);
-    assert!(w
-        .ws(
-            a,
-            json!({"type": "typing", "room": "general", "active": true})
-        )
-        .is_empty());
+    assert!(w.ws(a, typing("general", true)).is_empty());
     assert!(
         w.take(a2).is_empty(),
         "not echoed to the typist's other sockets"
@@ -256,17 +251,163 @@ fn typing_reaches_others_only_and_has_its_own_budget() {
         (t["user"].as_str(), t["active"].as_bool()),
         (Some("alice"), Some(true))
     );
-    w.ws(
-        a,
-        json!({"type": "typing", "room": "general", "active": false}),
-    );
-    let got = w.ws(
-        a,
-        json!({"type": "typing", "room": "general", "active": true}),
-    );
+    // Two starts a second (stopping in between is free); the third is refused.
+    w.ws(a, typing("general", false));
+    w.ws(a, typing("general", true));
+    w.ws(a, typing("general", false));
+    let got = w.ws(a, typing("general", true));
     assert_eq!(World::error_code(&got), "rate_limited");
     // Typing does not spend the message budget.
     w.send(a, "general", "still fine");
+}
+
+fn typing(room: &str, active: bool) -> serde_json::Value {
+    json!({"type": "typing", "room": room, "active": active, "ref": "t"})
+}
+
+/// The typing notices `conn` was sent since the last take, as (user, active).
+fn typing_seen(w: &mut World, conn: crate::id::ConnId) -> Vec<(String, bool)> {
+    w.take(conn)
+        .iter()
+        .filter(|f| f["type"] == "typing")
+        .map(|f| {
+            (
+                f["user"].as_str().unwrap().to_string(),
+                f["active"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 14 item 4: typing, sending, and typing again at once showed nothing, because
+/// the client's "stopped typing" after the send used the last of the typing budget.
+#[test]
+fn typing_right_after_sending_is_shown() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    w.take(a);
+    assert!(w.ws(a, typing("general", true)).is_empty());
+    w.send(a, "general", "first");
+    // The stored message ended the typing: the client's `false` tells nobody anything.
+    assert!(w.ws(a, typing("general", false)).is_empty());
+    let got = w.take(b);
+    assert_eq!(
+        got.iter()
+            .map(|f| f["type"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["typing", "message"],
+        "no stop after the message: {got:?}"
+    );
+    // Within the same second, typing again is shown.
+    assert!(w.ws(a, typing("general", true)).is_empty());
+    assert_eq!(typing_seen(&mut w, b), [("alice".into(), true)]);
+}
+
+/// `false` after `true` is free and said once; `false` when not typing is dropped.
+#[test]
+fn stopping_typing_costs_nothing_and_is_said_once() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    w.take(a);
+    // Nothing to stop: dropped, nothing broadcast, however often.
+    for _ in 0..50 {
+        assert!(w.ws(a, typing("general", false)).is_empty());
+    }
+    assert!(typing_seen(&mut w, b).is_empty());
+    // The budget spent on starting (2 a second)...
+    w.ws(a, typing("general", true));
+    w.ws(a, typing("general", true));
+    assert_eq!(
+        World::error_code(&w.ws(a, typing("general", true))),
+        "rate_limited"
+    );
+    // ...still lets the stop through, once.
+    assert!(w.ws(a, typing("general", false)).is_empty());
+    assert!(w.ws(a, typing("general", false)).is_empty());
+    assert_eq!(
+        typing_seen(&mut w, b),
+        [
+            ("alice".into(), true),
+            ("alice".into(), true),
+            ("alice".into(), false)
+        ]
+    );
+    assert!(w.hub.typing.is_empty());
+}
+
+/// The state lives only while the user has a socket in the room: the last one leaving
+/// (disconnect or `leave`) clears it and tells the others typing stopped.
+#[test]
+fn typing_ends_when_the_typist_leaves_or_disconnects() {
+    let mut w = World::new();
+    let a1 = w.socket("alice");
+    let a2 = w.socket("alice");
+    let b = w.socket("bob");
+    w.ws(a1, typing("general", true));
+    let fx = w.hub.socket_closed(a1, w.now);
+    w.run(fx);
+    assert_eq!(typing_seen(&mut w, b), [("alice".into(), true)]);
+    assert_eq!(w.hub.typing.len(), 1, "alice is still there on a2");
+    let fx = w.hub.socket_closed(a2, w.now);
+    w.run(fx);
+    assert_eq!(typing_seen(&mut w, b), [("alice".into(), false)]);
+    assert!(w.hub.typing.is_empty());
+
+    let c = w.socket("carol");
+    w.ws(c, json!({"type": "join", "room": "x"}));
+    w.ws(b, json!({"type": "join", "room": "x"}));
+    w.take(b);
+    w.advance(1000);
+    w.ws(c, typing("x", true));
+    w.ws(c, typing("general", true));
+    assert_eq!(w.hub.typing.len(), 2);
+    w.ws(c, json!({"type": "leave", "room": "x"}));
+    let got: Vec<_> = w
+        .take(b)
+        .into_iter()
+        .filter(|f| f["type"] == "typing")
+        .map(|f| (f["room"].clone(), f["active"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (json!("x"), json!(true)),
+            (json!("general"), json!(true)),
+            (json!("x"), json!(false))
+        ]
+    );
+    assert_eq!(w.hub.typing.len(), 1, "still typing in general");
+    // A direct message ends typing in its conversation too.
+    w.ws(c, json!({"type": "dm", "to": "bob", "text": "psst"}));
+    w.advance(1000);
+    w.ws(c, typing("dm:bob:carol", true));
+    assert_eq!(w.hub.typing.len(), 2);
+    w.ws(c, json!({"type": "dm", "to": "bob", "text": "again"}));
+    assert_eq!(w.hub.typing.len(), 1);
+}
+
+/// Typing in rooms one is not in, or for rooms that do not exist, keeps nothing.
+#[test]
+fn typing_state_does_not_grow_with_hostile_input() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    for i in 0..200 {
+        let room = format!("r{i}");
+        let got = w.ws(a, typing(&room, i % 2 == 0));
+        if i % 2 == 0 {
+            assert_eq!(World::error_code(&got), "no_such_room");
+        }
+        w.advance(600);
+    }
+    assert!(w.hub.typing.is_empty());
+    // Many starts in one room: one entry.
+    for _ in 0..20 {
+        w.ws(a, typing("general", true));
+        w.advance(600);
+    }
+    assert_eq!(w.hub.typing.len(), 1);
 }
 
 #[test]

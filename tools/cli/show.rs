@@ -1,0 +1,177 @@
+//! How things from the server are written on the terminal: message lines, room labels
+//! (a direct conversation is `@name`), local times and dates. Every part that came from
+//! the server goes through `term::safe`, so nothing here can print a control character.
+
+use crate::term;
+use serde_json::Value;
+
+/// A room as people say it: `#`-less name for a room, `@bob` for my conversation with
+/// bob (`dm:alice:bob` when I am alice).
+pub fn room_label(room: &str, me: &str) -> String {
+    match room.strip_prefix("dm:").and_then(|r| r.split_once(':')) {
+        Some((a, b)) => {
+            let other = if a.eq_ignore_ascii_case(me) { b } else { a };
+            format!("@{}", term::safe(other))
+        }
+        None => term::safe(room),
+    }
+}
+
+/// The room of a direct conversation between two users (names lower-cased, sorted),
+/// as the server names it.
+pub fn dm_room(me: &str, other: &str) -> String {
+    let (a, b) = (me.to_ascii_lowercase(), other.to_ascii_lowercase());
+    if a <= b {
+        format!("dm:{a}:{b}")
+    } else {
+        format!("dm:{b}:{a}")
+    }
+}
+
+/// A moment as this machine's local time: (`2026-11-24`, `Tue`, `09:05`). None when
+/// `ts` is not the server's RFC 3339 UTC form.
+pub fn local_time(ts: &str) -> Option<(String, &'static str, String)> {
+    let num = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if ts.as_bytes().get(10) != Some(&b'T') || !(1..=12).contains(&mo) {
+        return None;
+    }
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s;
+    let t = secs as libc::time_t;
+    extern "C" {
+        // POSIX; the libc crate does not declare it.
+        fn tzset();
+    }
+    // SAFETY: tzset reads TZ; localtime_r writes into the tm we own.
+    let tm = unsafe {
+        tzset();
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return None;
+        }
+        tm
+    };
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    Some((
+        format!(
+            "{:04}-{:02}-{:02}",
+            tm.tm_year + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday
+        ),
+        DAYS[tm.tm_wday.rem_euclid(7) as usize],
+        format!("{:02}:{:02}", tm.tm_hour, tm.tm_min),
+    ))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The line that opens a day: `-- Tue 2026-11-24 --`.
+pub fn day_line(ts: &str) -> Option<String> {
+    let (date, weekday, _) = local_time(ts)?;
+    Some(format!("-- {weekday} {date} --"))
+}
+
+/// `[HH:MM] room <user> text` (with `with_id`, `[HH:MM] #42 room <user> text`; with
+/// `with_date`, the date before the time), every part made safe to print; a multi-line
+/// message goes on over indented lines.
+pub fn message_line(m: &Value, me: &str, with_id: bool, with_date: bool) -> String {
+    let ts = m["ts"].as_str().unwrap_or("");
+    let when = match local_time(ts) {
+        Some((date, _, hhmm)) if with_date => format!("{date} {hhmm}"),
+        Some((_, _, hhmm)) => hhmm,
+        None => "--:--".into(),
+    };
+    let text = if m["deleted"] == true {
+        "(deleted)".to_string()
+    } else {
+        term::safe_lines(m["text"].as_str().unwrap_or(""), "    ")
+    };
+    let edited = if m["edited"] == true { " (edited)" } else { "" };
+    let id = if with_id {
+        format!("#{} ", num(&m["id"]))
+    } else {
+        String::new()
+    };
+    format!(
+        "[{when}] {id}{} <{}> {text}{edited}",
+        room_label(m["room"].as_str().unwrap_or(""), me),
+        term::safe(m["user"].as_str().unwrap_or(""))
+    )
+}
+
+/// A number from the server as text, or `?` when it is not one (nothing else from a
+/// number field is printed).
+pub fn num(v: &Value) -> String {
+    v.as_i64().map_or_else(|| "?".into(), |n| n.to_string())
+}
+
+/// `* alice invited you to #secret — /accept secret or /decline secret`
+pub fn invitation_line(room: &str, by: &str) -> String {
+    let (room, by) = (term::safe(room), term::safe(by));
+    format!("* {by} invited you to #{room} — /accept {room} or /decline {room}")
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Times in these tests are read in UTC, whatever the machine's zone.
+    pub fn utc() {
+        std::env::set_var("TZ", "UTC");
+    }
+
+    #[test]
+    fn times_are_local_and_days_are_named() {
+        utc();
+        assert_eq!(
+            local_time("2026-11-24T09:05:59.123Z"),
+            Some(("2026-11-24".into(), "Tue", "09:05".into()))
+        );
+        assert_eq!(
+            local_time("2024-02-29T23:59:00.000Z"),
+            Some(("2024-02-29".into(), "Thu", "23:59".into()))
+        );
+        assert_eq!(
+            local_time("1970-01-01T00:00:00.000Z").unwrap().1,
+            "Thu",
+            "day 0"
+        );
+        assert_eq!(local_time("garbage"), None);
+        assert_eq!(local_time("2026-13-01T00:00:00Z"), None);
+        assert_eq!(
+            day_line("2026-11-25T00:00:00.000Z").unwrap(),
+            "-- Wed 2026-11-25 --"
+        );
+    }
+
+    #[test]
+    fn conversations_are_shown_as_the_other_person() {
+        assert_eq!(room_label("dm:alice:bob", "alice"), "@bob");
+        assert_eq!(room_label("dm:alice:bob", "Bob"), "@alice");
+        assert_eq!(room_label("general", "alice"), "general");
+        assert_eq!(room_label("dm:a\x1b:b", "b"), "@a^[");
+        assert_eq!(dm_room("Carol", "bob"), "dm:bob:carol");
+        utc();
+        let m = json!({"id": 9, "ts": "2026-11-24T09:05:00.000Z", "room": "dm:alice:bob", "user": "bob", "text": "psst"});
+        assert_eq!(
+            message_line(&m, "alice", true, false),
+            "[09:05] #9 @bob <bob> psst"
+        );
+        assert_eq!(
+            message_line(&m, "bob", false, true),
+            "[2026-11-24 09:05] @alice <bob> psst"
+        );
+    }
+}

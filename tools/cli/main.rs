@@ -20,10 +20,10 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tungstenite::stream::MaybeTlsStream;
 
-const USAGE: &str = "usage: chatterbox-cli [--server URL] COMMAND
+const USAGE: &str = "usage: chatterbox-cli [--server URL] [--cacert FILE] COMMAND
 commands:
   register NAME        create an account and log in (password from the terminal, or stdin when piped)
   login NAME           log in and keep the session token
@@ -32,7 +32,9 @@ commands:
   send ROOM [--no-retry]   send stdin as one message (ROOM may be @NAME); exits once the server has
                        stored it, waiting out the rate limit unless --no-retry
   tail ROOM [--since ID] [--json]   print messages as they arrive, one per line
-environment: CHATTERBOX_SERVER (default http://127.0.0.1:8000), CHATTERBOX_CONFIG_DIR
+  --server http://HOST:PORT or https://HOST:PORT (TLS: wss for chat); --cacert FILE trusts a
+  private CA for https (otherwise the system's roots)
+environment: CHATTERBOX_SERVER (default http://127.0.0.1:8000), CHATTERBOX_CACERT, CHATTERBOX_CONFIG_DIR
   (default $XDG_CONFIG_HOME/chatterbox or ~/.config/chatterbox; the token is kept there, mode 0600)
 exit codes: 0 ok, 1 usage, 2 server unreachable, 3 not logged in or bad credentials,
   4 rate limited, 5 no such room or not allowed, 6 other server error";
@@ -98,6 +100,13 @@ fn main() -> ExitCode {
             args.remove(i);
         }
     }
+    let mut cacert = std::env::var("CHATTERBOX_CACERT").ok();
+    if let Some(i) = args.iter().position(|a| a == "--cacert") {
+        if i + 1 < args.len() {
+            cacert = Some(args.remove(i + 1));
+            args.remove(i);
+        }
+    }
     if args.is_empty() || args[0] == "--help" || args[0] == "-h" {
         println!("{USAGE}");
         return if args.is_empty() {
@@ -106,13 +115,33 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    let host = server
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let (secure, host) = match server.split_once("://") {
+        Some(("https" | "wss", h)) => (true, h),
+        Some(("http" | "ws", h)) => (false, h),
+        Some(_) => {
+            eprintln!("chatterbox-cli: --server takes http://, https://, ws:// or wss://");
+            return ExitCode::from(1);
+        }
+        None => (false, server.as_str()),
+    };
+    let host = host.trim_end_matches('/').to_string();
+    let tls = if secure {
+        let cfg = chatterbox::tls::root_pem(cacert.as_deref().map(std::path::Path::new))
+            .and_then(|pem| Ok((chatterbox::tls::client_config(&pem)?, pem)));
+        match cfg {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("chatterbox-cli: {}", term::safe(&e));
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
     let cli = Cli {
         host,
-        agent: http_agent(),
+        agent: http_agent(tls.as_ref().map(|t| t.1.as_slice())),
+        tls: tls.map(|t| t.0),
     };
     let rest: Vec<&str> = args[1..].iter().map(String::as_str).collect();
     let result = match (args[0].as_str(), rest.as_slice()) {
@@ -138,12 +167,24 @@ struct Cli {
     /// host:port of the server.
     host: String,
     agent: ureq::Agent,
+    /// Set when the server speaks TLS (https, wss).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Every status comes back as a response (the commands map them to exit codes), each
 /// request on its own connection, straight to the server (no proxy from the environment).
-fn http_agent() -> ureq::Agent {
+fn http_agent(roots_pem: Option<&[u8]>) -> ureq::Agent {
+    let roots = ureq::tls::parse_pem(roots_pem.unwrap_or_default())
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+        .build();
     ureq::Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .proxy(None)
         .max_idle_connections(0)
@@ -168,7 +209,8 @@ fn session_path() -> PathBuf {
 
 impl Cli {
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.host)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.host)
     }
 
     /// A GET with the session token; the status and the JSON body (null if none).
@@ -296,19 +338,37 @@ impl Cli {
     /// A WebSocket and the server's `hello` on it.
     fn connect(&self) -> Result<(Ws, Value), Fail> {
         let token = token()?;
-        let stream = TcpStream::connect(&self.host)
+        let tcp = TcpStream::connect(&self.host)
             .map_err(|e| Fail::Unreachable(format!("cannot reach {}: {e}", self.host)))?;
-        let url = format!("ws://{}/ws?token={token}", self.host);
-        let (ws, _) = tungstenite::client::client(url, MaybeTlsStream::Plain(stream)).map_err(
-            |e| match e {
-                tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))
-                    if r.status() == 401 =>
-                {
-                    Fail::Auth("the session has expired or was revoked; log in again".into())
+        let (stream, scheme) = match &self.tls {
+            None => (Stream::Plain(tcp), "ws"),
+            Some(cfg) => {
+                let name = self
+                    .host
+                    .rsplit_once(':')
+                    .map_or(self.host.as_str(), |h| h.0);
+                let name = name.trim_start_matches('[').trim_end_matches(']');
+                let conn = chatterbox::tls::client_connection(cfg, name)
+                    .map_err(|e| Fail::Usage(term::safe(&e)))?;
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                // The handshake now, so a certificate problem is reported as one.
+                while s.conn.is_handshaking() {
+                    s.conn.complete_io(&mut s.sock).map_err(|e| {
+                        Fail::Unreachable(term::safe(&format!("TLS with {}: {e}", self.host)))
+                    })?;
                 }
-                e => Fail::Unreachable(term::safe(&e.to_string())),
-            },
-        )?;
+                (Stream::Tls(Box::new(s)), "wss")
+            }
+        };
+        let url = format!("{scheme}://{}/ws?token={token}", self.host);
+        let (ws, _) = tungstenite::client::client(url, stream).map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))
+                if r.status() == 401 =>
+            {
+                Fail::Auth("the session has expired or was revoked; log in again".into())
+            }
+            e => Fail::Unreachable(term::safe(&e.to_string())),
+        })?;
         let mut ws = Ws { ws };
         let hello = ws
             .recv(Duration::from_secs(10))?
@@ -835,8 +895,48 @@ impl Cli {
 
 const HELP: &str = "/join ROOM (or @USER)  /leave [ROOM]  /rooms [WORD]  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /quit";
 
+/// The chat socket: TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl std::io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 struct Ws {
-    ws: tungstenite::WebSocket<MaybeTlsStream<TcpStream>>,
+    ws: tungstenite::WebSocket<Stream>,
 }
 
 impl Ws {
@@ -848,9 +948,7 @@ impl Ws {
 
     /// The next JSON message within `wait` (None on timeout).
     fn recv(&mut self, wait: Duration) -> Result<Option<Value>, Fail> {
-        if let MaybeTlsStream::Plain(s) = self.ws.get_mut() {
-            s.set_read_timeout(Some(wait)).ok();
-        }
+        self.ws.get_ref().tcp().set_read_timeout(Some(wait)).ok();
         loop {
             match self.ws.read() {
                 Ok(tungstenite::Message::Text(t)) => return Ok(serde_json::from_str(&t).ok()),

@@ -96,6 +96,16 @@ JS
 if (cd tests/interop && node .wss-check.mjs "$port" "$dir/ca.pem" "$A" "$B"); then check "node ws over wss" 0 0; else check "node ws over wss" 0 1; fi
 rm -f tests/interop/.wss-check.mjs
 
+# The CLI over https and wss, trusting the CA with --cacert.
+cli() { CHATTERBOX_CONFIG_DIR="$dir/cli" target/release/chatterbox-cli --server "https://localhost:$port" --cacert "$dir/ca.pem" "$@"; }
+echo wonderland | cli login alice >/dev/null
+echo "cli over wss" | cli send general >/dev/null
+check "chatterbox-cli send over wss is stored" 1 \
+    "$(c "$base/rooms/general/messages?limit=10" -H "Authorization: Bearer $B" | grep -c 'cli over wss')"
+check "chatterbox-cli tail over wss" 1 "$(timeout 5 env CHATTERBOX_CONFIG_DIR="$dir/cli" target/release/chatterbox-cli --server "https://localhost:$port" --cacert "$dir/ca.pem" tail general --since 0 | grep -c 'cli over wss' || true)"
+check "chatterbox-cli without the CA refuses the certificate" 2 \
+    "$(echo x | CHATTERBOX_CONFIG_DIR="$dir/cli" SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt target/release/chatterbox-cli --server "https://localhost:$port" send general >/dev/null 2>&1; echo $?)"
+
 # Headless Chromium trusting the CA through a temporary NSS database (no
 # --ignore-certificate-errors): the UI over https, two people chatting over wss.
 mkdir -p "$dir/home/.pki/nssdb"

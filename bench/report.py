@@ -718,6 +718,11 @@ if cg and cg.get("deliveries"):
         )
         w("")
 
+tls = os.path.join(os.path.dirname(os.path.abspath(__file__)), "TLS.md")
+if os.path.exists(tls):
+    # Written by bench/tls (its own runs): kept between its markers.
+    w(open(tls).read().rstrip())
+    w("")
 notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):
     w(open(notes).read().rstrip())

@@ -51,6 +51,9 @@ pub const DEFAULT_WS_FRAME_BURST: f64 = 200.0;
 /// Unparsed input a connection may hold once it has a whole request waiting: pipelined
 /// requests stay in the socket (and its sender's) buffers, not ours.
 pub const READ_AHEAD_BYTES: usize = 16 * 1024;
+/// TLS handshake reads (each may sign or derive keys: ~0.1 ms) per reactor pass; the rest
+/// wait for the next pass, so a burst of new TLS clients cannot stall everyone's chat.
+pub const TLS_HANDSHAKE_STEPS_PER_PASS: u32 = 8;
 /// Longest message text, in characters, after trimming.
 pub const DEFAULT_MAX_TEXT_CHARS: usize = 4000;
 /// Committed messages each room keeps in memory for `join` and catch-up.

@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 /// Seconds of per-second samples kept for `/admin/stats`.
 const WINDOW: usize = 60;
 
+/// Upper bounds (µs) of the reactor pass histogram.
+pub const PASS_BUCKETS_US: [u64; 11] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+];
+
 #[derive(Default)]
 pub struct Metrics {
     pub accepted: u64,
@@ -33,6 +38,10 @@ pub struct Metrics {
     pub request_timeouts: u64,
     pub rate_limited: u64,
     pub http_responses: BTreeMap<u16, u64>,
+    /// How long each reactor pass took (events in, work done, output flushed): the time
+    /// a socket can wait for the reactor. Counts per `PASS_BUCKETS_US` bound, plus over.
+    pub pass_buckets: [u64; PASS_BUCKETS_US.len() + 1],
+    pub pass_sum_us: u64,
     /// (time, messages_stored, frames_delivered), one a second at most.
     samples: VecDeque<(Instant, u64, u64)>,
 }
@@ -55,6 +64,13 @@ impl Metrics {
     pub fn absorb(&mut self, chat: ChatStats) {
         self.messages_stored = chat.messages_stored;
         self.rate_limited = chat.rate_limited;
+    }
+
+    /// Records one reactor pass of `us` microseconds.
+    pub fn pass(&mut self, us: u64) {
+        let i = PASS_BUCKETS_US.partition_point(|&b| b < us);
+        self.pass_buckets[i] += 1;
+        self.pass_sum_us += us;
     }
 
     pub fn count_status(&mut self, status: u16) {
@@ -205,6 +221,23 @@ impl Metrics {
             "Requests refused by a rate limit.",
             self.rate_limited.to_string(),
         );
+        let _ = writeln!(out, "# HELP chatterbox_reactor_pass_seconds Time of one reactor pass (how long a ready socket can wait).\n# TYPE chatterbox_reactor_pass_seconds histogram");
+        let mut cumulative = 0;
+        for (i, n) in self.pass_buckets.iter().enumerate() {
+            cumulative += n;
+            let le = PASS_BUCKETS_US
+                .get(i)
+                .map_or("+Inf".to_string(), |b| format!("{}", *b as f64 / 1e6));
+            let _ = writeln!(
+                out,
+                "chatterbox_reactor_pass_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "chatterbox_reactor_pass_seconds_sum {}\nchatterbox_reactor_pass_seconds_count {cumulative}",
+            self.pass_sum_us as f64 / 1e6
+        );
         let _ = writeln!(out, "# HELP chatterbox_http_responses_total HTTP responses by status.\n# TYPE chatterbox_http_responses_total counter");
         for (status, n) in &self.http_responses {
             let _ = writeln!(
@@ -272,4 +305,37 @@ pub fn admin_stats(m: &mut Metrics, g: &Gauges, hub: &Hub, req: &Request, now: N
             "storage_ok": g.storage_ok,
         }),
     )
+}
+
+#[cfg(test)]
+mod pass_tests {
+    use super::*;
+
+    #[test]
+    fn passes_fall_into_cumulative_buckets() {
+        let mut m = Metrics::new();
+        for us in [10, 50, 51, 1_000, 1_001, 200_000] {
+            m.pass(us);
+        }
+        let g = Gauges {
+            connections: 0,
+            websockets: 0,
+            users_online: 0,
+            rooms: 0,
+            storage_ok: true,
+        };
+        let text = m.render(&g);
+        let bucket = |le: &str| {
+            let key = format!("chatterbox_reactor_pass_seconds_bucket{{le=\"{le}\"}} ");
+            let line = text.lines().find(|l| l.starts_with(&key)).unwrap();
+            line[key.len()..].parse::<u64>().unwrap()
+        };
+        assert_eq!(bucket("0.00005"), 2, "a bound is inclusive");
+        assert_eq!(bucket("0.0001"), 3);
+        assert_eq!(bucket("0.001"), 4);
+        assert_eq!(bucket("0.0025"), 5);
+        assert_eq!(bucket("+Inf"), 6);
+        assert!(text.contains("chatterbox_reactor_pass_seconds_count 6"));
+        assert!(text.contains("chatterbox_reactor_pass_seconds_sum 0.202112"));
+    }
 }

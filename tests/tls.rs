@@ -335,3 +335,26 @@ fn a_bad_certificate_at_start_is_a_clear_error_and_exit_code_2() {
         "a cert without a key is refused"
     );
 }
+
+#[test]
+fn a_burst_of_handshakes_is_spread_over_passes_and_all_complete() {
+    let dir = TempDir::new();
+    let certs = make_certs(&dir.0, "1");
+    let s = start(&dir, &certs);
+    let alice = token(s.addr, &certs.ca, "alice");
+    let bob = token(s.addr, &certs.ca, "bob");
+    let mut a = Wss::open(s.addr, &certs.ca, &alice);
+    let mut b = Wss::open(s.addr, &certs.ca, &bob);
+    // Far more new clients at once than TLS_HANDSHAKE_STEPS_PER_PASS.
+    let addr = s.addr;
+    let workers: Vec<_> = (0..64)
+        .map(|_| {
+            let ca = certs.ca.clone();
+            std::thread::spawn(move || https(addr, &ca, "GET", "/healthz", None).0)
+        })
+        .collect();
+    a.chat_with(&mut b, "during the burst");
+    for w in workers {
+        assert_eq!(w.join().unwrap(), 200);
+    }
+}

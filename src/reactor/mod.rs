@@ -87,6 +87,8 @@ pub struct Server {
     writer: Option<JoinHandle<()>>,
     storage_ok: bool,
 
+    /// TLS handshake reads still allowed in this pass (`TLS_HANDSHAKE_STEPS_PER_PASS`).
+    handshakes_left: u32,
     /// TLS settings for new connections (`None`: plain HTTP); replaced on reload.
     tls: Arc<std::sync::Mutex<Option<Arc<rustls::ServerConfig>>>>,
     /// Connections per address that are not WebSockets (yet): the per-IP cap.
@@ -175,6 +177,7 @@ impl Server {
             storage_ok: true,
             pending_by_ip: HashMap::new(),
             tls: Arc::default(),
+            handshakes_left: 0,
             hub,
             metrics: Metrics::new(),
             config,
@@ -205,6 +208,7 @@ impl Server {
                 return Err(format!("poll failed: {e}"));
             }
             self.now = Now::read();
+            self.handshakes_left = crate::config::TLS_HANDSHAKE_STEPS_PER_PASS;
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(),
@@ -221,6 +225,8 @@ impl Server {
                 }
             }
             self.finish_pass();
+            let took = self.now.mono.elapsed().as_micros();
+            self.metrics.pass(took.min(u64::MAX as u128) as u64);
         }
         self.graceful_stop();
         Ok(())
@@ -264,6 +270,14 @@ impl Server {
             // output drains.
             conn.paused = true;
             return;
+        }
+        if conn.stream.handshaking() {
+            if self.handshakes_left == 0 {
+                // Enough key exchanges for one pass: this one waits for the next.
+                self.again.push(key);
+                return;
+            }
+            self.handshakes_left -= 1;
         }
         if conn.is_ws() && output::overloaded() {
             // Everyone's queues are full: push back on senders rather than drop what

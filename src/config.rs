@@ -51,6 +51,12 @@ pub const DEFAULT_WS_FRAME_BURST: f64 = 200.0;
 /// Unparsed input a connection may hold once it has a whole request waiting: pipelined
 /// requests stay in the socket (and its sender's) buffers, not ours.
 pub const READ_AHEAD_BYTES: usize = 16 * 1024;
+/// Sessions shown by `GET /account/sessions` (a user rarely has more; the rest exist).
+pub const MAX_SESSIONS_LISTED: usize = 100;
+/// A token's "last used" is written at most this often.
+pub const TOKEN_TOUCH_MS: i64 = 5 * 60 * 1000;
+/// The user agent kept with a session, in bytes.
+pub const MAX_USER_AGENT_BYTES: usize = 200;
 /// TLS handshake reads (each may sign or derive keys: ~0.1 ms) per reactor pass; the rest
 /// wait for the next pass, so a burst of new TLS clients cannot stall everyone's chat.
 pub const TLS_HANDSHAKE_STEPS_PER_PASS: u32 = 8;
@@ -163,6 +169,8 @@ pub struct Config {
     pub msg_burst: f64,
     pub typing_rate: f64,
     pub auth_per_minute: f64,
+    /// Failed logins one account may have per hour, from anywhere (then 429).
+    pub login_failures_per_hour: f64,
     pub action_rate: f64,
     pub action_burst: f64,
     pub seen_rate: f64,
@@ -206,6 +214,7 @@ impl Default for Config {
             msg_burst: DEFAULT_MSG_BURST,
             typing_rate: DEFAULT_TYPING_RATE,
             auth_per_minute: DEFAULT_AUTH_PER_MINUTE,
+            login_failures_per_hour: 20.0,
             action_rate: DEFAULT_ACTION_RATE,
             action_burst: DEFAULT_ACTION_BURST,
             seen_rate: DEFAULT_SEEN_RATE,
@@ -245,6 +254,9 @@ impl Config {
         let bursts = [self.msg_burst, self.action_burst, self.seen_burst];
         if rates.iter().any(|r| *r <= 0.0) || bursts.iter().any(|b| *b < 1.0) {
             return Err("rate limits must be positive".into());
+        }
+        if self.login_failures_per_hour < 1.0 {
+            return Err("login_failures_per_hour must be at least 1".into());
         }
         if self.auth_per_minute <= 0.0 {
             return Err("auth_per_minute must be positive".into());

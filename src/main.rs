@@ -206,6 +206,10 @@ fn parse_args(
             "--max-memberships" => {
                 c.max_memberships = value.parse().map_err(|_| "bad --max-memberships")?
             }
+            "--login-failures-per-hour" => {
+                c.login_failures_per_hour =
+                    value.parse().map_err(|_| "bad --login-failures-per-hour")?
+            }
             "--auth-per-minute" => {
                 c.auth_per_minute = value.parse().map_err(|_| "bad --auth-per-minute")?
             }

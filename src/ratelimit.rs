@@ -33,6 +33,13 @@ impl Bucket {
         }
     }
 
+    /// How long until one token is there, without taking it (`None`: one is there now).
+    pub fn wait(&self, rate: f64, burst: f64, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        let tokens = (self.tokens + elapsed * rate).min(burst);
+        (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / rate))
+    }
+
     /// Whether the bucket has refilled completely (so it may be forgotten).
     pub fn is_full(&self, rate: f64, burst: f64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

@@ -395,6 +395,26 @@ fn v0_1_0_database_opens_with_everything_in_it() {
         s.http("GET", "/invitations", Some(&dave), None).json(),
         json!([{"room": "secret", "by": owner}])
     );
+    // Schema 3: tokens from before it have no session details; new ones do, and the
+    // sessions list shows both kinds.
+    let list = s.http("GET", "/account/sessions", Some(&dave), None).json();
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.iter().filter(|x| x["current"] == true).count(), 1);
+    for session in sessions {
+        // Logins made by this build say where from; the fixture's say nothing.
+        let new = !session["created_at"].is_null();
+        assert_eq!(session["ip"].is_null(), !new, "{session}");
+    }
+    drop(s);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let old: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM tokens WHERE created_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 4, "the fixture's tokens are kept, without details");
 }
 
 /// Starts the binary on `db` and waits for it to exit; it must, within 20 s.

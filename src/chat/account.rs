@@ -93,6 +93,15 @@ impl Hub {
             Some(u) => (Some(u.id), Some(u.pw_hash.clone())),
             None => (None, None),
         };
+        if let Some(r) = user_id.and_then(|u| self.account_throttled(u, now)) {
+            return self.respond(conn, r);
+        }
+        let attempt = super::sessions::LoginAttempt {
+            user: user_id,
+            ip,
+            user_agent: super::sessions::user_agent(req),
+        };
+        self.logins.insert(conn, attempt);
         self.auth_job(
             conn,
             AuthOp::Verify {
@@ -157,6 +166,7 @@ impl Hub {
         result: Result<Option<UserId>, String>,
         now: Now,
     ) {
+        let attempt = self.logins.remove(&to.conn);
         let user_id = match result {
             // Checked after the password, so a wrong one says nothing about the account.
             Ok(Some(u)) if self.users.get(&u).is_some_and(|u| u.suspended) => {
@@ -167,10 +177,13 @@ impl Hub {
             }
             Ok(Some(u)) => u,
             Ok(None) => {
+                if let Some(u) = attempt.as_ref().and_then(|a| a.user) {
+                    self.login_failed(u, now);
+                }
                 return self.respond(
                     to.conn,
                     Response::error(401, "invalid_credentials", "wrong username or password"),
-                )
+                );
             }
             Err(e) => {
                 log::error!("login could not be checked: {e}");
@@ -185,6 +198,11 @@ impl Hub {
             hash,
             user_id,
             expires_at,
+            ip: attempt
+                .as_ref()
+                .map(|a| a.ip.to_string())
+                .unwrap_or_default(),
+            user_agent: attempt.map(|a| a.user_agent).unwrap_or_default(),
         };
         self.store(Some(to), op);
     }
@@ -235,6 +253,7 @@ impl Hub {
         user_id: UserId,
         expires_at: i64,
         result: Result<(), StoreError>,
+        now: Now,
     ) {
         if result.is_err() {
             return self.respond(to.conn, storage_unavailable());
@@ -244,6 +263,7 @@ impl Hub {
             TokenInfo {
                 user_id,
                 expires_at,
+                last_used: now.wall_ms,
             },
         );
         let body = json!({

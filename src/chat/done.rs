@@ -45,7 +45,7 @@ impl Hub {
                 user_id,
                 expires_at,
                 result,
-            } => self.token_created(to, token, user_id, expires_at, result),
+            } => self.token_created(to, token, user_id, expires_at, result, now),
             Outcome::Inserted(result) => self.inserted(to, result),
             Outcome::Changed(result) => self.changed(to, result, now),
             // The only write answered over HTTP without a body is a logout.
@@ -62,7 +62,20 @@ impl Hub {
                 result,
             } => self.history_read(to, room, forward, result),
             Outcome::Search(result) => self.search_read(to, result),
+            Outcome::Sessions(result) => self.sessions_read(to, result),
+            Outcome::PasswordSet {
+                user_id,
+                phc,
+                keep,
+                result,
+            } => self.password_set(to, user_id, phc, keep, result),
+            Outcome::Hashed { phc, .. } if self.changing_password(to.conn) == Some(true) => {
+                self.new_password_hashed(to, phc)
+            }
             Outcome::Hashed { username, phc } => self.hashed(to, username, phc),
+            Outcome::Verified(result) if self.changing_password(to.conn) == Some(false) => {
+                self.old_password_checked(to, result, now)
+            }
             Outcome::Verified(result) => self.verified(to, result, now),
             Outcome::Health(_) | Outcome::Flags(_) | Outcome::Joined { .. } => {}
         }

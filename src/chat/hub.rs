@@ -71,6 +71,8 @@ pub enum Except {
 pub struct TokenInfo {
     pub user_id: UserId,
     pub expires_at: i64,
+    /// When it was last used as far as the store knows (written every `TOKEN_TOUCH_MS`).
+    pub last_used: i64,
 }
 
 /// One authenticated WebSocket, as the Hub knows it.
@@ -129,6 +131,12 @@ pub struct Hub {
     pub(super) audit: std::collections::VecDeque<AuditRow>,
     /// Pending invitations per invitee, oldest first.
     pub(super) invites: HashMap<UserId, Vec<Invite>>,
+    /// Logins being checked by the password pool: who tried, from where.
+    pub(super) logins: HashMap<ConnId, super::sessions::LoginAttempt>,
+    /// Password changes on their way (check the old, hash the new, store).
+    pub(super) password_changes: HashMap<ConnId, super::sessions::PasswordChange>,
+    /// Failed logins per account (`Config::login_failures_per_hour`).
+    pub(super) login_failures: HashMap<UserId, Bucket>,
     /// Rooms whose creation the store has not confirmed yet: name → (id, room).
     pub(super) creating: HashMap<String, (RoomId, NewRoom)>,
     /// Memberships on their way to the store, per user (they count toward the cap).
@@ -175,6 +183,9 @@ impl Hub {
             audit: std::collections::VecDeque::new(),
             moderating: HashMap::new(),
             creating: HashMap::new(),
+            logins: HashMap::new(),
+            password_changes: HashMap::new(),
+            login_failures: HashMap::new(),
             joining: HashMap::new(),
             announced: HashMap::new(),
             presence_due: BTreeSet::new(),
@@ -203,12 +214,13 @@ impl Hub {
                 },
             );
         }
-        for (hash, user_id, expires_at) in snap.tokens {
+        for (hash, user_id, expires_at, last_used) in snap.tokens {
             hub.tokens.insert(
                 hash,
                 TokenInfo {
                     user_id,
                     expires_at,
+                    last_used,
                 },
             );
         }

@@ -24,6 +24,7 @@ pub mod protocol;
 mod queries;
 pub mod room;
 mod rooms;
+mod sessions;
 mod sockets;
 mod ws;
 

@@ -30,7 +30,13 @@ impl Hub {
         match route {
             Route::Register => self.register(conn, ip, req, now),
             Route::Login => self.login(conn, ip, req, now),
+            Route::Logout if req.query_param("all").as_deref() == Some("1") => {
+                self.logout_all(conn, req, now)
+            }
             Route::Logout => self.logout(conn, req),
+            Route::Sessions => self.list_sessions(conn, req, now),
+            Route::EndSession { id } => self.end_session(conn, req, id, now),
+            Route::ChangePassword => self.change_password(conn, req, now),
             Route::Rooms => {
                 if let Some(user) = self.http_user(conn, req, now) {
                     let resp = self.list_rooms(user, req);
@@ -79,11 +85,14 @@ impl Hub {
 
     /// The authenticated user of a chat request, with one action taken from their
     /// budget; or the 401/429 is answered and `None` returned.
-    fn http_user(&mut self, conn: ConnId, req: &Request, now: Now) -> Option<UserId> {
+    pub(super) fn http_user(&mut self, conn: ConnId, req: &Request, now: Now) -> Option<UserId> {
         let Some(user) = self.authenticate(req, now) else {
             self.respond(conn, unauthorized());
             return None;
         };
+        if let Some(t) = req.bearer() {
+            self.touch_token(crate::auth::hash_token(t), now);
+        }
         if let Err((code, msg)) = self.rate(user, Budget::Action, now) {
             self.stats.rate_limited += 1;
             let ms = self.retry_ms;

@@ -30,6 +30,14 @@ pub enum Route {
     AdminRemove {
         room: String,
     },
+    /// `GET /account/sessions`.
+    Sessions,
+    /// `DELETE /account/sessions/{id}`.
+    EndSession {
+        id: String,
+    },
+    /// `POST /account/password`.
+    ChangePassword,
     Search,
     Healthz,
     Metrics,
@@ -56,6 +64,8 @@ const FIXED: &[(&str, &str, Route)] = &[
     ("/metrics", "GET", Route::Metrics),
     ("/admin/stats", "GET", Route::AdminStats),
     ("/admin/audit", "GET", Route::AdminAudit),
+    ("/account/sessions", "GET", Route::Sessions),
+    ("/account/password", "POST", Route::ChangePassword),
 ];
 
 pub fn route(req: &Request) -> Route {
@@ -85,6 +95,16 @@ fn route_parts(method: &str, path: &str) -> Route {
             ("POST", Some(room)) => Route::Leave { room },
             ("POST", None) => Route::NotFound,
             _ => Route::MethodNotAllowed { allow: "POST" },
+        };
+    }
+    if let Some(id) = path.strip_prefix("/account/sessions/") {
+        let hex = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        return match method {
+            "DELETE" if hex => Route::EndSession {
+                id: id.to_ascii_lowercase(),
+            },
+            "DELETE" => Route::NotFound,
+            _ => Route::MethodNotAllowed { allow: "DELETE" },
         };
     }
     if let Some(rest) = path.strip_prefix("/admin/users/") {
@@ -184,6 +204,24 @@ mod tests {
             Route::MethodNotAllowed { allow: "GET" }
         );
         assert_eq!(route_parts("GET", "/invitations"), Route::Invitations);
+        assert_eq!(route_parts("GET", "/account/sessions"), Route::Sessions);
+        assert_eq!(
+            route_parts("POST", "/account/password"),
+            Route::ChangePassword
+        );
+        assert_eq!(
+            route_parts("DELETE", "/account/sessions/0A1b"),
+            Route::EndSession { id: "0a1b".into() }
+        );
+        assert_eq!(
+            route_parts("DELETE", "/account/sessions/x/y"),
+            Route::NotFound
+        );
+        assert_eq!(route_parts("DELETE", "/account/sessions/"), Route::NotFound);
+        assert_eq!(
+            route_parts("GET", "/account/sessions/ab"),
+            Route::MethodNotAllowed { allow: "DELETE" }
+        );
         assert_eq!(route_parts("GET", "/admin/audit"), Route::AdminAudit);
         assert_eq!(
             route_parts("POST", "/admin/users/bob/suspend"),

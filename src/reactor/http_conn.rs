@@ -147,6 +147,9 @@ impl Server {
             | Route::History { .. }
             | Route::Leave { .. }
             | Route::Invitations
+            | Route::Sessions
+            | Route::EndSession { .. }
+            | Route::ChangePassword
             | Route::Search => {
                 let (id, ip) = (self.conns[key].id, self.conns[key].ip);
                 let fx = self.hub.handle_http(id, ip, &route, &req, self.now);

@@ -44,7 +44,8 @@ pub struct RoomRow {
 pub struct Snapshot {
     pub users: Vec<UserRow>,
     /// (hash, user id, expiry in ms).
-    pub tokens: Vec<(TokenHash, i64, i64)>,
+    /// (hash, user, expires_at, last used or created, 0 when unknown).
+    pub tokens: Vec<(TokenHash, i64, i64, i64)>,
     pub rooms: Vec<RoomRow>,
     /// (room id, user id, read cursor).
     pub members: Vec<(i64, i64, i64)>,
@@ -93,14 +94,14 @@ pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let tokens = conn
-        .prepare("SELECT hash, user_id, expires_at FROM tokens WHERE expires_at > ?1")?
+        .prepare("SELECT hash, user_id, expires_at, coalesce(last_used, created_at, 0) FROM tokens WHERE expires_at > ?1")?
         .query_map([now_ms()], |r| {
             let hash: Vec<u8> = r.get(0)?;
             let mut h = [0u8; 32];
             if hash.len() == 32 {
                 h.copy_from_slice(&hash);
             }
-            Ok((h, r.get(1)?, r.get(2)?))
+            Ok((h, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut rooms = conn

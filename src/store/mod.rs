@@ -78,9 +78,28 @@ pub enum StoreOp {
         hash: TokenHash,
         user_id: UserId,
         expires_at: i64,
+        /// Where the login came from, for the sessions list.
+        ip: String,
+        user_agent: String,
     },
     RevokeToken {
         hash: TokenHash,
+    },
+    /// Every token of a user but `keep` (logout everywhere).
+    RevokeUserTokens {
+        user_id: UserId,
+        keep: Option<TokenHash>,
+    },
+    /// A token was used (written at most every `TOKEN_TOUCH_MS`).
+    TouchToken {
+        hash: TokenHash,
+        at: i64,
+    },
+    /// A new password hash; every other token of the user is revoked with it.
+    SetPassword {
+        user_id: UserId,
+        phc: String,
+        keep: TokenHash,
     },
     /// Makes `users` members of `room_id` (dropping their pending invitations to it),
     /// first creating the room when `create` is set, all or nothing. The Hub changes its
@@ -181,11 +200,36 @@ impl StoreOp {
                 after: after.clone(),
                 result: Err(err),
             },
+            StoreOp::SetPassword {
+                user_id, phc, keep, ..
+            } => Outcome::PasswordSet {
+                user_id: *user_id,
+                phc: phc.clone(),
+                keep: *keep,
+                result: Err(err),
+            },
             StoreOp::Insert { .. } => Outcome::Inserted(Err(err)),
             StoreOp::Edit { .. } | StoreOp::Delete { .. } => Outcome::Changed(Err(err)),
             _ => Outcome::Written(Err(err)),
         }
     }
+}
+
+/// One session (token) as the sessions list shows it: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// The first 8 bytes of the token's hash, in hex: names the session.
+    pub id: String,
+    pub created_at: Option<i64>,
+    pub last_used: Option<i64>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub current: bool,
+}
+
+/// The public name of a session: the start of its token's hash (not the token).
+pub fn session_id(hash: &TokenHash) -> String {
+    hash[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A room to create with a `Join`.
@@ -228,6 +272,8 @@ pub enum ReadOp {
         after: Option<i64>,
         limit: usize,
     },
+    /// A user's sessions (tokens), newest use first; `current` is marked.
+    Sessions { user_id: UserId, current: TokenHash },
     /// Full-text search over the given rooms, best first.
     Search {
         query: String,
@@ -245,6 +291,7 @@ impl ReadOp {
                 result: Err(StoreError::Unavailable),
             },
             ReadOp::Search { .. } => Outcome::Search(Err(StoreError::Unavailable)),
+            ReadOp::Sessions { .. } => Outcome::Sessions(Err(StoreError::Unavailable)),
         }
     }
 }
@@ -281,8 +328,17 @@ pub enum Outcome {
         after: AfterJoin,
         result: Result<(), StoreError>,
     },
+    /// A password change, handed back with its outcome.
+    PasswordSet {
+        user_id: UserId,
+        phc: String,
+        keep: TokenHash,
+        result: Result<(), StoreError>,
+    },
     /// Any other write.
     Written(Result<(), StoreError>),
+    /// A user's sessions.
+    Sessions(Result<Vec<SessionRow>, StoreError>),
     /// A history page; `forward` for an `after` page (else it ends at `before`).
     History {
         room: String,

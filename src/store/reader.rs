@@ -49,6 +49,9 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             }
             .map_err(log_err),
         },
+        ReadOp::Sessions { user_id, current } => {
+            Outcome::Sessions(sessions(conn, user_id, &current).map_err(log_err))
+        }
         ReadOp::Search {
             query,
             room_ids,
@@ -57,6 +60,42 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             Outcome::Search(search(conn, &query, &room_ids, limit, SEARCH_BUDGET).map_err(log_err))
         }
     }
+}
+
+/// A user's live sessions, most recently used first (at most `MAX_SESSIONS_LISTED`).
+fn sessions(
+    conn: &Connection,
+    user_id: i64,
+    current: &crate::auth::TokenHash,
+) -> rusqlite::Result<Vec<super::SessionRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT hash, created_at, last_used, ip, user_agent FROM tokens
+         WHERE user_id = ?1 AND expires_at > ?2
+         ORDER BY coalesce(last_used, created_at, 0) DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        rusqlite::params![
+            user_id,
+            crate::time::now_ms(),
+            crate::config::MAX_SESSIONS_LISTED as i64
+        ],
+        |r| {
+            let hash: Vec<u8> = r.get(0)?;
+            let mut h = [0u8; 32];
+            if hash.len() == 32 {
+                h.copy_from_slice(&hash);
+            }
+            Ok(super::SessionRow {
+                id: super::session_id(&h),
+                created_at: r.get(1)?,
+                last_used: r.get(2)?,
+                ip: r.get(3)?,
+                user_agent: r.get(4)?,
+                current: &h == current,
+            })
+        },
+    )?;
+    rows.collect()
 }
 
 fn log_err(e: rusqlite::Error) -> StoreError {

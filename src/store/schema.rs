@@ -84,6 +84,15 @@ const MIGRATIONS: &[&str] = &[
         target   TEXT NOT NULL
     );
     "#,
+    // 3: sessions people can see and end (when, from where, with what), and the password
+    // of an account can change.
+    r#"
+    ALTER TABLE tokens ADD COLUMN created_at INTEGER;
+    ALTER TABLE tokens ADD COLUMN last_used INTEGER;
+    ALTER TABLE tokens ADD COLUMN ip TEXT;
+    ALTER TABLE tokens ADD COLUMN user_agent TEXT;
+    CREATE INDEX tokens_by_user ON tokens(user_id);
+    "#,
 ];
 
 /// The version this build writes.

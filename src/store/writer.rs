@@ -184,6 +184,7 @@ fn is_error(o: &Outcome) -> bool {
         Outcome::Changed(r) => r.is_err(),
         Outcome::Written(r) => r.is_err(),
         Outcome::Joined { result, .. } => result.is_err(),
+        Outcome::PasswordSet { result, .. } => result.is_err(),
         _ => false,
     }
 }
@@ -267,11 +268,14 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             hash,
             user_id,
             expires_at,
+            ip,
+            user_agent,
         } => {
+            let now = now_ms();
             let result = tx
                 .execute(
-                    "INSERT INTO tokens (hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
-                    params![&hash[..], user_id, expires_at],
+                    "INSERT INTO tokens (hash, user_id, expires_at, created_at, last_used, ip, user_agent) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+                    params![&hash[..], user_id, expires_at, now, ip, user_agent],
                 )
                 .map(|_| ())
                 .map_err(&mut note);
@@ -286,6 +290,42 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             tx.execute("DELETE FROM tokens WHERE hash = ?1", [&hash[..]]),
             &mut note,
         ),
+        StoreOp::RevokeUserTokens { user_id, keep } => written(
+            tx.execute(
+                "DELETE FROM tokens WHERE user_id = ?1 AND hash IS NOT ?2",
+                params![user_id, keep.as_ref().map(|k| &k[..])],
+            ),
+            &mut note,
+        ),
+        StoreOp::TouchToken { hash, at } => written(
+            tx.execute(
+                "UPDATE tokens SET last_used = ?2 WHERE hash = ?1",
+                params![&hash[..], at],
+            ),
+            &mut note,
+        ),
+        StoreOp::SetPassword {
+            user_id,
+            phc,
+            keep,
+        } => Outcome::PasswordSet {
+            user_id: *user_id,
+            phc: phc.clone(),
+            keep: *keep,
+            result: tx
+                .execute(
+                    "UPDATE users SET pw_hash = ?2 WHERE id = ?1",
+                    params![user_id, phc],
+                )
+                .and_then(|_| {
+                    tx.execute(
+                        "DELETE FROM tokens WHERE user_id = ?1 AND hash IS NOT ?2",
+                        params![user_id, &keep[..]],
+                    )
+                })
+                .map(|_| ())
+                .map_err(&mut note),
+        },
         StoreOp::Join {
             create,
             room_id,

@@ -3,6 +3,7 @@
 //! against a small in-memory fake, feeds their completions back, and records what each
 //! connection would have been sent.
 
+mod account_rules;
 mod confirm_rules;
 mod http_rules;
 mod rooms_rules;
@@ -270,6 +271,14 @@ impl World {
                     result,
                 }
             }
+            StoreOp::SetPassword {
+                user_id, phc, keep, ..
+            } => Outcome::PasswordSet {
+                user_id: *user_id,
+                phc: phc.clone(),
+                keep: *keep,
+                result: Ok(()),
+            },
             StoreOp::Edit { id, author, text } => self.change(*id, Some(*author), Some(text)),
             StoreOp::Delete { id, author } => self.change(*id, *author, None),
             _ => Outcome::Written(Ok(())),
@@ -324,6 +333,24 @@ impl World {
                     forward: after.is_some(),
                     result: Ok((rows, has_more)),
                 }
+            }
+            ReadOp::Sessions { user_id, current } => {
+                // The fake keeps no session details: the Hub's own tokens stand in.
+                let rows = self
+                    .hub
+                    .tokens
+                    .iter()
+                    .filter(|(_, t)| t.user_id == *user_id)
+                    .map(|(h, t)| crate::store::SessionRow {
+                        id: crate::store::session_id(h),
+                        created_at: None,
+                        last_used: Some(t.last_used),
+                        ip: None,
+                        user_agent: None,
+                        current: h == current,
+                    })
+                    .collect();
+                Outcome::Sessions(Ok(rows))
             }
             ReadOp::Search {
                 query, room_ids, ..

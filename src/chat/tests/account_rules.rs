@@ -1,0 +1,150 @@
+//! Sessions and passwords: the list, ending one or all, changing the password (which
+//! ends every other session), and the per-account throttle on failed logins.
+
+use super::World;
+use crate::http::Route;
+use serde_json::{json, Value};
+
+fn world() -> World {
+    let mut cfg = super::config();
+    cfg.auth_per_minute = 100_000.0;
+    cfg.login_failures_per_hour = 3.0;
+    World::with_config(cfg)
+}
+
+fn login_with(w: &mut World, name: &str, password: &str) -> (u16, Value) {
+    let body = json!({"username": name, "password": password});
+    w.http(Route::Login, "POST", "/login", None, body)
+}
+
+fn sessions(w: &mut World, token: &str) -> Vec<Value> {
+    let (s, v) = w.http(
+        Route::Sessions,
+        "GET",
+        "/account/sessions",
+        Some(token),
+        Value::Null,
+    );
+    assert_eq!(s, 200, "{v}");
+    v["sessions"].as_array().unwrap().clone()
+}
+
+#[test]
+fn changing_the_password_ends_every_other_session() {
+    let mut w = world();
+    let t1 = w.login("alice");
+    let t2 = w.login("alice");
+    let s1 = w.socket_with(&t1);
+    let s2 = w.socket_with(&t2);
+    let change = |old: &str, new: &str| json!({"old": old, "new": new});
+    let (s, v) = w.http(
+        Route::ChangePassword,
+        "POST",
+        "/account/password",
+        Some(&t1),
+        change("nope-nope", "brand-new-pw"),
+    );
+    assert_eq!((s, v["error"].as_str()), (403, Some("invalid_credentials")));
+    let (s, v) = w.http(
+        Route::ChangePassword,
+        "POST",
+        "/account/password",
+        Some(&t1),
+        change("password1", "short"),
+    );
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_password")));
+    assert!(w.closed.is_empty(), "nothing ends on a refused change");
+    let (s, _) = w.http(
+        Route::ChangePassword,
+        "POST",
+        "/account/password",
+        Some(&t1),
+        change("password1", "brand-new-pw"),
+    );
+    assert_eq!(s, 204);
+    assert_eq!(
+        w.closed,
+        vec![(s2, 4001)],
+        "the other session's socket, not this one"
+    );
+    assert!(!w.closed.iter().any(|(c, _)| *c == s1));
+    assert_eq!(sessions(&mut w, &t1).len(), 1, "this session stays");
+    let (s, _) = w.http(Route::Rooms, "GET", "/rooms", Some(&t2), Value::Null);
+    assert_eq!(s, 401, "the other token is gone");
+    assert_eq!(login_with(&mut w, "alice", "password1").0, 401);
+    assert_eq!(login_with(&mut w, "alice", "brand-new-pw").0, 200);
+}
+
+#[test]
+fn sessions_are_listed_and_ended_one_by_one_or_all_at_once() {
+    let mut w = world();
+    let t1 = w.login("alice");
+    let t2 = w.login("alice");
+    let t3 = w.login("alice");
+    let other = w.login("bob");
+    let s2 = w.socket_with(&t2);
+    let list = sessions(&mut w, &t1);
+    assert_eq!(list.len(), 3);
+    assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
+    assert!(
+        list.iter().all(|s| !s.to_string().contains(&t2)),
+        "never the token itself"
+    );
+    let id2 = crate::store::session_id(&crate::auth::hash_token(&t2));
+    // Someone else's session is not found, not ended.
+    let path = format!("/account/sessions/{id2}");
+    let (s, _) = w.http(
+        Route::EndSession { id: id2.clone() },
+        "DELETE",
+        &path,
+        Some(&other),
+        Value::Null,
+    );
+    assert_eq!(s, 404);
+    let (s, _) = w.http(
+        Route::EndSession { id: id2.clone() },
+        "DELETE",
+        &path,
+        Some(&t1),
+        Value::Null,
+    );
+    assert_eq!(s, 204);
+    assert_eq!(w.closed, vec![(s2, 4001)]);
+    assert_eq!(sessions(&mut w, &t1).len(), 2);
+    let (s, _) = w.http(
+        Route::Logout,
+        "POST",
+        "/logout?all=1",
+        Some(&t3),
+        Value::Null,
+    );
+    assert_eq!(s, 204);
+    for t in [&t1, &t3] {
+        let (s, _) = w.http(Route::Rooms, "GET", "/rooms", Some(t), Value::Null);
+        assert_eq!(s, 401);
+    }
+    let (s, _) = w.http(Route::Rooms, "GET", "/rooms", Some(&other), Value::Null);
+    assert_eq!(s, 200, "another account keeps its session");
+}
+
+#[test]
+fn failed_logins_are_throttled_per_account_from_anywhere() {
+    let mut w = world();
+    w.login("alice");
+    for _ in 0..3 {
+        assert_eq!(login_with(&mut w, "alice", "guess-guess").0, 401);
+    }
+    // Now even the right password waits: guessing must not go on.
+    let (s, v) = login_with(&mut w, "alice", "password1");
+    assert_eq!((s, v["error"].as_str()), (429, Some("rate_limited")), "{v}");
+    let ms = v["retry_after_ms"].as_u64().unwrap();
+    assert!(
+        ms > 1_100_000 && ms <= 1_200_001,
+        "a third of an hour at 3/h: {ms}"
+    );
+    // Other accounts are not affected.
+    assert_eq!(w.register("bob").0, 201);
+    assert_eq!(login_with(&mut w, "bob", "password1").0, 200);
+    w.advance(1_200_001);
+    assert_eq!(login_with(&mut w, "alice", "password1").0, 200);
+}

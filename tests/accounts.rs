@@ -1,0 +1,150 @@
+//! Account management over real sockets: sessions (listed with where and what they came
+//! from, ended one by one or all at once), password change, per-account login throttle.
+
+mod common;
+
+use common::raw::connect_from;
+use common::*;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::net::Ipv4Addr;
+
+/// A login from `from` with a user agent; returns the response.
+fn login_from(s: &TestServer, from: Ipv4Addr, name: &str, password: &str, agent: &str) -> Resp {
+    let mut c = connect_from(from, s.addr).unwrap();
+    let body = json!({"username": name, "password": password}).to_string();
+    let req = format!(
+        "POST /login HTTP/1.1\r\nHost: x\r\nUser-Agent: {agent}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    read_response(&mut c)
+}
+
+fn token_of(r: &Resp) -> String {
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn sessions_say_where_they_came_from_and_end_on_request() {
+    let s = TestServer::start(&[]);
+    s.register("alice");
+    let phone = token_of(&login_from(
+        &s,
+        Ipv4Addr::new(127, 0, 0, 2),
+        "alice",
+        PASSWORD,
+        "PhoneApp/1.0",
+    ));
+    let laptop = token_of(&login_from(
+        &s,
+        Ipv4Addr::new(127, 0, 0, 3),
+        "alice",
+        PASSWORD,
+        "Laptop Browser/2",
+    ));
+    let mut phone_ws = s.ws(&phone);
+    let list = s
+        .http("GET", "/account/sessions", Some(&laptop), None)
+        .json();
+    let list = list["sessions"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let mine: Vec<&Value> = list.iter().filter(|x| x["current"] == true).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["ip"], "127.0.0.3");
+    let other = list.iter().find(|x| x["current"] == false).unwrap();
+    assert_eq!(
+        (other["ip"].as_str(), other["user_agent"].as_str()),
+        (Some("127.0.0.2"), Some("PhoneApp/1.0"))
+    );
+    assert!(other["created_at"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        !list.iter().any(|x| x.to_string().contains(&phone)),
+        "never a token"
+    );
+    let id = other["id"].as_str().unwrap();
+    let r = s.http(
+        "DELETE",
+        &format!("/account/sessions/{id}"),
+        Some(&laptop),
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(phone_ws.close_code(), Some(4001));
+    assert_eq!(s.http("GET", "/rooms", Some(&phone), None).status, 401);
+    assert_eq!(s.http("GET", "/rooms", Some(&laptop), None).status, 200);
+    // Logging out everywhere ends this one too.
+    let again = s.login("alice");
+    assert_eq!(
+        s.http("POST", "/logout?all=1", Some(&laptop), None).status,
+        204
+    );
+    for t in [&laptop, &again] {
+        assert_eq!(s.http("GET", "/rooms", Some(t), None).status, 401);
+    }
+}
+
+#[test]
+fn a_password_change_ends_every_other_session_at_once() {
+    let s = TestServer::start(&[]);
+    s.register("alice");
+    let here = s.login("alice");
+    let there = s.login("alice");
+    let mut there_ws = s.ws(&there);
+    let mut here_ws = s.ws(&here);
+    let change = |old: &str, new: &str| json!({"old": old, "new": new}).to_string();
+    let r = s.http(
+        "POST",
+        "/account/password",
+        Some(&here),
+        Some(&change("wrong-password", "n3w-password")),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = s.http(
+        "POST",
+        "/account/password",
+        Some(&here),
+        Some(&change(PASSWORD, "n3w-password")),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(there_ws.close_code(), Some(4001));
+    let sent = here_ws.request(
+        json!({"type": "send", "room": "general", "text": "still here"}),
+        "1",
+    );
+    assert_eq!(sent["type"], "message", "this session goes on");
+    let old = s.post_json(
+        "/login",
+        &json!({"username": "alice", "password": PASSWORD}),
+    );
+    assert_eq!(old.status, 401);
+    let new = s.post_json(
+        "/login",
+        &json!({"username": "alice", "password": "n3w-password"}),
+    );
+    assert_eq!(new.status, 200);
+}
+
+#[test]
+fn guessing_one_account_from_many_addresses_is_throttled() {
+    let s = TestServer::start(&["--login-failures-per-hour", "5"]);
+    s.register("alice");
+    s.register("bob");
+    for i in 0..5u8 {
+        let r = login_from(
+            &s,
+            Ipv4Addr::new(127, 0, 0, 2 + i),
+            "alice",
+            "guess-guess",
+            "bot",
+        );
+        assert_eq!(r.status, 401);
+    }
+    let r = login_from(&s, Ipv4Addr::new(127, 0, 0, 9), "alice", PASSWORD, "me");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(r.json()["error"], "rate_limited");
+    let r = login_from(&s, Ipv4Addr::new(127, 0, 0, 9), "bob", PASSWORD, "me");
+    assert_eq!(r.status, 200, "another account is not affected");
+}

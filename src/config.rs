@@ -138,6 +138,38 @@ pub enum Sync {
 }
 
 /// The server's configuration.
+/// `--registration`: who may create an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone.
+    Open,
+    /// Whoever has an invite code an admin made.
+    Invite,
+    /// Only admins (`chatterbox admin add-user`).
+    Closed,
+}
+
+impl Registration {
+    pub fn parse(s: &str) -> Result<Registration, String> {
+        match s {
+            "open" => Ok(Registration::Open),
+            "invite" => Ok(Registration::Invite),
+            "closed" => Ok(Registration::Closed),
+            _ => Err(format!(
+                "--registration takes open, invite or closed, not {s:?}"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registration::Open => "open",
+            Registration::Invite => "invite",
+            Registration::Closed => "closed",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -169,6 +201,8 @@ pub struct Config {
     pub msg_burst: f64,
     pub typing_rate: f64,
     pub auth_per_minute: f64,
+    /// Who may create an account.
+    pub registration: Registration,
     /// Failed logins one account may have per hour, from anywhere (then 429).
     pub login_failures_per_hour: f64,
     pub action_rate: f64,
@@ -215,6 +249,7 @@ impl Default for Config {
             typing_rate: DEFAULT_TYPING_RATE,
             auth_per_minute: DEFAULT_AUTH_PER_MINUTE,
             login_failures_per_hour: 20.0,
+            registration: Registration::Open,
             action_rate: DEFAULT_ACTION_RATE,
             action_burst: DEFAULT_ACTION_BURST,
             seen_rate: DEFAULT_SEEN_RATE,

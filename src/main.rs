@@ -5,7 +5,7 @@ use chatterbox::config::{Config, Sync};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: chatterbox [--listen ADDR] [--db PATH] [--sync normal|full]
-                  [--tls-cert FILE --tls-key FILE]
+                  [--tls-cert FILE --tls-key FILE] [--registration open|invite|closed]
                   [--allowed-origin ORIGIN]... [--admin NAME]... [--max-connections N]
                   [--max-pending-per-ip N] [--max-sockets-per-user N]
        chatterbox admin grant|revoke NAME [--db PATH]
@@ -13,7 +13,8 @@ const USAGE: &str = "usage: chatterbox [--listen ADDR] [--db PATH] [--sync norma
 Each flag can also be set with an environment variable: CHATTERBOX_LISTEN, CHATTERBOX_DB,
 CHATTERBOX_SYNC, CHATTERBOX_ALLOWED_ORIGINS and CHATTERBOX_ADMINS (comma-separated),
 CHATTERBOX_MAX_CONNECTIONS, CHATTERBOX_MAX_PENDING_PER_IP, CHATTERBOX_MAX_SOCKETS_PER_USER,
-CHATTERBOX_TLS_CERT and CHATTERBOX_TLS_KEY (PEM files; SIGHUP reloads them).
+CHATTERBOX_TLS_CERT and CHATTERBOX_TLS_KEY (PEM files; SIGHUP reloads them),
+CHATTERBOX_REGISTRATION.
 Logging: RUST_LOG (default info).";
 
 fn main() -> ExitCode {
@@ -127,6 +128,9 @@ fn parse_args(
     if let Some(v) = env("CHATTERBOX_DB") {
         c.db = v.into();
     }
+    if let Some(v) = env("CHATTERBOX_REGISTRATION") {
+        c.registration = chatterbox::config::Registration::parse(&v)?;
+    }
     if let Some(v) = env("CHATTERBOX_TLS_CERT") {
         c.tls_cert = Some(v.into());
     }
@@ -171,6 +175,7 @@ fn parse_args(
             }
             "--db" => c.db = value.into(),
             "--tls-cert" => c.tls_cert = Some(value.into()),
+            "--registration" => c.registration = chatterbox::config::Registration::parse(&value)?,
             "--tls-key" => c.tls_key = Some(value.into()),
             "--sync" => c.sync = parse_sync(&value)?,
             "--allowed-origin" => c.allowed_origins.push(value),
@@ -225,15 +230,22 @@ fn parse_args(
 }
 
 const ADMIN_USAGE: &str = "usage: chatterbox admin grant|revoke NAME [--db PATH]
+       chatterbox admin reset-password NAME [--db PATH]
+       chatterbox admin invite [--uses N] [--expires DAYSd] [--db PATH]
+       chatterbox admin add-user NAME [--db PATH]   (password on stdin)
 
-Grants or revokes admin rights of an existing account in the database (default
-./chatterbox.db or CHATTERBOX_DB). A running server on that database follows within a
-second.";
+grant/revoke: admin rights of an existing account. reset-password: prints a one-time code,
+valid for an hour, for POST /account/reset. invite: prints an invite code for
+--registration invite (default 1 use, 7 days). add-user: creates an account (for
+--registration closed). The database is ./chatterbox.db or CHATTERBOX_DB; a running
+server on it follows within a second.";
 
 /// `chatterbox admin grant|revoke NAME [--db PATH]`.
 fn admin_command(args: &[String], env: impl Fn(&str) -> Option<String>) -> ExitCode {
     let mut db = env("CHATTERBOX_DB").unwrap_or_else(|| chatterbox::config::DEFAULT_DB.into());
     let mut words = Vec::new();
+    let mut uses: u32 = 1;
+    let mut days: i64 = 7;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -241,6 +253,20 @@ fn admin_command(args: &[String], env: impl Fn(&str) -> Option<String>) -> ExitC
                 Some(p) => db = p.clone(),
                 None => return usage_error(ADMIN_USAGE),
             },
+            "--uses" => match it.next().and_then(|v| v.parse().ok()).filter(|n| *n >= 1) {
+                Some(n) => uses = n,
+                None => return usage_error(ADMIN_USAGE),
+            },
+            "--expires" => {
+                let v = it.next().map(|v| v.trim_end_matches('d').to_string());
+                match v
+                    .and_then(|v| v.parse().ok())
+                    .filter(|d| (1..=365).contains(d))
+                {
+                    Some(d) => days = d,
+                    None => return usage_error(ADMIN_USAGE),
+                }
+            }
             "-h" | "--help" => {
                 println!("{ADMIN_USAGE}");
                 return ExitCode::SUCCESS;
@@ -248,12 +274,15 @@ fn admin_command(args: &[String], env: impl Fn(&str) -> Option<String>) -> ExitC
             _ => words.push(a.as_str()),
         }
     }
+    let path = std::path::Path::new(&db);
     let (grant, name) = match words.as_slice() {
         ["grant", name] => (true, *name),
         ["revoke", name] => (false, *name),
+        ["reset-password", name] => return admin_codes(path, Some(name), uses, days),
+        ["invite"] => return admin_codes(path, None, uses, days),
+        ["add-user", name] => return admin_add_user(path, name),
         _ => return usage_error(ADMIN_USAGE),
     };
-    let path = std::path::Path::new(&db);
     if !path.exists() {
         eprintln!("chatterbox: no database at {db}");
         return ExitCode::FAILURE;
@@ -274,6 +303,79 @@ fn admin_command(args: &[String], env: impl Fn(&str) -> Option<String>) -> ExitC
         Ok(false) => {
             eprintln!("chatterbox: no account named {name:?}");
             ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("chatterbox: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `reset-password NAME` (with `name`) or `invite`: prints the code.
+fn admin_codes(path: &std::path::Path, name: Option<&str>, uses: u32, days: i64) -> ExitCode {
+    use chatterbox::store::load;
+    if !path.exists() {
+        eprintln!("chatterbox: no database at {}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let result = load::open_writer(path, false).and_then(|conn| {
+        match name {
+            Some(n) => load::create_reset_code(&conn, n, 3_600_000),
+            None => load::create_invite(&conn, uses, days * 86_400_000).map(Some),
+        }
+        .map_err(|e| e.to_string())
+    });
+    match (result, name) {
+        (Ok(Some(code)), Some(n)) => {
+            println!("{code}");
+            eprintln!("one-time reset code for {n}, valid for an hour: POST /account/reset {{\"name\", \"code\", \"new\"}}");
+            ExitCode::SUCCESS
+        }
+        (Ok(Some(code)), None) => {
+            println!("{code}");
+            eprintln!("invite code for {uses} registration(s), valid for {days} days");
+            ExitCode::SUCCESS
+        }
+        (Ok(None), _) => {
+            eprintln!("chatterbox: no account named {:?}", name.unwrap_or(""));
+            ExitCode::FAILURE
+        }
+        (Err(e), _) => {
+            eprintln!("chatterbox: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `add-user NAME`: the password is the first line of stdin.
+fn admin_add_user(path: &std::path::Path, name: &str) -> ExitCode {
+    let mut password = String::new();
+    if std::io::stdin().read_line(&mut password).is_err() {
+        eprintln!("chatterbox: give the password on stdin");
+        return ExitCode::from(2);
+    }
+    let password = password.trim_end_matches(['\n', '\r']);
+    if !chatterbox::auth::valid_password(password) {
+        eprintln!("chatterbox: passwords are 8 to 1024 bytes");
+        return ExitCode::from(2);
+    }
+    if !path.exists() {
+        eprintln!("chatterbox: no database at {}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let phc = match chatterbox::auth::pool::hash_password(password) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("chatterbox: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = chatterbox::store::load::open_writer(path, false)
+        .and_then(|conn| chatterbox::store::load::add_user(&conn, name, &phc));
+    match result {
+        Ok(_) => {
+            println!("{name} can log in now");
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("chatterbox: {e}");

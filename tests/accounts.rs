@@ -148,3 +148,133 @@ fn guessing_one_account_from_many_addresses_is_throttled() {
     let r = login_from(&s, Ipv4Addr::new(127, 0, 0, 9), "bob", PASSWORD, "me");
     assert_eq!(r.status, 200, "another account is not affected");
 }
+
+/// Runs `chatterbox admin ARGS --db DB` with `stdin`; returns (success, stdout).
+fn admin(db: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::process::{Command, Stdio};
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chatterbox"))
+        .arg("admin")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+#[test]
+fn a_reset_code_works_once_and_ends_every_session() {
+    let s = TestServer::start(&[]);
+    s.register("alice");
+    let token = s.login("alice");
+    let mut ws = s.ws(&token);
+    let (ok, code) = admin(&s.db, &["reset-password", "alice"], "");
+    assert!(ok && code.len() == 64, "{code}");
+    let reset = |code: &str| {
+        s.post_json(
+            "/account/reset",
+            &json!({"name": "alice", "code": code, "new": "reset-password-1"}),
+        )
+    };
+    assert_eq!(reset("0000").status, 403, "a wrong code");
+    let r = reset(&code);
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(ws.close_code(), Some(4001));
+    assert_eq!(s.http("GET", "/rooms", Some(&token), None).status, 401);
+    let r = reset(&code);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (403, Some("invalid_code")),
+        "single use"
+    );
+    let new = s.post_json(
+        "/login",
+        &json!({"username": "alice", "password": "reset-password-1"}),
+    );
+    assert_eq!(new.status, 200);
+    let (ok, _) = admin(&s.db, &["reset-password", "nobody"], "");
+    assert!(!ok);
+}
+
+#[test]
+fn registration_by_invite_code() {
+    let s = TestServer::start(&["--registration", "invite"]);
+    assert_eq!(
+        s.http("GET", "/registration", None, None).json(),
+        json!({"mode": "invite"})
+    );
+    let r = s.register("alice");
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (403, Some("invite_required"))
+    );
+    let (ok, code) = admin(&s.db, &["invite", "--uses", "1", "--expires", "7d"], "");
+    assert!(ok, "{code}");
+    let with = |name: &str, code: &str| {
+        s.post_json(
+            "/register",
+            &json!({"username": name, "password": PASSWORD, "invite": code}),
+        )
+    };
+    assert_eq!(with("alice", &code).status, 201);
+    let r = with("bob", &code);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (403, Some("invalid_invite")),
+        "used up"
+    );
+    assert_eq!(with("bob", "made-up").status, 403);
+    // Admins make codes over the API too.
+    let boss = s.login("alice");
+    s.grant_admin("alice", &boss);
+    let r = s.http(
+        "POST",
+        "/admin/invites",
+        Some(&boss),
+        Some(r#"{"uses":2,"expires_days":1}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let code = r.json()["code"].as_str().unwrap().to_string();
+    assert_eq!(with("bob", &code).status, 201);
+    assert_eq!(with("carol", &code).status, 201);
+    assert_eq!(with("dave", &code).status, 403);
+}
+
+#[test]
+fn closed_registration_and_accounts_made_by_an_admin() {
+    let s = TestServer::start(&["--registration", "closed"]);
+    let r = s.register("alice");
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (403, Some("registration_closed"))
+    );
+    let (ok, out) = admin(&s.db, &["add-user", "carol"], "carols-password\n");
+    assert!(ok, "{out}");
+    // The running server picks the account up within a second or so.
+    let t0 = std::time::Instant::now();
+    loop {
+        let r = s.post_json(
+            "/login",
+            &json!({"username": "carol", "password": "carols-password"}),
+        );
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "{}",
+            r.body
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (ok, _) = admin(&s.db, &["add-user", "CAROL"], "another-password\n");
+    assert!(!ok, "names are unique regardless of case");
+}

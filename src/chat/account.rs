@@ -5,6 +5,7 @@
 use super::hub::{storage_unavailable, unauthorized, Effect, Hub, TokenInfo};
 use crate::auth::pool::{AuthJob, AuthOp, POOL_DOWN};
 use crate::auth::{hash_token, new_token, valid_password, valid_username};
+use crate::config::Registration;
 use crate::http::{Request, Response};
 use crate::id::{ConnId, UserId};
 use crate::ratelimit::Bucket;
@@ -16,7 +17,7 @@ use std::net::IpAddr;
 
 impl Hub {
     /// Takes one login/register attempt from the client's IP budget.
-    fn ip_limited(&mut self, ip: IpAddr, now: Now) -> Option<Response> {
+    pub(super) fn ip_limited(&mut self, ip: IpAddr, now: Now) -> Option<Response> {
         let (rate, burst) = self.auth_rate();
         let bucket = self
             .ip_buckets
@@ -47,6 +48,31 @@ impl Hub {
         if let Some(r) = self.ip_limited(ip, now) {
             return self.respond(conn, r);
         }
+        let invite = match self.cfg.registration {
+            Registration::Open => None,
+            Registration::Closed => {
+                let r = Response::error(
+                    403,
+                    "registration_closed",
+                    "accounts are created by an admin here",
+                );
+                return self.respond(conn, r);
+            }
+            Registration::Invite => {
+                let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+                match body["invite"].as_str() {
+                    Some(code) if !code.is_empty() && code.len() <= 128 => Some(hash_token(code)),
+                    _ => {
+                        let r = Response::error(
+                            403,
+                            "invite_required",
+                            "registering here needs an invite code (\"invite\")",
+                        );
+                        return self.respond(conn, r);
+                    }
+                }
+            }
+        };
         let (username, password) = match credentials(req) {
             Ok(c) => c,
             Err(r) => return self.respond(conn, r),
@@ -73,6 +99,9 @@ impl Hub {
                 conn,
                 Response::error(409, "username_taken", "that username is taken"),
             );
+        }
+        if let Some(h) = invite {
+            self.invite_of.insert(lc.clone(), h);
         }
         self.pending_names.insert(lc);
         self.auth_job(conn, AuthOp::Hash { username, password });
@@ -145,9 +174,18 @@ impl Hub {
     /// The password pool hashed a new user's password: store the account.
     pub(super) fn hashed(&mut self, to: ReplyTo, username: String, phc: Result<String, String>) {
         match phc {
-            Ok(phc) => self.store(Some(to), StoreOp::CreateUser { username, phc }),
+            Ok(phc) => {
+                let invite = self.invite_of.remove(&username.to_ascii_lowercase());
+                let op = StoreOp::CreateUser {
+                    username,
+                    phc,
+                    invite,
+                };
+                self.store(Some(to), op)
+            }
             Err(e) => {
                 log::error!("password hashing failed: {e}");
+                self.invite_of.remove(&username.to_ascii_lowercase());
                 self.pending_names.remove(&username.to_ascii_lowercase());
                 let resp = if e == POOL_DOWN {
                     storage_unavailable()
@@ -241,6 +279,11 @@ impl Hub {
             Err(StoreError::Conflict) => {
                 Response::error(409, "username_taken", "that username is taken")
             }
+            Err(StoreError::Forbidden) => Response::error(
+                403,
+                "invalid_invite",
+                "that invite code is unknown, used up or expired",
+            ),
             Err(_) => storage_unavailable(),
         };
         self.respond(to.conn, resp);

@@ -29,6 +29,7 @@ impl Hub {
             Route::AdminAudit => Ok(self.audit_page()),
             Route::AdminSuspend { user, on } => self.suspend(admin, user, *on, now),
             Route::AdminRemove { room } => self.remove_from_room(admin, room, req, now),
+            Route::AdminInvite => Ok(self.create_invite(admin, req, now)),
             _ => Err(Response::error(404, "not_found", "no such page")),
         });
         self.respond(conn, resp.unwrap_or_else(|r| r));

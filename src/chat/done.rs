@@ -17,6 +17,13 @@ impl Hub {
             self.account_flags(flags, now);
             return self.take_fx();
         }
+        let c = match c.outcome {
+            Outcome::NewUsers(rows) => {
+                self.users_added(rows);
+                return self.take_fx();
+            }
+            outcome => Completion { outcome, ..c },
+        };
         let outcome = match c.outcome {
             Outcome::Joined {
                 create,
@@ -69,6 +76,9 @@ impl Hub {
                 keep,
                 result,
             } => self.password_set(to, user_id, phc, keep, result),
+            Outcome::Hashed { phc, .. } if self.resets.contains_key(&to.conn) => {
+                self.reset_hashed(to, phc)
+            }
             Outcome::Hashed { phc, .. } if self.changing_password(to.conn) == Some(true) => {
                 self.new_password_hashed(to, phc)
             }
@@ -77,7 +87,10 @@ impl Hub {
                 self.old_password_checked(to, result, now)
             }
             Outcome::Verified(result) => self.verified(to, result, now),
-            Outcome::Health(_) | Outcome::Flags(_) | Outcome::Joined { .. } => {}
+            Outcome::Health(_)
+            | Outcome::Flags(_)
+            | Outcome::NewUsers(_)
+            | Outcome::Joined { .. } => {}
         }
         self.take_fx()
     }

@@ -135,6 +135,10 @@ pub struct Hub {
     pub(super) logins: HashMap<ConnId, super::sessions::LoginAttempt>,
     /// Password changes on their way (check the old, hash the new, store).
     pub(super) password_changes: HashMap<ConnId, super::sessions::PasswordChange>,
+    /// Password resets on their way: the account and the code's hash.
+    pub(super) resets: HashMap<ConnId, (UserId, TokenHash)>,
+    /// Invite codes (hashed) of registrations on their way, by lowercase name.
+    pub(super) invite_of: HashMap<String, TokenHash>,
     /// Failed logins per account (`Config::login_failures_per_hour`).
     pub(super) login_failures: HashMap<UserId, Bucket>,
     /// Rooms whose creation the store has not confirmed yet: name → (id, room).
@@ -186,6 +190,8 @@ impl Hub {
             logins: HashMap::new(),
             password_changes: HashMap::new(),
             login_failures: HashMap::new(),
+            resets: HashMap::new(),
+            invite_of: HashMap::new(),
             joining: HashMap::new(),
             announced: HashMap::new(),
             presence_due: BTreeSet::new(),

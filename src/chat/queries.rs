@@ -37,6 +37,11 @@ impl Hub {
             Route::Sessions => self.list_sessions(conn, req, now),
             Route::EndSession { id } => self.end_session(conn, req, id, now),
             Route::ChangePassword => self.change_password(conn, req, now),
+            Route::ResetPassword => self.reset_password(conn, ip, req, now),
+            Route::Registration => {
+                let mode = self.cfg.registration.as_str();
+                self.respond(conn, Response::json(200, &json!({ "mode": mode })));
+            }
             Route::Rooms => {
                 if let Some(user) = self.http_user(conn, req, now) {
                     let resp = self.list_rooms(user, req);

@@ -31,6 +31,14 @@ pub(super) struct PasswordChange {
     pub old_checked: bool,
 }
 
+fn bad_reset_code() -> Response {
+    Response::error(
+        403,
+        "invalid_code",
+        "that reset code is wrong, used or expired; ask an admin for a new one",
+    )
+}
+
 fn http(conn: ConnId) -> ReplyTo {
     ReplyTo {
         conn,
@@ -293,7 +301,8 @@ impl Hub {
                 let op = StoreOp::SetPassword {
                     user_id: change.user,
                     phc,
-                    keep: change.keep,
+                    keep: Some(change.keep),
+                    code: None,
                 };
                 self.store(Some(to), op);
             }
@@ -311,18 +320,135 @@ impl Hub {
         to: ReplyTo,
         user: UserId,
         phc: String,
-        keep: TokenHash,
+        keep: Option<TokenHash>,
         result: Result<(), StoreError>,
     ) {
-        if result.is_err() {
-            return self.respond(to.conn, storage_unavailable());
+        match result {
+            Ok(()) => {}
+            Err(StoreError::Forbidden) => return self.respond(to.conn, bad_reset_code()),
+            Err(_) => return self.respond(to.conn, storage_unavailable()),
         }
         if let Some(u) = self.users.get_mut(&user) {
             u.pw_hash = phc;
         }
-        let ended = self.end_sessions(user, |h| *h != keep);
+        let ended = self.end_sessions(user, |h| Some(*h) != keep);
         log::info!("user {user} changed their password; {ended} other sessions ended");
         self.respond(to.conn, Response::no_content());
+    }
+
+    /// `POST /account/reset {name, code, new}`: a new password with a one-time code an
+    /// admin made (`chatterbox admin reset-password NAME`); every session ends.
+    pub(super) fn reset_password(&mut self, conn: ConnId, ip: IpAddr, req: &Request, now: Now) {
+        if let Some(r) = self.ip_limited(ip, now) {
+            return self.respond(conn, r);
+        }
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let (Some(name), Some(code), Some(new)) = (
+            body["name"].as_str(),
+            body["code"].as_str(),
+            body["new"].as_str(),
+        ) else {
+            let r = Response::error(400, "bad_json", "expected {\"name\", \"code\", \"new\"}");
+            return self.respond(conn, r);
+        };
+        if !valid_password(new) {
+            let r = Response::error(400, "invalid_password", "passwords are 8 to 1024 bytes");
+            return self.respond(conn, r);
+        }
+        // An unknown name answers like a wrong code.
+        let Some(user) = self.user_by_name(name) else {
+            return self.respond(conn, bad_reset_code());
+        };
+        if let Some(r) = self.account_throttled(user, now) {
+            return self.respond(conn, r);
+        }
+        self.resets.insert(conn, (user, hash_token(code)));
+        let username = self.user_name(user).to_string();
+        self.fx.push(Effect::Auth(AuthJob {
+            reply: http(conn),
+            op: AuthOp::Hash {
+                username,
+                password: new.to_string(),
+            },
+        }));
+    }
+
+    /// The new password of a reset is hashed: the store checks and uses up the code.
+    pub(super) fn reset_hashed(&mut self, to: ReplyTo, phc: Result<String, String>) {
+        let Some((user, code)) = self.resets.remove(&to.conn) else {
+            return;
+        };
+        match phc {
+            Ok(phc) => {
+                let op = StoreOp::SetPassword {
+                    user_id: user,
+                    phc,
+                    keep: None,
+                    code: Some(code),
+                };
+                self.store(Some(to), op);
+            }
+            Err(e) => {
+                log::error!("password hashing failed: {e}");
+                self.respond(to.conn, storage_unavailable());
+            }
+        }
+    }
+
+    /// `POST /admin/invites {uses, expires_days}`: a new invite code, shown once.
+    pub(super) fn create_invite(&mut self, admin: UserId, req: &Request, now: Now) -> Response {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let uses = body["uses"].as_u64().unwrap_or(1);
+        let days = body["expires_days"].as_u64().unwrap_or(7);
+        if !(1..=10_000).contains(&uses) || !(1..=365).contains(&days) {
+            return Response::error(400, "bad_request", "uses 1-10000, expires_days 1-365");
+        }
+        let code = crate::auth::new_token();
+        let expires_at = now.wall_ms + days as i64 * 86_400_000;
+        let op = StoreOp::CreateInvite {
+            hash: hash_token(&code),
+            uses: uses as u32,
+            expires_at,
+            by: admin,
+        };
+        self.store(None, op);
+        self.audit(
+            Some(admin),
+            "create_invite",
+            format!("{uses} uses, {days} days"),
+            now,
+        );
+        Response::json(
+            201,
+            &json!({ "code": code, "uses": uses, "expires_at": rfc3339_ms(expires_at) }),
+        )
+    }
+
+    /// Accounts another process added to the database (`chatterbox admin add-user`).
+    pub(super) fn users_added(&mut self, rows: Vec<crate::store::load::UserRow>) {
+        for u in rows {
+            let lc = u.username.to_ascii_lowercase();
+            if self.users.contains_key(&u.id) || self.user_by_name.contains_key(&lc) {
+                continue;
+            }
+            self.user_by_name.insert(lc, u.id);
+            self.users.insert(
+                u.id,
+                super::room::User {
+                    id: u.id,
+                    name: u.username,
+                    pw_hash: u.pw_hash,
+                    last_seen: u.last_seen,
+                    conns: Vec::new(),
+                    rooms: Default::default(),
+                    owned: 0,
+                    creating: 0,
+                    admin: u.admin,
+                    suspended: u.suspended,
+                },
+            );
+            self.join_general(u.id);
+        }
     }
 
     /// Whether an answer of the password pool belongs to a password change.

@@ -38,6 +38,12 @@ pub enum Route {
     },
     /// `POST /account/password`.
     ChangePassword,
+    /// `POST /account/reset`: a new password with a reset code.
+    ResetPassword,
+    /// `GET /registration`: who may register.
+    Registration,
+    /// `POST /admin/invites`.
+    AdminInvite,
     Search,
     Healthz,
     Metrics,
@@ -66,6 +72,9 @@ const FIXED: &[(&str, &str, Route)] = &[
     ("/admin/audit", "GET", Route::AdminAudit),
     ("/account/sessions", "GET", Route::Sessions),
     ("/account/password", "POST", Route::ChangePassword),
+    ("/account/reset", "POST", Route::ResetPassword),
+    ("/registration", "GET", Route::Registration),
+    ("/admin/invites", "POST", Route::AdminInvite),
 ];
 
 pub fn route(req: &Request) -> Route {

@@ -135,7 +135,10 @@ impl Server {
                     .with_header("Allow", allow)
             }
             Route::NotFound => Response::error(404, "not_found", "no such page"),
-            Route::AdminAudit | Route::AdminSuspend { .. } | Route::AdminRemove { .. } => {
+            Route::AdminAudit
+            | Route::AdminSuspend { .. }
+            | Route::AdminRemove { .. }
+            | Route::AdminInvite => {
                 let id = self.conns[key].id;
                 let fx = self.hub.handle_admin(id, &route, &req, self.now);
                 return self.apply(fx);
@@ -150,6 +153,8 @@ impl Server {
             | Route::Sessions
             | Route::EndSession { .. }
             | Route::ChangePassword
+            | Route::ResetPassword
+            | Route::Registration
             | Route::Search => {
                 let (id, ip) = (self.conns[key].id, self.conns[key].ip);
                 let fx = self.hub.handle_http(id, ip, &route, &req, self.now);

@@ -9,6 +9,7 @@ use crate::time::now_ms;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 
+#[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: i64,
     pub username: String,
@@ -191,6 +192,95 @@ pub fn set_admin(conn: &Connection, username: &str, admin: bool) -> rusqlite::Re
 
 /// Accounts with admin rights or suspended, by id: what a running server watches for
 /// changes made by `chatterbox admin` (or another node).
+/// Accounts with an id above `after`, oldest first (those another process added).
+pub fn users_after(conn: &Connection, after: i64) -> rusqlite::Result<Vec<UserRow>> {
+    conn.prepare_cached(
+        "SELECT id, username, pw_hash, last_seen, admin, suspended FROM users WHERE id > ?1 ORDER BY id",
+    )?
+    .query_map([after], |r| {
+        Ok(UserRow {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            pw_hash: r.get(2)?,
+            last_seen: r.get(3)?,
+            admin: r.get(4)?,
+            suspended: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+/// The highest account id (0 for none).
+pub fn max_user_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))
+}
+
+/// `chatterbox admin reset-password NAME`: a one-time code valid for `ttl_ms`, stored
+/// hashed. `None` when there is no such account.
+pub fn create_reset_code(
+    conn: &Connection,
+    name: &str,
+    ttl_ms: i64,
+) -> rusqlite::Result<Option<String>> {
+    let id: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM users WHERE username_lc = ?1",
+            [name.to_ascii_lowercase()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(id) = id else { return Ok(None) };
+    let code = crate::auth::new_token();
+    let hash = crate::auth::hash_token(&code);
+    conn.execute(
+        "INSERT INTO reset_codes (hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
+        rusqlite::params![&hash[..], id, now_ms() + ttl_ms],
+    )?;
+    conn.execute(
+        "INSERT INTO audit (at, actor_id, action, target) VALUES (?1, NULL, 'reset_password', ?2)",
+        rusqlite::params![now_ms(), name],
+    )?;
+    Ok(Some(code))
+}
+
+/// `chatterbox admin invite`: an invite code for `uses` registrations within `ttl_ms`.
+pub fn create_invite(conn: &Connection, uses: u32, ttl_ms: i64) -> rusqlite::Result<String> {
+    let code = crate::auth::new_token();
+    let hash = crate::auth::hash_token(&code);
+    conn.execute(
+        "INSERT INTO invites (hash, uses_left, expires_at, created_by, created_at) VALUES (?1, ?2, ?3, NULL, ?4)",
+        rusqlite::params![&hash[..], uses, now_ms() + ttl_ms, now_ms()],
+    )?;
+    Ok(code)
+}
+
+/// `chatterbox admin add-user NAME`: an account (in `general`) with this password hash.
+pub fn add_user(conn: &Connection, name: &str, phc: &str) -> Result<i64, String> {
+    if !crate::auth::valid_username(name) {
+        return Err("usernames are 3-32 characters of letters, digits, '_', '.' and '-'".into());
+    }
+    conn.execute(
+        "INSERT INTO users (username, username_lc, pw_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![name, name.to_ascii_lowercase(), phc, now_ms()],
+    )
+    .map_err(|e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => "that username is taken".to_string(),
+        _ => e.to_string(),
+    })?;
+    let id = conn.last_insert_rowid();
+    conn.execute(
+        "INSERT OR IGNORE INTO members (room_id, user_id) VALUES (1, ?1)",
+        [id],
+    )
+    .map_err(|e| e.to_string())?;
+    conn.execute(
+        "INSERT INTO audit (at, actor_id, action, target) VALUES (?1, NULL, 'add_user', ?2)",
+        rusqlite::params![now_ms(), name],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(id)
+}
+
 pub fn account_flags(conn: &Connection) -> rusqlite::Result<Vec<(i64, bool, bool)>> {
     conn.prepare_cached(
         "SELECT id, admin, suspended FROM users WHERE admin = 1 OR suspended = 1 ORDER BY id",

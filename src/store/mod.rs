@@ -72,6 +72,15 @@ pub enum StoreOp {
     CreateUser {
         username: String,
         phc: String,
+        /// With `--registration invite`: the invite code's hash, used up by this.
+        invite: Option<TokenHash>,
+    },
+    /// An invite code for `--registration invite`.
+    CreateInvite {
+        hash: TokenHash,
+        uses: u32,
+        expires_at: i64,
+        by: UserId,
     },
     CreateToken {
         token: String,
@@ -95,11 +104,13 @@ pub enum StoreOp {
         hash: TokenHash,
         at: i64,
     },
-    /// A new password hash; every other token of the user is revoked with it.
+    /// A new password hash; every token of the user but `keep` is revoked with it. With
+    /// `code`, a reset code that must be unused and unexpired is used up first.
     SetPassword {
         user_id: UserId,
         phc: String,
-        keep: TokenHash,
+        keep: Option<TokenHash>,
+        code: Option<TokenHash>,
     },
     /// Makes `users` members of `room_id` (dropping their pending invitations to it),
     /// first creating the room when `create` is set, all or nothing. The Hub changes its
@@ -172,7 +183,7 @@ impl StoreOp {
     pub fn failed(&self) -> Outcome {
         let err = StoreError::Unavailable;
         match self {
-            StoreOp::CreateUser { username, phc } => Outcome::UserCreated {
+            StoreOp::CreateUser { username, phc, .. } => Outcome::UserCreated {
                 username: username.clone(),
                 phc: phc.clone(),
                 result: Err(err),
@@ -332,9 +343,11 @@ pub enum Outcome {
     PasswordSet {
         user_id: UserId,
         phc: String,
-        keep: TokenHash,
+        keep: Option<TokenHash>,
         result: Result<(), StoreError>,
     },
+    /// Accounts added outside this process (`chatterbox admin add-user`).
+    NewUsers(Vec<load::UserRow>),
     /// Any other write.
     Written(Result<(), StoreError>),
     /// A user's sessions.

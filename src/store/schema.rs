@@ -92,6 +92,21 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tokens ADD COLUMN ip TEXT;
     ALTER TABLE tokens ADD COLUMN user_agent TEXT;
     CREATE INDEX tokens_by_user ON tokens(user_id);
+    -- One-time password reset codes (`chatterbox admin reset-password`), stored hashed.
+    CREATE TABLE reset_codes (
+        hash       BLOB PRIMARY KEY,
+        user_id    INTEGER NOT NULL REFERENCES users(id),
+        expires_at INTEGER NOT NULL,
+        used       INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    -- Invite codes for `--registration invite`, stored hashed.
+    CREATE TABLE invites (
+        hash       BLOB PRIMARY KEY,
+        uses_left  INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        created_by INTEGER REFERENCES users(id),
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
     "#,
 ];
 

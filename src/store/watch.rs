@@ -1,8 +1,8 @@
 //! A thread that notices account changes made outside this process (`chatterbox admin
-//! grant NAME` on the same database): once a second it reads which accounts are admins
-//! or suspended and, when that changed, tells the reactor.
+//! grant NAME`, `add-user NAME` on the same database): once a second it reads which
+//! accounts are admins or suspended, and which accounts are new, and tells the reactor.
 
-use super::load::{account_flags, open_reader};
+use super::load::{account_flags, max_user_id, open_reader, users_after};
 use super::{Completion, Notifier, Outcome};
 use std::path::Path;
 use std::thread::JoinHandle;
@@ -23,8 +23,23 @@ pub fn start(
         .name("store-watch".into())
         .spawn(move || {
             let mut last = known;
+            let mut newest = max_user_id(&conn).unwrap_or(0);
             loop {
                 std::thread::sleep(WATCH_INTERVAL);
+                // Accounts this server registered come back here too; the Hub skips
+                // those it knows.
+                if let Ok(rows) = users_after(&conn, newest) {
+                    if let Some(last_row) = rows.last() {
+                        newest = last_row.id;
+                        let c = Completion {
+                            reply: None,
+                            outcome: Outcome::NewUsers(rows),
+                        };
+                        if !notify.send(c) {
+                            return;
+                        }
+                    }
+                }
                 let Ok(now) = account_flags(&conn) else {
                     continue;
                 };

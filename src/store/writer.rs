@@ -189,6 +189,35 @@ fn is_error(o: &Outcome) -> bool {
     }
 }
 
+/// Uses up the reset code if there is one (refused: `Forbidden`), stores the new hash and
+/// revokes every token but `keep`.
+fn set_password(
+    tx: &Transaction,
+    user: UserId,
+    phc: &str,
+    keep: Option<&crate::auth::TokenHash>,
+    code: Option<&crate::auth::TokenHash>,
+) -> rusqlite::Result<Result<(), StoreError>> {
+    if let Some(c) = code {
+        let n = tx.execute(
+            "UPDATE reset_codes SET used = 1 WHERE hash = ?1 AND user_id = ?2 AND used = 0 AND expires_at > ?3",
+            params![&c[..], user, now_ms()],
+        )?;
+        if n != 1 {
+            return Ok(Err(StoreError::Forbidden));
+        }
+    }
+    tx.execute(
+        "UPDATE users SET pw_hash = ?2 WHERE id = ?1",
+        params![user, phc],
+    )?;
+    tx.execute(
+        "DELETE FROM tokens WHERE user_id = ?1 AND hash IS NOT ?2",
+        params![user, keep.map(|k| &k[..])],
+    )?;
+    Ok(Ok(()))
+}
+
 /// Creates the room if asked, then adds the members. A room that does not exist (its
 /// creation failed earlier) is `NotFound`, not a membership of nothing.
 fn join(
@@ -242,8 +271,24 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
         kind
     };
     let outcome = match op {
-        StoreOp::CreateUser { username, phc } => {
-            let result = tx
+        StoreOp::CreateUser {
+            username,
+            phc,
+            invite,
+        } => {
+            let used = match invite {
+                None => Ok(true),
+                Some(h) => tx
+                    .execute(
+                        "UPDATE invites SET uses_left = uses_left - 1 WHERE hash = ?1 AND uses_left > 0 AND expires_at > ?2",
+                        params![&h[..], now_ms()],
+                    )
+                    .map(|n| n == 1),
+            };
+            let result = match used {
+                Ok(false) => Err(StoreError::Forbidden),
+                Err(e) => Err(note(e)),
+                Ok(true) => tx
                 .execute(
                     "INSERT INTO users (username, username_lc, pw_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
                     params![username, username.to_ascii_lowercase(), phc, now_ms()],
@@ -256,7 +301,8 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
                     )?;
                     Ok(id)
                 })
-                .map_err(&mut note);
+                .map_err(&mut note),
+            };
             Outcome::UserCreated {
                 username: username.clone(),
                 phc: phc.clone(),
@@ -308,24 +354,27 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             user_id,
             phc,
             keep,
+            code,
         } => Outcome::PasswordSet {
             user_id: *user_id,
             phc: phc.clone(),
             keep: *keep,
-            result: tx
-                .execute(
-                    "UPDATE users SET pw_hash = ?2 WHERE id = ?1",
-                    params![user_id, phc],
-                )
-                .and_then(|_| {
-                    tx.execute(
-                        "DELETE FROM tokens WHERE user_id = ?1 AND hash IS NOT ?2",
-                        params![user_id, &keep[..]],
-                    )
-                })
-                .map(|_| ())
-                .map_err(&mut note),
+            result: set_password(tx, *user_id, phc, keep.as_ref(), code.as_ref())
+                .map_err(&mut note)
+                .and_then(|r| r),
         },
+        StoreOp::CreateInvite {
+            hash,
+            uses,
+            expires_at,
+            by,
+        } => written(
+            tx.execute(
+                "INSERT INTO invites (hash, uses_left, expires_at, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![&hash[..], uses, expires_at, by, now_ms()],
+            ),
+            &mut note,
+        ),
         StoreOp::Join {
             create,
             room_id,

@@ -202,7 +202,7 @@ impl World {
             return op.failed();
         }
         match op {
-            StoreOp::CreateUser { username, phc } => {
+            StoreOp::CreateUser { username, phc, .. } => {
                 let id = self.next_user;
                 self.next_user += 1;
                 Outcome::UserCreated {

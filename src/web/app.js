@@ -357,16 +357,17 @@ function connect() {
   };
 }
 
-// Jittered exponential backoff: 0.5 s doubling to 30 s, each wait drawn between half and
-// all of it. A server going away (4002) is restarting: the first try waits 1–2 s, so
-// that every client does not knock at the same instant.
+// Jittered exponential backoff: 1 s doubling to 30 s, each wait drawn between half and
+// all of it. A server going away (4002) is restarting: the waits start at 2 s (the first
+// try after 1–2 s), so that its clients do not all knock at the same instant.
 function scheduleReconnect(code) {
-  const base = code === 4002 ? 2000 : 1000;
+  if (code === 4002) state.restarting = true; // until the next hello
+  const base = state.restarting ? 2000 : 1000;
   const ceiling = Math.min(30000, base * 2 ** Math.min(state.attempt, 10));
   const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
   state.attempt++;
   state.reconnectAt = Date.now() + delay;
-  const why = code === 4002 ? "The server is restarting." : "Connection lost.";
+  const why = state.restarting ? "The server is restarting." : "Connection lost.";
   setConn(`${why} Reconnecting in ${Math.ceil(delay / 1000)} s…`);
   clearTimeout(state.reconnectTimer);
   state.reconnectTimer = setTimeout(() => { setConn(`${why} Reconnecting…`); connect(); }, delay);
@@ -418,6 +419,7 @@ function handle(m) {
     case "hello": {
       state.ws.ready = true;
       state.attempt = 0;
+      state.restarting = false;
       document.documentElement.dataset.conn = "online";
       setConn(null);
       setAdmin(!!m.admin);
@@ -1125,7 +1127,8 @@ function renderRooms() {
       const li = el("li");
       const b = button("", "", () => switchRoom(name));
       b.dataset.room = name;
-      b.append(el("span", "room-name", label(name) + (r.private && !dms ? " 🔒" : "")));
+      b.append(el("span", "room-name", label(name)));
+      if (r.private && !dms) b.append(lockIcon());
       if (r.unread > 0 && name !== state.current) {
         b.append(el("span", "badge", String(r.unread)));
         b.setAttribute("aria-label", `${label(name)}, ${r.unread} unread`);
@@ -1136,6 +1139,21 @@ function renderRooms() {
       if (focused === name) b.focus();
     }
   }
+}
+
+// A padlock drawn in SVG (emoji fonts are not everywhere), named for screen readers.
+function lockIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("class", "lock");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "private");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", "M4 7V5a4 4 0 0 1 8 0v2h1v8H3V7h1zm2 0h4V5a2 2 0 0 0-4 0v2z");
+  path.setAttribute("fill", "currentColor");
+  svg.append(path);
+  return svg;
 }
 
 function renderHead() {
@@ -1201,7 +1219,9 @@ async function searchRooms(more) {
     if (info.name === q) browser.exact = true;
     const li = el("li", "room-row");
     const text = el("div", "room-info");
-    text.append(el("strong", "", "# " + info.name + (info.private ? " 🔒" : "")),
+    const title = el("strong", "", "# " + info.name);
+    if (info.private) title.append(" ", lockIcon());
+    text.append(title,
       el("span", "muted", `${info.members} member${info.members === 1 ? "" : "s"} · ${info.online_count ?? info.online} online`));
     const b = info.member
       ? button("Open", "secondary small", () => { $("rooms-dialog").close(); switchRoom(info.name); }, `Open # ${info.name}`)

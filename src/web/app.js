@@ -898,7 +898,7 @@ function renderPending(p) {
   if (p.status === "failed") {
     tools.append(el("span", "reason", "Not sent: " + (p.reason || "failed")));
     tools.append(button("Retry", "", () => retryMessage(p.cid), "Retry sending this message"),
-      button("Edit", "", () => editFailed(p.cid), "Move this message back to the composer"),
+      button("Edit", "", () => editFailed(p.cid), "Edit this message in the composer"),
       button("Discard", "", () => discardMessage(p.cid), "Discard this message"));
   } else {
     tools.append(el("span", "sending", "sending…"));
@@ -1107,7 +1107,7 @@ function renderInvites() {
   $("invites").hidden = n === 0;
   $("menu-badge").hidden = n === 0;
   $("menu-badge").textContent = String(n);
-  $("menu-btn").setAttribute("aria-label", n ? `Show rooms (${n} invitation${n > 1 ? "s" : ""})` : "Show rooms");
+  $("menu-label").textContent = n ? `Show rooms (${n} invitation${n > 1 ? "s" : ""})` : "Show rooms";
   if (hadFocus && !ul.contains(document.activeElement)) {
     const next = ul.querySelector("button:not(:disabled)");
     if (next) next.focus(); else if (!state.accepting) $("text").focus();

@@ -100,7 +100,7 @@ test("unsent messages survive a reload and are sent once; a message too long is 
   await failed.getByRole("button", { name: "Retry sending this message" }).click();
   await failed.getByText(/Too long/).waitFor();
   // Back to the composer, shortened, sent.
-  await failed.getByRole("button", { name: "Move this message back to the composer" }).click();
+  await failed.getByRole("button", { name: "Edit this message in the composer" }).click();
   const box = page.getByRole("textbox", { name: "Message", exact: true });
   assert.equal((await box.inputValue()).length, 4001);
   await box.press("End");

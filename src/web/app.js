@@ -218,10 +218,18 @@ async function loadRooms(all) {
 // flight at a time so they are stored in the order written. A resend uses the same
 // client_id, which the server recognises, so nothing is stored twice.
 
+// Another tab of the same user keeps its own unsent messages under the same key: saving
+// keeps theirs (all but those this tab saw stored or discarded).
 const outboxKey = () => "chatterbox.outbox." + String(state.me).toLowerCase();
+const outboxDone = new Set();
 function saveOutbox() {
-  const keep = state.outbox.map(({ cid, room: rm, text, dmTo, status, reason }) =>
-    ({ cid, room: rm, text, dmTo, failed: status === "failed", reason }));
+  const mine = new Set(state.outbox.map((p) => p.cid));
+  let others = [];
+  try { others = JSON.parse(localStorage.getItem(outboxKey()) || "[]"); } catch (_) { others = []; }
+  if (!Array.isArray(others)) others = [];
+  others = others.filter((p) => p && p.cid && !mine.has(p.cid) && !outboxDone.has(p.cid));
+  const keep = others.concat(state.outbox.map(({ cid, room: rm, text, dmTo, status, reason }) =>
+    ({ cid, room: rm, text, dmTo, failed: status === "failed", reason })));
   try {
     if (keep.length) localStorage.setItem(outboxKey(), JSON.stringify(keep));
     else localStorage.removeItem(outboxKey());
@@ -310,6 +318,7 @@ function retryMessage(cid) {
   pump();
 }
 function discardMessage(cid) {
+  outboxDone.add(cid);
   state.outbox = state.outbox.filter((x) => x.cid !== cid);
   saveOutbox();
   renderAll();
@@ -465,6 +474,7 @@ function handle(m) {
       if (state.invites.delete(m.room)) renderInvites();
       if (m.removed_by) showError(`You were removed from #${m.room} by ${m.removed_by}.`);
       else if (asked) status(`You left ${label(m.room)}.`);
+      for (const p of state.outbox) if (p.room === m.room) outboxDone.add(p.cid);
       state.outbox = state.outbox.filter((p) => p.room !== m.room);
       saveOutbox();
       if (state.current === m.room) switchRoom("general");
@@ -551,7 +561,11 @@ function onJoined(m) {
   if (asked && asked.kind === "accept") state.accepting = null;
   if (m.room === state.current) $("messages").setAttribute("aria-busy", "false");
   if (open && state.current !== m.room) switchRoom(m.room);
-  else if (m.room === state.current) { $("room-title").textContent = label(m.room); renderAll(); renderMembers(); renderHead(); markSeen(); fillIfShort(); }
+  else if (m.room === state.current) {
+    $("room-title").textContent = label(m.room);
+    renderAll(); renderMembers(); renderHead(); markSeen(); fillIfShort();
+    if (state.jumpTo) jump(state.jumpTo);
+  }
   if (asked && asked.kind === "create" && m.private) openInvite(m.room);
   // Messages written in this room before it was joined (a reload) can go now.
   pump();
@@ -660,6 +674,7 @@ function onMessage(m) {
     if (i >= 0) {
       const p = state.outbox[i];
       state.outbox.splice(i, 1);
+      outboxDone.add(p.cid);
       saveOutbox();
       if (p.dmTo) r.dmTo = null;
       pump();
@@ -948,7 +963,7 @@ function renderMessage(r, msg, when, first) {
     tools.append(q, yes, no);
     queueMicrotask(() => no.focus());
   } else if (!msg.deleted && (mine || state.admin)) {
-    if (mine) tools.append(button("Edit", "edit", () => startEdit(msg), "Edit message"));
+    if (mine) tools.append(button("Edit", "edit-btn", () => startEdit(msg), "Edit message"));
     const del = button("Delete", "del" + (mine ? "" : " mod"), () => { state.confirming = msg.id; renderAll(); },
       mine ? "Delete message" : `Delete ${msg.user}'s message (admin)`);
     tools.append(del);
@@ -983,9 +998,9 @@ function editBox(msg) {
       msg.edited = true;
     }
     renderAll();
-    focusIn(msg.id, ".edit");
+    focusIn(msg.id, ".edit-btn");
   };
-  const cancel = () => { state.editing = null; renderAll(); focusIn(msg.id, ".edit"); };
+  const cancel = () => { state.editing = null; renderAll(); focusIn(msg.id, ".edit-btn"); };
   ta.onkeydown = (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); save(); }
     else if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); cancel(); }
@@ -1043,11 +1058,13 @@ function renderTyping() {
     : who.length <= 3 ? `${who.join(", ")} are typing…` : "Several people are typing…";
 }
 
+// Scroll to message `id` of the open room, loading older pages until it is there.
 function jump(id) {
   const target = document.getElementById("m" + id);
   if (!target) {
+    state.jumpTo = id;
     const r = room(state.current);
-    if (r.hasMore && firstId(r) > id) { state.jumpTo = id; loadOlder(); }
+    if (r.joined && r.msgs.size && r.hasMore && firstId(r) > id) loadOlder();
     return;
   }
   state.jumpTo = null;
@@ -1168,6 +1185,7 @@ function renderHead() {
 function switchRoom(name) {
   if (state.typing.active) stopTyping();
   state.current = name;
+  state.jumpTo = null;
   state.stick = true;
   state.unseenBelow = 0;
   state.editing = state.confirming = null;
@@ -1736,8 +1754,7 @@ document.addEventListener("click", (e) => {
 document.addEventListener("visibilitychange", () => { if (!document.hidden) markSeen(); });
 window.addEventListener("online", () => { if (!state.ws && state.token) { state.attempt = 0; connect(); } });
 matchMedia("(max-width: 700px)").addEventListener("change", syncScrim);
-// Another tab of the same user wrote to the outbox: nothing to do but keep ours; a tab
-// that signed out signs this one out too.
+// A tab that signed out signs this one out too.
 window.addEventListener("storage", (e) => {
   if (e.key === "chatterbox.token" && !e.newValue && state.token) logout(false, "You signed out in another tab.");
 });

@@ -38,7 +38,7 @@ async function furnish(page, me) {
   await bob.request({ type: "edit", id: r1.id, text: `morning ${me}! the notes are at https://example.com/notes (edited).` });
   const r3 = await bob.request({ type: "send", room: "general", text: "oops, wrong window" });
   await bob.request({ type: "delete", id: r3.id });
-  await say(page, "looks good 👍");
+  await say(page, "looks good to me");
   await stored(page, "looks good").waitFor();
   await bob.request({ type: "create_room", room: "secret-" + me, private: true });
   await bob.request({ type: "invite", room: "secret-" + me, user: me });

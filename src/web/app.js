@@ -618,8 +618,16 @@ function onError(m) {
   const asked = takeRef(m.ref);
   if (asked && asked.epoch !== state.epoch) return;
   if (asked && (asked.kind === "edit" || asked.kind === "delete") && m.code === "rate_limited") {
-    setTimeout(() => send({ ...asked.req, ref: ref(asked.kind, asked.room, { req: asked.req }) }),
+    setTimeout(() => send({ ...asked.req, ref: ref(asked.kind, asked.room, { req: asked.req, was: asked.was }) }),
       Math.max(50, Number(m.retry_after_ms) || 1000));
+    return;
+  }
+  if (asked && asked.kind === "edit") {
+    // Refused: the message shows what the server holds again.
+    const msg = room(asked.room).msgs.get(asked.req.id);
+    if (msg && asked.was && msg.text === asked.req.text.trim()) Object.assign(msg, asked.was);
+    if (asked.room === state.current) renderAll();
+    showError("Not saved: " + (m.message || m.code));
     return;
   }
   if (asked && asked.kind === "older") {
@@ -676,7 +684,8 @@ function onMessage(m) {
       state.outbox.splice(i, 1);
       outboxDone.add(p.cid);
       saveOutbox();
-      if (p.dmTo) r.dmTo = null;
+      // A conversation started by this message: joined now for its members and receipts.
+      if (p.dmTo) { r.dmTo = null; if (m.room === state.current) joinRoom(m.room); }
       pump();
     }
   }
@@ -993,7 +1002,7 @@ function editBox(msg) {
       const problem = localProblem(text);
       if (problem) { showError("Not saved: " + problem); state.editing = { id: msg.id, draft: text }; renderAll(); return; }
       const req = { type: "edit", id: msg.id, text };
-      send({ ...req, ref: ref("edit", msg.room, { req }) });
+      send({ ...req, ref: ref("edit", msg.room, { req, was: { text: msg.text, edited: msg.edited } }) });
       msg.text = text.trim();
       msg.edited = true;
     }
@@ -1478,15 +1487,18 @@ function adminError(res) {
   return (res.data && res.data.message) || `The server said ${res.status}.`;
 }
 
-// Destructive member actions ask inline: the first click arms the button, the second
-// (within 5 s) does it.
-function armed(b, text, action) {
-  return () => {
-    if (b.dataset.armed) { delete b.dataset.armed; action(); return; }
-    b.dataset.armed = "1";
-    const was = b.textContent;
+// Destructive member actions ask inline: the first click arms the button (it says
+// "Really …?"), the second within 5 s does it. The armed one is remembered by key, so a
+// member list redrawn meanwhile (presence) keeps it.
+let armedKey = null, armedTimer = null;
+function armable(b, key, text, action) {
+  if (armedKey === key) b.textContent = text;
+  b.onclick = () => {
+    clearTimeout(armedTimer);
+    if (armedKey === key) { armedKey = null; action(); return; }
+    armedKey = key;
     b.textContent = text;
-    setTimeout(() => { if (b.isConnected && b.dataset.armed) { delete b.dataset.armed; b.textContent = was; } }, 5000);
+    armedTimer = setTimeout(() => { armedKey = null; renderMembers(); }, 5000);
   };
 }
 
@@ -1497,13 +1509,14 @@ function memberTools(r, name, who) {
   if (r.name !== "general" && !r.name.startsWith("dm:")) {
     const rm = button("Remove from room", "", null, `Remove ${name} from ${label(r.name)}`);
     rm.dataset.key = "remove:" + name;
-    rm.onclick = armed(rm, `Really remove ${name}?`, () => removeMember(r.name, name));
+    armable(rm, rm.dataset.key + "@" + r.name, `Really remove ${name}?`, () => removeMember(r.name, name));
     tools.append(rm);
   }
   const sus = button(suspended ? "Unsuspend" : "Suspend", suspended ? "unsuspend" : "", null,
     `${suspended ? "Unsuspend" : "Suspend"} ${name}`);
   sus.dataset.key = "suspend:" + name;
-  sus.onclick = suspended ? () => suspendUser(name, false) : armed(sus, `Really suspend ${name}?`, () => suspendUser(name, true));
+  if (suspended) sus.onclick = () => suspendUser(name, false);
+  else armable(sus, sus.dataset.key, `Really suspend ${name}?`, () => suspendUser(name, true));
   tools.append(sus);
   return tools;
 }

@@ -1492,12 +1492,13 @@ function adminError(res) {
 // member list redrawn meanwhile (presence) keeps it.
 let armedKey = null, armedTimer = null;
 function armable(b, key, text, action) {
-  if (armedKey === key) b.textContent = text;
+  const arm = () => { b.textContent = text; b.setAttribute("aria-label", `${text} ${b.getAttribute("aria-label")}`); };
+  if (armedKey === key) arm();
   b.onclick = () => {
     clearTimeout(armedTimer);
     if (armedKey === key) { armedKey = null; action(); return; }
     armedKey = key;
-    b.textContent = text;
+    arm();
     armedTimer = setTimeout(() => { armedKey = null; renderMembers(); }, 5000);
   };
 }

@@ -182,6 +182,7 @@ async function start() {
   $("app").hidden = false;
   $("me-name").textContent = state.me;
   $("room-title").textContent = label(state.current);
+  $("text").placeholder = "Message " + label(state.current);
   loadOutbox();
   renderAll();
   const r = await loadRooms(false);
@@ -879,8 +880,12 @@ function renderAll() {
     live.add("m" + id);
     prev = msg;
   }
-  for (const p of state.outbox) {
-    if (p.room !== r.name) continue;
+  const pending = state.outbox.filter((p) => p.room === r.name);
+  if (!r.msgs.size && !pending.length && (r.joined || r.dmTo)) {
+    keep("empty", "e" + r.name, () => el("div", "day", r.dmTo ? `This is the start of your conversation with ${r.dmTo}.` : `No messages in ${label(r.name)} yet. Say hello!`));
+    live.add("empty");
+  }
+  for (const p of pending) {
     keep("p" + p.cid, JSON.stringify([p.status, p.reason, p.text]), () => renderPending(p));
     live.add("p" + p.cid);
   }
@@ -1201,6 +1206,7 @@ function switchRoom(name) {
   const r = room(name);
   r.unread = 0;
   $("room-title").textContent = label(name);
+  $("text").placeholder = "Message " + label(name);
   closeDrawers();
   if (!r.joined && !r.dmTo && online()) joinRoom(name);
   $("messages").setAttribute("aria-busy", String(!r.joined && !r.dmTo));

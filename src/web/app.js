@@ -364,6 +364,7 @@ function connect() {
     for (const r of state.rooms.values()) { r.joined = false; r.joining = 0; r.loadingOlder = false; }
     for (const p of state.outbox) if (p.status === "inflight") p.status = "queued";
     scheduleReconnect(ev.code);
+    renderAll();
   };
 }
 
@@ -431,6 +432,7 @@ function handle(m) {
       state.attempt = 0;
       state.restarting = false;
       document.documentElement.dataset.conn = "online";
+      renderAll();
       setConn(null);
       setAdmin(!!m.admin);
       for (const name of m.rooms) room(name).member = true;
@@ -886,7 +888,7 @@ function renderAll() {
     live.add("empty");
   }
   for (const p of pending) {
-    keep("p" + p.cid, JSON.stringify([p.status, p.reason, p.text]), () => renderPending(p));
+    keep("p" + p.cid, JSON.stringify([p.status, p.reason, p.text, online()]), () => renderPending(p));
     live.add("p" + p.cid);
   }
   for (const k of r.nodes.keys()) if (!live.has(k)) r.nodes.delete(k);
@@ -930,7 +932,7 @@ function renderPending(p) {
       button("Edit", "", () => editFailed(p.cid), "Edit this message in the composer"),
       button("Discard", "", () => discardMessage(p.cid), "Discard this message"));
   } else {
-    tools.append(el("span", "sending", "sending…"));
+    tools.append(el("span", "sending", online() ? "sending…" : "not sent yet: waiting for the connection"));
   }
   d.append(bubble, tools);
   return d;

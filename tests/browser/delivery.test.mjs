@@ -191,6 +191,9 @@ test("after a server restart (close 4002) the page backs off, reconnects, and ca
   const down = Date.now();
   await stopServer(server.p, "SIGTERM");
   await erin.getByRole("status").getByText(/The server is restarting\. Reconnecting/).waitFor();
+  // Written while the server is away: said to wait, and sent once it is back.
+  await say(erin, "written while down");
+  await erin.locator(".msg.pending", { hasText: "written while down" }).getByText("not sent yet: waiting for the connection").waitFor();
   await erin.waitForTimeout(3500);
   // Not at once, and further apart each time: 1–2 s, then 2–4 s.
   assert.ok(sockets.length >= 1 && sockets.length <= 2, `attempts while down: ${sockets.length}`);
@@ -211,6 +214,9 @@ test("after a server restart (close 4002) the page backs off, reconnects, and ca
   assert.ok(joins.every((j) => j.since > 0));
   assert.equal(await erin.locator(".bubble", { hasText: "sent while you were away" }).count(), 1);
   assert.equal(await erin.locator(".bubble", { hasText: "before restart" }).count(), 1);
+  await stored(erin, "written while down").waitFor();
+  assert.equal(await erin.locator(".msg.pending").count(), 0);
+  assert.equal((await history(base, await token(erin), "general")).filter((m) => m.text === "written while down").length, 1);
   const ids = await erin.$$eval(".msg[id]", (els) => els.map((e) => Number(e.id.slice(1))));
   assert.deepEqual(ids, [...ids].sort((a, b) => a - b), "in order");
   assert.equal(new Set(ids).size, ids.length, "no duplicates");

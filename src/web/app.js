@@ -1,6 +1,12 @@
 "use strict";
 // Chatterbox web client: plain DOM, one WebSocket, no libraries. Message text is only
 // ever set with textContent; links are built as elements for http(s) URLs only.
+//
+// Map of this file: theme; accounts; the outbox (messages not yet stored, kept in
+// localStorage and paced within the server's budget); the connection (reconnect with
+// jittered backoff, catch-up once per reconnect); server events; the message list
+// (keyed rendering, stick-to-bottom, older pages, inline edit/delete); rooms (browser,
+// create, invite, leave, invitations); drawers and dialogs; moderation; wiring.
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, cls, text) => {
@@ -9,6 +15,18 @@ const el = (tag, cls, text) => {
   if (text !== undefined) e.textContent = text;
   return e;
 };
+const button = (text, cls, onclick, labelText) => {
+  const b = el("button", cls || "", text);
+  b.type = "button";
+  if (onclick) b.onclick = onclick;
+  if (labelText) b.setAttribute("aria-label", labelText);
+  return b;
+};
+
+// The server's defaults; a server with other limits says so with `rate_limited`.
+const MSG_RATE = 10, MSG_BURST = 20, MAX_CHARS = 4000, MAX_FRAME_TEXT = 60000;
+const PAGE = 50;
+const ROOM_NAME = /^[a-z0-9_-]{1,64}$/;
 
 const state = {
   token: localStorage.getItem("chatterbox.token"),
@@ -16,20 +34,31 @@ const state = {
   rooms: new Map(),
   current: "general",
   ws: null,
-  backoff: 1000,
-  pending: new Map(), // client_id -> {room, text, dmTo, waiting, inFlight, failed}, in order
-  retryTimer: null,
-  invites: new Map(), // room -> who invited me, oldest first
-  accepting: null, // the room whose invitation was just accepted: opened once joined
-  refs: new Map(), // ref -> {kind, room} for requests whose answer needs context
-  refSeq: 0,
+  epoch: 0, // one per connection: replies to an older connection are ignored
+  attempt: 0, // reconnect attempts since the last hello
+  reconnectTimer: null,
+  reconnectAt: 0,
   connectedBefore: false,
+  outbox: [], // {cid, room, text, dmTo, status: queued|inflight|failed, reason, sentAt}
+  pumpTimer: null,
+  pausedUntil: 0,
+  bucket: { tokens: MSG_BURST - 2, at: Date.now() },
+  invites: new Map(), // room -> who invited me, oldest first
+  accepting: null,
+  refs: new Map(), // ref -> {kind, room, ...}
+  refSeq: 0,
   typingTimers: new Map(),
-  lastTypingSent: 0,
-  typingIdle: null,
-  admin: false, // `hello` said so: moderation tools are shown
-  suspended: new Set(), // lower-cased names suspended, as the audit log tells (admins only)
-  audit: [], // the last GET /admin/audit entries, newest first
+  typing: { room: null, active: false, lastSent: 0, idle: null, due: null },
+  admin: false,
+  suspended: new Set(),
+  audit: [],
+  stick: true, // the message list follows new messages
+  unseenBelow: 0,
+  editing: null, // {id, draft}
+  confirming: null, // id of the message whose delete awaits confirmation
+  known: new Set(), // usernames this client has met (for invite completion)
+  inviteRoom: null,
+  leaveRoom: null,
 };
 
 function room(name) {
@@ -37,17 +66,37 @@ function room(name) {
   if (!r) {
     r = { name, private: name.startsWith("dm:"), member: true, unread: 0, msgs: new Map(),
       hasMore: true, loadingOlder: false, members: [], online: new Set(), cursors: {},
-      lastSeen: {}, owner: null, typing: new Map(), dmTo: null, joined: false,
+      lastSeen: {}, owner: null, typing: new Map(), dmTo: null, joined: false, joining: 0,
       memberCount: 0, onlineCount: 0, membersMore: false, membersAfter: "", loadingMembers: false,
-      catchFrom: 0, seenSentAt: 0, seenTimer: null };
+      catchFrom: 0, seenSentAt: 0, seenTimer: null, nodes: new Map() };
     state.rooms.set(name, r);
   }
   return r;
 }
-const lastId = (r) => Math.max(0, ...r.msgs.keys());
+const lastId = (r) => { let m = 0; for (const k of r.msgs.keys()) if (k > m) m = k; return m; };
+const firstId = (r) => { let m = Infinity; for (const k of r.msgs.keys()) if (k < m) m = k; return m === Infinity ? 0 : m; };
 const dmPeer = (name) => name.split(":").slice(1).find((n) => n !== state.me.toLowerCase()) || name;
 const label = (name) => (name.startsWith("dm:") ? "@ " + dmPeer(name) : "# " + name);
 const same = (a, b) => String(a).toLowerCase() === String(b).toLowerCase();
+const isNarrow = () => matchMedia("(max-width: 700px)").matches;
+function know(name) { if (name && state.me && !same(name, state.me)) state.known.add(name); }
+
+// ---- theme ------------------------------------------------------------------------
+
+// Follows prefers-color-scheme unless the toggle chose; the choice is remembered.
+function effectiveDark() {
+  const t = document.documentElement.dataset.theme;
+  if (t) return t === "dark";
+  return matchMedia("(prefers-color-scheme: dark)").matches;
+}
+function applyTheme() {
+  const saved = localStorage.getItem("chatterbox.theme");
+  if (saved === "dark" || saved === "light") document.documentElement.dataset.theme = saved;
+  else delete document.documentElement.dataset.theme;
+  $("theme-btn").setAttribute("aria-pressed", String(effectiveDark()));
+}
+applyTheme();
+matchMedia("(prefers-color-scheme: dark)").addEventListener("change", applyTheme);
 
 // ---- accounts ---------------------------------------------------------------------
 
@@ -76,50 +125,73 @@ async function signIn(register) {
   const username = $("auth-user").value.trim();
   const password = $("auth-pass").value;
   $("auth-error").textContent = "";
-  if (register) {
-    const r = await api("POST", "/register", { username, password });
-    if (r.status !== 201) { $("auth-error").textContent = authError(r); return; }
+  try {
+    if (register) {
+      const r = await api("POST", "/register", { username, password });
+      if (r.status !== 201) { $("auth-error").textContent = authError(r); return; }
+    }
+    const r = await api("POST", "/login", { username, password });
+    if (r.status !== 200) { $("auth-error").textContent = authError(r); return; }
+    state.token = r.data.token;
+    state.me = r.data.username;
+  } catch (_) {
+    $("auth-error").textContent = "Could not reach the server.";
+    return;
   }
-  const r = await api("POST", "/login", { username, password });
-  if (r.status !== 200) { $("auth-error").textContent = authError(r); return; }
-  state.token = r.data.token;
-  state.me = r.data.username;
   localStorage.setItem("chatterbox.token", state.token);
   localStorage.setItem("chatterbox.user", state.me);
+  $("auth-form").reset(); // the password does not stay in the page
   start();
 }
 
 // `why`, when given, is shown on the sign-in form (the session was ended by the server).
 async function logout(callServer, why) {
   if (callServer && state.token) await api("POST", "/logout").catch(() => {});
+  if (callServer && state.me) localStorage.removeItem(outboxKey());
   localStorage.removeItem("chatterbox.token");
   localStorage.removeItem("chatterbox.user");
   state.token = null;
+  clearTimeout(state.reconnectTimer);
+  clearTimeout(state.pumpTimer);
   if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
+  state.epoch++;
   state.rooms.clear();
+  state.outbox = [];
+  state.invites.clear();
+  state.known.clear();
+  state.current = "general";
+  state.connectedBefore = false;
+  state.editing = state.confirming = null;
+  $("messages").replaceChildren();
+  $("text").value = "";
+  for (const d of ["search-dialog", "rooms-dialog", "audit"]) if ($(d).open) $(d).close();
+  closeDrawers();
   $("app").hidden = true;
   $("auth").hidden = false;
   setAdmin(false);
   hideNotice();
+  setConn(null);
+  $("auth-form").reset(); // no username or password left in the form
   $("auth-error").textContent = why || "";
   if (why && state.me) { $("auth-user").value = state.me; $("auth-pass").focus(); }
   else $("auth-user").focus();
 }
 
-// ---- connection -------------------------------------------------------------------
-
 async function start() {
   $("auth").hidden = true;
   $("app").hidden = false;
   $("me-name").textContent = state.me;
+  $("room-title").textContent = label(state.current);
+  $("text").placeholder = "Message " + label(state.current);
+  loadOutbox();
+  renderAll();
   const r = await loadRooms(false);
-  if (r && r.status === 401) return logout(false);
+  if (r && r.status === 401) return logout(false, "Your session ended. Sign in again.");
   renderRooms();
   connect();
 }
 
 // Rooms from GET /rooms (by name, a page at a time): privacy, membership, unread counts.
-// The first page, or every page when `hello` named only some of my rooms (rooms_more).
 const ROOMS_PAGE = 1000;
 async function loadRooms(all) {
   let after = "";
@@ -128,6 +200,7 @@ async function loadRooms(all) {
     const r = await api("GET", q).catch(() => null);
     if (!r || r.status !== 200 || !Array.isArray(r.data)) return r;
     for (const info of r.data) {
+      if (!info.member && !state.rooms.has(info.name)) continue;
       const rm = room(info.name);
       rm.private = info.private; rm.member = info.member;
       if (info.name !== state.current) rm.unread = info.unread || 0;
@@ -138,24 +211,177 @@ async function loadRooms(all) {
   return null;
 }
 
+// ---- the outbox -------------------------------------------------------------------
+// Every message written goes here first, is saved in localStorage, and leaves it only
+// when the server has stored it (its `message` comes back with our client_id) or when
+// the user discards it. Sending is paced by a local copy of the server's budget and,
+// when the server still says `rate_limited`, by its `retry_after_ms`; one message is in
+// flight at a time so they are stored in the order written. A resend uses the same
+// client_id, which the server recognises, so nothing is stored twice.
+
+// Another tab of the same user keeps its own unsent messages under the same key: saving
+// keeps theirs (all but those this tab saw stored or discarded).
+const outboxKey = () => "chatterbox.outbox." + String(state.me).toLowerCase();
+const outboxDone = new Set();
+function saveOutbox() {
+  const mine = new Set(state.outbox.map((p) => p.cid));
+  let others = [];
+  try { others = JSON.parse(localStorage.getItem(outboxKey()) || "[]"); } catch (_) { others = []; }
+  if (!Array.isArray(others)) others = [];
+  others = others.filter((p) => p && p.cid && !mine.has(p.cid) && !outboxDone.has(p.cid));
+  const keep = others.concat(state.outbox.map(({ cid, room: rm, text, dmTo, status, reason }) =>
+    ({ cid, room: rm, text, dmTo, failed: status === "failed", reason })));
+  try {
+    if (keep.length) localStorage.setItem(outboxKey(), JSON.stringify(keep));
+    else localStorage.removeItem(outboxKey());
+  } catch (_) { /* storage full or denied: still kept in memory */ }
+}
+function loadOutbox() {
+  let saved = [];
+  try { saved = JSON.parse(localStorage.getItem(outboxKey()) || "[]"); } catch (_) { saved = []; }
+  if (!Array.isArray(saved)) saved = [];
+  state.outbox = saved.filter((p) => p && p.cid && p.room && typeof p.text === "string").map((p) => ({
+    cid: p.cid, room: p.room, text: p.text, dmTo: p.dmTo || null,
+    status: p.failed ? "failed" : "queued", reason: p.reason || null, sentAt: 0,
+  }));
+  for (const p of state.outbox) { const r = room(p.room); if (p.dmTo) r.dmTo = r.dmTo || p.dmTo; }
+}
+
+function takeToken() {
+  const b = state.bucket, now = Date.now();
+  b.tokens = Math.min(MSG_BURST - 2, b.tokens + ((now - b.at) / 1000) * MSG_RATE);
+  b.at = now;
+  if (b.tokens >= 1) { b.tokens -= 1; return 0; }
+  return Math.ceil(((1 - b.tokens) / MSG_RATE) * 1000);
+}
+
+function pump() {
+  clearTimeout(state.pumpTimer);
+  state.pumpTimer = null;
+  if (!online()) return;
+  const now = Date.now();
+  const inflight = state.outbox.find((p) => p.status === "inflight");
+  if (inflight) {
+    // No answer in 15 s: send it again (same client_id, stored once).
+    const wait = inflight.sentAt + 15000 - now;
+    if (wait > 0) { state.pumpTimer = setTimeout(pump, wait); return; }
+    inflight.status = "queued";
+  }
+  const next = state.outbox.find((p) => p.status === "queued");
+  if (!next) return;
+  if (now < state.pausedUntil) { state.pumpTimer = setTimeout(pump, state.pausedUntil - now); return; }
+  const wait = takeToken();
+  if (wait) { state.pumpTimer = setTimeout(pump, wait); return; }
+  next.status = "inflight";
+  next.sentAt = now;
+  // The client_id doubles as the ref, so that an error names the message it refuses.
+  const r = state.rooms.get(next.room);
+  if (next.dmTo && !(r && r.msgs.size)) send({ type: "dm", to: next.dmTo, text: next.text, client_id: next.cid, ref: next.cid });
+  else send({ type: "send", room: next.room, text: next.text, client_id: next.cid, ref: next.cid });
+  state.pumpTimer = setTimeout(pump, 15000);
+}
+
+function localProblem(text) {
+  const n = [...text.trim()].length;
+  if (n > MAX_CHARS) return `Too long: ${n} characters; the limit is ${MAX_CHARS}.`;
+  if (new TextEncoder().encode(text).length > MAX_FRAME_TEXT) return "Too long to send.";
+  return null;
+}
+
+function submit() {
+  const box = $("text");
+  const text = box.value;
+  if (!text.trim()) return;
+  const r = room(state.current);
+  const cid = "w" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
+  const problem = localProblem(text);
+  state.outbox.push({ cid, room: r.name, text, dmTo: r.msgs.size === 0 && r.dmTo ? r.dmTo : null,
+    status: problem ? "failed" : "queued", reason: problem, sentAt: 0 });
+  saveOutbox();
+  if (problem) showError("Not sent: " + problem);
+  box.value = "";
+  autosize();
+  typingSent(); // a stored message tells the others I stopped typing
+  state.stick = true;
+  renderAll();
+  pump();
+}
+
+function retryMessage(cid) {
+  const p = state.outbox.find((x) => x.cid === cid);
+  if (!p) return;
+  const problem = localProblem(p.text);
+  if (problem) { p.reason = problem; showError("Not sent: " + problem); renderAll(); return; }
+  p.status = "queued";
+  p.reason = null;
+  saveOutbox();
+  renderAll();
+  pump();
+}
+function discardMessage(cid) {
+  outboxDone.add(cid);
+  state.outbox = state.outbox.filter((x) => x.cid !== cid);
+  saveOutbox();
+  renderAll();
+  $("text").focus();
+}
+function editFailed(cid) {
+  const p = state.outbox.find((x) => x.cid === cid);
+  if (!p) return;
+  const box = $("text");
+  box.value = p.text + (box.value ? "\n" + box.value : "");
+  discardMessage(cid);
+  autosize();
+}
+
+// ---- connection -------------------------------------------------------------------
+
+const online = () => state.ws && state.ws.readyState === WebSocket.OPEN && state.ws.ready;
+
 function connect() {
+  clearTimeout(state.reconnectTimer);
+  state.reconnectTimer = null;
+  if (!state.token) return;
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${proto}//${location.host}/ws?token=${encodeURIComponent(state.token)}`);
+  const epoch = ++state.epoch;
   state.ws = ws;
-  ws.onmessage = (ev) => { try { handle(JSON.parse(ev.data)); } catch (e) { console.error(e); } };
-  ws.onopen = () => { state.backoff = 1000; setConn(""); };
+  ws.onmessage = (ev) => {
+    if (epoch !== state.epoch) return;
+    let m;
+    try { m = JSON.parse(ev.data); } catch (_) { return; }
+    try { handle(m); } catch (e) { console.error(e); }
+  };
   ws.onclose = (ev) => {
+    if (epoch !== state.epoch) return;
     state.ws = null;
+    document.documentElement.dataset.conn = "offline";
     // 4001: the token is dead (signed out elsewhere, expired, or the account suspended).
     if (ev.code === 4001) {
       return logout(false, ev.reason === "account suspended"
         ? "This account is suspended." : "Your session ended. Sign in again.");
     }
-    for (const r of state.rooms.values()) r.joined = false;
-    setConn("reconnecting…");
-    setTimeout(connect, state.backoff);
-    state.backoff = Math.min(state.backoff * 2, 15000);
+    for (const r of state.rooms.values()) { r.joined = false; r.joining = 0; r.loadingOlder = false; }
+    for (const p of state.outbox) if (p.status === "inflight") p.status = "queued";
+    scheduleReconnect(ev.code);
+    renderAll();
   };
+}
+
+// Jittered exponential backoff: 1 s doubling to 30 s, each wait drawn between half and
+// all of it. A server going away (4002) is restarting: the waits start at 2 s (the first
+// try after 1–2 s), so that its clients do not all knock at the same instant.
+function scheduleReconnect(code) {
+  if (code === 4002) state.restarting = true; // until the next hello
+  const base = state.restarting ? 2000 : 1000;
+  const ceiling = Math.min(30000, base * 2 ** Math.min(state.attempt, 10));
+  const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+  state.attempt++;
+  state.reconnectAt = Date.now() + delay;
+  const why = state.restarting ? "The server is restarting." : "Connection lost.";
+  setConn(`${why} Reconnecting in ${Math.ceil(delay / 1000)} s…`);
+  clearTimeout(state.reconnectTimer);
+  state.reconnectTimer = setTimeout(() => { setConn(`${why} Reconnecting…`); connect(); }, delay);
 }
 
 function send(obj) {
@@ -163,11 +389,10 @@ function send(obj) {
   return false;
 }
 
-// A ref (at most 64 bytes, whatever the room name) for a request whose reply or error
-// needs to be told apart.
-function ref(kind, roomName) {
+// A ref (at most 64 bytes) for a request whose reply or error needs to be told apart.
+function ref(kind, roomName, extra) {
   const r = "r" + (++state.refSeq);
-  state.refs.set(r, { kind, room: roomName });
+  state.refs.set(r, { kind, room: roomName, epoch: state.epoch, ...extra });
   return r;
 }
 function takeRef(r) {
@@ -176,18 +401,24 @@ function takeRef(r) {
   return v || null;
 }
 
-function setConn(text) { $("conn-state").textContent = text; }
-
-function joinRoom(name) {
-  const r = room(name);
-  const since = lastId(r);
-  r.catchFrom = since;
-  send(since ? { type: "join", room: name, since } : { type: "join", room: name });
+function setConn(text) {
+  $("conn").hidden = !text;
+  $("conn-state").textContent = text || "";
 }
 
-// A catch-up (`join` with `since`) that did not hold everything: page forward from
-// where it started until the server has no more. Messages merge by id, so the pages
-// may overlap what `joined` brought.
+// One join per room per connection: with `since` when we hold messages (a catch-up).
+function joinRoom(name, kind) {
+  const r = room(name);
+  if (r.joining === state.epoch) return;
+  r.joining = state.epoch;
+  const since = lastId(r);
+  r.catchFrom = since;
+  const msg = { type: "join", room: name, ref: ref(kind || "join", name) };
+  if (since) msg.since = since;
+  send(msg);
+}
+
+// A catch-up that did not hold everything: page forward from where it stopped.
 function catchUp(r, after) {
   send({ type: "history", room: r.name, after, limit: 200, ref: ref("catchup", r.name) });
 }
@@ -197,62 +428,38 @@ function catchUp(r, after) {
 function handle(m) {
   switch (m.type) {
     case "hello": {
-      // My rooms; the socket receives them all already. A room is joined (for its
-      // history and members) when it is opened, and again after a reconnect to catch up
-      // on what it missed, so a user with many rooms does not spend a join on each.
-      for (const name of m.rooms) room(name).member = true;
+      state.ws.ready = true;
+      state.attempt = 0;
+      state.restarting = false;
+      document.documentElement.dataset.conn = "online";
+      renderAll();
+      setConn(null);
       setAdmin(!!m.admin);
+      for (const name of m.rooms) room(name).member = true;
+      // Every room we hold messages of catches up once; the open one is joined for its
+      // history and members.
       for (const r of state.rooms.values()) {
         if (r.member && r.msgs.size > 0 && r.name !== state.current) joinRoom(r.name);
       }
       const cur = room(state.current);
-      if (!(cur.dmTo && cur.msgs.size === 0)) joinRoom(cur.name); // a DM not started yet has no room
-      // `rooms_more`: hello named only some of my rooms; the rest come from GET /rooms.
-      // After a reconnect the list is fetched again for fresh unread counts.
+      if (!(cur.dmTo && cur.msgs.size === 0)) joinRoom(cur.name);
       if (m.rooms_more || state.connectedBefore) loadRooms(!!m.rooms_more).then(renderRooms);
       state.connectedBefore = true;
       state.invites.clear();
-      for (const i of m.invitations || []) state.invites.set(i.room, i.by);
+      for (const i of m.invitations || []) { state.invites.set(i.room, i.by); know(i.by); }
       renderInvites();
       renderRooms();
-      // Messages sent while offline are retried with the same client_id (stored once).
-      clearTimeout(state.retryTimer);
-      state.retryTimer = null;
-      for (const [cid, p] of state.pending) {
-        p.waiting = p.inFlight = false;
-        if (!p.failed) sendPending(cid, p);
-      }
+      pump();
       break;
     }
-    case "joined": {
-      takeRef(m.ref);
-      const r = room(m.room);
-      Object.assign(r, { private: m.private, owner: m.owner, members: m.members,
-        online: new Set(m.online), cursors: m.cursors || {}, lastSeen: m.last_seen || {},
-        member: true, joined: true, loadingMembers: false,
-        // Past 100 names the lists are cut short: counts from the server, and a
-        // "more…" button pages the rest with `members`.
-        memberCount: m.member_count ?? m.members.length, onlineCount: m.online_count ?? m.online.length,
-        membersMore: !!m.members_more, membersAfter: m.members.length ? m.members[m.members.length - 1] : "" });
-      const fresh = r.msgs.size === 0;
-      for (const msg of m.history) r.msgs.set(msg.id, msg);
-      if (fresh) r.hasMore = m.history.length >= 50;
-      if (!m.complete) {
-        r.hasMore = true;
-        if (r.catchFrom) catchUp(r, r.catchFrom);
-      }
-      if (state.invites.delete(m.room)) renderInvites();
-      renderRooms();
-      if (state.accepting === m.room) { state.accepting = null; switchRoom(m.room); break; }
-      if (m.room === state.current) { renderAll(); renderMembers(); markSeen(); }
-      break;
-    }
+    case "joined": onJoined(m); break;
     case "declined": takeRef(m.ref); if (state.invites.delete(m.room)) renderInvites(); break;
     case "members": {
       takeRef(m.ref);
       const r = room(m.room);
       const known = new Set(r.members);
       for (const x of m.members) {
+        know(x.name);
         if (!known.has(x.name)) { r.members.push(x.name); known.add(x.name); }
         if (x.online) r.online.add(x.name); else r.online.delete(x.name);
         r.cursors[x.name] = Math.max(r.cursors[x.name] || 0, x.cursor || 0);
@@ -265,28 +472,35 @@ function handle(m) {
       break;
     }
     case "left": {
-      takeRef(m.ref);
+      const asked = takeRef(m.ref);
       state.rooms.delete(m.room);
       if (state.invites.delete(m.room)) renderInvites();
-      if (m.removed_by) showNotice(`You were removed from #${m.room} by ${m.removed_by}.`);
+      if (m.removed_by) showError(`You were removed from #${m.room} by ${m.removed_by}.`);
+      else if (asked) status(`You left ${label(m.room)}.`);
+      for (const p of state.outbox) if (p.room === m.room) outboxDone.add(p.cid);
+      state.outbox = state.outbox.filter((p) => p.room !== m.room);
+      saveOutbox();
       if (state.current === m.room) switchRoom("general");
       renderRooms();
       break;
     }
     case "message": onMessage(m); break;
     case "edited": case "deleted": {
+      const asked = takeRef(m.ref);
       const r = room(m.room);
       const msg = r.msgs.get(m.id);
       if (msg) {
-        if (m.type === "edited") { msg.text = m.text; msg.edited = true; }
+        if (m.type === "edited") { msg.text = m.text; msg.edited = true; if (m.edited_at) msg.edited_at = m.edited_at; }
         else { msg.text = ""; msg.deleted = true; }
-        if (m.room === state.current) renderAll(true);
+        if (m.room === state.current) renderAll();
       }
+      if (asked && asked.kind === "delete") status("Message deleted.");
       break;
     }
     case "typing": onTyping(m); break;
     case "presence": {
       const r = room(m.room);
+      know(m.user);
       if (m.status === "online") {
         if (!r.online.has(m.user)) r.onlineCount += 1;
         r.online.add(m.user);
@@ -294,131 +508,222 @@ function handle(m) {
         r.online.delete(m.user);
         r.onlineCount = Math.max(0, r.onlineCount - 1);
         r.lastSeen[m.user] = m.last_seen;
+        r.typing.delete(m.user);
       }
       r.onlineCount = Math.max(r.onlineCount, r.online.size);
-      // Someone not listed yet coming online: a new member, unless the list is cut short
-      // (then the "more…" pages bring them in name order). Going offline unlisted: they
-      // left or were removed, and stay off the list.
       if (m.status === "online" && !r.members.includes(m.user) && !r.membersMore) { r.members.push(m.user); r.memberCount += 1; }
-      if (m.room === state.current) renderMembers();
+      if (m.room === state.current) { renderMembers(); renderTyping(); }
       break;
     }
     case "seen": {
+      takeRef(m.ref);
       const r = room(m.room);
       r.cursors[m.user] = Math.max(r.cursors[m.user] || 0, m.id);
-      if (m.room === state.current) renderAll(true);
+      if (m.room === state.current && m.user !== state.me) renderAll();
       break;
     }
     case "invited": {
+      takeRef(m.ref);
       // The inviter gets the same event (naming the invitee) as the reply.
-      if (m.user && m.user !== state.me) { flash(`Invited ${m.user} to ${m.room}.`); break; }
+      if (m.user && !same(m.user, state.me)) {
+        $("invite-status").textContent = `Invited ${m.user}.`;
+        status(`Invited ${m.user} to ${label(m.room)}.`);
+        break;
+      }
+      know(m.by);
       state.invites.set(m.room, m.by);
       renderInvites();
       announce(`${m.by} invited you to ${m.room}`);
       break;
     }
-    case "history": {
-      const asked = takeRef(m.ref);
-      const r = room(m.room);
-      if (asked && asked.kind === "catchup") {
-        for (const msg of m.messages) r.msgs.set(msg.id, msg);
-        const last = Math.max(0, ...m.messages.map((x) => x.id));
-        if (m.has_more && last) catchUp(r, last);
-        if (m.room === state.current) { renderAll(true); markSeen(); }
-        renderRooms();
-        break;
-      }
-      r.loadingOlder = false;
-      r.hasMore = m.has_more;
-      const box = $("messages");
-      const before = box.scrollHeight - box.scrollTop;
-      for (const msg of m.messages) r.msgs.set(msg.id, msg);
-      if (m.room === state.current) { renderAll(); box.scrollTop = box.scrollHeight - before; }
-      if (state.jumpTo) jump(state.jumpTo);
-      break;
-    }
+    case "history": onHistory(m); break;
     case "error": onError(m); break;
   }
 }
 
+function onJoined(m) {
+  const asked = takeRef(m.ref);
+  const r = room(m.room);
+  Object.assign(r, { private: m.private, owner: m.owner, members: m.members,
+    online: new Set(m.online), cursors: m.cursors || {}, lastSeen: m.last_seen || {},
+    member: true, joined: true, loadingMembers: false,
+    memberCount: m.member_count ?? m.members.length, onlineCount: m.online_count ?? m.online.length,
+    membersMore: !!m.members_more, membersAfter: m.members.length ? m.members[m.members.length - 1] : "" });
+  for (const n of m.members) know(n);
+  const fresh = r.msgs.size === 0;
+  for (const msg of m.history) r.msgs.set(msg.id, msg);
+  if (fresh) r.hasMore = m.history.length >= PAGE;
+  if (m.complete === false) {
+    r.hasMore = true;
+    if (m.continue_after !== undefined && r.catchFrom) catchUp(r, m.continue_after);
+  }
+  if (state.invites.delete(m.room)) renderInvites();
+  renderRooms();
+  const open = (asked && (asked.kind === "accept" || asked.kind === "open" || asked.kind === "create"))
+    || state.accepting === m.room;
+  if (asked && asked.kind === "accept") state.accepting = null;
+  if (m.room === state.current) $("messages").setAttribute("aria-busy", "false");
+  if (open && state.current !== m.room) switchRoom(m.room);
+  else if (m.room === state.current) {
+    $("room-title").textContent = label(m.room);
+    renderAll(); renderMembers(); renderHead(); markSeen(); fillIfShort();
+    if (state.jumpTo) jump(state.jumpTo);
+  }
+  if (asked && asked.kind === "create" && m.private) openInvite(m.room);
+  // Messages written in this room before it was joined (a reload) can go now.
+  pump();
+}
+
+function onHistory(m) {
+  const asked = takeRef(m.ref);
+  if (asked && asked.epoch !== state.epoch) return;
+  const r = room(m.room);
+  for (const msg of m.messages) { r.msgs.set(msg.id, msg); know(msg.user); }
+  if (asked && asked.kind === "catchup") {
+    const last = m.messages.length ? m.messages[m.messages.length - 1].id : 0;
+    if (m.has_more && last) catchUp(r, last);
+  } else {
+    r.loadingOlder = false;
+    r.hasMore = !!m.has_more;
+  }
+  if (m.room === state.current) {
+    renderAll();
+    if (state.jumpTo) jump(state.jumpTo);
+    markSeen();
+    // Still not enough to scroll (or the user kept scrolling up): the next page.
+    fillIfShort();
+  }
+  renderRooms();
+}
+
 function onError(m) {
-  // A typing notice past its rate limit is simply dropped; nothing to tell the user.
-  if (m.ref === "typing") return;
-  const p = m.ref && state.pending.get(m.ref);
+  if (m.ref === "typing") return; // a typing notice past its budget is simply dropped
+  const p = m.ref && state.outbox.find((x) => x.cid === m.ref);
   if (p) {
-    // A message past the rate limit goes again once the server says it may.
-    if (m.code === "rate_limited") {
-      p.waiting = true;
-      p.inFlight = false;
-      retryLater(m.retry_after_ms);
+    if (m.code === "rate_limited" || m.code === "overloaded") {
+      // Goes again once the server says it may (same client_id: stored once).
+      p.status = "queued";
+      const wait = Math.max(50, Number(m.retry_after_ms) || 1000) + Math.floor(Math.random() * 30);
+      state.pausedUntil = Date.now() + wait;
+      state.bucket.tokens = 0;
+      state.bucket.at = Date.now();
+      pump();
       return;
     }
-    p.failed = m.message || m.code;
-    p.waiting = p.inFlight = false;
-    if (!state.retryTimer) sendNextWaiting();
-    if (p.room === state.current) renderAll(true);
-    flash("Not sent: " + p.failed);
+    p.status = "failed";
+    p.reason = m.code === "too_long" ? `Too long; the limit is ${MAX_CHARS} characters.` : (m.message || m.code);
+    saveOutbox();
+    if (p.room === state.current) renderAll();
+    showError("Not sent: " + p.reason);
+    pump();
     return;
   }
   const asked = takeRef(m.ref);
+  if (asked && asked.epoch !== state.epoch) return;
+  if (asked && (asked.kind === "edit" || asked.kind === "delete") && m.code === "rate_limited") {
+    setTimeout(() => send({ ...asked.req, ref: ref(asked.kind, asked.room, { req: asked.req, was: asked.was }) }),
+      Math.max(50, Number(m.retry_after_ms) || 1000));
+    return;
+  }
+  if (asked && asked.kind === "edit") {
+    // Refused: the message shows what the server holds again.
+    const msg = room(asked.room).msgs.get(asked.req.id);
+    if (msg && asked.was && msg.text === asked.req.text.trim()) Object.assign(msg, asked.was);
+    if (asked.room === state.current) renderAll();
+    showError("Not saved: " + (m.message || m.code));
+    return;
+  }
+  if (asked && asked.kind === "older") {
+    const r = room(asked.room);
+    r.loadingOlder = false;
+    if (m.code === "rate_limited") setTimeout(loadOlder, Math.max(100, Number(m.retry_after_ms) || 1000));
+    return;
+  }
+  if (asked && asked.kind === "catchup" && m.code === "rate_limited") {
+    const r = room(asked.room);
+    const from = lastId(r) || r.catchFrom;
+    setTimeout(() => catchUp(r, from), Math.max(100, Number(m.retry_after_ms) || 1000));
+    return;
+  }
+  if (asked && (asked.kind === "join" || asked.kind === "open") && m.code === "rate_limited") {
+    const r = room(asked.room);
+    r.joining = 0;
+    setTimeout(() => joinRoom(asked.room, asked.kind), Math.max(100, Number(m.retry_after_ms) || 1000));
+    return;
+  }
   if (asked && asked.kind === "decline" && m.code === "no_such_room") {
-    // Gone already (accepted or declined elsewhere): nothing to decline.
     if (state.invites.delete(asked.room)) renderInvites();
     return;
   }
   if (asked && asked.kind === "accept") { state.accepting = null; renderInvites(); }
   if (asked && asked.kind === "members") room(asked.room).loadingMembers = false;
-  if (asked && asked.kind === "catchup" && m.code === "rate_limited") {
-    const r = room(asked.room);
-    const from = lastId(r) || r.catchFrom;
-    setTimeout(() => catchUp(r, from), Math.max(100, m.retry_after_ms || 1000));
+  if (asked && asked.kind === "invite") {
+    $("invite-status").textContent = m.code === "bad_request" ? `No user named “${asked.user}”.` : m.message;
+    showError(`Could not invite ${asked.user}: ${m.message}`);
     return;
   }
-  flash(m.code === "rate_limited" ? "Slow down a little." : m.message);
+  if (asked && asked.kind === "create") {
+    showError(m.code === "bad_request" ? `Could not create #${asked.room}: the name is taken.` : `Could not create #${asked.room}: ${m.message}`);
+    return;
+  }
+  if (asked && (asked.kind === "join" || asked.kind === "open") && state.rooms.has(asked.room)) {
+    const r = state.rooms.get(asked.room);
+    if (!r.msgs.size && !r.joined) { state.rooms.delete(asked.room); if (state.current === asked.room) switchRoom("general"); renderRooms(); }
+  }
+  if (m.code === "rate_limited") { status("Slow down a little."); return; }
+  showError(m.message || m.code);
 }
 
 function onMessage(m) {
   const r = room(m.room);
   r.member = true;
+  know(m.user);
   const known = r.msgs.has(m.id);
   r.msgs.set(m.id, m);
-  if (m.client_id && state.pending.has(m.client_id) && m.user === state.me) {
-    const p = state.pending.get(m.client_id);
-    state.pending.delete(m.client_id);
-    if (p.dmTo) room(m.room).dmTo = null;
-    if (!state.retryTimer) sendNextWaiting();
+  if (m.client_id && same(m.user, state.me)) {
+    const i = state.outbox.findIndex((p) => p.cid === m.client_id);
+    if (i >= 0) {
+      const p = state.outbox[i];
+      state.outbox.splice(i, 1);
+      outboxDone.add(p.cid);
+      saveOutbox();
+      // A conversation started by this message: joined now for its members and receipts.
+      if (p.dmTo) { r.dmTo = null; if (m.room === state.current) joinRoom(m.room); }
+      pump();
+    }
   }
-  r.typing.delete(m.user);
   if (m.room === state.current) {
-    const box = $("messages");
-    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
-    renderAll(!atBottom);
-    if (atBottom) box.scrollTop = box.scrollHeight;
+    if (!known && !state.stick && !same(m.user, state.me)) state.unseenBelow += 1;
+    if (r.typing.delete(m.user)) renderTyping();
+    renderAll();
     markSeen();
-    renderTyping();
-  } else if (!known && m.user !== state.me) {
-    r.unread += 1;
+  } else {
+    r.typing.delete(m.user);
+    if (!known && !same(m.user, state.me)) r.unread += 1;
   }
-  if (!known && m.user !== state.me) announce(`${m.user} in ${label(m.room)}: ${m.deleted ? "message deleted" : m.text}`);
+  if (!known && !same(m.user, state.me)) announce(`${m.user} in ${label(m.room)}: ${m.deleted ? "message deleted" : m.text}`);
   renderRooms();
 }
 
 function onTyping(m) {
   const r = room(m.room);
-  clearTimeout(state.typingTimers.get(m.room + "/" + m.user));
+  const key = m.room + "/" + m.user;
+  clearTimeout(state.typingTimers.get(key));
   if (m.active) {
     r.typing.set(m.user, true);
-    state.typingTimers.set(m.room + "/" + m.user, setTimeout(() => { r.typing.delete(m.user); renderTyping(); }, 6000));
+    // Someone typing says so again every ~3 s; silence for 7 s means they stopped.
+    state.typingTimers.set(key, setTimeout(() => { r.typing.delete(m.user); renderTyping(); }, 7000));
   } else {
     r.typing.delete(m.user);
   }
-  renderTyping();
+  if (m.room === state.current) renderTyping();
 }
 
 function markSeen() {
   const r = room(state.current);
   const id = lastId(r);
-  if (!id || document.hidden || (r.cursors[state.me] || 0) >= id) return;
+  if (!id || document.hidden || !state.stick || (r.cursors[state.me] || 0) >= id) return;
+  if (!r.joined) return;
   r.cursors[state.me] = id;
   sendSeen(r);
   r.unread = 0;
@@ -429,17 +734,384 @@ function markSeen() {
 // one `seen` for the latest of them.
 const SEEN_INTERVAL = 500;
 function sendSeen(r) {
-  if (r.seenTimer) return; // it will send the latest cursor
+  if (r.seenTimer) return;
   const flush = () => {
     r.seenTimer = null;
     r.seenSentAt = Date.now();
-    send({ type: "seen", room: r.name, id: r.cursors[state.me] });
+    send({ type: "seen", room: r.name, id: r.cursors[state.me], ref: "seen" });
   };
   const wait = r.seenSentAt + SEEN_INTERVAL - Date.now();
   if (wait <= 0) flush(); else r.seenTimer = setTimeout(flush, wait);
 }
 
-// ---- rendering --------------------------------------------------------------------
+// ---- typing -----------------------------------------------------------------------
+// `active: true` when typing starts and again every 3 s while it goes on (never more
+// than one notice per 500 ms, the server's 2/s); `active: false` after 4 s without a keystroke, when the box
+// is emptied, or the room changes. Sending a message needs no notice: the stored
+// message tells the others.
+
+function sendTyping(roomName, active) {
+  const t = state.typing;
+  t.lastSent = Date.now();
+  t.active = active;
+  t.room = roomName;
+  send({ type: "typing", room: roomName, active, ref: "typing" });
+}
+function typingSent() {
+  const t = state.typing;
+  t.active = false;
+  clearTimeout(t.idle);
+  clearTimeout(t.due);
+  t.due = null;
+}
+function stopTyping() {
+  const t = state.typing;
+  clearTimeout(t.idle);
+  clearTimeout(t.due);
+  t.due = null;
+  if (t.active) sendTyping(t.room, false);
+}
+function typed() {
+  autosize();
+  const r = room(state.current);
+  if (r.dmTo && r.msgs.size === 0) return;
+  const t = state.typing;
+  if (!$("text").value.trim()) { stopTyping(); return; }
+  if (t.active && t.room !== r.name) stopTyping();
+  const now = Date.now();
+  const due = !t.active || now - t.lastSent >= 3000;
+  if (due && !t.due) {
+    const wait = Math.max(0, t.lastSent + 500 - now);
+    const go = () => { t.due = null; if ($("text").value.trim()) sendTyping(state.current, true); };
+    if (wait === 0) go(); else t.due = setTimeout(go, wait);
+  }
+  clearTimeout(t.idle);
+  t.idle = setTimeout(stopTyping, 4000);
+}
+
+// ---- the message list -------------------------------------------------------------
+
+function dayLabel(d) {
+  const today = new Date(); today.setHours(0, 0, 0, 0);
+  const day = new Date(d); day.setHours(0, 0, 0, 0);
+  const diff = Math.round((today - day) / 86400000);
+  if (diff === 0) return "Today";
+  if (diff === 1) return "Yesterday";
+  return d.toLocaleDateString(undefined, { weekday: "short", year: "numeric", month: "short", day: "numeric" });
+}
+const fullDate = (d) => d.toLocaleString(undefined, { weekday: "long", year: "numeric", month: "long", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+// A URL ends before trailing punctuation, and before a closing bracket it did not open.
+function linkify(parent, text) {
+  const re = /https?:\/\/[^\s<>"]+/g;
+  let last = 0;
+  for (const m of text.matchAll(re)) {
+    let url = m[0];
+    for (;;) {
+      const c = url[url.length - 1];
+      if (".,;:!?'*".includes(c)) { url = url.slice(0, -1); continue; }
+      const pairs = { ")": "(", "]": "[", "}": "{" };
+      if (pairs[c] && url.split(pairs[c]).length <= url.split(c).length - 1) { url = url.slice(0, -1); continue; }
+      break;
+    }
+    if (url.length <= "https://".length) continue;
+    parent.append(document.createTextNode(text.slice(last, m.index)));
+    const a = el("a", "", url);
+    a.href = url;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    parent.append(a);
+    last = m.index + url.length;
+  }
+  parent.append(document.createTextNode(text.slice(last)));
+}
+
+function seenBy(r, msg) {
+  return Object.entries(r.cursors).filter(([u, c]) => u !== state.me && c >= msg.id).map(([u]) => u).sort();
+}
+function receipt(r, msg) {
+  const who = seenBy(r, msg);
+  const s = el("span", "receipt", who.length ? "●" : "○");
+  s.title = who.length ? "Seen by " + who.join(", ") : "Delivered";
+  s.setAttribute("role", "img");
+  s.setAttribute("aria-label", s.title);
+  return s;
+}
+
+const atBottom = (box) => box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+
+// The list is rendered by key: a message whose look did not change keeps its element, so
+// an edit box, a confirmation or the focus survive new messages, and older pages are
+// inserted above without touching the rest. The view stays anchored on the first
+// message in sight unless it follows the bottom.
+function renderAll() {
+  const r = room(state.current);
+  const box = $("messages");
+  let anchorId = null, anchorTop = 0;
+  if (!state.stick) {
+    const top = box.getBoundingClientRect().top;
+    for (const n of box.querySelectorAll(".msg[id]")) {
+      const b = n.getBoundingClientRect();
+      if (b.bottom > top) { anchorId = n.id; anchorTop = b.top - top; break; }
+    }
+  }
+  const nodes = [];
+  const keep = (key, sig, build) => {
+    const c = r.nodes.get(key);
+    if (c && c.sig === sig) { nodes.push(c.node); return; }
+    const node = build();
+    r.nodes.set(key, { node, sig });
+    nodes.push(node);
+  };
+  if (!r.hasMore && r.msgs.size) keep("begin", "b" + r.name, () => el("div", "day begin", "This is the beginning of " + label(r.name)));
+  else if (r.msgs.size) keep("loader", "l", () => el("div", "day loader", "Scroll up for older messages"));
+  const ids = [...r.msgs.keys()].sort((a, b) => a - b);
+  let lastDay = "", prev = null;
+  const live = new Set(["begin", "loader"]);
+  for (const id of ids) {
+    const msg = r.msgs.get(id);
+    const when = new Date(msg.ts);
+    const day = dayLabel(when);
+    if (day !== lastDay) { keep("day:" + day, day, () => el("div", "day", day)); live.add("day:" + day); lastDay = day; prev = null; }
+    const first = !prev || prev.user !== msg.user || when - new Date(prev.ts) > 5 * 60000;
+    const editing = state.editing && state.editing.id === id;
+    const mine = same(msg.user, state.me);
+    const sig = JSON.stringify([first, mine, msg.deleted, editing || msg.text, msg.edited, state.admin,
+      state.confirming === id, mine ? seenBy(r, msg) : 0]);
+    keep("m" + id, sig, () => renderMessage(r, msg, when, first));
+    live.add("m" + id);
+    prev = msg;
+  }
+  const pending = state.outbox.filter((p) => p.room === r.name);
+  if (!r.msgs.size && !pending.length && (r.joined || r.dmTo)) {
+    keep("empty", "e" + r.name, () => el("div", "day", r.dmTo ? `This is the start of your conversation with ${r.dmTo}.` : `No messages in ${label(r.name)} yet. Say hello!`));
+    live.add("empty");
+  }
+  for (const p of pending) {
+    keep("p" + p.cid, JSON.stringify([p.status, p.reason, p.text, online()]), () => renderPending(p));
+    live.add("p" + p.cid);
+  }
+  for (const k of r.nodes.keys()) if (!live.has(k)) r.nodes.delete(k);
+  // Keyed reconciliation: only nodes out of place are moved.
+  let cur = box.firstChild;
+  for (const n of nodes) {
+    if (n === cur) { cur = cur.nextSibling; continue; }
+    box.insertBefore(n, cur);
+  }
+  while (cur) { const next = cur.nextSibling; cur.remove(); cur = next; }
+  if (state.stick) box.scrollTop = box.scrollHeight;
+  else if (anchorId && document.getElementById(anchorId)) {
+    box.scrollTop += document.getElementById(anchorId).getBoundingClientRect().top - box.getBoundingClientRect().top - anchorTop;
+  }
+  renderPill();
+}
+
+// Fewer messages than fill the list: no scrolling is possible, so the next page comes now.
+function fillIfShort() {
+  const box = $("messages");
+  const r = room(state.current);
+  if (r.hasMore && box.scrollHeight <= box.clientHeight + 20) loadOlder();
+}
+
+function renderPill() {
+  const pill = $("new-pill");
+  pill.hidden = state.stick || state.unseenBelow === 0;
+  const n = state.unseenBelow;
+  pill.textContent = n === 1 ? "1 new message ↓" : `${n} new messages ↓`;
+}
+
+function renderPending(p) {
+  const d = el("div", "msg mine first pending" + (p.status === "failed" ? " failed" : ""));
+  d.dataset.cid = p.cid;
+  const bubble = el("div", "bubble");
+  linkify(bubble, p.text);
+  const tools = el("div", "tools");
+  if (p.status === "failed") {
+    tools.append(el("span", "reason", "Not sent: " + (p.reason || "failed")));
+    tools.append(button("Retry", "", () => retryMessage(p.cid), "Retry sending this message"),
+      button("Edit", "", () => editFailed(p.cid), "Edit this message in the composer"),
+      button("Discard", "", () => discardMessage(p.cid), "Discard this message"));
+  } else {
+    tools.append(el("span", "sending", online() ? "sending…" : "not sent yet: waiting for the connection"));
+  }
+  d.append(bubble, tools);
+  return d;
+}
+
+function timeEl(when, cls) {
+  const t = el("time", "when" + (cls ? " " + cls : ""));
+  t.dateTime = when.toISOString();
+  t.tabIndex = 0;
+  const full = fullDate(when);
+  t.title = full;
+  t.setAttribute("aria-label", full);
+  t.append(el("span", "short", when.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })),
+    el("span", "full", full));
+  return t;
+}
+
+function renderMessage(r, msg, when, first) {
+  const mine = same(msg.user, state.me);
+  const d = el("div", "msg" + (mine ? " mine" : "") + (msg.deleted ? " deleted" : "") + (first ? " first" : ""));
+  d.id = "m" + msg.id;
+  if (first) {
+    const meta = el("div", "meta");
+    meta.append(el("span", "who", mine ? "You" : msg.user), document.createTextNode(" "), timeEl(when));
+    d.append(meta);
+  }
+  const editing = state.editing && state.editing.id === msg.id;
+  if (editing) {
+    d.append(editBox(msg));
+    return d;
+  }
+  const bubble = el("div", "bubble");
+  if (msg.deleted) bubble.textContent = "message deleted";
+  else linkify(bubble, msg.text);
+  d.append(bubble);
+  if (!first) d.append(timeEl(when, "ghost"));
+  const tools = el("div", "tools");
+  if (msg.edited && !msg.deleted) tools.append(el("span", "", "edited"));
+  if (state.confirming === msg.id && !msg.deleted) {
+    const q = el("span", "confirm-q", mine ? "Delete this message?" : `Delete ${msg.user}'s message? (admin, audited)`);
+    const yes = button("Delete", "danger-link", () => deleteMessage(msg), "Confirm delete");
+    const no = button("Cancel", "", () => { state.confirming = null; renderAll(); focusIn(msg.id, ".del"); });
+    no.onkeydown = yes.onkeydown = (e) => { if (e.key === "Escape") { e.stopPropagation(); no.click(); } };
+    tools.append(q, yes, no);
+    queueMicrotask(() => no.focus());
+  } else if (!msg.deleted && (mine || state.admin)) {
+    if (mine) tools.append(button("Edit", "edit-btn", () => startEdit(msg), "Edit message"));
+    const del = button("Delete", "del" + (mine ? "" : " mod"), () => { state.confirming = msg.id; renderAll(); },
+      mine ? "Delete message" : `Delete ${msg.user}'s message (admin)`);
+    tools.append(del);
+  }
+  if (mine && !msg.deleted) tools.append(receipt(r, msg));
+  if (tools.childNodes.length) d.append(tools);
+  return d;
+}
+
+function focusIn(id, sel) {
+  const n = document.getElementById("m" + id);
+  const t = n && n.querySelector(sel);
+  if (t) t.focus(); else $("messages").focus();
+}
+
+function editBox(msg) {
+  const wrap = el("div", "edit");
+  const ta = el("textarea");
+  ta.value = state.editing.draft ?? msg.text;
+  ta.rows = Math.min(8, ta.value.split("\n").length + 1);
+  ta.setAttribute("aria-label", "Edit message");
+  ta.oninput = () => { state.editing.draft = ta.value; };
+  const save = () => {
+    const text = ta.value;
+    state.editing = null;
+    if (text.trim() && text.trim() !== msg.text) {
+      const problem = localProblem(text);
+      if (problem) { showError("Not saved: " + problem); state.editing = { id: msg.id, draft: text }; renderAll(); return; }
+      const req = { type: "edit", id: msg.id, text };
+      send({ ...req, ref: ref("edit", msg.room, { req, was: { text: msg.text, edited: msg.edited } }) });
+      msg.text = text.trim();
+      msg.edited = true;
+    }
+    renderAll();
+    focusIn(msg.id, ".edit-btn");
+  };
+  const cancel = () => { state.editing = null; renderAll(); focusIn(msg.id, ".edit-btn"); };
+  ta.onkeydown = (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); save(); }
+    else if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); cancel(); }
+  };
+  const row = el("div", "tools");
+  row.append(el("span", "", "Enter saves · Esc cancels"), button("Save", "", save), button("Cancel", "", cancel));
+  wrap.append(ta, row);
+  queueMicrotask(() => { ta.focus(); ta.selectionStart = ta.selectionEnd = ta.value.length; });
+  return wrap;
+}
+
+function startEdit(msg) {
+  state.editing = { id: msg.id, draft: null };
+  state.confirming = null;
+  renderAll();
+}
+
+function deleteMessage(msg) {
+  state.confirming = null;
+  const req = { type: "delete", id: msg.id };
+  send({ ...req, ref: ref("delete", msg.room, { req }) });
+  renderAll();
+  $("messages").focus();
+}
+
+function loadOlder() {
+  const r = room(state.current);
+  if (!r.hasMore || r.loadingOlder || !r.msgs.size || !online()) return;
+  r.loadingOlder = true;
+  send({ type: "history", room: r.name, before: firstId(r), limit: PAGE, ref: ref("older", r.name) });
+}
+
+function onListScroll() {
+  const box = $("messages");
+  const was = state.stick;
+  state.stick = atBottom(box);
+  if (state.stick) { state.unseenBelow = 0; if (!was) markSeen(); }
+  renderPill();
+  if (box.scrollTop < 300) loadOlder();
+}
+
+function scrollToBottom() {
+  state.stick = true;
+  state.unseenBelow = 0;
+  const box = $("messages");
+  box.scrollTop = box.scrollHeight;
+  renderPill();
+  markSeen();
+}
+
+function renderTyping() {
+  const r = room(state.current);
+  const who = [...r.typing.keys()].filter((u) => !same(u, state.me));
+  $("typing").textContent = who.length === 0 ? "" : who.length === 1 ? `${who[0]} is typing…`
+    : who.length <= 3 ? `${who.join(", ")} are typing…` : "Several people are typing…";
+}
+
+// Scroll to message `id` of the open room, loading older pages until it is there.
+function jump(id) {
+  const target = document.getElementById("m" + id);
+  if (!target) {
+    state.jumpTo = id;
+    const r = room(state.current);
+    if (r.joined && r.msgs.size && r.hasMore && firstId(r) > id) loadOlder();
+    return;
+  }
+  state.jumpTo = null;
+  state.stick = false;
+  target.classList.add("highlight");
+  target.scrollIntoView({ block: "center" });
+  setTimeout(() => target.classList.remove("highlight"), 2500);
+}
+
+// ---- notices ----------------------------------------------------------------------
+// Errors stay until dismissed (or 20 s have passed, the newest error replacing an older
+// one); information goes in a status line of its own, never in the typing line.
+
+let noticeTimer = null;
+function showError(text) {
+  $("notice-text").textContent = text;
+  $("notice").hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(hideNotice, Math.max(20000, text.length * 150));
+  announce(text);
+}
+function hideNotice() { $("notice").hidden = true; clearTimeout(noticeTimer); }
+let statusTimer = null;
+function status(text) {
+  $("status").textContent = text;
+  clearTimeout(statusTimer);
+  statusTimer = setTimeout(() => { $("status").textContent = ""; }, 8000);
+}
+function announce(text) { $("announce").textContent = text; }
+
+// ---- rooms ------------------------------------------------------------------------
 
 function renderInvites() {
   const ul = $("invite-list");
@@ -450,19 +1122,16 @@ function renderInvites() {
     const text = el("p", "invite-text");
     text.append(el("strong", "", by), document.createTextNode(" invited you to "), el("strong", "", label(name)));
     const row = el("div", "invite-actions");
-    const accept = el("button", "small", "Accept");
-    accept.type = "button";
-    accept.setAttribute("aria-label", `Accept the invitation to ${name} from ${by}`);
+    const accept = button("Accept", "small", null, `Accept the invitation to ${name} from ${by}`);
     accept.disabled = state.accepting === name;
     accept.onclick = () => {
       state.accepting = name;
       accept.disabled = true;
       send({ type: "join", room: name, ref: ref("accept", name) });
     };
-    const decline = el("button", "small secondary", "Decline");
-    decline.type = "button";
-    decline.setAttribute("aria-label", `Decline the invitation to ${name} from ${by}`);
-    decline.onclick = () => send({ type: "decline", room: name, ref: ref("decline", name) });
+    const decline = button("Decline", "small secondary",
+      () => send({ type: "decline", room: name, ref: ref("decline", name) }),
+      `Decline the invitation to ${name} from ${by}`);
     row.append(accept, decline);
     li.append(text, row);
     ul.append(li);
@@ -471,8 +1140,7 @@ function renderInvites() {
   $("invites").hidden = n === 0;
   $("menu-badge").hidden = n === 0;
   $("menu-badge").textContent = String(n);
-  $("menu-btn").setAttribute("aria-label", n ? `Show rooms (${n} invitation${n > 1 ? "s" : ""})` : "Show rooms");
-  // Keyboard users whose invitation just went keep their place in the sidebar.
+  $("menu-label").textContent = n ? `Show rooms (${n} invitation${n > 1 ? "s" : ""})` : "Show rooms";
   if (hadFocus && !ul.contains(document.activeElement)) {
     const next = ul.querySelector("button:not(:disabled)");
     if (next) next.focus(); else if (!state.accepting) $("text").focus();
@@ -482,148 +1150,234 @@ function renderInvites() {
 function renderRooms() {
   for (const [listId, dms] of [["room-list", false], ["dm-list", true]]) {
     const ul = $(listId);
+    const focused = ul.contains(document.activeElement) ? document.activeElement.dataset.room : null;
     ul.replaceChildren();
     const names = [...state.rooms.values()]
-      .filter((r) => r.member && r.name.startsWith("dm:") === dms)
+      .filter((r) => (r.member || r.name === state.current) && r.name.startsWith("dm:") === dms)
       .map((r) => r.name).sort();
     for (const name of names) {
       const r = state.rooms.get(name);
       const li = el("li");
-      const b = el("button");
-      b.type = "button";
-      b.append(el("span", "", label(name) + (r.private && !dms ? " 🔒" : "")));
+      const b = button("", "", () => switchRoom(name));
+      b.dataset.room = name;
+      b.append(el("span", "room-name", label(name)));
+      if (r.private && !dms) b.append(lockIcon());
       if (r.unread > 0 && name !== state.current) {
         b.append(el("span", "badge", String(r.unread)));
         b.setAttribute("aria-label", `${label(name)}, ${r.unread} unread`);
       }
       if (name === state.current) b.setAttribute("aria-current", "true");
-      b.onclick = () => switchRoom(name);
       li.append(b);
       ul.append(li);
+      if (focused === name) b.focus();
     }
   }
 }
 
-function dayLabel(d) {
-  const today = new Date(); today.setHours(0, 0, 0, 0);
-  const day = new Date(d); day.setHours(0, 0, 0, 0);
-  const diff = Math.round((today - day) / 86400000);
-  if (diff === 0) return "Today";
-  if (diff === 1) return "Yesterday";
-  return d.toLocaleDateString(undefined, { weekday: "short", year: "numeric", month: "short", day: "numeric" });
+// A padlock drawn in SVG (emoji fonts are not everywhere), named for screen readers.
+function lockIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("class", "lock");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "private");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", "M4 7V5a4 4 0 0 1 8 0v2h1v8H3V7h1zm2 0h4V5a2 2 0 0 0-4 0v2z");
+  path.setAttribute("fill", "currentColor");
+  svg.append(path);
+  return svg;
 }
 
-function linkify(parent, text) {
-  const re = /https?:\/\/[^\s<>"']+/g;
-  let last = 0;
-  for (const m of text.matchAll(re)) {
-    parent.append(document.createTextNode(text.slice(last, m.index)));
-    const a = el("a", "", m[0]);
-    a.href = m[0];
-    a.target = "_blank";
-    a.rel = "noopener noreferrer";
-    parent.append(a);
-    last = m.index + m[0].length;
-  }
-  parent.append(document.createTextNode(text.slice(last)));
-}
-
-function receipt(r, msg) {
-  const seenBy = Object.entries(r.cursors)
-    .filter(([u, c]) => u !== state.me && c >= msg.id).map(([u]) => u);
-  const s = el("span", "receipt", seenBy.length ? "●" : "○");
-  s.title = seenBy.length ? "Seen by " + seenBy.join(", ") : "Delivered";
-  s.setAttribute("aria-label", s.title);
-  return s;
-}
-
-function renderAll(keepScroll) {
+function renderHead() {
   const r = room(state.current);
-  const box = $("messages");
-  const prev = box.scrollTop;
-  box.replaceChildren();
-  const ids = [...r.msgs.keys()].sort((a, b) => a - b);
-  let lastDay = "";
-  if (!r.hasMore && ids.length) box.append(el("div", "day", "Beginning of " + label(r.name)));
-  for (const id of ids) {
-    const msg = r.msgs.get(id);
-    const when = new Date(msg.ts);
-    const day = dayLabel(when);
-    if (day !== lastDay) { box.append(el("div", "day", day)); lastDay = day; }
-    box.append(renderMessage(r, msg, when));
-  }
-  for (const [cid, p] of state.pending) {
-    if (p.room !== r.name) continue;
-    const d = el("div", "msg mine pending" + (p.failed ? " failed" : ""));
-    d.dataset.cid = cid;
-    const tools = el("div", "tools");
-    if (p.failed) {
-      tools.append(el("span", "", "Not sent: " + p.failed));
-      const again = el("button", "", "Retry");
-      again.type = "button";
-      again.onclick = () => { p.failed = null; sendPending(cid, p); renderAll(true); };
-      const drop = el("button", "", "Discard");
-      drop.type = "button";
-      drop.onclick = () => { state.pending.delete(cid); renderAll(true); };
-      tools.append(again, drop);
-    } else {
-      tools.append(el("span", "", "sending…"));
-    }
-    d.append(el("div", "bubble", p.text), tools);
-    box.append(d);
-  }
-  if (keepScroll) box.scrollTop = prev; else box.scrollTop = box.scrollHeight;
+  $("invite-btn").hidden = !(same(r.owner, state.me) && r.private && !r.name.startsWith("dm:"));
+  $("leave-btn").hidden = r.name === "general" || r.name.startsWith("dm:") || !r.member;
+  $("leave-btn").setAttribute("aria-label", `Leave ${label(r.name)}`);
+  if (state.inviteRoom && state.inviteRoom !== r.name) closeInvite();
+  if (state.leaveRoom && state.leaveRoom !== r.name) closeLeave();
 }
 
-function renderMessage(r, msg, when) {
-  const mine = msg.user === state.me;
-  const d = el("div", "msg" + (mine ? " mine" : "") + (msg.deleted ? " deleted" : ""));
-  d.id = "m" + msg.id;
-  const time = when.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
-  d.append(el("div", "meta", (mine ? "" : msg.user + " · ") + time));
-  const bubble = el("div", "bubble");
-  if (msg.deleted) bubble.textContent = "message deleted";
-  else linkify(bubble, msg.text);
-  d.append(bubble);
-  const tools = el("div", "tools");
-  if (msg.edited && !msg.deleted) tools.append(el("span", "", "edited"));
-  if (mine && !msg.deleted) {
-    const edit = el("button", "", "Edit");
-    edit.type = "button";
-    edit.onclick = () => {
-      const text = prompt("Edit message", msg.text);
-      if (text !== null && text.trim()) send({ type: "edit", id: msg.id, text });
-    };
-    const del = el("button", "", "Delete");
-    del.type = "button";
-    del.onclick = () => { if (confirm("Delete this message?")) { send({ type: "delete", id: msg.id }); $("messages").focus(); } };
-    tools.append(edit, del, receipt(r, msg));
-  } else if (state.admin && !msg.deleted) {
-    // Moderation: an admin deletes anyone's message (audited by the server).
-    const del = el("button", "mod", "Delete");
-    del.type = "button";
-    del.setAttribute("aria-label", `Delete ${msg.user}'s message (admin)`);
-    del.onclick = () => {
-      if (!confirm(`Delete this message by ${msg.user}?\n\n“${msg.text.slice(0, 120)}”\n\nAs an admin; this goes to the audit log.`)) return;
-      send({ type: "delete", id: msg.id });
-      $("messages").focus();
-    };
-    tools.append(del);
-  }
-  if (tools.childNodes.length) d.append(tools);
-  return d;
+function switchRoom(name) {
+  if (state.typing.active) stopTyping();
+  state.current = name;
+  state.jumpTo = null;
+  state.stick = true;
+  state.unseenBelow = 0;
+  state.editing = state.confirming = null;
+  const r = room(name);
+  r.unread = 0;
+  $("room-title").textContent = label(name);
+  $("text").placeholder = "Message " + label(name);
+  closeDrawers();
+  if (!r.joined && !r.dmTo && online()) joinRoom(name);
+  $("messages").setAttribute("aria-busy", String(!r.joined && !r.dmTo));
+  renderRooms();
+  renderHead();
+  renderAll();
+  renderMembers();
+  renderTyping();
+  markSeen();
+  if (r.joined) fillIfShort();
+  if (!isNarrow() || document.activeElement === document.body) $("text").focus();
 }
 
-function renderTyping() {
+function openDm(user) {
+  const name = "dm:" + [state.me.toLowerCase(), user.toLowerCase()].sort().join(":");
+  if (state.rooms.has(name) && state.rooms.get(name).member && state.rooms.get(name).msgs.size) return switchRoom(name);
+  const r = room(name);
+  r.dmTo = user;
+  r.members = [state.me, user];
+  r.hasMore = false;
+  switchRoom(name);
+}
+
+// The room browser: public rooms (and mine) from GET /rooms, by name, paged; a name
+// nobody uses is offered for creation instead of being created on a typo.
+const browser = { q: "", after: "", seq: 0, exact: false };
+async function searchRooms(more) {
+  const q = $("rooms-q").value.trim().toLowerCase().replace(/^#/, "");
+  const seq = ++browser.seq;
+  if (!more) { browser.after = ""; browser.q = q; }
+  $("rooms-status").textContent = "Loading…";
+  const path = `/rooms?limit=50&q=${encodeURIComponent(q)}` + (browser.after ? "&after=" + encodeURIComponent(browser.after) : "");
+  const res = await api("GET", path).catch(() => null);
+  if (seq !== browser.seq) return;
+  if (!res || res.status !== 200 || !Array.isArray(res.data)) {
+    $("rooms-status").textContent = res && res.status === 429 ? "Too many requests; try again in a moment." : "Could not load the rooms.";
+    return;
+  }
+  const ul = $("rooms-results");
+  if (!more) { ul.replaceChildren(); browser.exact = false; }
+  const list = res.data.filter((x) => !x.name.startsWith("dm:"));
+  for (const info of list) {
+    if (info.name === q) browser.exact = true;
+    const li = el("li", "room-row");
+    const text = el("div", "room-info");
+    const title = el("strong", "", "# " + info.name);
+    if (info.private) title.append(" ", lockIcon());
+    text.append(title,
+      el("span", "muted", `${info.members} member${info.members === 1 ? "" : "s"} · ${info.online_count ?? info.online} online`));
+    const b = info.member
+      ? button("Open", "secondary small", () => { $("rooms-dialog").close(); switchRoom(info.name); }, `Open # ${info.name}`)
+      : button("Join", "small", () => { $("rooms-dialog").close(); joinExisting(info.name); }, `Join # ${info.name}`);
+    li.append(text, b);
+    ul.append(li);
+  }
+  if (res.data.length) browser.after = res.data[res.data.length - 1].name;
+  $("rooms-more").hidden = res.data.length < 50;
+  const shown = ul.children.length;
+  $("rooms-status").textContent = shown ? "" : q ? `No room matches “${q}”.` : "No public rooms yet.";
+  const canCreate = ROOM_NAME.test(q) && !browser.exact;
+  $("rooms-create").hidden = !canCreate;
+  if (canCreate) {
+    $("rooms-create-text").textContent = `There is no room #${q}. Create #${q}?`;
+    $("rooms-create-btn").textContent = `Create #${q}`;
+  } else if (q && !ROOM_NAME.test(q)) {
+    $("rooms-status").textContent = (shown ? "" : `No room matches “${q}”. `) + "Room names are 1–64 of a–z, 0–9, '-' and '_'.";
+  }
+}
+
+function joinExisting(name) {
+  const known = state.rooms.get(name);
+  if (known && known.joined) return switchRoom(name);
+  room(name).joining = state.epoch;
+  send({ type: "join", room: name, ref: ref("open", name) });
+}
+
+function createRoom() {
+  const name = $("rooms-q").value.trim().toLowerCase().replace(/^#/, "");
+  if (!ROOM_NAME.test(name)) return;
+  const priv = $("rooms-private").checked;
+  send({ type: "create_room", room: name, private: priv, ref: ref("create", name) });
+  $("rooms-dialog").close();
+  $("rooms-private").checked = false;
+}
+
+function openRooms() {
+  closeDrawers();
+  const d = $("rooms-dialog");
+  if (!d.open) d.showModal();
+  $("rooms-q").focus();
+  searchRooms(false);
+}
+
+// The invite control: under the header of a private room I own, right after creating it
+// or from the Invite button; names complete from the users this client has met.
+function openInvite(name) {
+  state.inviteRoom = name;
+  $("invite-label").textContent = `Invite to ${label(name)}`;
+  $("invite-status").textContent = "";
+  $("invite-bar").hidden = false;
+  $("invite-user").value = "";
+  closeOptions();
+  $("invite-user").focus();
+}
+function closeInvite() {
+  state.inviteRoom = null;
+  $("invite-bar").hidden = true;
+  closeOptions();
+}
+function inviteCandidates(prefix) {
+  const r = state.rooms.get(state.inviteRoom);
+  const members = new Set((r ? r.members : []).map((x) => x.toLowerCase()));
+  const p = prefix.toLowerCase();
+  return [...state.known].filter((n) => !members.has(n.toLowerCase()) && n.toLowerCase().startsWith(p))
+    .sort((a, b) => a.localeCompare(b)).slice(0, 8);
+}
+let optionIndex = -1;
+function renderOptions() {
+  const input = $("invite-user");
+  const ul = $("invite-options");
+  const list = inviteCandidates(input.value.trim());
+  ul.replaceChildren();
+  if (!list.length || !input.value.trim()) { closeOptions(); return; }
+  optionIndex = Math.min(optionIndex, list.length - 1);
+  list.forEach((n, i) => {
+    const li = el("li", "option", n);
+    li.id = "invite-opt-" + i;
+    li.setAttribute("role", "option");
+    li.setAttribute("aria-selected", String(i === optionIndex));
+    li.onmousedown = (e) => { e.preventDefault(); input.value = n; closeOptions(); };
+    ul.append(li);
+  });
+  ul.hidden = false;
+  input.setAttribute("aria-expanded", "true");
+  if (optionIndex >= 0) input.setAttribute("aria-activedescendant", "invite-opt-" + optionIndex);
+  else input.removeAttribute("aria-activedescendant");
+}
+function closeOptions() {
+  optionIndex = -1;
+  $("invite-options").hidden = true;
+  $("invite-user").setAttribute("aria-expanded", "false");
+  $("invite-user").removeAttribute("aria-activedescendant");
+}
+function sendInvite() {
+  const user = $("invite-user").value.trim();
+  if (!user || !state.inviteRoom) return;
+  $("invite-status").textContent = `Inviting ${user}…`;
+  send({ type: "invite", room: state.inviteRoom, user, ref: ref("invite", state.inviteRoom, { user }) });
+  $("invite-user").value = "";
+  closeOptions();
+}
+
+function askLeave() {
   const r = room(state.current);
-  const who = [...r.typing.keys()].filter((u) => u !== state.me);
-  $("typing").textContent = who.length === 0 ? "" : who.length === 1 ? `${who[0]} is typing…` : `${who.join(", ")} are typing…`;
+  state.leaveRoom = r.name;
+  $("leave-text").textContent = r.private
+    ? `Leave ${label(r.name)}? It is private: you will need a new invitation to come back.`
+    : `Leave ${label(r.name)}?`;
+  $("leave-yes").textContent = `Leave ${label(r.name)}`;
+  $("leave-bar").hidden = false;
+  $("leave-no").focus();
 }
+function closeLeave() { state.leaveRoom = null; $("leave-bar").hidden = true; }
+
+// ---- members ----------------------------------------------------------------------
 
 function renderMembers() {
   const r = room(state.current);
   const ul = $("member-list");
-  // The list is rebuilt: a keyboard user keeps their place (same member, same action).
   const focusKey = ul.contains(document.activeElement) ? document.activeElement.dataset.key : null;
   ul.replaceChildren();
   const count = r.membersMore ? r.memberCount : r.members.length;
@@ -633,15 +1387,13 @@ function renderMembers() {
   $("members-more").disabled = r.loadingMembers;
   for (const name of [...r.members].sort()) {
     const li = el("li");
-    const b = el("button");
-    b.type = "button";
     const on = r.online.has(name);
+    const b = button("", "", () => { if (!same(name, state.me)) openDm(name); });
     b.append(el("span", "dot" + (on ? " on" : "")));
-    const who = el("span", "", name + (name === state.me ? " (you)" : ""));
+    const who = el("span", "", name + (same(name, state.me) ? " (you)" : ""));
     if (!on && r.lastSeen[name]) who.append(el("small", "", "last seen " + new Date(r.lastSeen[name]).toLocaleString()));
     b.append(who);
-    b.title = name === state.me ? "You" : `Message ${name} directly`;
-    b.onclick = () => { if (name !== state.me) openDm(name); };
+    b.title = same(name, state.me) ? "You" : `Message ${name} directly`;
     b.dataset.key = "dm:" + name;
     li.append(b);
     if (state.admin && !same(name, state.me)) li.append(memberTools(r, name, who));
@@ -651,7 +1403,73 @@ function renderMembers() {
     const again = [...ul.querySelectorAll("button")].find((x) => x.dataset.key === focusKey);
     if (again) again.focus();
   }
-  $("invite-btn").hidden = !(r.owner === state.me && r.private && !r.name.startsWith("dm:"));
+  renderHead();
+}
+
+// ---- drawers and dialogs ----------------------------------------------------------
+// On a phone the room list and the member list are drawers over the chat: each has a
+// close button and closes on a tap outside (the scrim). Search results and the room
+// browser are modal dialogs (the top layer, above any drawer), closed by their button,
+// Escape, or a tap on the backdrop.
+
+function openSidebar() {
+  $("sidebar").classList.add("open");
+  $("menu-btn").setAttribute("aria-expanded", "true");
+  syncScrim();
+  $("sidebar-close").focus();
+}
+function setMembers(open) {
+  $("members").hidden = !open;
+  $("members-btn").setAttribute("aria-expanded", String(open));
+  if (open) { renderMembers(); if (isNarrow()) $("members-close").focus(); }
+  syncScrim();
+}
+function closeDrawers() {
+  const wasOpen = $("sidebar").classList.contains("open");
+  $("sidebar").classList.remove("open");
+  $("menu-btn").setAttribute("aria-expanded", "false");
+  if (isNarrow() && !$("members").hidden) setMembers(false);
+  syncScrim();
+  if (wasOpen && $("sidebar").contains(document.activeElement)) $("menu-btn").focus();
+}
+function syncScrim() {
+  $("scrim").hidden = !isNarrow() || !($("sidebar").classList.contains("open") || !$("members").hidden);
+}
+function closeOnBackdrop(d) {
+  d.addEventListener("click", (e) => { if (e.target === d) d.close(); });
+}
+
+async function runSearch() {
+  const q = $("search-q").value.trim();
+  if (!q) return;
+  const d = $("search-dialog");
+  const ul = $("search-list");
+  ul.replaceChildren();
+  $("search-status").textContent = "Searching…";
+  if (!d.open) d.showModal();
+  const r = await api("GET", "/search?q=" + encodeURIComponent(q)).catch(() => null);
+  if (!r || r.status !== 200) {
+    $("search-status").textContent = r && r.status === 429 ? "Too many requests; try again in a moment." : "Search failed.";
+    return;
+  }
+  const results = (r.data && r.data.messages) || [];
+  $("search-status").textContent = results.length
+    ? `${results.length} message${results.length === 1 ? "" : "s"} for “${q}”${r.data.partial ? " (partial)" : ""}.`
+    : `No messages found for “${q}”.`;
+  for (const m of results) {
+    const li = el("li");
+    const b = button("", "result", () => {
+      d.close();
+      closeDrawers();
+      switchRoom(m.room);
+      jump(m.id);
+    });
+    b.append(el("strong", "", `${label(m.room)} · ${m.user}: `), document.createTextNode(m.text));
+    li.append(b);
+    ul.append(li);
+  }
+  const first = ul.querySelector("button");
+  if (first) first.focus();
 }
 
 // ---- moderation (admins) ------------------------------------------------------------
@@ -666,9 +1484,9 @@ function setAdmin(on) {
     state.audit = [];
     if ($("audit").open) $("audit").close();
   } else {
-    refreshAudit(); // which accounts are suspended, for the member list
+    refreshAudit();
   }
-  if (changed && !$("app").hidden) { renderAll(true); renderMembers(); }
+  if (changed && !$("app").hidden) { renderAll(); renderMembers(); }
 }
 
 function adminError(res) {
@@ -677,31 +1495,44 @@ function adminError(res) {
   return (res.data && res.data.message) || `The server said ${res.status}.`;
 }
 
+// Destructive member actions ask inline: the first click arms the button (it says
+// "Really …?"), the second within 5 s does it. The armed one is remembered by key, so a
+// member list redrawn meanwhile (presence) keeps it.
+let armedKey = null, armedTimer = null;
+function armable(b, key, text, action) {
+  const arm = () => { b.textContent = text; b.setAttribute("aria-label", `${text} ${b.getAttribute("aria-label")}`); };
+  if (armedKey === key) arm();
+  b.onclick = () => {
+    clearTimeout(armedTimer);
+    if (armedKey === key) { armedKey = null; action(); return; }
+    armedKey = key;
+    arm();
+    armedTimer = setTimeout(() => { armedKey = null; renderMembers(); }, 5000);
+  };
+}
+
 function memberTools(r, name, who) {
   const tools = el("div", "member-tools");
   const suspended = state.suspended.has(name.toLowerCase());
   if (suspended) who.insertBefore(el("span", "tag", "suspended"), who.querySelector("small"));
   if (r.name !== "general" && !r.name.startsWith("dm:")) {
-    const rm = el("button", "", "Remove from room");
-    rm.type = "button";
+    const rm = button("Remove from room", "", null, `Remove ${name} from ${label(r.name)}`);
     rm.dataset.key = "remove:" + name;
-    rm.setAttribute("aria-label", `Remove ${name} from ${label(r.name)}`);
-    rm.onclick = () => removeMember(r.name, name);
+    armable(rm, rm.dataset.key + "@" + r.name, `Really remove ${name}?`, () => removeMember(r.name, name));
     tools.append(rm);
   }
-  const sus = el("button", suspended ? "unsuspend" : "", suspended ? "Unsuspend" : "Suspend");
-  sus.type = "button";
+  const sus = button(suspended ? "Unsuspend" : "Suspend", suspended ? "unsuspend" : "", null,
+    `${suspended ? "Unsuspend" : "Suspend"} ${name}`);
   sus.dataset.key = "suspend:" + name;
-  sus.setAttribute("aria-label", `${suspended ? "Unsuspend" : "Suspend"} ${name}`);
-  sus.onclick = () => suspendUser(name, !suspended);
+  if (suspended) sus.onclick = () => suspendUser(name, false);
+  else armable(sus, sus.dataset.key, `Really suspend ${name}?`, () => suspendUser(name, true));
   tools.append(sus);
   return tools;
 }
 
 async function removeMember(roomName, name) {
-  if (!confirm(`Remove ${name} from #${roomName}?`)) return;
   const res = await api("POST", `/admin/rooms/${encodeURIComponent(roomName)}/remove`, { user: name }).catch(() => null);
-  if (!res || res.status !== 204) { flash("Not removed: " + adminError(res)); return; }
+  if (!res || res.status !== 204) { showError("Not removed: " + adminError(res)); return; }
   const r = state.rooms.get(roomName);
   if (r) {
     const ul = $("member-list");
@@ -719,25 +1550,22 @@ async function removeMember(roomName, name) {
       }
     }
   }
-  flash(`Removed ${name} from #${roomName}.`);
+  status(`Removed ${name} from #${roomName}.`);
   announce(`Removed ${name} from #${roomName}.`);
   refreshAudit();
 }
 
 async function suspendUser(name, on) {
-  if (on && !confirm(`Suspend ${name}? They are signed out everywhere at once and cannot sign in until unsuspended.`)) return;
   const res = await api("POST", `/admin/users/${encodeURIComponent(name)}/${on ? "suspend" : "unsuspend"}`).catch(() => null);
-  if (!res || res.status !== 204) { flash((on ? "Not suspended: " : "Not unsuspended: ") + adminError(res)); return; }
+  if (!res || res.status !== 204) { showError((on ? "Not suspended: " : "Not unsuspended: ") + adminError(res)); return; }
   if (on) state.suspended.add(name.toLowerCase()); else state.suspended.delete(name.toLowerCase());
   renderMembers();
   const text = on ? `Suspended ${name}.` : `Unsuspended ${name}.`;
-  flash(text);
+  status(text);
   announce(text);
   refreshAudit();
 }
 
-// The audit log, newest first; it also says who is suspended now (the latest
-// suspend/unsuspend of each account among the entries kept).
 async function refreshAudit() {
   const res = await api("GET", "/admin/audit").catch(() => null);
   if (!res || res.status !== 200 || !res.data || !Array.isArray(res.data.entries)) {
@@ -781,123 +1609,13 @@ function renderAudit() {
 
 async function openAudit() {
   const d = $("audit");
-  renderAudit(); // what was loaded last, while the fresh page comes
+  renderAudit();
   if (!d.open) d.showModal();
   $("audit-status").textContent = "Loading…";
   await refreshAudit();
 }
 
-function showNotice(text) {
-  $("notice-text").textContent = text;
-  $("notice").hidden = false;
-}
-function hideNotice() { $("notice").hidden = true; }
-
-function switchRoom(name) {
-  state.current = name;
-  const r = room(name);
-  r.unread = 0;
-  $("room-title").textContent = label(name);
-  document.querySelector(".sidebar").classList.remove("open");
-  if (!r.joined && !r.dmTo) joinRoom(name);
-  renderRooms();
-  renderAll();
-  renderMembers();
-  renderTyping();
-  markSeen();
-  $("text").focus();
-}
-
-function openDm(user) {
-  const name = "dm:" + [state.me.toLowerCase(), user.toLowerCase()].sort().join(":");
-  if (state.rooms.has(name) && state.rooms.get(name).member) return switchRoom(name);
-  const r = room(name);
-  r.dmTo = user;
-  r.members = [state.me, user];
-  r.hasMore = false;
-  switchRoom(name);
-}
-
-function jump(id) {
-  const target = document.getElementById("m" + id);
-  if (!target) return;
-  state.jumpTo = null;
-  target.classList.add("highlight");
-  target.scrollIntoView({ block: "center" });
-  setTimeout(() => target.classList.remove("highlight"), 2500);
-}
-
-let flashTimer = null;
-function flash(text) {
-  $("typing").textContent = text;
-  clearTimeout(flashTimer);
-  flashTimer = setTimeout(renderTyping, 4000);
-}
-function announce(text) { $("announce").textContent = text; }
-
 // ---- composing --------------------------------------------------------------------
-
-// The client_id doubles as the ref, so that an error names the message it refuses.
-function sendPending(cid, p) {
-  if (p.dmTo) send({ type: "dm", to: p.dmTo, text: p.text, client_id: cid, ref: cid });
-  else send({ type: "send", room: p.room, text: p.text, client_id: cid, ref: cid });
-}
-
-// Past the rate limit, messages wait in the order they were written: after the wait the
-// server asked for, the oldest goes again (same client_id, so it is stored once), and
-// each one stored lets the next go. What is written meanwhile queues behind them.
-function retryLater(ms) {
-  clearTimeout(state.retryTimer);
-  state.retryTimer = setTimeout(() => {
-    state.retryTimer = null;
-    sendNextWaiting();
-  }, Math.max(50, Number(ms) || 1000));
-}
-
-function sendNextWaiting() {
-  for (const [cid, p] of state.pending) {
-    if (!p.waiting) continue;
-    if (p.inFlight) return;
-    p.inFlight = true;
-    sendPending(cid, p);
-    return;
-  }
-}
-
-function submit() {
-  const box = $("text");
-  const text = box.value;
-  if (!text.trim()) return;
-  const r = room(state.current);
-  const cid = "w" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
-  const p = { room: r.name, text, dmTo: r.msgs.size === 0 && r.dmTo ? r.dmTo : null };
-  state.pending.set(cid, p);
-  if ([...state.pending.values()].some((q) => q.waiting)) p.waiting = true; // behind them
-  else sendPending(cid, p);
-  box.value = "";
-  autosize();
-  stopTyping();
-  renderAll();
-}
-
-function stopTyping() {
-  if (state.lastTypingSent) send({ type: "typing", room: state.current, active: false, ref: "typing" });
-  state.lastTypingSent = 0;
-  clearTimeout(state.typingIdle);
-}
-
-function typed() {
-  autosize();
-  const r = room(state.current);
-  if (r.dmTo && r.msgs.size === 0) return;
-  const now = Date.now();
-  if (now - state.lastTypingSent > 2500) {
-    send({ type: "typing", room: state.current, active: true, ref: "typing" });
-    state.lastTypingSent = now;
-  }
-  clearTimeout(state.typingIdle);
-  state.typingIdle = setTimeout(stopTyping, 3000);
-}
 
 function autosize() {
   const t = $("text");
@@ -906,30 +1624,48 @@ function autosize() {
 }
 
 const EMOJI = "😀 😂 😊 😍 😎 🤔 😢 😡 👍 👎 👏 🙏 🎉 🔥 ❤️ 💯 ✅ ❌ 👀 🚀 ☕ 🍕 🐛 💡 🤝 👋 🙈 🥳 😴 🤯 ✨ 🌟".split(" ");
+const EMOJI_COLS = 8;
 
 function buildEmoji() {
   const grid = $("emoji-grid");
-  for (const e of EMOJI) {
-    const b = el("button", "", e);
-    b.type = "button";
-    b.setAttribute("role", "menuitem");
-    b.setAttribute("aria-label", "Insert " + e);
-    b.onclick = () => {
+  EMOJI.forEach((e, i) => {
+    const b = button(e, "", () => {
       const t = $("text");
       const at = t.selectionStart ?? t.value.length;
       t.value = t.value.slice(0, at) + e + t.value.slice(t.selectionEnd ?? at);
       toggleEmoji(false);
       t.focus();
       t.selectionStart = t.selectionEnd = at + e.length;
-    };
+      typed();
+    }, "Insert " + e);
+    b.setAttribute("role", "menuitem");
+    b.tabIndex = i === 0 ? 0 : -1;
     grid.append(b);
-  }
+  });
+  // Arrow keys move in the grid (roving focus), Home/End jump, Escape closes.
+  grid.addEventListener("keydown", (e) => {
+    const items = [...grid.querySelectorAll("button")];
+    const i = items.indexOf(document.activeElement);
+    if (i < 0) return;
+    const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: EMOJI_COLS, ArrowUp: -EMOJI_COLS };
+    let j = null;
+    if (e.key in moves) j = i + moves[e.key];
+    else if (e.key === "Home") j = 0;
+    else if (e.key === "End") j = items.length - 1;
+    else if (e.key === "Escape" || e.key === "Tab") { e.preventDefault(); e.stopPropagation(); toggleEmoji(false); $("emoji-btn").focus(); return; }
+    if (j === null) return;
+    e.preventDefault();
+    j = Math.max(0, Math.min(items.length - 1, j));
+    items[i].tabIndex = -1;
+    items[j].tabIndex = 0;
+    items[j].focus();
+  });
 }
 
 function toggleEmoji(open) {
   $("emoji-grid").hidden = !open;
   $("emoji-btn").setAttribute("aria-expanded", String(open));
-  if (open) $("emoji-grid").querySelector("button").focus();
+  if (open) ($("emoji-grid").querySelector("button[tabindex='0']") || $("emoji-grid").querySelector("button")).focus();
 }
 
 // ---- wiring -----------------------------------------------------------------------
@@ -937,20 +1673,21 @@ function toggleEmoji(open) {
 $("auth-form").onsubmit = (e) => { e.preventDefault(); signIn(false); };
 $("register-btn").onclick = () => signIn(true);
 $("logout-btn").onclick = () => logout(true);
+$("theme-btn").onclick = () => {
+  localStorage.setItem("chatterbox.theme", effectiveDark() ? "light" : "dark");
+  applyTheme();
+};
 $("composer").onsubmit = (e) => { e.preventDefault(); submit(); };
 $("text").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
 });
 $("text").addEventListener("input", typed);
-$("text").addEventListener("blur", stopTyping);
 $("emoji-btn").onclick = () => toggleEmoji($("emoji-grid").hidden);
-$("members-btn").onclick = () => {
-  const open = $("members").hidden;
-  $("members").hidden = !open;
-  $("members-btn").setAttribute("aria-expanded", String(open));
-  if (open) renderMembers();
-};
-$("menu-btn").onclick = () => document.querySelector(".sidebar").classList.toggle("open");
+$("members-btn").onclick = () => setMembers($("members").hidden);
+$("members-close").onclick = () => { setMembers(false); $("members-btn").focus(); };
+$("menu-btn").onclick = openSidebar;
+$("sidebar-close").onclick = closeDrawers;
+$("scrim").onclick = closeDrawers;
 $("members-more").onclick = () => {
   const r = room(state.current);
   if (!r.membersMore || r.loadingMembers) return;
@@ -958,70 +1695,91 @@ $("members-more").onclick = () => {
   $("members-more").disabled = true;
   send({ type: "members", room: r.name, after: r.membersAfter, ref: ref("members", r.name) });
 };
-$("new-room").onsubmit = (e) => {
+$("browse-btn").onclick = openRooms;
+let roomsDebounce = null;
+$("rooms-q").addEventListener("input", () => { clearTimeout(roomsDebounce); roomsDebounce = setTimeout(() => searchRooms(false), 200); });
+$("rooms-form").onsubmit = async (e) => {
   e.preventDefault();
-  const name = $("new-room-name").value.trim().toLowerCase();
-  if (!name) return;
-  const priv = $("new-room-private").checked;
-  if (state.rooms.has(name) || !priv) { room(name); switchRoom(name); }
-  else { send({ type: "create_room", room: name, private: true }); state.current = name; $("room-title").textContent = label(name); }
-  $("new-room-name").value = "";
+  clearTimeout(roomsDebounce);
+  await searchRooms(false);
+  const q = browser.q;
+  if (browser.exact) {
+    const b = [...$("rooms-results").querySelectorAll("button")].find((x) => x.getAttribute("aria-label").endsWith("# " + q));
+    if (b) b.click();
+  } else if (!$("rooms-create").hidden) $("rooms-create-btn").focus();
 };
-$("invite-btn").onclick = () => {
-  const user = prompt("Invite which user to " + state.current + "?");
-  if (user && user.trim()) send({ type: "invite", room: state.current, user: user.trim() });
-};
-$("messages").addEventListener("scroll", () => {
-  const r = room(state.current);
-  const box = $("messages");
-  if (box.scrollTop < 60 && r.hasMore && !r.loadingOlder && r.msgs.size) {
-    r.loadingOlder = true;
-    send({ type: "history", room: r.name, before: Math.min(...r.msgs.keys()), limit: 50 });
+$("rooms-more").onclick = () => searchRooms(true);
+$("rooms-create-btn").onclick = createRoom;
+$("rooms-close").onclick = () => $("rooms-dialog").close();
+$("invite-btn").onclick = () => openInvite(state.current);
+$("invite-done").onclick = () => { closeInvite(); $("text").focus(); };
+$("invite-bar").onsubmit = (e) => { e.preventDefault(); sendInvite(); };
+$("invite-user").addEventListener("input", () => { optionIndex = -1; renderOptions(); });
+$("invite-user").addEventListener("blur", () => setTimeout(closeOptions, 100));
+$("invite-user").addEventListener("keydown", (e) => {
+  const list = inviteCandidates($("invite-user").value.trim());
+  if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+    if (!list.length) return;
+    e.preventDefault();
+    optionIndex = e.key === "ArrowDown" ? (optionIndex + 1) % list.length : (optionIndex <= 0 ? list.length - 1 : optionIndex - 1);
+    renderOptions();
+  } else if ((e.key === "Enter" || e.key === "Tab") && optionIndex >= 0 && !$("invite-options").hidden) {
+    e.preventDefault();
+    $("invite-user").value = list[optionIndex];
+    closeOptions();
+  } else if (e.key === "Escape") {
+    e.stopPropagation();
+    if (!$("invite-options").hidden) closeOptions(); else { closeInvite(); $("text").focus(); }
   }
-  if (box.scrollHeight - box.scrollTop - box.clientHeight < 40) markSeen();
 });
-$("search-form").onsubmit = async (e) => {
-  e.preventDefault();
-  const q = $("search-q").value.trim();
-  if (!q) return;
-  const r = await api("GET", "/search?q=" + encodeURIComponent(q));
-  const ul = $("search-list");
-  ul.replaceChildren();
-  const results = (r.data && r.data.messages) || [];
-  if (!results.length) ul.append(el("li", "muted", "No messages found."));
-  for (const m of results) {
-    const li = el("li");
-    const b = el("button");
-    b.type = "button";
-    b.append(el("strong", "", `${label(m.room)} · ${m.user}: `), document.createTextNode(m.text));
-    b.onclick = () => {
-      $("search-results").hidden = true;
-      switchRoom(m.room);
-      const rm = room(m.room);
-      if (rm.msgs.has(m.id)) jump(m.id);
-      else { state.jumpTo = m.id; send({ type: "history", room: m.room, before: m.id + 26, limit: 50 }); }
-    };
-    li.append(b);
-    ul.append(li);
-  }
-  $("search-results").hidden = false;
+$("leave-btn").onclick = askLeave;
+$("leave-no").onclick = () => { closeLeave(); $("leave-btn").focus(); };
+$("leave-yes").onclick = () => {
+  const name = state.leaveRoom;
+  closeLeave();
+  if (name) send({ type: "leave", room: name, ref: ref("leave", name) });
 };
-$("search-close").onclick = () => { $("search-results").hidden = true; };
+const box = $("messages");
+box.addEventListener("scroll", onListScroll, { passive: true });
+// Scrolling up when the list cannot scroll (or is already at the top) fires no scroll
+// event: the wheel, a touch drag and the keys ask for older pages themselves.
+box.addEventListener("wheel", (e) => { if (e.deltaY < 0 && box.scrollTop < 300) loadOlder(); }, { passive: true });
+let touchY = null;
+box.addEventListener("touchstart", (e) => { touchY = e.touches[0].clientY; }, { passive: true });
+box.addEventListener("touchmove", (e) => { if (touchY !== null && e.touches[0].clientY > touchY && box.scrollTop < 300) loadOlder(); }, { passive: true });
+box.addEventListener("keydown", (e) => {
+  if (["PageUp", "ArrowUp", "Home"].includes(e.key) && box.scrollTop < 300) loadOlder();
+  if (e.key === "Escape" && (state.editing || state.confirming)) { state.editing = state.confirming = null; renderAll(); }
+});
+new ResizeObserver(() => { if (state.stick) box.scrollTop = box.scrollHeight; }).observe(box);
+$("new-pill").onclick = () => { scrollToBottom(); $("text").focus(); };
+$("search-form").onsubmit = (e) => { e.preventDefault(); runSearch(); };
+$("search-close").onclick = () => $("search-dialog").close();
+for (const d of ["search-dialog", "rooms-dialog", "audit"]) closeOnBackdrop($(d));
 $("audit-btn").onclick = openAudit;
 $("audit-refresh").onclick = () => { $("audit-status").textContent = "Loading…"; refreshAudit(); };
 $("audit-close").onclick = () => $("audit").close();
 $("audit").addEventListener("close", () => { if (!$("audit-btn").hidden) $("audit-btn").focus(); });
 $("notice-close").onclick = () => { hideNotice(); $("text").focus(); };
+$("conn-retry").onclick = () => { if (!state.ws) { state.attempt = 0; connect(); } };
 document.addEventListener("keydown", (e) => {
-  if (e.key !== "Escape") return;
-  if ($("audit").open) return; // the dialog closes itself
-  if (!$("notice").hidden && $("notice").contains(document.activeElement)) { hideNotice(); $("text").focus(); return; }
-  if (!$("emoji-grid").hidden) { toggleEmoji(false); $("emoji-btn").focus(); }
-  else if (!$("search-results").hidden) $("search-results").hidden = true;
-  else if (!$("members").hidden) $("members-btn").click();
-  document.querySelector(".sidebar").classList.remove("open");
+  if (e.key !== "Escape" || e.defaultPrevented) return;
+  if (document.querySelector("dialog[open]")) return; // a dialog closes itself
+  if (!$("emoji-grid").hidden) { toggleEmoji(false); $("emoji-btn").focus(); return; }
+  if (!$("leave-bar").hidden) { closeLeave(); $("leave-btn").focus(); return; }
+  if ($("sidebar").classList.contains("open")) { closeDrawers(); return; }
+  if (!$("members").hidden) { setMembers(false); $("members-btn").focus(); }
+});
+document.addEventListener("click", (e) => {
+  if (!$("emoji-grid").hidden && !$("composer").contains(e.target)) toggleEmoji(false);
 });
 document.addEventListener("visibilitychange", () => { if (!document.hidden) markSeen(); });
+window.addEventListener("online", () => { if (!state.ws && state.token) { state.attempt = 0; connect(); } });
+matchMedia("(max-width: 700px)").addEventListener("change", syncScrim);
+// A tab that signed out signs this one out too.
+window.addEventListener("storage", (e) => {
+  if (e.key === "chatterbox.token" && !e.newValue && state.token) logout(false, "You signed out in another tab.");
+});
 
 buildEmoji();
 if (state.token && state.me) start(); else { $("auth").hidden = false; $("auth-user").focus(); }

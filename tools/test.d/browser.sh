@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Browser tests: the web UI in Debian's headless Chromium, driven by playwright-core.
-# Installs Chromium (apt) and playwright-core (npm) when missing.
+# Browser tests: the web UI in Debian's headless Chromium, driven by playwright-core, with
+# axe-core for the accessibility pass. Installs Chromium (apt) and the npm packages when
+# missing (also when package.json names one that node_modules lacks).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ ! -x /usr/bin/chromium ]; then
@@ -9,7 +10,13 @@ if [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium
 fi
 cd tests/browser
-if [ ! -d node_modules/playwright-core ]; then
+missing=$(node -e '
+  const p = require("./package.json");
+  const fs = require("fs");
+  const names = Object.keys({ ...p.dependencies, ...p.devDependencies });
+  console.log(names.filter((n) => !fs.existsSync("node_modules/" + n + "/package.json")).join(" "));')
+if [ -n "$missing" ]; then
     if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 fi
-timeout 300 node --experimental-websocket --test --test-concurrency=1 ui.test.mjs
+# Each file runs in a process of its own (one server and one Chromium each), one at a time.
+timeout 420 node --experimental-websocket --test --test-concurrency=1 ./*.test.mjs

@@ -113,7 +113,7 @@ certutil -d "sql:$dir/home/.pki/nssdb" -N --empty-password
 certutil -d "sql:$dir/home/.pki/nssdb" -A -t "C,," -n "chatterbox test CA" -i "$dir/ca.pem"
 [ -d tests/browser/node_modules/playwright-core ] || (cd tests/browser && npm ci --no-audit --no-fund --silent)
 if (cd tests/browser && TLS_BASE="https://127.0.0.1:$port" TLS_HOME="$dir/home" \
-        timeout 120 node --test tls.test.mjs >"$dir/browser.log" 2>&1); then
+        timeout 120 node --test tls.check.mjs >"$dir/browser.log" 2>&1); then
     check "chromium: the UI over https, chatting over wss" 0 0
 else
     grep -v "^ *at " "$dir/browser.log" | head -40; check "chromium: the UI over https, chatting over wss" 0 1

@@ -1,7 +1,7 @@
 // The web UI over https in headless Chromium that trusts the test CA through an NSS
 // database in a temporary HOME (no --ignore-certificate-errors): the page loads with a
 // valid certificate and two people chat over wss.
-// Usage (from tools/test.d/tls.sh): TLS_BASE=https://127.0.0.1:PORT TLS_HOME=DIR node --test tls.test.mjs
+// Usage (from tools/test.d/tls.sh, not browser.sh): TLS_BASE=https://127.0.0.1:PORT TLS_HOME=DIR node --test tls.check.mjs
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";

@@ -9,8 +9,19 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-/// Seconds of per-second samples kept for `/admin/stats`.
-const WINDOW: usize = 60;
+/// Seconds of per-second samples kept for `/admin/stats` (its charts span ten minutes).
+const WINDOW: usize = 600;
+
+/// One second of the server, for the admin dashboard.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    wall_ms: i64,
+    stored: u64,
+    delivered: u64,
+    connections: u32,
+    users_online: u32,
+}
 
 /// Upper bounds (µs) of the reactor pass histogram.
 pub const PASS_BUCKETS_US: [u64; 11] = [
@@ -42,8 +53,8 @@ pub struct Metrics {
     /// a socket can wait for the reactor. Counts per `PASS_BUCKETS_US` bound, plus over.
     pub pass_buckets: [u64; PASS_BUCKETS_US.len() + 1],
     pub pass_sum_us: u64,
-    /// (time, messages_stored, frames_delivered), one a second at most.
-    samples: VecDeque<(Instant, u64, u64)>,
+    /// One a second at most, the last `WINDOW` seconds (`/admin/stats`'s charts).
+    samples: VecDeque<Sample>,
 }
 
 /// Gauges the reactor reads at the time of the scrape.
@@ -77,31 +88,82 @@ impl Metrics {
         *self.http_responses.entry(status).or_insert(0) += 1;
     }
 
-    /// Records a sample if a second has passed since the last.
-    pub fn sample(&mut self, now: Instant) {
-        if self
-            .samples
-            .back()
-            .is_some_and(|(t, _, _)| now.duration_since(*t) < Duration::from_secs(1))
-        {
-            return;
-        }
+    /// Whether a second has passed since the last sample (then the reactor takes one).
+    pub fn sample_due(&self, now: Instant) -> bool {
         self.samples
-            .push_back((now, self.messages_stored, self.frames_delivered));
-        while self.samples.len() > WINDOW + 1 {
+            .back()
+            .is_none_or(|s| now.duration_since(s.at) >= Duration::from_secs(1))
+    }
+
+    pub fn next_sample(&self) -> Option<Instant> {
+        self.samples.back().map(|s| s.at + Duration::from_secs(1))
+    }
+
+    /// Records this second's counters and gauges; keeps the last `WINDOW` seconds.
+    pub fn sample(&mut self, now: Instant, wall_ms: i64, g: &Gauges) {
+        self.samples.push_back(Sample {
+            at: now,
+            wall_ms,
+            stored: self.messages_stored,
+            delivered: self.frames_delivered,
+            connections: g.connections as u32,
+            users_online: g.users_online as u32,
+        });
+        while self
+            .samples
+            .front()
+            .is_some_and(|s| now.duration_since(s.at) > Duration::from_secs(WINDOW as u64))
+        {
             self.samples.pop_front();
         }
     }
 
-    /// Messages stored and frames delivered per second over the sampled window.
+    /// Messages stored and frames delivered per second over the last minute.
     pub fn rates(&self) -> (f64, f64) {
-        match (self.samples.front(), self.samples.back()) {
-            (Some(a), Some(b)) if b.0 > a.0 => {
-                let secs = b.0.duration_since(a.0).as_secs_f64();
-                ((b.1 - a.1) as f64 / secs, (b.2 - a.2) as f64 / secs)
-            }
-            _ => (0.0, 0.0),
+        let Some(b) = self.samples.back() else {
+            return (0.0, 0.0);
+        };
+        let a = self
+            .samples
+            .iter()
+            .find(|s| b.at.duration_since(s.at) <= Duration::from_secs(60))
+            .unwrap_or(b);
+        let secs = b.at.duration_since(a.at).as_secs_f64();
+        if secs <= 0.0 {
+            return (0.0, 0.0);
         }
+        (
+            (b.stored - a.stored) as f64 / secs,
+            (b.delivered - a.delivered) as f64 / secs,
+        )
+    }
+
+    /// The last ten minutes, one point a second (fewer when the server was idle):
+    /// connections, users online, and stored/delivered per second since the point before.
+    pub fn series(&self) -> Vec<Value> {
+        let mut out = Vec::with_capacity(self.samples.len());
+        let mut prev: Option<&Sample> = None;
+        for s in &self.samples {
+            let (mps, dps) = match prev {
+                Some(p) if s.at > p.at => {
+                    let secs = s.at.duration_since(p.at).as_secs_f64();
+                    (
+                        (s.stored - p.stored) as f64 / secs,
+                        (s.delivered - p.delivered) as f64 / secs,
+                    )
+                }
+                _ => (0.0, 0.0),
+            };
+            out.push(json!({
+                "t": s.wall_ms,
+                "connections": s.connections,
+                "users_online": s.users_online,
+                "messages_per_sec": (mps * 10.0).round() / 10.0,
+                "deliveries_per_sec": dps.round(),
+            }));
+            prev = Some(s);
+        }
+        out
     }
 
     pub fn render(&self, g: &Gauges) -> String {
@@ -281,7 +343,6 @@ pub fn admin_stats(m: &mut Metrics, g: &Gauges, hub: &Hub, req: &Request, now: N
         return Response::error(403, "forbidden", "admins only");
     }
     m.absorb(hub.stats);
-    m.sample(now.mono);
     let (stored, delivered) = m.rates();
     let mut rooms: Vec<Value> = hub
         .room_summaries()
@@ -303,6 +364,7 @@ pub fn admin_stats(m: &mut Metrics, g: &Gauges, hub: &Hub, req: &Request, now: N
             "messages_stored_total": m.messages_stored,
             "deliveries_total": m.frames_delivered,
             "storage_ok": g.storage_ok,
+            "series": m.series(),
         }),
     )
 }
@@ -337,5 +399,37 @@ mod pass_tests {
         assert_eq!(bucket("+Inf"), 6);
         assert!(text.contains("chatterbox_reactor_pass_seconds_count 6"));
         assert!(text.contains("chatterbox_reactor_pass_seconds_sum 0.202112"));
+    }
+}
+
+#[cfg(test)]
+mod series_tests {
+    use super::*;
+
+    #[test]
+    fn ten_minutes_of_seconds_with_rates_between_points() {
+        let mut m = Metrics::new();
+        let t0 = Instant::now();
+        let g = |c| Gauges {
+            connections: c,
+            websockets: c,
+            users_online: 1,
+            rooms: 1,
+            storage_ok: true,
+        };
+        for i in 0..700u64 {
+            let at = t0 + Duration::from_secs(i);
+            assert!(m.sample_due(at));
+            m.messages_stored = i * 3;
+            m.frames_delivered = i * 30;
+            m.sample(at, 1_000 * i as i64, &g(i as usize));
+            assert!(!m.sample_due(at + Duration::from_millis(999)));
+        }
+        let s = m.series();
+        assert_eq!(s.len(), WINDOW + 1, "ten minutes, both ends");
+        assert_eq!(s.last().unwrap()["connections"], 699);
+        assert_eq!(s.last().unwrap()["messages_per_sec"], 3.0);
+        assert_eq!(s.last().unwrap()["deliveries_per_sec"], 30.0);
+        assert_eq!(m.rates(), (3.0, 30.0));
     }
 }

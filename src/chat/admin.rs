@@ -30,6 +30,7 @@ impl Hub {
             Route::AdminSuspend { user, on } => self.suspend(admin, user, *on, now),
             Route::AdminRemove { room } => self.remove_from_room(admin, room, req, now),
             Route::AdminInvite => Ok(self.create_invite(admin, req, now)),
+            Route::AdminDisconnect { user } => self.disconnect(admin, user, now),
             _ => Err(Response::error(404, "not_found", "no such page")),
         });
         self.respond(conn, resp.unwrap_or_else(|r| r));
@@ -100,6 +101,28 @@ impl Hub {
         let action = if on { "suspend" } else { "unsuspend" };
         let target = self.user_name(user).to_string();
         self.audit(Some(admin), action, target, now);
+        Ok(Response::no_content())
+    }
+
+    /// Closes every socket of a user now (4003); they may come back (suspend keeps them out).
+    fn disconnect(&mut self, admin: UserId, name: &str, now: Now) -> Result<Response, Response> {
+        let Some(user) = self.user_by_name(name) else {
+            return Err(Response::error(404, "no_such_user", "no such user"));
+        };
+        let conns = self
+            .users
+            .get(&user)
+            .map(|u| u.conns.clone())
+            .unwrap_or_default();
+        for conn in &conns {
+            self.fx.push(Effect::Close {
+                conn: *conn,
+                code: 4003,
+                reason: "disconnected by an admin",
+            });
+        }
+        let target = format!("{} ({} sockets)", self.user_name(user), conns.len());
+        self.audit(Some(admin), "disconnect", target, now);
         Ok(Response::no_content())
     }
 

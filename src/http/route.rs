@@ -44,6 +44,10 @@ pub enum Route {
     Registration,
     /// `POST /admin/invites`.
     AdminInvite,
+    /// `POST /admin/users/{user}/disconnect`: close their sockets now.
+    AdminDisconnect {
+        user: String,
+    },
     Search,
     Healthz,
     Metrics,
@@ -117,15 +121,18 @@ fn route_parts(method: &str, path: &str) -> Route {
         };
     }
     if let Some(rest) = path.strip_prefix("/admin/users/") {
-        let (user, on) = match rest.rsplit_once('/') {
-            Some((u, "suspend")) => (u, true),
-            Some((u, "unsuspend")) => (u, false),
+        let (user, action) = match rest.rsplit_once('/') {
+            Some((u, a @ ("suspend" | "unsuspend" | "disconnect"))) => (u, a),
             _ => return Route::NotFound,
         };
         return match (method, percent_decode(user)) {
-            ("POST", Some(user)) if !user.is_empty() && !user.contains('/') => {
-                Route::AdminSuspend { user, on }
-            }
+            ("POST", Some(user)) if !user.is_empty() && !user.contains('/') => match action {
+                "disconnect" => Route::AdminDisconnect { user },
+                a => Route::AdminSuspend {
+                    user,
+                    on: a == "suspend",
+                },
+            },
             ("POST", _) => Route::NotFound,
             _ => Route::MethodNotAllowed { allow: "POST" },
         };
@@ -214,6 +221,10 @@ mod tests {
         );
         assert_eq!(route_parts("GET", "/invitations"), Route::Invitations);
         assert_eq!(route_parts("GET", "/account/sessions"), Route::Sessions);
+        assert_eq!(
+            route_parts("POST", "/admin/users/b%20b/disconnect"),
+            Route::AdminDisconnect { user: "b b".into() }
+        );
         assert_eq!(
             route_parts("POST", "/account/password"),
             Route::ChangePassword

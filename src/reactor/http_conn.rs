@@ -138,7 +138,8 @@ impl Server {
             Route::AdminAudit
             | Route::AdminSuspend { .. }
             | Route::AdminRemove { .. }
-            | Route::AdminInvite => {
+            | Route::AdminInvite
+            | Route::AdminDisconnect { .. } => {
                 let id = self.conns[key].id;
                 let fx = self.hub.handle_admin(id, &route, &req, self.now);
                 return self.apply(fx);

@@ -242,6 +242,11 @@ impl Server {
             self.read_conn(key);
         }
         self.drain_completions();
+        if self.metrics.sample_due(self.now.mono) {
+            self.metrics.absorb(self.hub.stats);
+            let g = self.gauges();
+            self.metrics.sample(self.now.mono, self.now.wall_ms, &g);
+        }
         self.fire_timers();
         self.flush_dirty();
         self.reap();

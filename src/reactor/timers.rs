@@ -30,7 +30,9 @@ impl Server {
 
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let conn = self.timers.peek().map(|Reverse((at, _))| *at);
-        [conn, self.accept_retry_at, self.hub.next_deadline()]
+        // Once a second for the dashboard's samples (an idle server wakes for it too).
+        let sample = self.metrics.next_sample();
+        [conn, self.accept_retry_at, self.hub.next_deadline(), sample]
             .into_iter()
             .flatten()
             .min()

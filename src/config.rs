@@ -51,6 +51,8 @@ pub const DEFAULT_WS_FRAME_BURST: f64 = 200.0;
 /// Unparsed input a connection may hold once it has a whole request waiting: pipelined
 /// requests stay in the socket (and its sender's) buffers, not ours.
 pub const READ_AHEAD_BYTES: usize = 16 * 1024;
+/// How long the name of a deleted account stays taken, so nobody can pose as its owner.
+pub const NAME_QUARANTINE_MS: i64 = 30 * 24 * 3600 * 1000;
 /// Sessions shown by `GET /account/sessions` (a user rarely has more; the rest exist).
 pub const MAX_SESSIONS_LISTED: usize = 100;
 /// A token's "last used" is written at most this often.

@@ -278,3 +278,99 @@ fn closed_registration_and_accounts_made_by_an_admin() {
     let (ok, _) = admin(&s.db, &["add-user", "CAROL"], "another-password\n");
     assert!(!ok, "names are unique regardless of case");
 }
+
+#[test]
+fn a_deleted_account_is_gone_and_its_messages_stay_as_placeholders() {
+    let dir = TempDir::new();
+    let db = dir.0.join("chat.db");
+    let mut s = TestServer::start_with_db(&db, &[]);
+    let alice = s.user("alice");
+    let bob = s.user("bob");
+    let mut a = s.ws(&alice);
+    let mut b = s.ws(&bob);
+    let said = a.request(
+        json!({"type": "send", "room": "general", "text": "bye all"}),
+        "1",
+    );
+    let dm = a.request(json!({"type": "dm", "to": "bob", "text": "just you"}), "2");
+    assert_eq!(dm["type"], "message", "{dm}");
+    let dm_room = dm["room"].as_str().unwrap().to_string();
+    b.request(json!({"type": "dm", "to": "alice", "text": "reply"}), "3");
+    let r = s.http(
+        "DELETE",
+        "/account",
+        Some(&alice),
+        Some(r#"{"password":"wrong-password"}"#),
+    );
+    assert_eq!(r.status, 403);
+    let body = json!({"password": PASSWORD}).to_string();
+    let r = s.http("DELETE", "/account", Some(&alice), Some(&body));
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(a.close_code(), Some(4001));
+    let login = s.post_json(
+        "/login",
+        &json!({"username": "alice", "password": PASSWORD}),
+    );
+    assert_eq!(login.status, 401);
+    let check = |s: &TestServer| {
+        let h = s
+            .http("GET", "/rooms/general/messages", Some(&bob), None)
+            .json();
+        let m = h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == said["id"])
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (
+                m["user"].as_str(),
+                m["text"].as_str(),
+                m["deleted"].as_bool()
+            ),
+            (Some("deleted user"), Some(""), Some(true)),
+            "{m}"
+        );
+        // The conversation stays for bob, with his own words.
+        let path = format!("/rooms/{}/messages", dm_room.replace(':', "%3A"));
+        let h = s.http("GET", &path, Some(&bob), None).json();
+        let texts: Vec<&str> = h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(texts, vec!["", "reply"], "{h}");
+        let r = s.register("alice");
+        assert_eq!(r.status, 409, "the name is held for a while: {}", r.body);
+        let r = s.http("POST", "/rooms/general/messages", Some(&bob), None);
+        assert_ne!(r.status, 500);
+    };
+    check(&s);
+    let dm_again = b.request(json!({"type": "dm", "to": "alice", "text": "hello?"}), "4");
+    assert_eq!(
+        dm_again["code"], "bad_request",
+        "nobody to write to: {dm_again}"
+    );
+    drop(b);
+    // Memory said what the disk says.
+    s.terminate();
+    let s = TestServer::start_with_db(&db, &[]);
+    let bob = s.login("bob");
+    let check2 = |bob: &str| {
+        let h = s
+            .http("GET", "/rooms/general/messages", Some(bob), None)
+            .json();
+        let m = h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == said["id"])
+            .unwrap()
+            .clone();
+        assert_eq!(m["user"], "deleted user");
+        assert_eq!(s.register("alice").status, 409);
+    };
+    check2(&bob);
+}

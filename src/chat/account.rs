@@ -94,7 +94,16 @@ impl Hub {
             );
         }
         let lc = username.to_ascii_lowercase();
-        if self.user_by_name.contains_key(&lc) || self.pending_names.contains(&lc) {
+        let held = self
+            .user_by_name
+            .get(&lc)
+            .and_then(|id| self.users.get(id))
+            .is_some_and(|u| {
+                // A deleted account's name is free after the quarantine, not before.
+                u.deleted_at
+                    .is_none_or(|at| now.wall_ms - at < crate::config::NAME_QUARANTINE_MS)
+            });
+        if held || self.pending_names.contains(&lc) {
             return self.respond(
                 conn,
                 Response::error(409, "username_taken", "that username is taken"),
@@ -270,6 +279,7 @@ impl Hub {
                         creating: 0,
                         admin: false,
                         suspended: false,
+                        deleted_at: None,
                     },
                 );
                 self.join_general(id);

@@ -55,7 +55,11 @@ impl Hub {
             } => self.token_created(to, token, user_id, expires_at, result, now),
             Outcome::Inserted(result) => self.inserted(to, result),
             Outcome::Changed(result) => self.changed(to, result, now),
-            // The only write answered over HTTP without a body is a logout.
+            Outcome::Written(result) if self.deletions.contains_key(&to.conn) => {
+                self.account_deleted(to, result, now)
+            }
+            // Otherwise a write answered over HTTP without a body: a logout, an ended
+            // session.
             Outcome::Written(result) => {
                 let resp = match result {
                     Ok(()) => Response::no_content(),
@@ -83,6 +87,9 @@ impl Hub {
                 self.new_password_hashed(to, phc)
             }
             Outcome::Hashed { username, phc } => self.hashed(to, username, phc),
+            Outcome::Verified(result) if self.deletions.contains_key(&to.conn) => {
+                self.deletion_checked(to, result, now)
+            }
             Outcome::Verified(result) if self.changing_password(to.conn) == Some(false) => {
                 self.old_password_checked(to, result, now)
             }

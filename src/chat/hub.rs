@@ -135,6 +135,8 @@ pub struct Hub {
     pub(super) logins: HashMap<ConnId, super::sessions::LoginAttempt>,
     /// Password changes on their way (check the old, hash the new, store).
     pub(super) password_changes: HashMap<ConnId, super::sessions::PasswordChange>,
+    /// Account deletions on their way: the account, and whether its password was checked.
+    pub(super) deletions: HashMap<ConnId, (UserId, bool)>,
     /// Password resets on their way: the account and the code's hash.
     pub(super) resets: HashMap<ConnId, (UserId, TokenHash)>,
     /// Invite codes (hashed) of registrations on their way, by lowercase name.
@@ -191,6 +193,7 @@ impl Hub {
             password_changes: HashMap::new(),
             login_failures: HashMap::new(),
             resets: HashMap::new(),
+            deletions: HashMap::new(),
             invite_of: HashMap::new(),
             joining: HashMap::new(),
             announced: HashMap::new(),
@@ -217,6 +220,7 @@ impl Hub {
                     creating: 0,
                     admin: u.admin,
                     suspended: u.suspended,
+                    deleted_at: u.deleted_at,
                 },
             );
         }
@@ -354,14 +358,28 @@ impl Hub {
         self.users.get(&id).map_or("", |u| u.name.as_str())
     }
 
+    /// The live account with this name (a deleted one is nobody).
     pub(super) fn user_by_name(&self, name: &str) -> Option<UserId> {
-        self.user_by_name.get(&name.to_ascii_lowercase()).copied()
+        let id = self.user_by_name.get(&name.to_ascii_lowercase()).copied()?;
+        self.users
+            .get(&id)
+            .is_some_and(|u| u.deleted_at.is_none())
+            .then_some(id)
     }
 
     /// A message row rendered as the protocol's `message` object.
     pub(super) fn message_value(&self, row: &MessageRow) -> Value {
         let room = self.rooms.get(&row.room_id).map_or("", |r| r.name.as_str());
-        message_json(row, room, self.user_name(row.user_id))
+        let gone = self
+            .users
+            .get(&row.user_id)
+            .is_some_and(|u| u.deleted_at.is_some());
+        let user = if gone {
+            DELETED_USER
+        } else {
+            self.user_name(row.user_id)
+        };
+        message_json(row, room, user)
     }
 
     pub(super) fn auth_rate(&self) -> (f64, f64) {
@@ -543,6 +561,9 @@ impl Hub {
         }
     }
 }
+
+/// Who a deleted account's messages are shown as.
+pub(super) const DELETED_USER: &str = "deleted user";
 
 pub(super) fn unauthorized() -> Response {
     Response::error(401, "unauthorized", "missing, invalid or expired token")

@@ -38,6 +38,7 @@ impl Hub {
             Route::EndSession { id } => self.end_session(conn, req, id, now),
             Route::ChangePassword => self.change_password(conn, req, now),
             Route::ResetPassword => self.reset_password(conn, ip, req, now),
+            Route::DeleteAccount => self.delete_account(conn, req, now),
             Route::Registration => {
                 let mode = self.cfg.registration.as_str();
                 self.respond(conn, Response::json(200, &json!({ "mode": mode })));

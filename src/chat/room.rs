@@ -22,6 +22,8 @@ pub struct User {
     pub admin: bool,
     /// Suspended by an admin: no login, no WebSocket, until lifted.
     pub suspended: bool,
+    /// When the account was deleted (its name is held for `NAME_QUARANTINE_MS`).
+    pub deleted_at: Option<i64>,
 }
 
 /// An invitation to a private room, waiting for the invitee to join or decline.
@@ -50,6 +52,14 @@ pub struct Room {
 }
 
 impl Room {
+    /// A deleted account's messages in the ring become empty placeholders.
+    pub fn blank_messages_of(&mut self, user: i64) {
+        for m in self.ring.iter_mut().filter(|m| m.user_id == user) {
+            m.text.clear();
+            m.deleted = true;
+        }
+    }
+
     pub fn new(id: i64, name: String, private: bool, owner: Option<i64>) -> Room {
         Room {
             id,

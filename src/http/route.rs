@@ -38,6 +38,8 @@ pub enum Route {
     },
     /// `POST /account/password`.
     ChangePassword,
+    /// `DELETE /account`: the account goes.
+    DeleteAccount,
     /// `POST /account/reset`: a new password with a reset code.
     ResetPassword,
     /// `GET /registration`: who may register.
@@ -108,6 +110,12 @@ fn route_parts(method: &str, path: &str) -> Route {
             ("POST", Some(room)) => Route::Leave { room },
             ("POST", None) => Route::NotFound,
             _ => Route::MethodNotAllowed { allow: "POST" },
+        };
+    }
+    if path == "/account" {
+        return match method {
+            "DELETE" => Route::DeleteAccount,
+            _ => Route::MethodNotAllowed { allow: "DELETE" },
         };
     }
     if let Some(id) = path.strip_prefix("/account/sessions/") {
@@ -221,6 +229,11 @@ mod tests {
         );
         assert_eq!(route_parts("GET", "/invitations"), Route::Invitations);
         assert_eq!(route_parts("GET", "/account/sessions"), Route::Sessions);
+        assert_eq!(route_parts("DELETE", "/account"), Route::DeleteAccount);
+        assert_eq!(
+            route_parts("POST", "/account"),
+            Route::MethodNotAllowed { allow: "DELETE" }
+        );
         assert_eq!(
             route_parts("POST", "/admin/users/b%20b/disconnect"),
             Route::AdminDisconnect { user: "b b".into() }

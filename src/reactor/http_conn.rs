@@ -155,6 +155,7 @@ impl Server {
             | Route::EndSession { .. }
             | Route::ChangePassword
             | Route::ResetPassword
+            | Route::DeleteAccount
             | Route::Registration
             | Route::Search => {
                 let (id, ip) = (self.conns[key].id, self.conns[key].ip);

@@ -17,6 +17,7 @@ pub struct UserRow {
     pub last_seen: Option<i64>,
     pub admin: bool,
     pub suspended: bool,
+    pub deleted_at: Option<i64>,
 }
 
 /// One moderation action.
@@ -82,7 +83,9 @@ pub fn open_reader(path: &Path) -> Result<Connection, String> {
 /// Reads users, live tokens, rooms with their last `ring` messages, and memberships.
 pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
     let users = conn
-        .prepare("SELECT id, username, pw_hash, last_seen, admin, suspended FROM users")?
+        .prepare(
+            "SELECT id, username, pw_hash, last_seen, admin, suspended, deleted_at FROM users",
+        )?
         .query_map([], |r| {
             Ok(UserRow {
                 id: r.get(0)?,
@@ -91,6 +94,7 @@ pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
                 last_seen: r.get(3)?,
                 admin: r.get(4)?,
                 suspended: r.get(5)?,
+                deleted_at: r.get(6)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -195,7 +199,7 @@ pub fn set_admin(conn: &Connection, username: &str, admin: bool) -> rusqlite::Re
 /// Accounts with an id above `after`, oldest first (those another process added).
 pub fn users_after(conn: &Connection, after: i64) -> rusqlite::Result<Vec<UserRow>> {
     conn.prepare_cached(
-        "SELECT id, username, pw_hash, last_seen, admin, suspended FROM users WHERE id > ?1 ORDER BY id",
+        "SELECT id, username, pw_hash, last_seen, admin, suspended, deleted_at FROM users WHERE id > ?1 ORDER BY id",
     )?
     .query_map([after], |r| {
         Ok(UserRow {
@@ -205,6 +209,7 @@ pub fn users_after(conn: &Connection, after: i64) -> rusqlite::Result<Vec<UserRo
             last_seen: r.get(3)?,
             admin: r.get(4)?,
             suspended: r.get(5)?,
+            deleted_at: r.get(6)?,
         })
     })?
     .collect()

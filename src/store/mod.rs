@@ -75,6 +75,11 @@ pub enum StoreOp {
         /// With `--registration invite`: the invite code's hash, used up by this.
         invite: Option<TokenHash>,
     },
+    /// Deletes an account: its tokens, memberships and invitations go, its messages stay
+    /// as empty placeholders, its name is held (`NAME_QUARANTINE_MS`).
+    DeleteAccount {
+        user_id: UserId,
+    },
     /// An invite code for `--registration invite`.
     CreateInvite {
         hash: TokenHash,

@@ -92,6 +92,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tokens ADD COLUMN ip TEXT;
     ALTER TABLE tokens ADD COLUMN user_agent TEXT;
     CREATE INDEX tokens_by_user ON tokens(user_id);
+    -- A deleted account keeps its row (its name is held for a quarantine, its messages
+    -- stay as placeholders), without a password.
+    ALTER TABLE users ADD COLUMN deleted_at INTEGER;
     -- One-time password reset codes (`chatterbox admin reset-password`), stored hashed.
     CREATE TABLE reset_codes (
         hash       BLOB PRIMARY KEY,

@@ -189,6 +189,27 @@ fn is_error(o: &Outcome) -> bool {
     }
 }
 
+fn delete_account(tx: &Transaction, user: UserId) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE messages SET text = '', deleted = 1 WHERE user_id = ?1 AND deleted = 0",
+        [user],
+    )?;
+    for sql in [
+        "DELETE FROM tokens WHERE user_id = ?1",
+        "DELETE FROM members WHERE user_id = ?1",
+        "DELETE FROM invitations WHERE user_id = ?1 OR by_id = ?1",
+        "DELETE FROM reset_codes WHERE user_id = ?1",
+        "UPDATE rooms SET owner_id = NULL WHERE owner_id = ?1",
+    ] {
+        tx.execute(sql, [user])?;
+    }
+    tx.execute(
+        "UPDATE users SET pw_hash = '', admin = 0, deleted_at = ?2 WHERE id = ?1",
+        params![user, now_ms()],
+    )?;
+    Ok(())
+}
+
 /// Uses up the reset code if there is one (refused: `Forbidden`), stores the new hash and
 /// revokes every token but `keep`.
 fn set_password(
@@ -285,6 +306,13 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
                     )
                     .map(|n| n == 1),
             };
+            // A name whose account was deleted long enough ago is free again: the old
+            // row keeps its messages under a name nobody can take.
+            let freed = tx.execute(
+                "UPDATE users SET username_lc = username_lc || '#' || id WHERE username_lc = ?1 AND deleted_at IS NOT NULL AND deleted_at < ?2",
+                params![username.to_ascii_lowercase(), now_ms() - crate::config::NAME_QUARANTINE_MS],
+            );
+            let used = freed.and(used);
             let result = match used {
                 Ok(false) => Err(StoreError::Forbidden),
                 Err(e) => Err(note(e)),
@@ -363,6 +391,10 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
                 .map_err(&mut note)
                 .and_then(|r| r),
         },
+        StoreOp::DeleteAccount { user_id } => written(
+            delete_account(tx, *user_id).map(|_| 0),
+            &mut note,
+        ),
         StoreOp::CreateInvite {
             hash,
             uses,

@@ -148,3 +148,25 @@ fn failed_logins_are_throttled_per_account_from_anywhere() {
     w.advance(1_200_001);
     assert_eq!(login_with(&mut w, "alice", "password1").0, 200);
 }
+
+#[test]
+fn a_deleted_accounts_name_is_held_for_the_quarantine_then_free() {
+    let mut w = world();
+    let t = w.login("alice");
+    let s = w.socket_with(&t);
+    let body = json!({"password": "password1"});
+    let (st, _) = w.http(Route::DeleteAccount, "DELETE", "/account", Some(&t), body);
+    assert_eq!(st, 204);
+    assert_eq!(w.closed, vec![(s, 4001)]);
+    assert_eq!(login_with(&mut w, "alice", "password1").0, 401);
+    assert_eq!(w.register("ALICE").0, 409, "not at once");
+    w.advance(crate::config::NAME_QUARANTINE_MS as u64 - 1000);
+    assert_eq!(w.register("alice").0, 409, "not within the quarantine");
+    w.advance(2000);
+    assert_eq!(w.register("alice").0, 201, "free after it");
+    assert_eq!(
+        login_with(&mut w, "alice", "password1").0,
+        200,
+        "the new alice"
+    );
+}

@@ -39,6 +39,12 @@ impl Hub {
             Route::ChangePassword => self.change_password(conn, req, now),
             Route::ResetPassword => self.reset_password(conn, ip, req, now),
             Route::DeleteAccount => self.delete_account(conn, req, now),
+            Route::RoomInfo { room } => {
+                if let Some(user) = self.http_user(conn, req, now) {
+                    let resp = self.room_info(user, room);
+                    self.respond(conn, resp);
+                }
+            }
             Route::Registration => {
                 let mode = self.cfg.registration.as_str();
                 self.respond(conn, Response::json(200, &json!({ "mode": mode })));
@@ -109,6 +115,30 @@ impl Hub {
             return None;
         }
         Some(user)
+    }
+
+    /// `GET /rooms/NAME`: whether the name is taken, and what the user may know of it.
+    /// Someone else's conversation does not exist for them (as everywhere else).
+    fn room_info(&self, user: UserId, name: &str) -> Response {
+        let room = self
+            .room_by_name
+            .get(name)
+            .and_then(|id| self.rooms.get(id))
+            .filter(|r| !(super::ws::is_dm(&r.name) && !r.is_member(user)));
+        let Some(r) = room else {
+            if self.creating.contains_key(name) && !super::ws::is_dm(name) {
+                return Response::json(200, &json!({ "name": name, "exists": true }));
+            }
+            return Response::error(404, "no_such_room", "no room by that name");
+        };
+        let member = r.is_member(user);
+        let mut v =
+            json!({ "name": r.name, "exists": true, "private": r.private, "member": member });
+        if !r.private || member {
+            v["members"] = json!(r.members.len());
+            v["online_count"] = json!(r.online.len());
+        }
+        Response::json(200, &v)
     }
 
     /// `GET /rooms?q=&after=&limit=`: the rooms the user may see, by name, one page.

@@ -191,7 +191,12 @@ impl Hub {
                 (recent[recent.len() - n..].to_vec(), true, None)
             }
         };
+        // Whether anything older than this history exists (page it with `history`).
+        let has_more = history.first().is_some_and(|first| {
+            room.evicted_max > 0 || room.ring.front().is_some_and(|m| m.id < first.id)
+        });
         let mut v = self.joined_value(room_id, &history, complete);
+        v["has_more"] = json!(has_more);
         if let Some(after) = next {
             v["continue_after"] = json!(after);
         }

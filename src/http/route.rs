@@ -13,6 +13,10 @@ pub enum Route {
     History {
         room: String,
     },
+    /// `GET /rooms/{room}`: whether it exists, and what it is.
+    RoomInfo {
+        room: String,
+    },
     /// `POST /rooms/{room}/leave`.
     Leave {
         room: String,
@@ -128,6 +132,15 @@ fn route_parts(method: &str, path: &str) -> Route {
             _ => Route::MethodNotAllowed { allow: "DELETE" },
         };
     }
+    if let Some(raw) = path.strip_prefix("/rooms/") {
+        if !raw.is_empty() && !raw.contains('/') {
+            return match (method, percent_decode(raw)) {
+                ("GET", Some(room)) => Route::RoomInfo { room },
+                ("GET", None) => Route::NotFound,
+                _ => Route::MethodNotAllowed { allow: "GET" },
+            };
+        }
+    }
     if let Some(rest) = path.strip_prefix("/admin/users/") {
         let (user, action) = match rest.rsplit_once('/') {
             Some((u, a @ ("suspend" | "unsuspend" | "disconnect"))) => (u, a),
@@ -230,6 +243,11 @@ mod tests {
         assert_eq!(route_parts("GET", "/invitations"), Route::Invitations);
         assert_eq!(route_parts("GET", "/account/sessions"), Route::Sessions);
         assert_eq!(route_parts("DELETE", "/account"), Route::DeleteAccount);
+        assert_eq!(
+            route_parts("GET", "/rooms/a%2Db"),
+            Route::RoomInfo { room: "a-b".into() }
+        );
+        assert_eq!(route_parts("GET", "/rooms/"), Route::Asset);
         assert_eq!(
             route_parts("POST", "/account"),
             Route::MethodNotAllowed { allow: "DELETE" }

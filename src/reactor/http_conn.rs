@@ -156,6 +156,7 @@ impl Server {
             | Route::ChangePassword
             | Route::ResetPassword
             | Route::DeleteAccount
+            | Route::RoomInfo { .. }
             | Route::Registration
             | Route::Search => {
                 let (id, ip) = (self.conns[key].id, self.conns[key].ip);

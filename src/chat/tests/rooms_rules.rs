@@ -441,3 +441,46 @@ fn member_pages_say_more_only_when_there_is_more() {
     );
     assert_eq!(m["more"], false);
 }
+
+#[test]
+fn joined_says_whether_older_history_exists_and_rooms_can_be_looked_up() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    let got = w.ws(a, json!({"type": "join", "room": "quiet"}));
+    assert_eq!(World::one(&got, "joined")["has_more"], false);
+    // join_history is 5 in the test config.
+    for i in 0..6 {
+        w.send(a, "quiet", &format!("m{i}"));
+    }
+    let got = w.ws(a, json!({"type": "join", "room": "quiet"}));
+    assert_eq!(World::one(&got, "joined")["has_more"], true);
+    let token = w.login("bob");
+    let info = |w: &mut World, name: &str| {
+        let path = format!("/rooms/{name}");
+        let route = crate::http::Route::RoomInfo { room: name.into() };
+        w.http(route, "GET", &path, Some(&token), serde_json::Value::Null)
+    };
+    let (s, v) = info(&mut w, "quiet");
+    assert_eq!(
+        (s, &v["exists"], &v["member"], &v["members"]),
+        (200, &json!(true), &json!(false), &json!(1))
+    );
+    assert_eq!(info(&mut w, "nothing-here").0, 404);
+    w.ws(
+        a,
+        json!({"type": "create_room", "room": "secret", "private": true}),
+    );
+    let (s, v) = info(&mut w, "secret");
+    assert_eq!((s, &v["private"]), (200, &json!(true)));
+    assert!(
+        v.get("members").is_none(),
+        "no counts for a private room one is not in"
+    );
+    let c = w.socket("carol");
+    w.ws(c, json!({"type": "dm", "to": "alice", "text": "hi"}));
+    assert_eq!(
+        info(&mut w, "dm:alice:carol").0,
+        404,
+        "someone else's conversation"
+    );
+}

@@ -63,6 +63,46 @@ fn logins_are_budgeted_per_address() {
 }
 
 #[test]
+fn a_refused_login_says_exactly_how_long_to_wait() {
+    let mut w = World::new();
+    let per_minute = w.hub.cfg.auth_per_minute as u64;
+    for _ in 0..per_minute {
+        assert_ne!(w.register("someone").0, 429);
+    }
+    assert_eq!(w.hub.stats.rate_limited, 0);
+    let body = json!({"username": "another", "password": "password1"});
+    let resp = w.http_response(Route::Register, "POST", "/register", None, body.clone());
+    assert_eq!(resp.status, 429);
+    assert_eq!(w.hub.stats.rate_limited, 1, "counted for /metrics");
+    // One attempt every 60/per_minute s, rounded up to the next millisecond; the header
+    // rounds up to whole seconds.
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    let ms = 60_000 / per_minute + 1;
+    assert_eq!(v["retry_after_ms"], ms);
+    let header = resp.headers.iter().find(|(n, _)| *n == "Retry-After");
+    assert_eq!(header.unwrap().1, ms.div_ceil(1000).to_string());
+    // Waiting exactly that long is enough.
+    w.advance(ms);
+    assert_eq!(w.register("another").0, 201);
+}
+
+#[test]
+fn a_password_pool_failure_is_a_server_error_and_frees_the_name() {
+    let mut w = World::new();
+    // The pool is down: the client may retry later (503, as for the store).
+    w.auth_error = Some(crate::auth::pool::POOL_DOWN.to_string());
+    let (s, v) = w.register("alice");
+    assert_eq!((s, v["error"].as_str()), (503, Some("overloaded")));
+    // Hashing itself failed: an internal error.
+    w.auth_error = Some("out of memory".into());
+    let (s, v) = w.register("alice");
+    assert_eq!((s, v["error"].as_str()), (500, Some("internal")));
+    // Neither attempt kept the name reserved.
+    w.auth_error = None;
+    assert_eq!(w.register("alice").0, 201);
+}
+
+#[test]
 fn logout_revokes_the_token_and_closes_its_sockets_only() {
     let mut w = World::new();
     let t1 = w.login("alice");

@@ -44,6 +44,8 @@ pub(super) struct World {
     pub resumed: Vec<ConnId>,
     /// Rooms the fake database has.
     rooms_on_disk: std::collections::HashSet<i64>,
+    /// While `Some`, the password pool fails every job with this error.
+    pub auth_error: Option<String>,
 }
 
 pub(super) fn config() -> Config {
@@ -91,6 +93,7 @@ impl World {
             held_writes: None,
             resumed: Vec::new(),
             rooms_on_disk: [1].into(),
+            auth_error: None,
         }
     }
 
@@ -161,11 +164,18 @@ impl World {
                     queue.extend(self.hub.completed(c, self.now));
                 }
                 Effect::Auth(job) => {
+                    let failed = self.auth_error.clone();
                     let outcome = match job.op {
                         AuthOp::Hash { username, password } => Outcome::Hashed {
                             username,
-                            phc: Ok(format!("fake${password}")),
+                            phc: match failed {
+                                Some(e) => Err(e),
+                                None => Ok(format!("fake${password}")),
+                            },
                         },
+                        AuthOp::Verify { .. } if failed.is_some() => {
+                            Outcome::Verified(Err(failed.unwrap()))
+                        }
                         AuthOp::Verify {
                             user_id,
                             password,
@@ -349,6 +359,20 @@ impl World {
         token: Option<&str>,
         body: Value,
     ) -> (u16, Value) {
+        let resp = self.http_response(route, method, path_query, token, body);
+        let body = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+        (resp.status, body)
+    }
+
+    /// Like `http`, with the whole response (its headers too).
+    pub fn http_response(
+        &mut self,
+        route: Route,
+        method: &str,
+        path_query: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Response {
         let conn = self.conn();
         let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
         let mut headers = Vec::new();
@@ -370,9 +394,7 @@ impl World {
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let fx = self.hub.handle_http(conn, ip, &route, &req, self.now);
         self.run(fx);
-        let resp = self.responses.remove(&conn).expect("an HTTP answer");
-        let body = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-        (resp.status, body)
+        self.responses.remove(&conn).expect("an HTTP answer")
     }
 
     pub fn register(&mut self, name: &str) -> (u16, Value) {

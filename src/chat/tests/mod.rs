@@ -6,6 +6,7 @@
 mod confirm_rules;
 mod http_rules;
 mod rooms_rules;
+mod snapshot_rules;
 mod ws_rules;
 
 use super::{Effect, Except, Hub};
@@ -56,26 +57,38 @@ pub(super) fn config() -> Config {
     }
 }
 
+/// The database of a fresh install: no users, the room `general`.
+pub(super) fn snapshot() -> Snapshot {
+    Snapshot {
+        users: Vec::new(),
+        tokens: Vec::new(),
+        rooms: vec![RoomRow {
+            id: 1,
+            name: "general".into(),
+            private: false,
+            owner: None,
+            recent: Vec::new(),
+        }],
+        members: Vec::new(),
+        invitations: Vec::new(),
+        audit: Vec::new(),
+    }
+}
+
 impl World {
     pub fn new() -> World {
         World::with_config(config())
     }
 
     pub fn with_config(cfg: Config) -> World {
-        let snap = Snapshot {
-            users: Vec::new(),
-            tokens: Vec::new(),
-            rooms: vec![RoomRow {
-                id: 1,
-                name: "general".into(),
-                private: false,
-                owner: None,
-                recent: Vec::new(),
-            }],
-            members: Vec::new(),
-            invitations: Vec::new(),
-            audit: Vec::new(),
-        };
+        World::restarted(snapshot(), cfg)
+    }
+
+    /// A server started on a database that already holds `snap`.
+    pub fn restarted(snap: Snapshot, cfg: Config) -> World {
+        let next_user = snap.users.iter().map(|u| u.id + 1).max().unwrap_or(1);
+        let rooms_on_disk = snap.rooms.iter().map(|r| r.id).collect();
+        let messages = snap.rooms.iter().flat_map(|r| r.recent.clone()).collect();
         World {
             hub: Hub::from_snapshot(snap, cfg),
             now: Now {
@@ -86,13 +99,13 @@ impl World {
             closed: Vec::new(),
             responses: HashMap::new(),
             writes: Vec::new(),
-            messages: Vec::new(),
-            next_user: 1,
+            messages,
+            next_user,
             next_serial: 1,
             storage_ok: true,
             held_writes: None,
             resumed: Vec::new(),
-            rooms_on_disk: [1].into(),
+            rooms_on_disk,
             auth_error: None,
         }
     }

@@ -247,6 +247,16 @@ mod tests {
         says(UpgradeError::BadVersion, "Sec-WebSocket-Version: 13");
         says(UpgradeError::BadKey, "Sec-WebSocket-Key");
         says(UpgradeError::ForeignOrigin, "Origin");
+        // Status and error code of each refusal (426 asks for a proper upgrade).
+        let answer = |e: UpgradeError| (e.status(), e.code());
+        assert_eq!(
+            answer(UpgradeError::MethodNotAllowed),
+            (405, "method_not_allowed")
+        );
+        assert_eq!(answer(UpgradeError::NotAnUpgrade), (426, "bad_request"));
+        assert_eq!(answer(UpgradeError::BadVersion), (426, "bad_request"));
+        assert_eq!(answer(UpgradeError::BadKey), (400, "bad_request"));
+        assert_eq!(answer(UpgradeError::ForeignOrigin), (403, "forbidden"));
     }
 
     #[test]

@@ -58,8 +58,10 @@ fn user_room_and_online_counts_for_metrics() {
     w.socket("alice");
     w.socket("alice");
     assert_eq!(w.hub.users_online(), 1);
+    assert_eq!(w.hub.online_names(), ["alice"]);
     let b = w.socket("bob");
     assert_eq!(w.hub.users_online(), 2);
+    assert_eq!(w.hub.online_names(), ["alice", "bob"]);
     w.register("carol");
     assert_eq!(w.hub.user_count(), 3);
     World::one(
@@ -67,4 +69,16 @@ fn user_room_and_online_counts_for_metrics() {
         "joined",
     );
     assert_eq!(w.hub.room_count(), 3);
+    // (name, private, members, online) for the admin's stats; carol is a member of
+    // general, not online.
+    let mut rooms = w.hub.room_summaries();
+    rooms.sort();
+    assert_eq!(
+        rooms,
+        [
+            ("bobs", false, 1, 1),
+            ("general", false, 3, 2),
+            ("mine", false, 1, 1)
+        ]
+    );
 }

@@ -82,3 +82,41 @@ fn user_room_and_online_counts_for_metrics() {
         ]
     );
 }
+
+#[test]
+fn tokens_from_before_a_restart_last_until_their_expiry() {
+    let mut snap = alice_owns_a_room();
+    let expires_at = 1_800_000_001_000;
+    snap.tokens = vec![(crate::auth::hash_token("tok-alice"), 1, expires_at)];
+    let mut w = World::restarted(snap, super::config());
+    assert_eq!(w.now.wall_ms, expires_at - 1000);
+    w.advance(999);
+    w.socket_with("tok-alice");
+    // At the expiry instant the token no longer opens a socket.
+    w.advance(1);
+    let conn = w.conn();
+    let refused = w.hub.open_socket(conn, "tok-alice", w.now).err();
+    assert_eq!(refused.map(|r| r.status), Some(401));
+}
+
+#[test]
+fn rooms_created_after_a_restart_get_fresh_ids() {
+    let mut w = World::restarted(alice_owns_a_room(), super::config());
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    w.take(a);
+    World::one(
+        &w.ws(b, json!({"type": "create_room", "room": "fresh"})),
+        "joined",
+    );
+    assert_eq!(w.hub.room_count(), 3);
+    let m = w.send(b, "fresh", "only for fresh");
+    assert_eq!(m["room"], "fresh");
+    assert!(w.take(a).is_empty(), "alice is not in fresh");
+    // general and mine are still there, with their members.
+    let m = w.send(a, "general", "hello");
+    assert_eq!(m["room"], "general");
+    assert_eq!(World::one(&w.take(b), "message")["text"], "hello");
+    assert_eq!(w.send(a, "mine", "mine too")["room"], "mine");
+    assert!(w.take(b).is_empty(), "bob is not in mine");
+}

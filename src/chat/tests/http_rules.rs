@@ -87,6 +87,35 @@ fn a_refused_login_says_exactly_how_long_to_wait() {
 }
 
 #[test]
+fn pruning_forgets_refilled_login_budgets_only() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut w = World::new();
+    let login = |w: &mut World| {
+        let body = json!({"username": "nobody", "password": "password1"});
+        w.http(Route::Login, "POST", "/login", None, body).0
+    };
+    let per_minute = w.hub.cfg.auth_per_minute as u64;
+    // One address spends its whole budget...
+    for _ in 0..per_minute {
+        assert_eq!(login(&mut w), 401);
+    }
+    assert_eq!(login(&mut w), 429);
+    // ...and many others try once each.
+    for i in 0..crate::config::IP_BUCKETS_PRUNE_AT as u32 {
+        w.client_ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+        assert_eq!(login(&mut w), 401);
+    }
+    // One attempt's worth later, every budget but the first is full again.
+    w.advance(60_000 / per_minute);
+    w.hub.prune(w.now);
+    assert_eq!(w.hub.ip_buckets.len(), 1, "refilled budgets are forgotten");
+    // The first address is still limited: one attempt came back, not the whole budget.
+    w.client_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    assert_eq!(login(&mut w), 401);
+    assert_eq!(login(&mut w), 429);
+}
+
+#[test]
 fn a_password_pool_failure_is_a_server_error_and_frees_the_name() {
     let mut w = World::new();
     // The pool is down: the client may retry later (503, as for the store).

@@ -47,6 +47,8 @@ pub(super) struct World {
     rooms_on_disk: std::collections::HashSet<i64>,
     /// While `Some`, the password pool fails every job with this error.
     pub auth_error: Option<String>,
+    /// The address HTTP requests come from.
+    pub client_ip: IpAddr,
 }
 
 pub(super) fn config() -> Config {
@@ -107,6 +109,7 @@ impl World {
             resumed: Vec::new(),
             rooms_on_disk,
             auth_error: None,
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 
@@ -404,8 +407,9 @@ impl World {
             },
             keep_alive: true,
         };
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let fx = self.hub.handle_http(conn, ip, &route, &req, self.now);
+        let fx = self
+            .hub
+            .handle_http(conn, self.client_ip, &route, &req, self.now);
         self.run(fx);
         self.responses.remove(&conn).expect("an HTTP answer")
     }

@@ -471,3 +471,48 @@ fn admins_remove_a_user_from_a_room() {
     let (_, v) = w.admin(Route::AdminAudit, "/admin/audit", &boss, Value::Null);
     assert_eq!(v["entries"][0]["target"], "mallory from ops");
 }
+
+#[test]
+fn flags_changed_outside_are_followed_and_audited() {
+    let mut w = World::new();
+    let boss = w.login("boss");
+    w.make_admin("boss");
+    let c = w.socket("carol");
+    let token = w.login("carol");
+    let carol = w.hub.user_by_name("carol").unwrap();
+    w.db_flags(vec![(carol, true, false)]);
+    assert!(w.closed.is_empty(), "granting admin closes nothing");
+    w.db_flags(vec![(carol, false, true)]);
+    assert_eq!(w.closed, vec![(c, 4001)]);
+    assert_eq!(
+        w.http(Route::Rooms, "GET", "/rooms", Some(&token), Value::Null)
+            .0,
+        401
+    );
+    let audit = |w: &mut World| {
+        let (_, v) = w.admin(Route::AdminAudit, "/admin/audit", &boss, Value::Null);
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{} {}", e["action"].as_str().unwrap(), e["target"]))
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(
+        audit(&mut w),
+        [
+            "revoke_admin \"carol\"",
+            "grant_admin \"carol\"",
+            "grant_admin \"boss\""
+        ]
+    );
+    // The newest AUDIT_KEPT entries are kept.
+    let kept = crate::store::load::AUDIT_KEPT;
+    for i in 0..kept {
+        w.db_flags(vec![(carol, i % 2 == 0, true)]);
+    }
+    let entries = audit(&mut w);
+    assert_eq!(entries.len(), kept);
+    assert_eq!(entries[0], "revoke_admin \"carol\"");
+    assert_eq!(entries[kept - 1], "grant_admin \"carol\"");
+}

@@ -477,9 +477,15 @@ impl World {
     /// Makes `name` an admin the way the database watcher would report it.
     pub fn make_admin(&mut self, name: &str) {
         let id = self.hub.user_by_name(name).unwrap();
+        self.db_flags(vec![(id, true, false)]);
+    }
+
+    /// Reports accounts' (admin, suspended) flags as changed in the database by
+    /// `chatterbox admin`, the way the database watcher does.
+    pub fn db_flags(&mut self, flags: Vec<(i64, bool, bool)>) {
         let c = Completion {
             reply: None,
-            outcome: Outcome::Flags(vec![(id, true, false)]),
+            outcome: Outcome::Flags(flags),
         };
         let fx = self.hub.completed(c, self.now);
         self.run(fx);

@@ -72,6 +72,27 @@ mod tests {
     }
 
     #[test]
+    fn partial_refill_and_exact_waits() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let (rate, burst) = (4.0, 2.0);
+        let mut b = Bucket::new(burst, t0);
+        assert!(b.take(rate, burst, t0).is_ok());
+        assert!(b.take(rate, burst, t0).is_ok());
+        // Empty: one token comes back in 1/rate s.
+        assert_eq!(b.take(rate, burst, t0), Err(ms(250)));
+        // Half a token after 125 ms: the rest takes 125 ms more.
+        assert_eq!(b.take(rate, burst, t0 + ms(125)), Err(ms(125)));
+        assert_eq!(b.take(rate, burst, t0 + ms(250)), Ok(()));
+        assert_eq!(b.take(rate, burst, t0 + ms(250)), Err(ms(250)));
+        // Full again two tokens (500 ms) later, not a millisecond before.
+        assert!(!b.is_full(rate, burst, t0 + ms(749)));
+        assert!(b.is_full(rate, burst, t0 + ms(750)));
+        assert!(!Bucket::new(1.5, t0).is_full(rate, burst, t0));
+        assert!(Bucket::new(2.0, t0).is_full(rate, burst, t0));
+    }
+
+    #[test]
     fn per_minute_limit() {
         let t0 = Instant::now();
         let (rate, burst) = (10.0 / 60.0, 10.0);

@@ -299,6 +299,99 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_inclusive() {
+        let tiny = Limits {
+            max_header_bytes: 40,
+            max_headers: 2,
+            max_body_bytes: 3,
+        };
+        // A head of exactly 40 bytes is accepted, 41 is not.
+        let head = |pad: usize| format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(pad));
+        assert_eq!(head(17).len(), 40);
+        assert!(parse(head(17).as_bytes(), &tiny).unwrap().is_some());
+        assert_eq!(
+            parse(head(18).as_bytes(), &tiny),
+            Err(HttpError::HeadersTooLarge)
+        );
+        // An incomplete head may reach the limit while more is awaited, not pass it.
+        let part = head(17);
+        assert_eq!(parse(&part.as_bytes()[..40 - 2], &tiny), Ok(None));
+        let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(21));
+        assert_eq!(long.len(), 40);
+        assert_eq!(parse(long.as_bytes(), &tiny), Ok(None));
+        let longer = format!("{long}a");
+        assert_eq!(
+            parse(longer.as_bytes(), &tiny),
+            Err(HttpError::HeadersTooLarge)
+        );
+        // Two headers are allowed, three are not.
+        assert!(parse(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", &tiny)
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", &tiny),
+            Err(HttpError::HeadersTooLarge)
+        );
+        // A body of exactly 3 bytes is accepted, 4 is refused before it arrives.
+        let (n, r) = parse(b"PUT / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcd", &tiny)
+            .unwrap()
+            .unwrap();
+        assert_eq!((n, r.body.as_slice()), (40, &b"abc"[..]));
+        assert_eq!(
+            parse(b"PUT / HTTP/1.1\r\nContent-Length: 4\r\n\r\n", &tiny),
+            Err(HttpError::PayloadTooLarge)
+        );
+    }
+
+    #[test]
+    fn each_error_has_its_status_and_says_why() {
+        let cases = [
+            (
+                HttpError::BadRequest("malformed HTTP request"),
+                400,
+                "malformed",
+            ),
+            (HttpError::LengthRequired, 411, "Content-Length"),
+            (HttpError::PayloadTooLarge, 413, "body too large"),
+            (HttpError::HeadersTooLarge, 431, "header section too large"),
+            (HttpError::VersionNotSupported, 505, "HTTP/1.1"),
+        ];
+        for (e, status, says) in cases {
+            assert_eq!(e.status(), status, "{e:?}");
+            assert!(e.message().contains(says), "{e:?}: {}", e.message());
+        }
+        assert_eq!(
+            parse(b"GET / HTTP/2.0\r\n\r\n", &LIMITS),
+            Err(HttpError::VersionNotSupported)
+        );
+        assert_eq!(
+            parse(b"GET http://a/ HTTP/1.1\r\n\r\n", &LIMITS),
+            Err(HttpError::BadRequest(
+                "request target must be an absolute path"
+            ))
+        );
+        // The same Content-Length twice is not a conflict.
+        let twice = b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab";
+        assert_eq!(parse(twice, &LIMITS).unwrap().unwrap().1.body, b"ab");
+    }
+
+    #[test]
+    fn headers_by_name() {
+        let req = parse(
+            b"GET / HTTP/1.1\r\nX-A: first\r\nConnection: keep-alive, Upgrade\r\nX-A: second\r\n\r\n",
+            &LIMITS,
+        )
+        .unwrap()
+        .unwrap()
+        .1;
+        assert_eq!(req.header("x-a"), Some("first"));
+        assert_eq!(req.header("x-b"), None);
+        assert!(req.header_has_token("connection", "upgrade"));
+        assert!(!req.header_has_token("connection", "close"));
+        assert!(!req.header_has_token("x-a", "upgrade"));
+    }
+
+    #[test]
     fn keep_alive_follows_version_and_connection() {
         let r = |s: &str| parse(s.as_bytes(), &LIMITS).unwrap().unwrap().1.keep_alive;
         assert!(r("GET / HTTP/1.1\r\n\r\n"));
@@ -324,5 +417,28 @@ mod tests {
         .unwrap()
         .1;
         assert_eq!(req.bearer(), Some("abc"));
+        let bearer = |auth: &str| {
+            let raw = format!("GET /?a=1&b=%41%42+c HTTP/1.1\r\nAuthorization: {auth}\r\n\r\n");
+            let req = parse(raw.as_bytes(), &LIMITS).unwrap().unwrap().1;
+            assert_eq!(req.query_param("b").as_deref(), Some("AB c"));
+            req.bearer().map(str::to_string)
+        };
+        assert_eq!(bearer("bearer xyz").as_deref(), Some("xyz"));
+        assert_eq!(bearer("Bearer   "), None);
+        assert_eq!(bearer("Basic xyz"), None);
+        assert_eq!(bearer("xyz"), None);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c%2b").as_deref(), Some("a b c+"));
+        assert_eq!(percent_decode("%41%42%43").as_deref(), Some("ABC"));
+        assert_eq!(percent_decode("x%4").as_deref(), None);
+        assert_eq!(percent_decode("x%").as_deref(), None);
+        assert_eq!(percent_decode("%ff").as_deref(), None, "not UTF-8");
+        assert_eq!(percent_decode("").as_deref(), Some(""));
+        assert_eq!(query_param("tok=1&token=2", "token").as_deref(), Some("2"));
+        assert_eq!(query_param("flag&x=1", "flag").as_deref(), Some(""));
+        assert_eq!(query_param("%74oken=3", "token").as_deref(), Some("3"));
     }
 }

@@ -217,6 +217,62 @@ mod tests {
     }
 
     #[test]
+    fn key_must_be_24_base64_characters_ending_in_padding() {
+        let with_key = |key: &str| GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", key);
+        let check = |key: &str| validate_upgrade(&req(&with_key(key), "GET"), &[]);
+        // '+' and '/' are part of the standard base64 alphabet.
+        assert!(check("ab+/ab+/ab+/ab+/ab+/ab==").is_ok());
+        assert!(check("++++++++++++++++++++++==").is_ok());
+        assert!(check("//////////////////////==").is_ok());
+        // 24 characters but no padding: 18 bytes, not 16.
+        assert_eq!(check("dGhlIHNhbXBsZSBub25jZQAA"), Err(UpgradeError::BadKey));
+        // URL-safe base64 and stray characters are not the alphabet of the RFC.
+        assert_eq!(check("dGhlIHNhbXBsZSBub25jZ-=="), Err(UpgradeError::BadKey));
+        assert_eq!(check("dGhlIHNhbXBsZSBub25jZ_=="), Err(UpgradeError::BadKey));
+        assert_eq!(check("dGhlIHNhbXBsZSBub25j.Q=="), Err(UpgradeError::BadKey));
+        assert_eq!(check("dGhlIHNhbXBsZSBub25jZQ="), Err(UpgradeError::BadKey));
+        assert_eq!(
+            check("dGhlIHNhbXBsZSBub25jZQ==="),
+            Err(UpgradeError::BadKey)
+        );
+    }
+
+    #[test]
+    fn refusals_say_what_to_fix() {
+        let says = |e: UpgradeError, what: &str| {
+            assert!(e.message().contains(what), "{e:?}: {}", e.message());
+        };
+        says(UpgradeError::MethodNotAllowed, "GET");
+        says(UpgradeError::NotAnUpgrade, "Upgrade: websocket");
+        says(UpgradeError::BadVersion, "Sec-WebSocket-Version: 13");
+        says(UpgradeError::BadKey, "Sec-WebSocket-Key");
+        says(UpgradeError::ForeignOrigin, "Origin");
+        // Status and error code of each refusal (426 asks for a proper upgrade).
+        let answer = |e: UpgradeError| (e.status(), e.code());
+        assert_eq!(
+            answer(UpgradeError::MethodNotAllowed),
+            (405, "method_not_allowed")
+        );
+        assert_eq!(answer(UpgradeError::NotAnUpgrade), (426, "bad_request"));
+        assert_eq!(answer(UpgradeError::BadVersion), (426, "bad_request"));
+        assert_eq!(answer(UpgradeError::BadKey), (400, "bad_request"));
+        assert_eq!(answer(UpgradeError::ForeignOrigin), (403, "forbidden"));
+    }
+
+    #[test]
+    fn switching_protocols_response_is_exact() {
+        let accept = validate_upgrade(&req(GOOD, "GET"), &[]).unwrap();
+        assert_eq!(
+            String::from_utf8(upgrade_response(&accept)).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\n\
+             Upgrade: websocket\r\n\
+             Connection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+             \r\n"
+        );
+    }
+
+    #[test]
     fn text_frame_is_unmasked_and_complete() {
         assert_eq!(text_frame("hi".into()), vec![0x81, 2, b'h', b'i']);
         let long = text_frame("x".repeat(300));

@@ -187,3 +187,20 @@ fn a_socket_closed_while_its_join_is_on_the_way() {
         .iter()
         .all(|op| !matches!(op, StoreOp::Insert { .. })));
 }
+
+#[test]
+fn rooms_being_created_count_toward_the_owned_cap() {
+    let mut cfg = super::config();
+    cfg.max_rooms_owned = 1;
+    let mut w = World::with_config(cfg);
+    let a1 = w.socket("alice");
+    let a2 = w.socket("alice");
+    w.held_writes = Some(Vec::new());
+    w.ws(a1, json!({"type": "create_room", "room": "y"}));
+    // y is not on disk yet, but it is alice's one room.
+    let got = w.ws(a2, json!({"type": "create_room", "room": "z"}));
+    assert_eq!(error(&got).0, "forbidden", "{got:?}");
+    w.release_writes(&[]);
+    assert!(w.hub.room_by_name.contains_key("y"));
+    assert!(!w.hub.room_by_name.contains_key("z"));
+}

@@ -63,6 +63,75 @@ fn logins_are_budgeted_per_address() {
 }
 
 #[test]
+fn a_refused_login_says_exactly_how_long_to_wait() {
+    let mut w = World::new();
+    let per_minute = w.hub.cfg.auth_per_minute as u64;
+    for _ in 0..per_minute {
+        assert_ne!(w.register("someone").0, 429);
+    }
+    assert_eq!(w.hub.stats.rate_limited, 0);
+    let body = json!({"username": "another", "password": "password1"});
+    let resp = w.http_response(Route::Register, "POST", "/register", None, body.clone());
+    assert_eq!(resp.status, 429);
+    assert_eq!(w.hub.stats.rate_limited, 1, "counted for /metrics");
+    // One attempt every 60/per_minute s, rounded up to the next millisecond; the header
+    // rounds up to whole seconds.
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    let ms = 60_000 / per_minute + 1;
+    assert_eq!(v["retry_after_ms"], ms);
+    let header = resp.headers.iter().find(|(n, _)| *n == "Retry-After");
+    assert_eq!(header.unwrap().1, ms.div_ceil(1000).to_string());
+    // Waiting exactly that long is enough.
+    w.advance(ms);
+    assert_eq!(w.register("another").0, 201);
+}
+
+#[test]
+fn pruning_forgets_refilled_login_budgets_only() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut w = World::new();
+    let login = |w: &mut World| {
+        let body = json!({"username": "nobody", "password": "password1"});
+        w.http(Route::Login, "POST", "/login", None, body).0
+    };
+    let per_minute = w.hub.cfg.auth_per_minute as u64;
+    // One address spends its whole budget...
+    for _ in 0..per_minute {
+        assert_eq!(login(&mut w), 401);
+    }
+    assert_eq!(login(&mut w), 429);
+    // ...and many others try once each.
+    for i in 0..crate::config::IP_BUCKETS_PRUNE_AT as u32 {
+        w.client_ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+        assert_eq!(login(&mut w), 401);
+    }
+    // One attempt's worth later, every budget but the first is full again.
+    w.advance(60_000 / per_minute);
+    w.hub.prune(w.now);
+    assert_eq!(w.hub.ip_buckets.len(), 1, "refilled budgets are forgotten");
+    // The first address is still limited: one attempt came back, not the whole budget.
+    w.client_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    assert_eq!(login(&mut w), 401);
+    assert_eq!(login(&mut w), 429);
+}
+
+#[test]
+fn a_password_pool_failure_is_a_server_error_and_frees_the_name() {
+    let mut w = World::new();
+    // The pool is down: the client may retry later (503, as for the store).
+    w.auth_error = Some(crate::auth::pool::POOL_DOWN.to_string());
+    let (s, v) = w.register("alice");
+    assert_eq!((s, v["error"].as_str()), (503, Some("overloaded")));
+    // Hashing itself failed: an internal error.
+    w.auth_error = Some("out of memory".into());
+    let (s, v) = w.register("alice");
+    assert_eq!((s, v["error"].as_str()), (500, Some("internal")));
+    // Neither attempt kept the name reserved.
+    w.auth_error = None;
+    assert_eq!(w.register("alice").0, 201);
+}
+
+#[test]
 fn logout_revokes_the_token_and_closes_its_sockets_only() {
     let mut w = World::new();
     let t1 = w.login("alice");
@@ -401,4 +470,49 @@ fn admins_remove_a_user_from_a_room() {
     );
     let (_, v) = w.admin(Route::AdminAudit, "/admin/audit", &boss, Value::Null);
     assert_eq!(v["entries"][0]["target"], "mallory from ops");
+}
+
+#[test]
+fn flags_changed_outside_are_followed_and_audited() {
+    let mut w = World::new();
+    let boss = w.login("boss");
+    w.make_admin("boss");
+    let c = w.socket("carol");
+    let token = w.login("carol");
+    let carol = w.hub.user_by_name("carol").unwrap();
+    w.db_flags(vec![(carol, true, false)]);
+    assert!(w.closed.is_empty(), "granting admin closes nothing");
+    w.db_flags(vec![(carol, false, true)]);
+    assert_eq!(w.closed, vec![(c, 4001)]);
+    assert_eq!(
+        w.http(Route::Rooms, "GET", "/rooms", Some(&token), Value::Null)
+            .0,
+        401
+    );
+    let audit = |w: &mut World| {
+        let (_, v) = w.admin(Route::AdminAudit, "/admin/audit", &boss, Value::Null);
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{} {}", e["action"].as_str().unwrap(), e["target"]))
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(
+        audit(&mut w),
+        [
+            "revoke_admin \"carol\"",
+            "grant_admin \"carol\"",
+            "grant_admin \"boss\""
+        ]
+    );
+    // The newest AUDIT_KEPT entries are kept.
+    let kept = crate::store::load::AUDIT_KEPT;
+    for i in 0..kept {
+        w.db_flags(vec![(carol, i % 2 == 0, true)]);
+    }
+    let entries = audit(&mut w);
+    assert_eq!(entries.len(), kept);
+    assert_eq!(entries[0], "revoke_admin \"carol\"");
+    assert_eq!(entries[kept - 1], "grant_admin \"carol\"");
 }

@@ -7,6 +7,7 @@ mod account_rules;
 mod confirm_rules;
 mod http_rules;
 mod rooms_rules;
+mod snapshot_rules;
 mod ws_rules;
 
 use super::{Effect, Except, Hub};
@@ -45,6 +46,10 @@ pub(super) struct World {
     pub resumed: Vec<ConnId>,
     /// Rooms the fake database has.
     rooms_on_disk: std::collections::HashSet<i64>,
+    /// While `Some`, the password pool fails every job with this error.
+    pub auth_error: Option<String>,
+    /// The address HTTP requests come from.
+    pub client_ip: IpAddr,
 }
 
 pub(super) fn config() -> Config {
@@ -55,26 +60,38 @@ pub(super) fn config() -> Config {
     }
 }
 
+/// The database of a fresh install: no users, the room `general`.
+pub(super) fn snapshot() -> Snapshot {
+    Snapshot {
+        users: Vec::new(),
+        tokens: Vec::new(),
+        rooms: vec![RoomRow {
+            id: 1,
+            name: "general".into(),
+            private: false,
+            owner: None,
+            recent: Vec::new(),
+        }],
+        members: Vec::new(),
+        invitations: Vec::new(),
+        audit: Vec::new(),
+    }
+}
+
 impl World {
     pub fn new() -> World {
         World::with_config(config())
     }
 
     pub fn with_config(cfg: Config) -> World {
-        let snap = Snapshot {
-            users: Vec::new(),
-            tokens: Vec::new(),
-            rooms: vec![RoomRow {
-                id: 1,
-                name: "general".into(),
-                private: false,
-                owner: None,
-                recent: Vec::new(),
-            }],
-            members: Vec::new(),
-            invitations: Vec::new(),
-            audit: Vec::new(),
-        };
+        World::restarted(snapshot(), cfg)
+    }
+
+    /// A server started on a database that already holds `snap`.
+    pub fn restarted(snap: Snapshot, cfg: Config) -> World {
+        let next_user = snap.users.iter().map(|u| u.id + 1).max().unwrap_or(1);
+        let rooms_on_disk = snap.rooms.iter().map(|r| r.id).collect();
+        let messages = snap.rooms.iter().flat_map(|r| r.recent.clone()).collect();
         World {
             hub: Hub::from_snapshot(snap, cfg),
             now: Now {
@@ -85,13 +102,15 @@ impl World {
             closed: Vec::new(),
             responses: HashMap::new(),
             writes: Vec::new(),
-            messages: Vec::new(),
-            next_user: 1,
+            messages,
+            next_user,
             next_serial: 1,
             storage_ok: true,
             held_writes: None,
             resumed: Vec::new(),
-            rooms_on_disk: [1].into(),
+            rooms_on_disk,
+            auth_error: None,
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 
@@ -162,11 +181,18 @@ impl World {
                     queue.extend(self.hub.completed(c, self.now));
                 }
                 Effect::Auth(job) => {
+                    let failed = self.auth_error.clone();
                     let outcome = match job.op {
                         AuthOp::Hash { username, password } => Outcome::Hashed {
                             username,
-                            phc: Ok(format!("fake${password}")),
+                            phc: match failed {
+                                Some(e) => Err(e),
+                                None => Ok(format!("fake${password}")),
+                            },
                         },
+                        AuthOp::Verify { .. } if failed.is_some() => {
+                            Outcome::Verified(Err(failed.unwrap()))
+                        }
                         AuthOp::Verify {
                             user_id,
                             password,
@@ -376,6 +402,20 @@ impl World {
         token: Option<&str>,
         body: Value,
     ) -> (u16, Value) {
+        let resp = self.http_response(route, method, path_query, token, body);
+        let body = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+        (resp.status, body)
+    }
+
+    /// Like `http`, with the whole response (its headers too).
+    pub fn http_response(
+        &mut self,
+        route: Route,
+        method: &str,
+        path_query: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Response {
         let conn = self.conn();
         let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
         let mut headers = Vec::new();
@@ -394,12 +434,11 @@ impl World {
             },
             keep_alive: true,
         };
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let fx = self.hub.handle_http(conn, ip, &route, &req, self.now);
+        let fx = self
+            .hub
+            .handle_http(conn, self.client_ip, &route, &req, self.now);
         self.run(fx);
-        let resp = self.responses.remove(&conn).expect("an HTTP answer");
-        let body = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-        (resp.status, body)
+        self.responses.remove(&conn).expect("an HTTP answer")
     }
 
     pub fn register(&mut self, name: &str) -> (u16, Value) {
@@ -465,9 +504,15 @@ impl World {
     /// Makes `name` an admin the way the database watcher would report it.
     pub fn make_admin(&mut self, name: &str) {
         let id = self.hub.user_by_name(name).unwrap();
+        self.db_flags(vec![(id, true, false)]);
+    }
+
+    /// Reports accounts' (admin, suspended) flags as changed in the database by
+    /// `chatterbox admin`, the way the database watcher does.
+    pub fn db_flags(&mut self, flags: Vec<(i64, bool, bool)>) {
         let c = Completion {
             reply: None,
-            outcome: Outcome::Flags(vec![(id, true, false)]),
+            outcome: Outcome::Flags(flags),
         };
         let fx = self.hub.completed(c, self.now);
         self.run(fx);

@@ -479,10 +479,17 @@ fn no_presence_while_shutting_down() {
     let mut w = World::new();
     let a = w.socket("alice");
     let b = w.socket("bob");
+    let c = w.socket("carol");
+    // Long enough online that going offline is announced at once, not coalesced.
+    w.advance(5000);
     w.take(a);
+    let fx = w.hub.socket_closed(c, w.now);
+    w.run(fx);
+    assert_eq!(World::one(&w.take(a), "presence")["status"], "offline");
     w.hub.begin_shutdown();
     let fx = w.hub.socket_closed(b, w.now);
     w.run(fx);
+    w.tick(60_000);
     assert!(w.take(a).is_empty());
 }
 

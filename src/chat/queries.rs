@@ -124,7 +124,7 @@ impl Hub {
             .room_by_name
             .get(name)
             .and_then(|id| self.rooms.get(id))
-            .filter(|r| !(super::ws::is_dm(&r.name) && !r.is_member(user)));
+            .filter(|r| !super::ws::is_dm(&r.name) || r.is_member(user));
         let Some(r) = room else {
             if self.creating.contains_key(name) && !super::ws::is_dm(name) {
                 return Response::json(200, &json!({ "name": name, "exists": true }));

@@ -13,6 +13,7 @@ fn user(id: i64, name: &str) -> UserRow {
         last_seen: None,
         admin: false,
         suspended: false,
+        deleted_at: None,
     }
 }
 
@@ -87,7 +88,7 @@ fn user_room_and_online_counts_for_metrics() {
 fn tokens_from_before_a_restart_last_until_their_expiry() {
     let mut snap = alice_owns_a_room();
     let expires_at = 1_800_000_001_000;
-    snap.tokens = vec![(crate::auth::hash_token("tok-alice"), 1, expires_at)];
+    snap.tokens = vec![(crate::auth::hash_token("tok-alice"), 1, expires_at, 0)];
     let mut w = World::restarted(snap, super::config());
     assert_eq!(w.now.wall_ms, expires_at - 1000);
     w.advance(999);

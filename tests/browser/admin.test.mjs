@@ -47,7 +47,7 @@ test("a visitor who is not signed in and a non-admin are refused, with a link ba
   await nora.context().close();
 });
 
-test("the dashboard: charts move with traffic, an invite made there registers a user, Disconnect closes a socket, the audit log says so", async () => {
+test("the dashboard: charts move with traffic, an invite made there registers a user, Disconnect closes a socket, suspend and unsuspend by name, the audit log says so", async () => {
   const boss = await signIn(browser, base, "boss", { axe: true });
   await boss.getByRole("link", { name: "Admin dashboard" }).click();
   await boss.waitForURL(base + "/admin");
@@ -79,6 +79,21 @@ test("the dashboard: charts move with traffic, an invite made there registers a 
   assert.equal(await Promise.race([closed, new Promise((r) => setTimeout(() => r("still open"), 5000))]), 4003);
   await boss.getByRole("status").filter({ hasText: "nora was disconnected." }).waitFor();
 
+  // Suspend and unsuspend by name (walt is not online): asked first, then done.
+  await boss.getByLabel("Any user by name").fill("walt");
+  await boss.locator("#user-suspend").click();
+  await boss.getByText("Suspend walt? They are signed out everywhere").waitFor();
+  await boss.getByRole("button", { name: "Suspend walt", exact: true }).click();
+  await boss.getByRole("status").filter({ hasText: "walt is suspended." }).waitFor();
+  assert.equal(await login(base, "walt"), null, "a suspended account cannot sign in");
+  await boss.locator("#user-unsuspend").click();
+  await boss.getByRole("status").filter({ hasText: "walt may sign in again." }).waitFor();
+  assert.ok(await login(base, "walt"));
+  await boss.getByLabel("Any user by name").fill("nobody-here");
+  await boss.locator("#user-disconnect").click();
+  await boss.locator("#confirm-yes").click();
+  await boss.getByRole("status").filter({ hasText: "Not disconnected: no such user" }).waitFor();
+
   // An invite code for one sign-up, shown once with a copy button.
   await boss.getByLabel("Uses").fill("1");
   await boss.getByLabel("Expires in (days)").fill("2");
@@ -93,6 +108,7 @@ test("the dashboard: charts move with traffic, an invite made there registers a 
   // The audit log names both.
   await boss.locator("#audit-list tr", { hasText: "created invite" }).waitFor();
   await boss.locator("#audit-list tr", { hasText: "disconnected" }).filter({ hasText: "nora" }).waitFor();
+  await boss.locator("#audit-list tr", { hasText: "unsuspended" }).filter({ hasText: "walt" }).waitFor();
 
   // The sign-in form of an invite-only server: the code field; no code, then the code.
   const newbie = await newPage(browser);

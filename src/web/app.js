@@ -117,6 +117,10 @@ function authError(r) {
     invalid_username: "Usernames are 3–32 letters, digits, '_', '.' or '-'.",
     invalid_password: "Passwords need at least 8 characters.",
     suspended: "This account is suspended.",
+    invite_required: "Creating an account on this server needs an invite code.",
+    invalid_invite: "That invite code is not valid: it is unknown, used up or expired.",
+    registration_closed: "This server does not take new sign-ups: an admin makes accounts.",
+    invalid_code: "That reset code is not valid: check the name and the code (a code works once, for an hour).",
   };
   return messages[r.data && r.data.error] || (r.data && r.data.message) || "Something went wrong.";
 }
@@ -124,11 +128,20 @@ function authError(r) {
 async function signIn(register) {
   const username = $("auth-user").value.trim();
   const password = $("auth-pass").value;
+  const invite = $("auth-invite").value.trim();
   $("auth-error").textContent = "";
   try {
     if (register) {
-      const r = await api("POST", "/register", { username, password });
-      if (r.status !== 201) { $("auth-error").textContent = authError(r); return; }
+      if (registration === "invite" && !invite) { $("auth-error").textContent = authError({ data: { error: "invite_required" } }); $("auth-invite").focus(); return; }
+      const body = { username, password };
+      if (invite) body.invite = invite;
+      const r = await api("POST", "/register", body);
+      if (r.status !== 201) {
+        $("auth-error").textContent = authError(r);
+        // The server's mode changed since the form was drawn: draw the right one.
+        if (r.data && ["invite_required", "registration_closed"].includes(r.data.error)) loadRegistration();
+        return;
+      }
     }
     const r = await api("POST", "/login", { username, password });
     if (r.status !== 200) { $("auth-error").textContent = authError(r); return; }
@@ -142,6 +155,62 @@ async function signIn(register) {
   localStorage.setItem("chatterbox.user", state.me);
   $("auth-form").reset(); // the password does not stay in the page
   start();
+}
+
+// Who may register (GET /registration): `open` shows "Create account"; `invite` adds an
+// invite-code field for it; `closed` has no sign-up, and says who makes accounts.
+let registration = "open";
+async function loadRegistration() {
+  const r = await api("GET", "/registration").catch(() => null);
+  if (r && r.status === 200 && r.data && ["open", "invite", "closed"].includes(r.data.mode)) registration = r.data.mode;
+  renderAuthMode();
+}
+let resetting = false;
+function renderAuthMode() {
+  const closed = registration === "closed";
+  $("auth").dataset.registration = registration;
+  $("auth-intro").textContent = resetting
+    ? "Enter your username, the reset code an admin gave you, and a new password."
+    : closed ? "Sign in." : "Sign in, or create an account.";
+  $("auth-code-row").hidden = !resetting;
+  $("auth-pass-label").textContent = resetting ? "New password" : "Password";
+  $("auth-pass").autocomplete = resetting ? "new-password" : "current-password";
+  $("auth-invite-row").hidden = resetting || registration !== "invite";
+  $("auth-closed").hidden = resetting || !closed;
+  $("auth-buttons").hidden = resetting;
+  $("register-btn").hidden = closed;
+  $("reset-buttons").hidden = !resetting;
+  $("forgot-btn").hidden = resetting;
+}
+function setResetting(on) {
+  resetting = on;
+  $("auth-error").textContent = "";
+  $("auth-pass").value = "";
+  renderAuthMode();
+  (on && $("auth-user").value ? $("auth-code") : $("auth-user")).focus();
+}
+// POST /account/reset with a code from `chatterbox admin reset-password`, then sign in.
+async function resetPassword() {
+  const name = $("auth-user").value.trim();
+  const code = $("auth-code").value.trim();
+  const password = $("auth-pass").value;
+  $("auth-error").textContent = "";
+  if (!name || !code) { $("auth-error").textContent = "Enter your username and the reset code."; return; }
+  const r = await api("POST", "/account/reset", { name, code, new: password }).catch(() => null);
+  if (!r) { $("auth-error").textContent = "Could not reach the server."; return; }
+  if (r.status !== 204) { $("auth-error").textContent = authError(r); return; }
+  resetting = false;
+  $("auth-code").value = "";
+  renderAuthMode();
+  await signIn(false);
+}
+function showAuth(why) {
+  $("app").hidden = true;
+  $("auth").hidden = false;
+  resetting = false;
+  renderAuthMode();
+  loadRegistration();
+  $("auth-error").textContent = why || "";
 }
 
 // `why`, when given, is shown on the sign-in form (the session was ended by the server).
@@ -164,15 +233,13 @@ async function logout(callServer, why) {
   state.editing = state.confirming = null;
   $("messages").replaceChildren();
   $("text").value = "";
-  for (const d of ["search-dialog", "rooms-dialog", "audit"]) if ($(d).open) $(d).close();
+  for (const d of ["search-dialog", "rooms-dialog", "audit", "account"]) if ($(d).open) $(d).close();
   closeDrawers();
-  $("app").hidden = true;
-  $("auth").hidden = false;
   setAdmin(false);
   hideNotice();
   setConn(null);
   $("auth-form").reset(); // no username or password left in the form
-  $("auth-error").textContent = why || "";
+  showAuth(why);
   if (why && state.me) { $("auth-user").value = state.me; $("auth-pass").focus(); }
   else $("auth-user").focus();
 }
@@ -358,8 +425,10 @@ function connect() {
     document.documentElement.dataset.conn = "offline";
     // 4001: the token is dead (signed out elsewhere, expired, or the account suspended).
     if (ev.code === 4001) {
+      if (state.signingOutAll) return;
       return logout(false, ev.reason === "account suspended"
-        ? "This account is suspended." : "Your session ended. Sign in again.");
+        ? "This account is suspended."
+        : "Your session ended (signed out from another device, or the password was changed). Sign in again.");
     }
     for (const r of state.rooms.values()) { r.joined = false; r.joining = 0; r.loadingOlder = false; }
     for (const p of state.outbox) if (p.status === "inflight") p.status = "queued";
@@ -378,7 +447,8 @@ function scheduleReconnect(code) {
   const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
   state.attempt++;
   state.reconnectAt = Date.now() + delay;
-  const why = state.restarting ? "The server is restarting." : "Connection lost.";
+  const why = state.restarting ? "The server is restarting."
+    : code === 4003 ? "An admin disconnected you." : "Connection lost.";
   setConn(`${why} Reconnecting in ${Math.ceil(delay / 1000)} s…`);
   clearTimeout(state.reconnectTimer);
   state.reconnectTimer = setTimeout(() => { setConn(`${why} Reconnecting…`); connect(); }, delay);
@@ -1472,6 +1542,147 @@ async function runSearch() {
   if (first) first.focus();
 }
 
+// ---- the account panel ------------------------------------------------------------
+// A dialog from the sidebar: change the password (POST /account/password; the server
+// ends every other session), the sessions of this account (GET /account/sessions) with
+// an inline-confirmed "End" for each other one, and "Sign out everywhere".
+
+// "Chrome on Linux" from a user agent string; null when there is none.
+function shortAgent(ua) {
+  if (!ua) return null;
+  const browsers = [[/Edg(e|A|iOS)?\//, "Edge"], [/OPR\/|Opera/, "Opera"], [/Firefox\/|FxiOS/, "Firefox"],
+    [/Chrome\/|CriOS|Chromium/, "Chrome"], [/Safari\//, "Safari"], [/^curl\//, "curl"],
+    [/chatterbox/i, "chatterbox-cli"], [/^node|undici/i, "Node.js"]];
+  const systems = [[/iPhone|iPad|iPod/, "iOS"], [/Android/, "Android"], [/Windows/, "Windows"],
+    [/Mac OS X|Macintosh/, "macOS"], [/CrOS/, "ChromeOS"], [/Linux/, "Linux"]];
+  const b = (browsers.find(([re]) => re.test(ua)) || [null, null])[1];
+  const o = (systems.find(([re]) => re.test(ua)) || [null, null])[1];
+  if (b && o) return `${b} on ${o}`;
+  return b || o || (ua.length > 40 ? ua.slice(0, 40) + "…" : ua);
+}
+const longTime = (iso) => (iso ? new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) : "unknown");
+
+function openAccount() {
+  const d = $("account");
+  const body = $("account-body");
+  body.replaceChildren($("account-tpl").content.cloneNode(true));
+  body.querySelector(".acct-name").textContent = state.me;
+  $("pw-form").onsubmit = (e) => { e.preventDefault(); changePassword(); };
+  $("everywhere-btn").onclick = askEverywhere;
+  if (!d.open) d.showModal();
+  $("account-close").focus();
+  loadSessions();
+}
+
+function acctStatus(id, text, bad) {
+  const p = $(id);
+  if (!p) return;
+  p.textContent = text;
+  p.classList.toggle("error", !!bad);
+}
+
+async function changePassword() {
+  const old = $("pw-old").value, neu = $("pw-new").value, again = $("pw-confirm").value;
+  if (!old) { acctStatus("pw-status", "Enter your current password.", true); $("pw-old").focus(); return; }
+  if ([...neu].length < 8) { acctStatus("pw-status", "The new password needs at least 8 characters.", true); $("pw-new").focus(); return; }
+  if (neu !== again) { acctStatus("pw-status", "The two new passwords differ.", true); $("pw-confirm").focus(); return; }
+  $("pw-save").disabled = true;
+  acctStatus("pw-status", "Changing…");
+  const r = await api("POST", "/account/password", { old, new: neu }).catch(() => null);
+  if (!$("pw-form")) return; // the panel was closed meanwhile
+  $("pw-save").disabled = false;
+  if (!r) { acctStatus("pw-status", "Could not reach the server.", true); return; }
+  if (r.status === 204) {
+    $("pw-form").reset();
+    acctStatus("pw-status", "Password changed. Your other sessions were signed out; this one stays signed in.");
+    loadSessions();
+    return;
+  }
+  if (r.status === 401) return logout(false, "Your session ended. Sign in again.");
+  const msgs = { invalid_credentials: "The current password is wrong.", invalid_password: "The new password needs 8 to 1024 bytes." };
+  acctStatus("pw-status", r.status === 429 ? authError(r) : msgs[r.data && r.data.error] || authError(r), true);
+}
+
+async function loadSessions() {
+  const r = await api("GET", "/account/sessions").catch(() => null);
+  const ul = $("sessions-list");
+  if (!ul) return;
+  if (!r || r.status !== 200) {
+    if (r && r.status === 401) return logout(false, "Your session ended. Sign in again.");
+    acctStatus("sessions-status", r && r.status === 429 ? "Too many requests; try again in a moment." : "Could not load the sessions.", true);
+    return;
+  }
+  const list = r.data.sessions || [];
+  acctStatus("sessions-status", list.length === 1 ? "Only this device." : `${list.length} sessions, most recently used first.`);
+  ul.replaceChildren(...list.map(sessionRow));
+}
+
+function sessionRow(sess) {
+  const li = el("li", "session");
+  const name = shortAgent(sess.user_agent) || "Unknown device";
+  const info = el("div", "session-info");
+  const head = el("div", "session-name");
+  head.append(el("strong", "", name));
+  if (sess.current) head.append(el("span", "this-device", "This device"));
+  info.append(head, el("span", "session-meta",
+    `${sess.ip || "address unknown"} · signed in ${longTime(sess.created_at)} · last used ${longTime(sess.last_used)}`));
+  li.append(info);
+  if (!sess.current) {
+    const actions = el("div", "session-actions");
+    const described = `${name}, ${sess.ip || "address unknown"}, signed in ${longTime(sess.created_at)}`;
+    const end = button("End", "secondary small", () => {
+      const q = el("span", "confirm-q", "End this session?");
+      const yes = button("End session", "danger small", () => endSession(sess.id, li), "End session: " + described);
+      const no = button("Cancel", "secondary small", () => { actions.replaceChildren(end); end.focus(); });
+      actions.replaceChildren(q, yes, no);
+      yes.focus();
+    }, "End session: " + described);
+    actions.append(end);
+    li.append(actions);
+  }
+  return li;
+}
+
+async function endSession(id, li) {
+  const r = await api("DELETE", "/account/sessions/" + encodeURIComponent(id)).catch(() => null);
+  if (r && (r.status === 204 || r.status === 404)) {
+    li.remove();
+    announce("Session ended.");
+    acctStatus("sessions-status", "Session ended.");
+    $("account-close").focus();
+    loadSessions();
+    return;
+  }
+  if (r && r.status === 401) return logout(false, "Your session ended. Sign in again.");
+  acctStatus("sessions-status", r && r.status === 429 ? "Too many requests; try again in a moment." : "Could not end that session.", true);
+}
+
+function askEverywhere() {
+  const row = $("everywhere-row");
+  const q = el("span", "confirm-q", "Sign out on every device, this one too?");
+  const yes = button("Sign out everywhere now", "danger small", signOutEverywhere);
+  const no = button("Cancel", "secondary small", () => {
+    row.replaceChildren(button("Sign out everywhere", "danger", askEverywhere));
+    row.firstChild.id = "everywhere-btn";
+    row.firstChild.focus();
+  });
+  row.replaceChildren(q, yes, no);
+  yes.focus();
+}
+
+// POST /logout?all=1 closes this socket too (4001): that close is expected, not news.
+async function signOutEverywhere() {
+  state.signingOutAll = true;
+  const r = await api("POST", "/logout?all=1").catch(() => null);
+  state.signingOutAll = false;
+  if (r && (r.status === 204 || r.status === 401)) {
+    if (state.me) localStorage.removeItem(outboxKey());
+    return logout(false, "You signed out on every device.");
+  }
+  acctStatus("sessions-status", "Could not sign out everywhere: " + (r ? authError(r) : "could not reach the server."), true);
+  if (!state.ws && state.token) connect();
+}
+
 // ---- moderation (admins) ------------------------------------------------------------
 
 function setAdmin(on) {
@@ -1479,6 +1690,7 @@ function setAdmin(on) {
   state.admin = on;
   $("me-admin").hidden = !on;
   $("audit-btn").hidden = !on;
+  $("admin-link").hidden = !on;
   if (!on) {
     state.suspended.clear();
     state.audit = [];
@@ -1670,7 +1882,9 @@ function toggleEmoji(open) {
 
 // ---- wiring -----------------------------------------------------------------------
 
-$("auth-form").onsubmit = (e) => { e.preventDefault(); signIn(false); };
+$("auth-form").onsubmit = (e) => { e.preventDefault(); if (resetting) resetPassword(); else signIn(false); };
+$("forgot-btn").onclick = () => setResetting(true);
+$("reset-cancel").onclick = () => setResetting(false);
 $("register-btn").onclick = () => signIn(true);
 $("logout-btn").onclick = () => logout(true);
 $("theme-btn").onclick = () => {
@@ -1755,7 +1969,13 @@ new ResizeObserver(() => { if (state.stick) box.scrollTop = box.scrollHeight; })
 $("new-pill").onclick = () => { scrollToBottom(); $("text").focus(); };
 $("search-form").onsubmit = (e) => { e.preventDefault(); runSearch(); };
 $("search-close").onclick = () => $("search-dialog").close();
-for (const d of ["search-dialog", "rooms-dialog", "audit"]) closeOnBackdrop($(d));
+for (const d of ["search-dialog", "rooms-dialog", "audit", "account"]) closeOnBackdrop($(d));
+$("account-btn").onclick = openAccount;
+$("account-close").onclick = () => $("account").close();
+$("account").addEventListener("close", () => {
+  $("account-body").replaceChildren(); // no password left in the page
+  if (!$("app").hidden) $("account-btn").focus();
+});
 $("audit-btn").onclick = openAudit;
 $("audit-refresh").onclick = () => { $("audit-status").textContent = "Loading…"; refreshAudit(); };
 $("audit-close").onclick = () => $("audit").close();
@@ -1782,4 +2002,4 @@ window.addEventListener("storage", (e) => {
 });
 
 buildEmoji();
-if (state.token && state.me) start(); else { $("auth").hidden = false; $("auth-user").focus(); }
+if (state.token && state.me) start(); else { showAuth(); $("auth-user").focus(); }

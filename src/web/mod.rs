@@ -23,6 +23,21 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "text/css; charset=utf-8",
         include_bytes!("style.css"),
     ),
+    (
+        "/admin",
+        "text/html; charset=utf-8",
+        include_bytes!("admin.html"),
+    ),
+    (
+        "/admin.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("admin.js"),
+    ),
+    (
+        "/admin.css",
+        "text/css; charset=utf-8",
+        include_bytes!("admin.css"),
+    ),
 ];
 
 /// The embedded file at `path`, as a response.

@@ -51,7 +51,8 @@ export function launch() {
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 async function fromSource(ctx) {
   if (!process.env.CHATTERBOX_WEB_FROM_SRC) return;
-  const files = { "/": ["index.html", "text/html"], "/app.js": ["app.js", "text/javascript"], "/style.css": ["style.css", "text/css"] };
+  const files = { "/": ["index.html", "text/html"], "/app.js": ["app.js", "text/javascript"], "/style.css": ["style.css", "text/css"],
+    "/admin": ["admin.html", "text/html"], "/admin.js": ["admin.js", "text/javascript"], "/admin.css": ["admin.css", "text/css"] };
   await ctx.route((url) => url.pathname in files, (route) => {
     const [f, type] = files[new URL(route.request().url()).pathname];
     route.fulfill({ status: 200, contentType: type + "; charset=utf-8", headers: { "Content-Security-Policy": CSP },
@@ -220,4 +221,26 @@ export async function contrastFailures(page, scope = "body", emoji = false) {
     }
     return failures;
   }, [scope, emoji]);
+}
+
+// ---- the admin command line ---------------------------------------------------------
+
+// `chatterbox admin ARGS… --db DB` (with `input` on stdin); resolves to what it printed
+// on stdout, trimmed (a code, for `reset-password` and `invite`).
+export function adminCli(args, db, input = "") {
+  return new Promise((resolve, reject) => {
+    const p = spawn(join(root, "target/release/chatterbox"), ["admin", ...args, "--db", join(dir, db)],
+      { stdio: [input ? "pipe" : "ignore", "pipe", "pipe"] });
+    let out = "", err = "";
+    p.stdout.on("data", (d) => { out += d; });
+    p.stderr.on("data", (d) => { err += d; });
+    p.on("exit", (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`admin ${args.join(" ")} exited ${code}: ${err}`))));
+    if (input) { p.stdin.on("error", () => {}); p.stdin.end(input); }
+  });
+}
+
+// A token for an existing account, over HTTP.
+export async function login(base, name, password = "password-" + name) {
+  const r = await fetch(base + "/login", { method: "POST", body: JSON.stringify({ username: name, password }) });
+  return r.status === 200 ? (await r.json()).token : null;
 }

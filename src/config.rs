@@ -53,6 +53,10 @@ pub const DEFAULT_WS_FRAME_BURST: f64 = 200.0;
 pub const READ_AHEAD_BYTES: usize = 16 * 1024;
 /// How long the name of a deleted account stays taken, so nobody can pose as its owner.
 pub const NAME_QUARANTINE_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Messages per page of an account export.
+pub const EXPORT_PAGE: usize = 100;
+/// An export asks for its next page once its connection has less than this queued.
+pub const EXPORT_LOW_WATER: usize = 64 * 1024;
 /// Sessions shown by `GET /account/sessions` (a user rarely has more; the rest exist).
 pub const MAX_SESSIONS_LISTED: usize = 100;
 /// A token's "last used" is written at most this often.

@@ -374,3 +374,97 @@ fn a_deleted_account_is_gone_and_its_messages_stay_as_placeholders() {
     };
     check2(&bob);
 }
+
+/// Reads a whole chunked HTTP response from `s`, `pause` after the head (a slow reader).
+fn read_chunked(s: &mut std::net::TcpStream, pause: std::time::Duration) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the head");
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
+    std::thread::sleep(pause);
+    s.read_to_end(&mut raw).unwrap();
+    let mut body = Vec::new();
+    let mut rest = &raw[head_end..];
+    loop {
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&rest[..size]);
+        assert_eq!(&rest[size..size + 2], b"\r\n");
+        rest = &rest[size + 2..];
+    }
+    (head, body)
+}
+
+#[test]
+fn an_export_streams_every_message_even_to_a_slow_reader() {
+    let s = TestServer::start(&[
+        "--msg-rate",
+        "100000",
+        "--msg-burst",
+        "100000",
+        "--ws-frame-rate",
+        "100000",
+        "--ws-frame-burst",
+        "100000",
+    ]);
+    let token = s.user("alice");
+    let mut c = s.ws(&token);
+    // About 10 MB of messages: more than a connection may have queued (4 MiB), so only
+    // an export that waits for the reader gets through whole.
+    let n = 3000;
+    let filler = "x".repeat(3500);
+    for batch in 0..n / 100 {
+        // Read the echoes every 100 messages, or this sender is the slow consumer.
+        for i in batch * 100..batch * 100 + 99 {
+            c.send(json!({"type": "send", "room": "general", "text": format!("{i} {filler}")}));
+        }
+        let i = batch * 100 + 99;
+        let r = c.request(
+            json!({"type": "send", "room": "general", "text": format!("{i} {filler}")}),
+            &i.to_string(),
+        );
+        assert_eq!(r["type"], "message");
+    }
+    let last = c.request(
+        json!({"type": "send", "room": "general", "text": "the end"}),
+        "end",
+    );
+    assert_eq!(last["type"], "message");
+    let mut sock = common::raw::connect_with_rcvbuf(s.addr, 4096).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let req =
+        format!("GET /account/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    sock.write_all(req.as_bytes()).unwrap();
+    let (head, body) = read_chunked(&mut sock, std::time::Duration::from_secs(2));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    let doc: Value = serde_json::from_slice(&body).expect("one JSON document");
+    assert_eq!(doc["user"]["username"], "alice");
+    let msgs = doc["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), n + 1);
+    assert_eq!(msgs[n]["text"], "the end");
+    assert!(msgs
+        .windows(2)
+        .all(|p| p[0]["id"].as_i64() < p[1]["id"].as_i64()));
+}

@@ -74,6 +74,7 @@ impl Hub {
             } => self.history_read(to, room, forward, result),
             Outcome::Search(result) => self.search_read(to, result),
             Outcome::Sessions(result) => self.sessions_read(to, result),
+            Outcome::ExportPage(result) => self.export_page(to, result),
             Outcome::PasswordSet {
                 user_id,
                 phc,

@@ -48,6 +48,21 @@ pub enum Effect {
         code: u16,
         reason: &'static str,
     },
+    /// Start a chunked HTTP response (its body follows as `Chunk`s).
+    ChunkedStart {
+        conn: ConnId,
+        resp: Response,
+    },
+    /// Part of a chunked response; `last` ends it (and the connection).
+    Chunk {
+        conn: ConnId,
+        bytes: Vec<u8>,
+        last: bool,
+    },
+    /// End a chunked response without its last chunk: the client sees it cut short.
+    ChunkedAbort {
+        conn: ConnId,
+    },
     /// The socket's requests may be read again (a join it waited on was answered).
     Resume {
         conn: ConnId,
@@ -135,6 +150,8 @@ pub struct Hub {
     pub(super) logins: HashMap<ConnId, super::sessions::LoginAttempt>,
     /// Password changes on their way (check the old, hash the new, store).
     pub(super) password_changes: HashMap<ConnId, super::sessions::PasswordChange>,
+    /// Exports being streamed, by connection.
+    pub(super) exports: HashMap<ConnId, super::export::Export>,
     /// Account deletions on their way: the account, and whether its password was checked.
     pub(super) deletions: HashMap<ConnId, (UserId, bool)>,
     /// Password resets on their way: the account and the code's hash.
@@ -194,6 +211,7 @@ impl Hub {
             login_failures: HashMap::new(),
             resets: HashMap::new(),
             deletions: HashMap::new(),
+            exports: HashMap::new(),
             invite_of: HashMap::new(),
             joining: HashMap::new(),
             announced: HashMap::new(),

@@ -19,6 +19,7 @@
 mod account;
 mod admin;
 mod done;
+mod export;
 mod hub;
 pub mod protocol;
 mod queries;

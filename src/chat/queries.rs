@@ -39,6 +39,7 @@ impl Hub {
             Route::ChangePassword => self.change_password(conn, req, now),
             Route::ResetPassword => self.reset_password(conn, ip, req, now),
             Route::DeleteAccount => self.delete_account(conn, req, now),
+            Route::Export => self.export_start(conn, req, now),
             Route::RoomInfo { room } => {
                 if let Some(user) = self.http_user(conn, req, now) {
                     let resp = self.room_info(user, room);

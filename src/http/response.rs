@@ -60,6 +60,30 @@ impl Response {
     }
 }
 
+impl Response {
+    /// The head of a response whose body follows in chunks (`Transfer-Encoding:
+    /// chunked`); the connection ends after it.
+    pub fn chunked_head(&self) -> Vec<u8> {
+        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        if !self.content_type.is_empty() {
+            head.push_str(&format!("Content-Type: {}\r\n", self.content_type));
+        }
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+        head.into_bytes()
+    }
+}
+
+/// One chunk of a chunked body (an empty `bytes` is the last chunk).
+pub fn chunk(bytes: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", bytes.len()).into_bytes();
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
 pub fn reason(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",

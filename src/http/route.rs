@@ -42,6 +42,8 @@ pub enum Route {
     },
     /// `POST /account/password`.
     ChangePassword,
+    /// `GET /account/export`: everything of the account, as one JSON document.
+    Export,
     /// `DELETE /account`: the account goes.
     DeleteAccount,
     /// `POST /account/reset`: a new password with a reset code.
@@ -82,6 +84,7 @@ const FIXED: &[(&str, &str, Route)] = &[
     ("/admin/audit", "GET", Route::AdminAudit),
     ("/account/sessions", "GET", Route::Sessions),
     ("/account/password", "POST", Route::ChangePassword),
+    ("/account/export", "GET", Route::Export),
     ("/account/reset", "POST", Route::ResetPassword),
     ("/registration", "GET", Route::Registration),
     ("/admin/invites", "POST", Route::AdminInvite),

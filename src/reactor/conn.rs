@@ -67,6 +67,10 @@ pub struct HttpConn {
     pub since: Instant,
     /// The request being answered allows another after it.
     pub keep_alive: bool,
+    /// A chunked response (an export) is being written.
+    pub chunked: bool,
+    /// ...and the Hub has more for it once the output drains.
+    pub wants_more: bool,
 }
 
 pub struct WsConn {
@@ -107,6 +111,8 @@ impl Conn {
                 phase: Phase::Reading,
                 since: now,
                 keep_alive: true,
+                chunked: false,
+                wants_more: false,
             }),
             out: OutQueue::default(),
             want_write: false,

@@ -156,6 +156,7 @@ impl Server {
             | Route::ChangePassword
             | Route::ResetPassword
             | Route::DeleteAccount
+            | Route::Export
             | Route::RoomInfo { .. }
             | Route::Registration
             | Route::Search => {

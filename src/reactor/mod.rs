@@ -316,6 +316,29 @@ impl Server {
     fn apply(&mut self, fx: Vec<Effect>) {
         for e in fx {
             match e {
+                Effect::ChunkedStart { conn, resp } => {
+                    if let Some(key) = self.live(conn) {
+                        self.metrics.count_status(resp.status);
+                        if let conn::ConnState::Http(h) = &mut self.conns[key].state {
+                            h.chunked = true;
+                            h.keep_alive = false;
+                        }
+                        self.enqueue(key, Chunk::owned(resp.chunked_head()));
+                    }
+                }
+                Effect::Chunk { conn, bytes, last } => {
+                    if let Some(key) = self.live(conn) {
+                        self.chunk(key, &bytes, last);
+                    }
+                }
+                Effect::ChunkedAbort { conn } => {
+                    if let Some(key) = self.live(conn) {
+                        if let conn::ConnState::Http(h) = &mut self.conns[key].state {
+                            h.chunked = false;
+                        }
+                        self.doom(key);
+                    }
+                }
                 Effect::Resume { conn } => {
                     if let Some(key) = self.live(conn) {
                         self.again.push(key);

@@ -61,6 +61,43 @@ impl Server {
         }
     }
 
+    /// Part of a chunked response; asks the Hub for more once the output is low.
+    pub(super) fn chunk(&mut self, key: usize, bytes: &[u8], last: bool) {
+        if !bytes.is_empty() {
+            self.enqueue(key, Chunk::owned(crate::http::response::chunk(bytes)));
+        }
+        if last {
+            self.enqueue(key, Chunk::owned(crate::http::response::chunk(&[])));
+            if let ConnState::Http(h) = &mut self.conns[key].state {
+                h.chunked = false;
+                h.phase = super::conn::Phase::Done;
+            }
+            self.close_after_flush(key);
+            return;
+        }
+        self.pull_chunks(key);
+    }
+
+    /// A chunked response whose output is under `EXPORT_LOW_WATER` gets its next part.
+    fn pull_chunks(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let low = conn.out.len() < crate::config::EXPORT_LOW_WATER;
+        let id = conn.id;
+        let ConnState::Http(h) = &mut conn.state else {
+            return;
+        };
+        if !h.chunked || conn.doomed {
+            return;
+        }
+        h.wants_more = !low;
+        if low {
+            let fx = self.hub.export_more(id);
+            self.apply(fx);
+        }
+    }
+
     pub(super) fn slow_consumer(&mut self, key: usize) {
         self.metrics.slow_consumers += 1;
         log::info!("conn {key}: slow consumer, closing");
@@ -94,6 +131,10 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if matches!(&conn.state, ConnState::Http(h) if h.chunked) {
+            // An export cut short (slow reader, peer gone): the Hub forgets it.
+            self.hub.export_gone(conn.id);
+        }
         if !matches!(conn.state, ConnState::Closing { .. }) {
             conn.state = ConnState::Closing {
                 since: self.now.mono,
@@ -177,6 +218,8 @@ impl Server {
                     conn.paused = false;
                     self.again.push(key);
                 }
+                let more = matches!(&conn.state, ConnState::Http(h) if h.wants_more)
+                    && conn.out.len() < crate::config::EXPORT_LOW_WATER;
                 // Interest follows the queue: WRITABLE only while bytes are stuck.
                 let stuck_now = !done && !conn.want_write;
                 if conn.want_write == done {
@@ -195,6 +238,9 @@ impl Server {
                 if stuck_now {
                     // The stall clock now matters: make sure the timer will look.
                     self.rearm(key);
+                }
+                if more {
+                    self.pull_chunks(key);
                 }
             }
             Err(_) => self.doom(key),
@@ -225,6 +271,9 @@ impl Server {
             }
             self.forget_ws(key);
             let mut conn = self.conns.remove(key);
+            if matches!(&conn.state, ConnState::Http(h) if h.chunked) {
+                self.hub.export_gone(conn.id);
+            }
             if conn.unauthenticated {
                 self.release_pending(conn.ip);
             }

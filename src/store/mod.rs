@@ -288,6 +288,13 @@ pub enum ReadOp {
         after: Option<i64>,
         limit: usize,
     },
+    /// The next page of a user's messages for their export: ids above `after`, oldest
+    /// first, at most `limit`.
+    ExportPage {
+        user_id: UserId,
+        after: i64,
+        limit: usize,
+    },
     /// A user's sessions (tokens), newest use first; `current` is marked.
     Sessions { user_id: UserId, current: TokenHash },
     /// Full-text search over the given rooms, best first.
@@ -308,6 +315,7 @@ impl ReadOp {
             },
             ReadOp::Search { .. } => Outcome::Search(Err(StoreError::Unavailable)),
             ReadOp::Sessions { .. } => Outcome::Sessions(Err(StoreError::Unavailable)),
+            ReadOp::ExportPage { .. } => Outcome::ExportPage(Err(StoreError::Unavailable)),
         }
     }
 }
@@ -357,6 +365,8 @@ pub enum Outcome {
     Written(Result<(), StoreError>),
     /// A user's sessions.
     Sessions(Result<Vec<SessionRow>, StoreError>),
+    /// A page of an export, and whether it is the last.
+    ExportPage(Result<(Vec<MessageRow>, bool), StoreError>),
     /// A history page; `forward` for an `after` page (else it ends at `before`).
     History {
         room: String,

@@ -49,6 +49,11 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             }
             .map_err(log_err),
         },
+        ReadOp::ExportPage {
+            user_id,
+            after,
+            limit,
+        } => Outcome::ExportPage(export_page(conn, user_id, after, limit).map_err(log_err)),
         ReadOp::Sessions { user_id, current } => {
             Outcome::Sessions(sessions(conn, user_id, &current).map_err(log_err))
         }
@@ -60,6 +65,27 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             Outcome::Search(search(conn, &query, &room_ids, limit, SEARCH_BUDGET).map_err(log_err))
         }
     }
+}
+
+/// Messages `user` wrote with ids above `after`, oldest first; and whether none follow.
+fn export_page(
+    conn: &Connection,
+    user: i64,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+    ))?;
+    let mut rows = stmt
+        .query_map(
+            rusqlite::params![user, after, limit as i64 + 1],
+            message_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let last = rows.len() <= limit;
+    rows.truncate(limit);
+    Ok((rows, last))
 }
 
 /// A user's live sessions, most recently used first (at most `MAX_SESSIONS_LISTED`).

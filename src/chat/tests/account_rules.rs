@@ -170,3 +170,38 @@ fn a_deleted_accounts_name_is_held_for_the_quarantine_then_free() {
         "the new alice"
     );
 }
+
+#[test]
+fn an_export_is_one_document_of_every_message_in_pages() {
+    let mut cfg = super::config();
+    cfg.msg_rate = 1e6;
+    cfg.msg_burst = 1e6;
+    let mut w = World::with_config(cfg);
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    let n = crate::config::EXPORT_PAGE * 2 + 7;
+    for i in 0..n {
+        w.send(a, "general", &format!("m{i}"));
+    }
+    w.take(b);
+    w.send(b, "general", "not alice's");
+    w.ws(a, json!({"type": "dm", "to": "bob", "text": "psst"}));
+    let token = w.login("alice");
+    let (s, v) = w.http(
+        Route::Export,
+        "GET",
+        "/account/export",
+        Some(&token),
+        Value::Null,
+    );
+    assert_eq!(s, 200);
+    assert_eq!(v["user"]["username"], "alice");
+    assert_eq!(v["rooms"], json!(["dm:alice:bob", "general"]));
+    let msgs = v["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), n + 1, "every message of hers, none of his");
+    assert!(msgs
+        .windows(2)
+        .all(|p| p[0]["id"].as_i64() < p[1]["id"].as_i64()));
+    assert_eq!(msgs[n]["text"], "psst");
+    assert!(w.hub.exports.is_empty(), "nothing kept once done");
+}

@@ -153,6 +153,20 @@ impl World {
                     self.responses.insert(conn, resp);
                 }
                 Effect::Resume { conn } => self.resumed.push(conn),
+                Effect::ChunkedStart { conn, resp } => {
+                    self.responses.insert(conn, resp);
+                }
+                Effect::Chunk { conn, bytes, last } => {
+                    // The reactor asks for more at once (its output is never full here).
+                    let resp = self.responses.get_mut(&conn).expect("a started response");
+                    resp.body.extend_from_slice(&bytes);
+                    if !last {
+                        queue.extend(self.hub.export_more(conn));
+                    }
+                }
+                Effect::ChunkedAbort { conn } => {
+                    self.responses.remove(&conn);
+                }
                 Effect::Store(cmd) if self.held_writes.is_some() => {
                     self.held_writes.as_mut().unwrap().push(cmd);
                 }
@@ -359,6 +373,21 @@ impl World {
                     forward: after.is_some(),
                     result: Ok((rows, has_more)),
                 }
+            }
+            ReadOp::ExportPage {
+                user_id,
+                after,
+                limit,
+            } => {
+                let mut rows: Vec<MessageRow> = self
+                    .messages
+                    .iter()
+                    .filter(|m| m.user_id == *user_id && m.id > *after)
+                    .cloned()
+                    .collect();
+                let last = rows.len() <= *limit;
+                rows.truncate(*limit);
+                Outcome::ExportPage(Ok((rows, last)))
             }
             ReadOp::Sessions { user_id, current } => {
                 // The fake keeps no session details: the Hub's own tokens stand in.

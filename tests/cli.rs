@@ -1095,3 +1095,45 @@ fn chat_stops_when_its_session_is_revoked() {
     );
     assert!(!chat.screen.text().contains("reconnecting"));
 }
+
+/// The account from the terminal: sessions, export, a password change that signs the
+/// other sessions out, and logging out everywhere.
+#[test]
+fn account_commands_sessions_export_password_logout_all() {
+    let s = TestServer::start(&[]);
+    let (cli, other_token) = cli_user(&s, "gina");
+    assert!(cli
+        .run(&["send", "general"], "mine to keep\n")
+        .status
+        .success());
+    let r = cli.run(&["sessions"], "");
+    assert!(r.status.success(), "{r:?}");
+    let listed = out(&r);
+    assert_eq!(
+        listed.lines().count(),
+        3,
+        "register, login, and the test's own: {listed}"
+    );
+    assert_eq!(listed.matches("(this one)").count(), 1, "{listed}");
+    assert!(!listed.contains(&other_token), "never a token");
+    let r = cli.run(&["export"], "");
+    assert!(r.status.success(), "{r:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON document");
+    assert_eq!(doc["messages"][0]["text"], "mine to keep");
+    let r = cli.run(&["password"], "wrong-password\nnew-password-1\n");
+    assert_eq!(r.status.code(), Some(3), "{r:?}");
+    let r = cli.run(&["password"], &format!("{PASSWORD}\nnew-password-1\n"));
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(
+        s.http("GET", "/rooms", Some(&other_token), None).status,
+        401
+    );
+    assert!(cli
+        .run(&["send", "general"], "still signed in here\n")
+        .status
+        .success());
+    let r = cli.run(&["logout", "--all"], "");
+    assert!(r.status.success(), "{r:?}");
+    let r = cli.run(&["send", "general"], "after\n");
+    assert_eq!(r.status.code(), Some(3), "{r:?}");
+}

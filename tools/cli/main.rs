@@ -27,7 +27,11 @@ const USAGE: &str = "usage: chatterbox-cli [--server URL] [--cacert FILE] COMMAN
 commands:
   register NAME        create an account and log in (password from the terminal, or stdin when piped)
   login NAME           log in and keep the session token
-  logout               revoke the token and forget it
+  logout [--all]       revoke the token and forget it (--all: every session of the account)
+  password             change the password (old, then new; from stdin when piped, a line each);
+                       every other session is signed out
+  sessions             where the account is signed in
+  export               every message you wrote, as one JSON document on stdout
   chat [ROOM]          interactive chat (default room: general; @NAME for a conversation); /help lists commands
   send ROOM [--no-retry]   send stdin as one message (ROOM may be @NAME); exits once the server has
                        stored it, waiting out the rate limit unless --no-retry
@@ -148,6 +152,10 @@ fn main() -> ExitCode {
         ("register", [name]) => cli.register(name),
         ("login", [name]) => cli.login(name),
         ("logout", []) => cli.logout(),
+        ("logout", ["--all"]) => cli.logout_all(),
+        ("password", []) => cli.change_password(),
+        ("sessions", []) => cli.sessions(),
+        ("export", []) => cli.export(),
         ("chat", []) => cli.chat("general"),
         ("chat", [room]) => cli.chat(room),
         ("send", [room, opts @ ..]) => cli.send(room, opts),
@@ -320,6 +328,90 @@ impl Cli {
                 v["message"].as_str().unwrap_or("login failed"),
             ))),
         }
+    }
+
+    fn logout_all(&self) -> Result<(), Fail> {
+        let token = token()?;
+        let (status, _) = self.post("/logout?all=1", None, Some(&token))?;
+        let _ = std::fs::remove_file(session_path());
+        match status {
+            204 | 401 => {
+                println!("logged out everywhere");
+                Ok(())
+            }
+            s => Err(Fail::Server(format!("logout answered {s}"))),
+        }
+    }
+
+    fn change_password(&self) -> Result<(), Fail> {
+        let token = token()?;
+        let read = |p: &str| {
+            term::read_password(p)
+                .map_err(|e| Fail::Usage(format!("cannot read the password: {e}")))
+        };
+        let old = read("current password: ")?;
+        let new = read("new password: ")?;
+        let body = json!({"old": old, "new": new});
+        match self.post("/account/password", Some(&body), Some(&token))? {
+            (204, _) => {
+                println!("password changed; every other session was signed out");
+                Ok(())
+            }
+            (403, _) => Err(Fail::Auth("the current password is wrong".into())),
+            (401, _) => Err(Fail::Auth(
+                "not logged in; run: chatterbox-cli login NAME".into(),
+            )),
+            (429, v) => Err(Fail::RateLimited(term::safe(
+                v["message"].as_str().unwrap_or("rate limited"),
+            ))),
+            (_, v) => Err(Fail::Server(term::safe(
+                v["message"]
+                    .as_str()
+                    .unwrap_or("the password was not changed"),
+            ))),
+        }
+    }
+
+    fn sessions(&self) -> Result<(), Fail> {
+        let (status, v) = self.get("/account/sessions", &[])?;
+        if status != 200 {
+            return Err(Fail::Server(format!("/account/sessions answered {status}")));
+        }
+        for s in v["sessions"].as_array().into_iter().flatten() {
+            let field = |k: &str| term::safe(s[k].as_str().unwrap_or("-"));
+            println!(
+                "{} {}  last used {}  from {}  {}{}",
+                field("id"),
+                field("created_at"),
+                field("last_used"),
+                field("ip"),
+                field("user_agent"),
+                if s["current"] == true {
+                    "  (this one)"
+                } else {
+                    ""
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies the export to stdout as it arrives (never whole in memory).
+    fn export(&self) -> Result<(), Fail> {
+        let req = self
+            .agent
+            .get(self.url("/account/export"))
+            .header("Authorization", format!("Bearer {}", token()?));
+        let mut resp = req
+            .call()
+            .map_err(|e| Fail::Unreachable(format!("cannot reach {}: {e}", self.host)))?;
+        if resp.status().as_u16() != 200 {
+            return Err(Fail::Server(format!("export answered {}", resp.status())));
+        }
+        let mut body = resp.body_mut().as_reader();
+        std::io::copy(&mut body, &mut std::io::stdout().lock())
+            .map_err(|e| Fail::Unreachable(format!("the export was cut short: {e}")))?;
+        Ok(())
     }
 
     fn logout(&self) -> Result<(), Fail> {

@@ -66,9 +66,9 @@ pub const MAX_SESSIONS_LISTED: usize = 100;
 pub const TOKEN_TOUCH_MS: i64 = 5 * 60 * 1000;
 /// The user agent kept with a session, in bytes.
 pub const MAX_USER_AGENT_BYTES: usize = 200;
-/// TLS handshake reads (each may sign or derive keys: ~0.1 ms) per reactor pass; the rest
+/// TLS handshake reads (the first signs and derives keys: ~0.25 ms here) per reactor pass; the rest
 /// wait for the next pass, so a burst of new TLS clients cannot stall everyone's chat.
-pub const TLS_HANDSHAKE_STEPS_PER_PASS: u32 = 8;
+pub const TLS_HANDSHAKE_STEPS_PER_PASS: u32 = 2;
 /// Longest message text, in characters, after trimming.
 pub const DEFAULT_MAX_TEXT_CHARS: usize = 4000;
 /// Committed messages each room keeps in memory for `join` and catch-up.

@@ -87,8 +87,11 @@ pub struct Server {
     writer: Option<JoinHandle<()>>,
     storage_ok: bool,
 
-    /// TLS handshake reads still allowed in this pass (`TLS_HANDSHAKE_STEPS_PER_PASS`).
-    handshakes_left: u32,
+    /// TLS connections in their handshake with bytes to read, first come first served,
+    /// `TLS_HANDSHAKE_STEPS_PER_PASS` per pass.
+    handshakes: std::collections::VecDeque<ConnId>,
+    /// Set while `serve_handshakes` reads one of them.
+    serving_handshake: bool,
     /// TLS settings for new connections (`None`: plain HTTP); replaced on reload.
     tls: Arc<std::sync::Mutex<Option<Arc<rustls::ServerConfig>>>>,
     /// Connections per address that are not WebSockets (yet): the per-IP cap.
@@ -177,7 +180,8 @@ impl Server {
             storage_ok: true,
             pending_by_ip: HashMap::new(),
             tls: Arc::default(),
-            handshakes_left: 0,
+            handshakes: Default::default(),
+            serving_handshake: false,
             hub,
             metrics: Metrics::new(),
             config,
@@ -194,7 +198,10 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         log::info!("listening on {}", self.local_addr);
         while !self.shutdown.load(Ordering::SeqCst) {
-            let idle = self.again.is_empty() && self.dirty.is_empty() && !self.accept_pending;
+            let idle = self.again.is_empty()
+                && self.dirty.is_empty()
+                && self.handshakes.is_empty()
+                && !self.accept_pending;
             let timeout = if idle {
                 self.next_deadline()
                     .map(|d| d.saturating_duration_since(Instant::now()))
@@ -208,7 +215,6 @@ impl Server {
                 return Err(format!("poll failed: {e}"));
             }
             self.now = Now::read();
-            self.handshakes_left = crate::config::TLS_HANDSHAKE_STEPS_PER_PASS;
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(),
@@ -237,6 +243,7 @@ impl Server {
         if std::mem::take(&mut self.accept_pending) {
             self.accept_all();
         }
+        self.serve_handshakes();
         let again = std::mem::take(&mut self.again);
         for key in again {
             self.read_conn(key);
@@ -250,6 +257,25 @@ impl Server {
         self.fire_timers();
         self.flush_dirty();
         self.reap();
+    }
+
+    /// Reads the TLS handshakes whose turn it is, oldest first, at most
+    /// `TLS_HANDSHAKE_STEPS_PER_PASS`, so a burst of new TLS clients cannot stall a pass.
+    fn serve_handshakes(&mut self) {
+        let mut budget = crate::config::TLS_HANDSHAKE_STEPS_PER_PASS;
+        while budget > 0 {
+            let Some(id) = self.handshakes.pop_front() else {
+                return;
+            };
+            let Some(key) = self.live(id) else {
+                continue;
+            };
+            self.conns[key].hs_queued = false;
+            budget -= 1;
+            self.serving_handshake = true;
+            self.read_conn(key);
+            self.serving_handshake = false;
+        }
     }
 
     fn drain_completions(&mut self) {
@@ -276,13 +302,13 @@ impl Server {
             conn.paused = true;
             return;
         }
-        if conn.stream.handshaking() {
-            if self.handshakes_left == 0 {
-                // Enough key exchanges for one pass: this one waits for the next.
-                self.again.push(key);
-                return;
+        if conn.stream.handshaking() && !self.serving_handshake {
+            // Key exchanges are costly: they wait their turn (`serve_handshakes`).
+            if !conn.hs_queued {
+                conn.hs_queued = true;
+                self.handshakes.push_back(conn.id);
             }
-            self.handshakes_left -= 1;
+            return;
         }
         if conn.is_ws() && output::overloaded() {
             // Everyone's queues are full: push back on senders rather than drop what

@@ -26,6 +26,7 @@ const button = (text, cls, onclick, labelText) => {
 // The server's defaults; a server with other limits says so with `rate_limited`.
 const MSG_RATE = 10, MSG_BURST = 20, MAX_CHARS = 4000, MAX_FRAME_TEXT = 60000;
 const PAGE = 50;
+const DELETED_USER = "deleted user"; // who a deleted account's messages are shown as
 const ROOM_NAME = /^[a-z0-9_-]{1,64}$/;
 
 const state = {
@@ -1026,7 +1027,9 @@ function renderMessage(r, msg, when, first) {
   d.id = "m" + msg.id;
   if (first) {
     const meta = el("div", "meta");
-    meta.append(el("span", "who", mine ? "You" : msg.user), document.createTextNode(" "), timeEl(when));
+    // A deleted account's messages come back as "deleted user" placeholders.
+    const gone = msg.user === DELETED_USER;
+    meta.append(el("span", "who" + (gone ? " gone" : ""), mine ? "You" : msg.user), document.createTextNode(" "), timeEl(when));
     d.append(meta);
   }
   const editing = state.editing && state.editing.id === msg.id;
@@ -1569,6 +1572,8 @@ function openAccount() {
   body.querySelector(".acct-name").textContent = state.me;
   $("pw-form").onsubmit = (e) => { e.preventDefault(); changePassword(); };
   $("everywhere-btn").onclick = askEverywhere;
+  $("export-btn").onclick = exportData;
+  $("delete-form").onsubmit = (e) => { e.preventDefault(); askDelete(); };
   if (!d.open) d.showModal();
   $("account-close").focus();
   loadSessions();
@@ -1680,6 +1685,101 @@ async function signOutEverywhere() {
     return logout(false, "You signed out on every device.");
   }
   acctStatus("sessions-status", "Could not sign out everywhere: " + (r ? authError(r) : "could not reach the server."), true);
+  if (!state.ws && state.token) connect();
+}
+
+// "Download my data": GET /account/export with the token (a link cannot carry it), read
+// whole, checked to be one JSON document (a storage failure cuts the stream short, and a
+// cut document must not be saved as if it were whole), then saved from a blob: URL
+// through a temporary <a download>. The CSP does not restrict downloads (fetch goes to
+// 'self'; a blob: link is a navigation, not a fetch).
+async function exportData() {
+  const btn = $("export-btn");
+  btn.disabled = true;
+  acctStatus("export-status", "Preparing your data…");
+  let res = null, text = null;
+  try {
+    res = await fetch("/account/export", { headers: { Authorization: "Bearer " + state.token } });
+    if (res.status === 200) text = await res.text();
+  } catch (_) { /* unreachable, or the stream was cut */ }
+  if (!$("export-btn")) return; // the panel was closed meanwhile
+  btn.disabled = false;
+  if (res && res.status === 401) return logout(false, "Your session ended. Sign in again.");
+  if (!res || res.status !== 200 || text === null) {
+    acctStatus("export-status", res && res.status === 429
+      ? "An export is already running, or too many requests: try again in a moment."
+      : "Could not download your data. Try again.", true);
+    return;
+  }
+  let doc;
+  try { doc = JSON.parse(text); } catch (_) { doc = null; }
+  if (!doc || !Array.isArray(doc.messages)) {
+    acctStatus("export-status", "The download was cut short. Try again.", true);
+    return;
+  }
+  const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+  const a = el("a");
+  a.href = url;
+  a.download = "chatterbox-export.json";
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  const n = doc.messages.length;
+  acctStatus("export-status", `Saved chatterbox-export.json (${n} message${n === 1 ? "" : "s"}).`);
+}
+
+// "Delete account": the password, then an inline confirmation, then DELETE /account. The
+// server closes this socket with 4001 too; that close is expected, not news.
+function askDelete() {
+  if (!$("delete-pass").value) {
+    acctStatus("delete-status", "Enter your password to delete the account.", true);
+    $("delete-pass").focus();
+    return;
+  }
+  acctStatus("delete-status", "");
+  const row = $("delete-row");
+  const q = el("span", "confirm-q", `Delete the account ${state.me} for good? This cannot be undone.`);
+  const yes = button("Delete my account", "danger small", deleteAccount);
+  const no = button("Cancel", "secondary small", () => {
+    const b = button("Delete account", "danger");
+    b.type = "submit";
+    b.id = "delete-btn";
+    row.replaceChildren(b);
+    b.focus();
+  });
+  for (const b of [yes, no]) b.onkeydown = (e) => { if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); no.click(); } };
+  row.replaceChildren(q, yes, no);
+  yes.focus();
+}
+
+async function deleteAccount() {
+  const password = $("delete-pass").value;
+  for (const b of $("delete-row").querySelectorAll("button")) b.disabled = true;
+  acctStatus("delete-status", "Deleting…");
+  state.signingOutAll = true;
+  const r = await api("DELETE", "/account", { password }).catch(() => null);
+  state.signingOutAll = false;
+  if (r && r.status === 204) {
+    const name = state.me;
+    if (name) localStorage.removeItem(outboxKey());
+    await logout(false, `The account ${name} was deleted.`);
+    $("auth-user").value = "";
+    $("auth-user").focus();
+    return;
+  }
+  if (!$("delete-form")) return;
+  if (r && r.status === 401) return logout(false, "Your session ended. Sign in again.");
+  const bad = r && r.data && r.data.error === "invalid_credentials";
+  acctStatus("delete-status", !r ? "Could not reach the server." : bad ? "The password is wrong; the account was not deleted."
+    : r.status === 429 ? authError(r) : authError(r), true);
+  const b = button("Delete account", "danger");
+  b.type = "submit";
+  b.id = "delete-btn";
+  $("delete-row").replaceChildren(b);
+  $("delete-pass").value = "";
+  $("delete-pass").focus();
   if (!state.ws && state.token) connect();
 }
 

@@ -53,6 +53,9 @@ pub const DEFAULT_WS_FRAME_BURST: f64 = 200.0;
 pub const READ_AHEAD_BYTES: usize = 16 * 1024;
 /// How long the name of a deleted account stays taken, so nobody can pose as its owner.
 pub const NAME_QUARANTINE_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Rooms with at most this many members get `delivered` receipts broadcast (ticks are
+/// shown in DMs and small rooms; in big rooms they would cost more than they tell).
+pub const RECEIPTS_MAX_MEMBERS: usize = 50;
 /// Messages per page of an account export.
 pub const EXPORT_PAGE: usize = 100;
 /// An export asks for its next page once its connection has less than this queued.

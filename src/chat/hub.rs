@@ -275,6 +275,11 @@ impl Hub {
                 u.rooms.insert(room_id);
             }
         }
+        for (room_id, user_id, id) in snap.delivered {
+            if let Some(room) = hub.rooms.get_mut(&room_id) {
+                room.delivered.insert(user_id, id);
+            }
+        }
         hub.audit.extend(snap.audit);
         for (room, user, by) in snap.invitations {
             hub.invites

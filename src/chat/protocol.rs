@@ -57,6 +57,10 @@ pub enum ClientMsg {
         room: String,
         id: i64,
     },
+    Delivered {
+        room: String,
+        id: i64,
+    },
     History {
         room: String,
         #[serde(default)]
@@ -92,6 +96,7 @@ const TYPES: &[&str] = &[
     "delete",
     "typing",
     "seen",
+    "delivered",
     "history",
     "decline",
     "members",

@@ -48,6 +48,8 @@ pub struct Room {
     pub ring: VecDeque<MessageRow>,
     /// Highest id dropped from the ring (0: the ring holds the whole history).
     pub evicted_max: i64,
+    /// Delivery cursors of members (up to which message they have received), when above 0.
+    pub delivered: HashMap<i64, i64>,
     pub last_id: i64,
 }
 
@@ -71,6 +73,7 @@ impl Room {
             online: HashMap::new(),
             ring: VecDeque::new(),
             evicted_max: 0,
+            delivered: HashMap::new(),
             last_id: 0,
         }
     }

@@ -70,10 +70,13 @@ impl Hub {
         let online = self.first_names(room.online.keys());
         let history: Vec<Value> = history.iter().map(|m| self.message_value(m)).collect();
         let mut cursors = serde_json::Map::new();
+        let mut delivered = serde_json::Map::new();
         let mut last_seen = serde_json::Map::new();
         for (name, uid) in members.iter().chain(online.iter()) {
             let cursor = room.members.get(uid).copied().unwrap_or(0);
             cursors.insert(name.to_string(), json!(cursor));
+            let got = room.delivered.get(uid).copied().unwrap_or(0);
+            delivered.insert(name.to_string(), json!(got.max(cursor)));
             if let Some(at) = self.users.get(uid).and_then(|u| u.last_seen) {
                 last_seen.insert(name.to_string(), json!(rfc3339_ms(at)));
             }
@@ -92,6 +95,7 @@ impl Hub {
             "online_count": room.online.len(),
             "members_more": room.members.len() > members.len() || room.online.len() > online.len(),
             "cursors": cursors,
+            "delivered": delivered,
             "last_seen": last_seen,
             "history": history,
             "complete": complete,
@@ -230,6 +234,7 @@ impl Hub {
         }
         if let Some(room) = self.rooms.get_mut(&room_id) {
             room.members.remove(&user);
+            room.delivered.remove(&user);
         }
         let op = StoreOp::RemoveMember {
             room_id,

@@ -530,6 +530,7 @@ impl Hub {
         for id in rooms {
             if let Some(room) = self.rooms.get_mut(&id) {
                 room.members.remove(&user);
+                room.delivered.remove(&user);
             }
         }
         for room in self.rooms.values_mut() {

@@ -104,7 +104,7 @@ impl Hub {
         // Everything that changes rooms or reads the store is budgeted; messages and
         // typing are budgeted in their handlers, after validation.
         let budget = match &msg {
-            ClientMsg::Seen { .. } => Some(Budget::Seen),
+            ClientMsg::Seen { .. } | ClientMsg::Delivered { .. } => Some(Budget::Seen),
             ClientMsg::Send { .. }
             | ClientMsg::Dm { .. }
             | ClientMsg::Edit { .. }
@@ -158,6 +158,7 @@ impl Hub {
             ClientMsg::Delete { id } => self.delete(cx, id),
             ClientMsg::Typing { room, active } => self.typing(cx, &room, active),
             ClientMsg::Seen { room, id } => self.seen(cx, &room, id),
+            ClientMsg::Delivered { room, id } => self.delivered(cx, &room, id),
             ClientMsg::History {
                 room,
                 before,
@@ -388,6 +389,49 @@ impl Hub {
             except: Except::Conn(cx.conn),
             ephemeral: false,
         });
+        self.send(cx.conn, with_ref(v, cx.req.as_deref()));
+        Ok(())
+    }
+}
+
+impl Hub {
+    /// `delivered`: the user has received the room up to `id` (cumulative). Told to the
+    /// room only where receipts are shown (`RECEIPTS_MAX_MEMBERS`); kept and stored always.
+    fn delivered(&mut self, cx: &Ctx, room: &str, id: i64) -> Result<(), Fail> {
+        let room_id = self.member_room(room, cx.user)?;
+        let name = self.user_name(cx.user).to_string();
+        let rm = self.rooms.get_mut(&room_id).expect("member_room checked");
+        if rm.has_message(id) == Some(false) {
+            return fail(
+                ErrorCode::NoSuchMessage,
+                "no message with that id in this room",
+            );
+        }
+        let cursor = rm.delivered.get(&cx.user).copied().unwrap_or(0);
+        if id <= cursor {
+            let v = json!({ "type": "delivered", "room": room, "user": name, "id": cursor });
+            self.send(cx.conn, with_ref(v, cx.req.as_deref()));
+            return Ok(());
+        }
+        rm.delivered.insert(cx.user, id);
+        let small = rm.members.len() <= crate::config::RECEIPTS_MAX_MEMBERS;
+        self.store(
+            None,
+            StoreOp::SetDelivered {
+                room_id,
+                user_id: cx.user,
+                id,
+            },
+        );
+        let v = json!({ "type": "delivered", "room": room, "user": name, "id": id });
+        if small {
+            self.fx.push(Effect::Broadcast {
+                room: room_id,
+                msg: v.clone(),
+                except: Except::Conn(cx.conn),
+                ephemeral: false,
+            });
+        }
         self.send(cx.conn, with_ref(v, cx.req.as_deref()));
         Ok(())
     }

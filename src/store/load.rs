@@ -51,6 +51,8 @@ pub struct Snapshot {
     pub rooms: Vec<RoomRow>,
     /// (room id, user id, read cursor).
     pub members: Vec<(i64, i64, i64)>,
+    /// (room, user, delivered cursor) where it is above 0.
+    pub delivered: Vec<(i64, i64, i64)>,
     /// Pending invitations: (room id, invitee, inviter), oldest first.
     pub invitations: Vec<(i64, i64, i64)>,
     /// The newest `AUDIT_KEPT` audit entries, oldest first.
@@ -139,6 +141,12 @@ pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
         .prepare("SELECT room_id, user_id, read_cursor FROM members")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let delivered = conn
+        .prepare(
+            "SELECT room_id, user_id, delivered_cursor FROM members WHERE delivered_cursor > 0",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let invitations = conn
         .prepare("SELECT room_id, user_id, by_id FROM invitations ORDER BY created_at")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -160,6 +168,7 @@ pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
         tokens,
         rooms,
         members,
+        delivered,
         invitations,
         audit,
     })

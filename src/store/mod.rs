@@ -162,6 +162,11 @@ pub enum StoreOp {
         user_id: UserId,
         id: i64,
     },
+    SetDelivered {
+        room_id: RoomId,
+        user_id: UserId,
+        id: i64,
+    },
     SetLastSeen {
         user_id: UserId,
         at: i64,

@@ -95,6 +95,8 @@ const MIGRATIONS: &[&str] = &[
     -- A deleted account keeps its row (its name is held for a quarantine, its messages
     -- stay as placeholders), without a password.
     ALTER TABLE users ADD COLUMN deleted_at INTEGER;
+    -- Delivery receipts: up to which message each member has received each room.
+    ALTER TABLE members ADD COLUMN delivered_cursor INTEGER NOT NULL DEFAULT 0;
     -- One-time password reset codes (`chatterbox admin reset-password`), stored hashed.
     CREATE TABLE reset_codes (
         hash       BLOB PRIMARY KEY,

@@ -464,6 +464,17 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
                 .map_err(note)
                 .and_then(|r| r),
         ),
+        StoreOp::SetDelivered {
+            room_id,
+            user_id,
+            id,
+        } => written(
+            tx.execute(
+                "UPDATE members SET delivered_cursor = max(delivered_cursor, ?3) WHERE room_id = ?1 AND user_id = ?2",
+                [room_id, user_id, id],
+            ),
+            &mut note,
+        ),
         StoreOp::SetCursor {
             room_id,
             user_id,

@@ -74,6 +74,7 @@ pub(super) fn snapshot() -> Snapshot {
         }],
         members: Vec::new(),
         invitations: Vec::new(),
+        delivered: Vec::new(),
         audit: Vec::new(),
     }
 }

@@ -26,6 +26,7 @@ const button = (text, cls, onclick, labelText) => {
 // The server's defaults; a server with other limits says so with `rate_limited`.
 const MSG_RATE = 10, MSG_BURST = 20, MAX_CHARS = 4000, MAX_FRAME_TEXT = 60000;
 const PAGE = 50;
+const DELETED_USER = "deleted user"; // who a deleted account's messages are shown as
 const ROOM_NAME = /^[a-z0-9_-]{1,64}$/;
 
 const state = {
@@ -68,7 +69,7 @@ function room(name) {
       hasMore: true, loadingOlder: false, members: [], online: new Set(), cursors: {},
       lastSeen: {}, owner: null, typing: new Map(), dmTo: null, joined: false, joining: 0,
       memberCount: 0, onlineCount: 0, membersMore: false, membersAfter: "", loadingMembers: false,
-      catchFrom: 0, seenSentAt: 0, seenTimer: null, nodes: new Map() };
+      catchFrom: 0, delivered: {}, acks: {}, nodes: new Map() };
     state.rooms.set(name, r);
   }
   return r;
@@ -513,6 +514,13 @@ function handle(m) {
       }
       const cur = room(state.current);
       if (!(cur.dmTo && cur.msgs.size === 0)) joinRoom(cur.name);
+      // Rooms with unread messages this client holds none of are joined as well (DMs
+      // first, a few), so that what waited reaches this device: it shows at once when
+      // opened, and the senders see it delivered.
+      const waiting = [...state.rooms.values()]
+        .filter((r) => r.member && r.unread > 0 && r.msgs.size === 0 && r.name !== state.current && r.joining !== state.epoch)
+        .sort((a, b) => Number(b.name.startsWith("dm:")) - Number(a.name.startsWith("dm:")));
+      for (const r of waiting.slice(0, 20)) joinRoom(r.name);
       if (m.rooms_more || state.connectedBefore) loadRooms(!!m.rooms_more).then(renderRooms);
       state.connectedBefore = true;
       state.invites.clear();
@@ -585,11 +593,12 @@ function handle(m) {
       if (m.room === state.current) { renderMembers(); renderTyping(); }
       break;
     }
-    case "seen": {
+    case "seen": case "delivered": {
       takeRef(m.ref);
       const r = room(m.room);
-      r.cursors[m.user] = Math.max(r.cursors[m.user] || 0, m.id);
-      if (m.room === state.current && m.user !== state.me) renderAll();
+      const cursors = m.type === "seen" ? r.cursors : r.delivered;
+      cursors[m.user] = Math.max(cursors[m.user] || 0, m.id);
+      if (m.room === state.current && !same(m.user, state.me)) renderAll();
       break;
     }
     case "invited": {
@@ -615,13 +624,24 @@ function onJoined(m) {
   const asked = takeRef(m.ref);
   const r = room(m.room);
   Object.assign(r, { private: m.private, owner: m.owner, members: m.members,
-    online: new Set(m.online), cursors: m.cursors || {}, lastSeen: m.last_seen || {},
+    online: new Set(m.online), cursors: m.cursors || {}, delivered: m.delivered || {}, lastSeen: m.last_seen || {},
     member: true, joined: true, loadingMembers: false,
     memberCount: m.member_count ?? m.members.length, onlineCount: m.online_count ?? m.online.length,
     membersMore: !!m.members_more, membersAfter: m.members.length ? m.members[m.members.length - 1] : "" });
   for (const n of m.members) know(n);
   const fresh = r.msgs.size === 0;
+  const before = new Set(r.msgs.keys());
   for (const msg of m.history) r.msgs.set(msg.id, msg);
+  // What the server already holds of my cursors is not sent again.
+  if (r.cursors[state.me] !== undefined) ackState(r, "seen").sent = r.cursors[state.me];
+  if (r.delivered[state.me] !== undefined) ackState(r, "delivered").sent = r.delivered[state.me];
+  // A catch-up (a reconnect) counts towards the room's unread badge like live messages.
+  if (m.room !== state.current && r.catchFrom) {
+    const mine = r.cursors[state.me];
+    if (mine !== undefined) r.unread = Math.max(r.unread, unreadAfter(r, mine));
+    else r.unread += m.history.filter((x) => !before.has(x.id) && counts(x)).length;
+  }
+  received(r);
   if (fresh) r.hasMore = m.history.length >= PAGE;
   if (m.complete === false) {
     r.hasMore = true;
@@ -648,8 +668,11 @@ function onHistory(m) {
   const asked = takeRef(m.ref);
   if (asked && asked.epoch !== state.epoch) return;
   const r = room(m.room);
-  for (const msg of m.messages) { r.msgs.set(msg.id, msg); know(msg.user); }
+  let fresh = 0;
+  for (const msg of m.messages) { if (!r.msgs.has(msg.id) && counts(msg)) fresh++; r.msgs.set(msg.id, msg); know(msg.user); }
   if (asked && asked.kind === "catchup") {
+    if (m.room !== state.current) r.unread += fresh;
+    received(r);
     const last = m.messages.length ? m.messages[m.messages.length - 1].id : 0;
     if (m.has_more && last) catchUp(r, last);
   } else {
@@ -690,6 +713,15 @@ function onError(m) {
   }
   const asked = takeRef(m.ref);
   if (asked && asked.epoch !== state.epoch) return;
+  if (asked && (asked.kind === "seen" || asked.kind === "delivered")) {
+    // A receipt past the budget goes again later; any other refusal is not news.
+    if (m.code === "rate_limited") {
+      const r = room(asked.room), a = ackState(r, asked.kind);
+      a.sent = Math.min(a.sent, asked.prev);
+      setTimeout(() => ack(r, asked.kind, 0), Math.max(100, Number(m.retry_after_ms) || 1000));
+    }
+    return;
+  }
   if (asked && (asked.kind === "edit" || asked.kind === "delete") && m.code === "rate_limited") {
     setTimeout(() => send({ ...asked.req, ref: ref(asked.kind, asked.room, { req: asked.req, was: asked.was }) }),
       Math.max(50, Number(m.retry_after_ms) || 1000));
@@ -762,6 +794,7 @@ function onMessage(m) {
       pump();
     }
   }
+  if (!same(m.user, state.me)) received(r);
   if (m.room === state.current) {
     if (!known && !state.stick && !same(m.user, state.me)) state.unseenBelow += 1;
     if (r.typing.delete(m.user)) renderTyping();
@@ -769,7 +802,7 @@ function onMessage(m) {
     markSeen();
   } else {
     r.typing.delete(m.user);
-    if (!known && !same(m.user, state.me)) r.unread += 1;
+    if (!known && counts(m)) r.unread += 1;
   }
   if (!known && !same(m.user, state.me)) announce(`${m.user} in ${label(m.room)}: ${m.deleted ? "message deleted" : m.text}`);
   renderRooms();
@@ -789,29 +822,100 @@ function onTyping(m) {
   if (m.room === state.current) renderTyping();
 }
 
-function markSeen() {
-  const r = room(state.current);
-  const id = lastId(r);
-  if (!id || document.hidden || !state.stick || (r.cursors[state.me] || 0) >= id) return;
-  if (!r.joined) return;
-  r.cursors[state.me] = id;
-  sendSeen(r);
-  r.unread = 0;
-  renderRooms();
+// ---- receipts ---------------------------------------------------------------------
+// Two cumulative cursors per room, each sent at most once a second per room (a burst of
+// messages becomes one frame for the latest): `delivered` for what reached this client
+// (live or caught up), `seen` for what was actually on screen: an IntersectionObserver
+// watches other people's messages in the list, and only those at least half in view
+// (or filling half the list) while the page is visible count. Opening a room scrolled
+// away from a message does not mark it seen.
+const ACK_INTERVAL = 1000;
+const RECEIPTS_MAX_MEMBERS = 50; // the server tells receipts only in rooms this small
+const counts = (msg) => !msg.deleted && !same(msg.user, state.me);
+function unreadAfter(r, cursor) {
+  let n = 0;
+  for (const msg of r.msgs.values()) if (msg.id > cursor && counts(msg)) n++;
+  return n;
+}
+function ackState(r, kind) {
+  return r.acks[kind] || (r.acks[kind] = { sent: 0, want: 0, at: 0, timer: null });
+}
+function ack(r, kind, id) {
+  const a = ackState(r, kind);
+  if (id > a.want) a.want = id;
+  if (a.want <= a.sent || a.timer) return;
+  const flush = () => {
+    a.timer = null;
+    if (a.want <= a.sent || !r.member || !online()) return; // the next join sends it
+    a.at = Date.now();
+    send({ type: kind, room: r.name, id: a.want, ref: ref(kind, r.name, { prev: a.sent }) });
+    a.sent = a.want;
+  };
+  const wait = a.at + ACK_INTERVAL - Date.now();
+  if (wait <= 0) flush(); else a.timer = setTimeout(flush, wait);
+}
+// Everything held of the room has reached this client.
+function received(r) {
+  let top = 0;
+  for (const msg of r.msgs.values()) if (msg.id > top && !same(msg.user, state.me)) top = msg.id;
+  if (top) ack(r, "delivered", top);
 }
 
-// At most one `seen` per room every 500 ms: a burst of messages read in a row becomes
-// one `seen` for the latest of them.
-const SEEN_INTERVAL = 500;
-function sendSeen(r) {
-  if (r.seenTimer) return;
-  const flush = () => {
-    r.seenTimer = null;
-    r.seenSentAt = Date.now();
-    send({ type: "seen", room: r.name, id: r.cursors[state.me], ref: "seen" });
-  };
-  const wait = r.seenSentAt + SEEN_INTERVAL - Date.now();
-  if (wait <= 0) flush(); else r.seenTimer = setTimeout(flush, wait);
+const inView = new Set(); // message elements of others at least half in view
+const seenObserver = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    const rootH = e.rootBounds ? e.rootBounds.height : Infinity;
+    if (e.isIntersecting && (e.intersectionRatio >= 0.5 || e.intersectionRect.height >= rootH / 2)) inView.add(e.target);
+    else inView.delete(e.target);
+  }
+  markSeen();
+}, { root: $("messages"), threshold: [0, 0.25, 0.5, 0.75, 1] });
+const observed = new Set();
+function observeMessages() {
+  for (const n of observed) if (!n.isConnected) { seenObserver.unobserve(n); observed.delete(n); inView.delete(n); }
+  for (const n of $("messages").querySelectorAll(".msg[id]:not(.mine)")) {
+    if (!observed.has(n)) { seenObserver.observe(n); observed.add(n); }
+  }
+}
+
+// The open room: its badge is cleared, and the newest message of someone else that is
+// in view moves the read cursor.
+function markSeen() {
+  const r = room(state.current);
+  if (r.unread) { r.unread = 0; renderRooms(); }
+  if (document.hidden || !r.joined) return;
+  let top = 0;
+  for (const n of inView) {
+    if (!n.isConnected || n.dataset.room !== r.name) continue;
+    const id = Number(n.id.slice(1));
+    if (id > top) top = id;
+  }
+  if (!top || (r.cursors[state.me] || 0) >= top) return;
+  r.cursors[state.me] = top;
+  ack(r, "seen", top);
+}
+
+// Ticks on my messages, in DMs and rooms of at most 50 members: ✓ stored, ✓✓ reached
+// every other member's delivery cursor, ✓✓ in colour once every other member has seen
+// it. The accessible text names who has seen it.
+function receiptInfo(r, msg) {
+  const dm = r.name.startsWith("dm:");
+  const count = Math.max(r.memberCount || 0, r.members.length);
+  if (!dm && (count > RECEIPTS_MAX_MEMBERS || r.membersMore)) return null;
+  const others = r.members.filter((u) => !same(u, state.me) && u !== DELETED_USER);
+  const seen = others.filter((u) => (r.cursors[u] || 0) >= msg.id).sort();
+  const delivered = others.length > 0 && others.every((u) => Math.max(r.delivered[u] || 0, r.cursors[u] || 0) >= msg.id);
+  const level = others.length > 0 && seen.length === others.length ? "seen" : delivered ? "delivered" : "sent";
+  return { level, seen };
+}
+function receipt(info) {
+  const s = el("span", "receipt " + info.level, info.level === "sent" ? "✓" : "✓✓");
+  const who = info.seen.join(", ");
+  s.title = info.level === "seen" ? "Seen by " + who
+    : (info.level === "sent" ? "Sent" : "Delivered") + (who ? ". Seen by " + who : "");
+  s.setAttribute("role", "img");
+  s.setAttribute("aria-label", s.title);
+  return s;
 }
 
 // ---- typing -----------------------------------------------------------------------
@@ -896,18 +1000,6 @@ function linkify(parent, text) {
   parent.append(document.createTextNode(text.slice(last)));
 }
 
-function seenBy(r, msg) {
-  return Object.entries(r.cursors).filter(([u, c]) => u !== state.me && c >= msg.id).map(([u]) => u).sort();
-}
-function receipt(r, msg) {
-  const who = seenBy(r, msg);
-  const s = el("span", "receipt", who.length ? "●" : "○");
-  s.title = who.length ? "Seen by " + who.join(", ") : "Delivered";
-  s.setAttribute("role", "img");
-  s.setAttribute("aria-label", s.title);
-  return s;
-}
-
 const atBottom = (box) => box.scrollHeight - box.scrollTop - box.clientHeight < 40;
 
 // The list is rendered by key: a message whose look did not change keeps its element, so
@@ -947,7 +1039,7 @@ function renderAll() {
     const editing = state.editing && state.editing.id === id;
     const mine = same(msg.user, state.me);
     const sig = JSON.stringify([first, mine, msg.deleted, editing || msg.text, msg.edited, state.admin,
-      state.confirming === id, mine ? seenBy(r, msg) : 0]);
+      state.confirming === id, mine && !msg.deleted ? receiptInfo(r, msg) : 0]);
     keep("m" + id, sig, () => renderMessage(r, msg, when, first));
     live.add("m" + id);
     prev = msg;
@@ -969,6 +1061,7 @@ function renderAll() {
     box.insertBefore(n, cur);
   }
   while (cur) { const next = cur.nextSibling; cur.remove(); cur = next; }
+  observeMessages();
   if (state.stick) box.scrollTop = box.scrollHeight;
   else if (anchorId && document.getElementById(anchorId)) {
     box.scrollTop += document.getElementById(anchorId).getBoundingClientRect().top - box.getBoundingClientRect().top - anchorTop;
@@ -1024,9 +1117,12 @@ function renderMessage(r, msg, when, first) {
   const mine = same(msg.user, state.me);
   const d = el("div", "msg" + (mine ? " mine" : "") + (msg.deleted ? " deleted" : "") + (first ? " first" : ""));
   d.id = "m" + msg.id;
+  d.dataset.room = r.name;
   if (first) {
     const meta = el("div", "meta");
-    meta.append(el("span", "who", mine ? "You" : msg.user), document.createTextNode(" "), timeEl(when));
+    // A deleted account's messages come back as "deleted user" placeholders.
+    const gone = msg.user === DELETED_USER;
+    meta.append(el("span", "who" + (gone ? " gone" : ""), mine ? "You" : msg.user), document.createTextNode(" "), timeEl(when));
     d.append(meta);
   }
   const editing = state.editing && state.editing.id === msg.id;
@@ -1054,7 +1150,8 @@ function renderMessage(r, msg, when, first) {
       mine ? "Delete message" : `Delete ${msg.user}'s message (admin)`);
     tools.append(del);
   }
-  if (mine && !msg.deleted) tools.append(receipt(r, msg));
+  const info = mine && !msg.deleted && receiptInfo(r, msg);
+  if (info) tools.append(receipt(info));
   if (tools.childNodes.length) d.append(tools);
   return d;
 }
@@ -1569,6 +1666,8 @@ function openAccount() {
   body.querySelector(".acct-name").textContent = state.me;
   $("pw-form").onsubmit = (e) => { e.preventDefault(); changePassword(); };
   $("everywhere-btn").onclick = askEverywhere;
+  $("export-btn").onclick = exportData;
+  $("delete-form").onsubmit = (e) => { e.preventDefault(); askDelete(); };
   if (!d.open) d.showModal();
   $("account-close").focus();
   loadSessions();
@@ -1680,6 +1779,101 @@ async function signOutEverywhere() {
     return logout(false, "You signed out on every device.");
   }
   acctStatus("sessions-status", "Could not sign out everywhere: " + (r ? authError(r) : "could not reach the server."), true);
+  if (!state.ws && state.token) connect();
+}
+
+// "Download my data": GET /account/export with the token (a link cannot carry it), read
+// whole, checked to be one JSON document (a storage failure cuts the stream short, and a
+// cut document must not be saved as if it were whole), then saved from a blob: URL
+// through a temporary <a download>. The CSP does not restrict downloads (fetch goes to
+// 'self'; a blob: link is a navigation, not a fetch).
+async function exportData() {
+  const btn = $("export-btn");
+  btn.disabled = true;
+  acctStatus("export-status", "Preparing your data…");
+  let res = null, text = null;
+  try {
+    res = await fetch("/account/export", { headers: { Authorization: "Bearer " + state.token } });
+    if (res.status === 200) text = await res.text();
+  } catch (_) { /* unreachable, or the stream was cut */ }
+  if (!$("export-btn")) return; // the panel was closed meanwhile
+  btn.disabled = false;
+  if (res && res.status === 401) return logout(false, "Your session ended. Sign in again.");
+  if (!res || res.status !== 200 || text === null) {
+    acctStatus("export-status", res && res.status === 429
+      ? "An export is already running, or too many requests: try again in a moment."
+      : "Could not download your data. Try again.", true);
+    return;
+  }
+  let doc;
+  try { doc = JSON.parse(text); } catch (_) { doc = null; }
+  if (!doc || !Array.isArray(doc.messages)) {
+    acctStatus("export-status", "The download was cut short. Try again.", true);
+    return;
+  }
+  const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+  const a = el("a");
+  a.href = url;
+  a.download = "chatterbox-export.json";
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  const n = doc.messages.length;
+  acctStatus("export-status", `Saved chatterbox-export.json (${n} message${n === 1 ? "" : "s"}).`);
+}
+
+// "Delete account": the password, then an inline confirmation, then DELETE /account. The
+// server closes this socket with 4001 too; that close is expected, not news.
+function askDelete() {
+  if (!$("delete-pass").value) {
+    acctStatus("delete-status", "Enter your password to delete the account.", true);
+    $("delete-pass").focus();
+    return;
+  }
+  acctStatus("delete-status", "");
+  const row = $("delete-row");
+  const q = el("span", "confirm-q", `Delete the account ${state.me} for good? This cannot be undone.`);
+  const yes = button("Delete my account", "danger small", deleteAccount);
+  const no = button("Cancel", "secondary small", () => {
+    const b = button("Delete account", "danger");
+    b.type = "submit";
+    b.id = "delete-btn";
+    row.replaceChildren(b);
+    b.focus();
+  });
+  for (const b of [yes, no]) b.onkeydown = (e) => { if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); no.click(); } };
+  row.replaceChildren(q, yes, no);
+  yes.focus();
+}
+
+async function deleteAccount() {
+  const password = $("delete-pass").value;
+  for (const b of $("delete-row").querySelectorAll("button")) b.disabled = true;
+  acctStatus("delete-status", "Deleting…");
+  state.signingOutAll = true;
+  const r = await api("DELETE", "/account", { password }).catch(() => null);
+  state.signingOutAll = false;
+  if (r && r.status === 204) {
+    const name = state.me;
+    if (name) localStorage.removeItem(outboxKey());
+    await logout(false, `The account ${name} was deleted.`);
+    $("auth-user").value = "";
+    $("auth-user").focus();
+    return;
+  }
+  if (!$("delete-form")) return;
+  if (r && r.status === 401) return logout(false, "Your session ended. Sign in again.");
+  const bad = r && r.data && r.data.error === "invalid_credentials";
+  acctStatus("delete-status", !r ? "Could not reach the server." : bad ? "The password is wrong; the account was not deleted."
+    : r.status === 429 ? authError(r) : authError(r), true);
+  const b = button("Delete account", "danger");
+  b.type = "submit";
+  b.id = "delete-btn";
+  $("delete-row").replaceChildren(b);
+  $("delete-pass").value = "";
+  $("delete-pass").focus();
   if (!state.ws && state.token) connect();
 }
 

@@ -247,8 +247,7 @@ const actions = {
     await waitOnline(pages[who]);
     count("reload");
   },
-  async scroll() {
-    const who = pick(["alice", "bob"]);
+  async scroll(who = pick(["alice", "bob"]), counted = true) {
     const page = pages[who];
     const beginning = page.getByText("This is the beginning of # general");
     const box = await page.locator("#messages").boundingBox();
@@ -259,8 +258,7 @@ const actions = {
       await sleep(150);
     }
     if (!(await beginning.isVisible())) fail(`${who}: scrolling up never reached the beginning of #general (${steps} wheel steps)`);
-    count("scroll to the beginning");
-    count("scroll wheel steps", steps);
+    if (counted) { count("scroll to the beginning"); count("scroll wheel steps", steps); }
     await scrollToBottom(page);
   },
   async dm() {
@@ -308,6 +306,12 @@ async function restart() {
   if (code === "timeout") { fail("the server did not exit within 15 s of SIGTERM"); server.p.kill("SIGKILL"); await exited; }
   await pages.alice.locator("#conn").waitFor();
   await browserSay("alice", "written while the server is down");
+  // carol too, once her chat has noticed (typed lines wait for the reconnect).
+  await cliWait((l) => l.includes("reconnecting…"), "that it is reconnecting", 15000);
+  const t = token("carol");
+  cliType(`${t} typed while the server is down`);
+  sent.push({ who: "carol", token: t, room: "general", text: `${t} typed while the server is down` });
+  count("carol messages");
   await sleep(1500);
   server = await startServer();
   log("restart: up again on", server.base);
@@ -409,10 +413,18 @@ async function check() {
     }
   }
 
-  // Each browser shows #general once each, with the edits and deletes.
+  // Each browser shows #general once each, with the edits and deletes: scrolled up to the
+  // beginning, it holds every message of the history, once, in order.
+  const historyIds = stored.general.map((m) => "m" + m.id);
   for (const who of ["alice", "bob"]) {
     const page = pages[who];
+    await actions.scroll(who, false);
     const dom = await domMsgs(page);
+    const shownIds = dom.map((d) => d.id);
+    if (JSON.stringify(shownIds) !== JSON.stringify(historyIds)) {
+      const missing = historyIds.filter((i) => !shownIds.includes(i)), extra = shownIds.filter((i) => !historyIds.includes(i));
+      fail(`${who}: the page's #general differs from the history: ${shownIds.length} shown, ${historyIds.length} stored; missing ${missing.slice(0, 10)}; extra ${extra.slice(0, 10)}`);
+    }
     const ids = dom.map((d) => d.id);
     if (new Set(ids).size !== ids.length) fail(`${who}: duplicate message ids in the page`);
     const tokens = dom.filter((d) => !d.deleted).map((d) => d.text.split(" ")[0]);
@@ -421,7 +433,7 @@ async function check() {
     const byId = new Map(dom.map((d) => [d.id, d]));
     for (const m of sent.filter((x) => x.room === "general" && x.id)) {
       const d = byId.get("m" + m.id);
-      if (!d) continue; // not loaded in this page (older than what it holds)
+      if (!d) continue; // (reported above)
       if (m.deleted && !d.deleted) fail(`${who}: #${m.id} deleted but shown as "${d.text}"`);
       if (!m.deleted && d.text !== (m.edited || m.text)) fail(`${who}: #${m.id} shows "${d.text}", expected "${m.edited || m.text}"`);
     }

@@ -296,11 +296,17 @@ const actions = {
   },
 };
 
+let restarting = false;
+function watchServer() {
+  server.p.on("exit", (code, sig) => { if (!restarting && !cleaning) fail(`the server exited unexpectedly (${code ?? sig})`); });
+}
+
 async function restart() {
   log("restart: SIGTERM to the server");
   // A burst in flight and a message written while the server is away.
   await actions.burst();
   const exited = new Promise((r) => server.p.once("exit", r));
+  restarting = true;
   server.p.kill("SIGTERM");
   const code = await Promise.race([exited, sleep(15000).then(() => "timeout")]);
   if (code === "timeout") { fail("the server did not exit within 15 s of SIGTERM"); server.p.kill("SIGKILL"); await exited; }
@@ -314,6 +320,8 @@ async function restart() {
   count("carol messages");
   await sleep(1500);
   server = await startServer();
+  restarting = false;
+  watchServer();
   log("restart: up again on", server.base);
   for (const who of ["alice", "bob"]) {
     await pages[who].waitForSelector("html[data-conn=online]", { state: "attached", timeout: 60000 });
@@ -327,6 +335,7 @@ async function main() {
   server = await startServer();
   base = server.base;
   port = Number(base.split(":").pop());
+  watchServer();
   log(`server ${base}, seed ${SEED}, ${MINUTES} min, work dir ${work}`);
   for (const who of ["alice", "bob", "carol"]) {
     const r = await fetch(base + "/register", { method: "POST", body: JSON.stringify({ username: who, password: "password-" + who }) });

@@ -8,12 +8,12 @@
 // deletes reached the other clients, no browser console or page error, and the CLI printed
 // each message once. Prints a summary; exits 1 on any failure.
 //
-//   tools/session [--minutes N] [--seed S] [--keep]
+//   tools/session [--minutes N] [--seed S] [--keep] [--inject-duplicate]
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, createWriteStream, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { root, dir as helperDir, launch, newPage, waitOnline, say, history, login } from "../tests/browser/helpers.mjs";
+import { root, dir as helperDir, launch, newPage, waitOnline, say, history, login, client } from "../tests/browser/helpers.mjs";
 
 // ---- options -------------------------------------------------------------------------
 const argv = process.argv.slice(2);
@@ -21,6 +21,9 @@ const opt = (name, dflt) => { const i = argv.indexOf(name); return i >= 0 ? argv
 const MINUTES = Number(opt("--minutes", "10"));
 const SEED = Number(opt("--seed", String(Date.now() % 1000000)));
 const KEEP = argv.includes("--keep");
+// Self-test of the checks: store one of alice's messages a second time behind the
+// clients' backs; the run must then fail.
+const INJECT_DUPLICATE = argv.includes("--inject-duplicate");
 if (!(MINUTES > 0) || !Number.isFinite(SEED)) { console.error("usage: tools/session [--minutes N] [--seed S] [--keep]"); process.exit(1); }
 
 // mulberry32: the same seed, the same choices (timing still differs run to run).
@@ -376,6 +379,13 @@ async function main() {
 }
 
 async function check() {
+  if (INJECT_DUPLICATE) {
+    const m = sent.find((x) => x.who === "alice" && x.room === "general" && !x.edited && !x.deleted);
+    const c = await client(base, await login(base, "alice"));
+    await c.request({ type: "send", room: "general", text: m.text });
+    c.close();
+    log(`injected a second copy of "${m.text}"`);
+  }
   // Everything sent settles: nothing pending in either browser.
   for (const who of ["alice", "bob"]) {
     const page = pages[who];

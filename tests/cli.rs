@@ -1137,3 +1137,31 @@ fn account_commands_sessions_export_password_logout_all() {
     let r = cli.run(&["send", "general"], "after\n");
     assert_eq!(r.status.code(), Some(3), "{r:?}");
 }
+
+/// Lines pasted into `chat` faster than the budget (10/s, burst 20) are all stored, once
+/// each and in order: the chat outbox waits out each refusal with the same client_id.
+#[test]
+fn chat_stores_every_line_pasted_faster_than_the_budget() {
+    let s = TestServer::start(&[]);
+    let (cli, token) = cli_user(&s, "hana");
+    let mut chat = cli.cmd(&["chat"]).spawn().unwrap();
+    let mut stdin = chat.stdin.take().unwrap();
+    let mut lines = BufReader::new(chat.stdout.take().unwrap()).lines();
+    loop {
+        let l = lines.next().expect("chat output ended").unwrap();
+        if l.contains("joined general") {
+            break;
+        }
+    }
+    let pasted: String = (0..30).map(|i| format!("pasted {i}\n")).collect();
+    stdin.write_all(pasted.as_bytes()).unwrap();
+    drop(stdin); // end of input: chat leaves once the outbox is stored
+    assert!(chat.wait().unwrap().success());
+    let texts: Vec<String> = s
+        .all_messages(&token, "general")
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (0..30).map(|i| format!("pasted {i}")).collect();
+    assert_eq!(texts, want);
+}

@@ -45,6 +45,8 @@ pub struct Chat {
     /// The day of the last message shown (local time).
     day: Option<String>,
     seen: HashMap<String, Seen>,
+    /// Typed lines until the server has stored them.
+    pub outbox: crate::outbox::Outbox,
 }
 
 impl Chat {
@@ -52,6 +54,7 @@ impl Chat {
         Chat {
             me: me.to_string(),
             room: room.to_string(),
+            outbox: crate::outbox::Outbox::new(),
             ..Chat::default()
         }
     }

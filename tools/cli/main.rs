@@ -8,6 +8,7 @@
 
 mod catchup;
 mod chat;
+mod outbox;
 mod show;
 mod term;
 
@@ -725,7 +726,7 @@ impl Cli {
                 match input {
                     term::Input::Line(line) => match self.command(&mut ws, &mut ui, &mut st, &line)
                     {
-                        Ok(true) => return Ok(()),
+                        Ok(true) => return Self::flush_outbox(&mut ws, &mut ui, &mut st),
                         Ok(false) => {}
                         Err(Fail::Unreachable(_)) => {}
                         Err(e) => ui.print(&format!("! {}", e.message())),
@@ -733,7 +734,7 @@ impl Cli {
                     term::Input::Typing => {
                         let _ = ws.send(&json!({"type": "typing", "room": st.room, "active": true, "ref": "typing"}));
                     }
-                    term::Input::Eof => return Ok(()),
+                    term::Input::Eof => return Self::flush_outbox(&mut ws, &mut ui, &mut st),
                 }
             }
             let mut sent = Ok(());
@@ -742,12 +743,23 @@ impl Cli {
                 .next_request()
                 .into_iter()
                 .chain(st.seen_requests(Instant::now()))
+                .chain(st.outbox.due(Instant::now()))
                 .collect();
             for req in due {
                 sent = sent.and_then(|()| ws.send(&req));
             }
             match sent.and_then(|()| ws.recv(Duration::from_millis(50))) {
                 Ok(Some(v)) => {
+                    if let Some(why) = st.outbox.answer(&v, Instant::now()) {
+                        ui.print(&format!("! {}", term::safe(&why)));
+                        continue;
+                    }
+                    if v["type"] == "error"
+                        && v["code"] == "rate_limited"
+                        && v["ref"].as_str().is_some_and(|r| r.starts_with("out:"))
+                    {
+                        continue; // waited out by the outbox
+                    }
                     if let Some(line) = st.describe(&v) {
                         ui.print(&line);
                     }
@@ -762,6 +774,8 @@ impl Cli {
                         return Ok(());
                     };
                     ws = new_ws;
+                    // Lines not stored yet go again, with their client_id.
+                    st.outbox.resend(Instant::now());
                     // Read before any frame of the new socket: which rooms have news.
                     st.plan_catch_up(self.room_marks().ok());
                     ui.print("! reconnected; catching up");
@@ -771,6 +785,27 @@ impl Cli {
                 }
             }
         }
+    }
+
+    /// Before leaving: the typed lines not stored yet get up to 10 s to be.
+    fn flush_outbox(ws: &mut Ws, ui: &mut term::Screen, st: &mut Chat) -> Result<(), Fail> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !st.outbox.is_empty() && Instant::now() < deadline {
+            for req in st.outbox.due(Instant::now()) {
+                ws.send(&req)?;
+            }
+            if let Some(v) = ws.recv(Duration::from_millis(50))? {
+                if let Some(why) = st.outbox.answer(&v, Instant::now()) {
+                    ui.print(&format!("! {}", term::safe(&why)));
+                } else if let Some(line) = st.describe(&v) {
+                    ui.print(&line);
+                }
+            }
+        }
+        if !st.outbox.is_empty() {
+            return Err(Fail::Unreachable("some typed lines were not stored".into()));
+        }
+        Ok(())
     }
 
     /// Connects again after jittered, growing waits. Typed lines wait in `typed`
@@ -900,7 +935,8 @@ impl Cli {
                 }
                 _ => json!({"type": "send", "room": st.room, "text": line}),
             };
-            ws.send(&req)?;
+            // Sent from the outbox: kept until stored, retried as the server asks.
+            st.outbox.push(req, Instant::now());
             return Ok(false);
         }
         let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));

@@ -42,6 +42,14 @@ test("open registration: sign in and create account, no invite field; closed: no
   const closed = await startServer(0, ["--registration", "closed"], "closed.db");
   try {
     await adminCli(["add-user", "cleo"], "closed.db", "password-cleo");
+    // The running server learns of accounts added outside it within about a second.
+    for (let i = 0; i < 100; i++) {
+      const r = await fetch(closed.base + "/login", {
+        method: "POST", body: JSON.stringify({ username: "cleo", password: "password-cleo" }),
+      });
+      if (r.status === 200) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
     const p = await newPage(browser);
     await p.goto(closed.base + "/");
     await p.waitForSelector("#auth[data-registration=closed]");

@@ -36,6 +36,9 @@ impl Hub {
             Route::Logout => self.logout(conn, req),
             Route::Sessions => self.list_sessions(conn, req, now),
             Route::EndSession { id } => self.end_session(conn, req, id, now),
+            // Each checks a password on the argon2 pool: the per-address login budget
+            // applies, as for /login.
+            Route::ChangePassword | Route::DeleteAccount if self.ip_refused(conn, ip, now) => {}
             Route::ChangePassword => self.change_password(conn, req, now),
             Route::ResetPassword => self.reset_password(conn, ip, req, now),
             Route::DeleteAccount => self.delete_account(conn, req, now),

@@ -555,6 +555,17 @@ impl Hub {
         self.respond(to.conn, Response::no_content());
     }
 
+    /// Answers 429 when the address has used its login budget (`auth_per_minute`).
+    pub(super) fn ip_refused(&mut self, conn: ConnId, ip: IpAddr, now: Now) -> bool {
+        match self.ip_limited(ip, now) {
+            Some(r) => {
+                self.respond(conn, r);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether an answer of the password pool belongs to a password change.
     pub(super) fn changing_password(&self, conn: ConnId) -> Option<bool> {
         self.password_changes.get(&conn).map(|c| c.old_checked)

@@ -155,24 +155,11 @@ impl Hub {
             return self.respond(conn, unauthorized());
         };
         let hash = hash_token(token);
-        if self.tokens.remove(&hash).is_none() {
+        let Some(user) = self.tokens.get(&hash).map(|t| t.user_id) else {
             return self.respond(conn, unauthorized());
-        }
+        };
         // Revoked at once: every socket opened with this token goes now.
-        let mut victims: Vec<ConnId> = self
-            .sockets
-            .iter()
-            .filter(|(_, s)| s.token == hash)
-            .map(|(c, _)| *c)
-            .collect();
-        victims.sort_unstable();
-        for c in victims {
-            self.fx.push(Effect::Close {
-                conn: c,
-                code: 4001,
-                reason: "token revoked",
-            });
-        }
+        self.end_sessions(user, |h| *h == hash);
         let reply = ReplyTo {
             conn,
             via: Via::Http,

@@ -107,7 +107,11 @@ impl Hub {
 
     /// Ends sessions of `user` in memory (those `which` picks): their sockets close with
     /// 4001 now. Returns how many ended.
-    fn end_sessions(&mut self, user: UserId, which: impl Fn(&TokenHash) -> bool) -> usize {
+    pub(super) fn end_sessions(
+        &mut self,
+        user: UserId,
+        which: impl Fn(&TokenHash) -> bool,
+    ) -> usize {
         let ended: Vec<TokenHash> = self
             .tokens
             .iter()

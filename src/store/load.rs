@@ -84,22 +84,7 @@ pub fn open_reader(path: &Path) -> Result<Connection, String> {
 
 /// Reads users, live tokens, rooms with their last `ring` messages, and memberships.
 pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
-    let users = conn
-        .prepare(
-            "SELECT id, username, pw_hash, last_seen, admin, suspended, deleted_at FROM users",
-        )?
-        .query_map([], |r| {
-            Ok(UserRow {
-                id: r.get(0)?,
-                username: r.get(1)?,
-                pw_hash: r.get(2)?,
-                last_seen: r.get(3)?,
-                admin: r.get(4)?,
-                suspended: r.get(5)?,
-                deleted_at: r.get(6)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let users = users_after(conn, 0)?;
     let tokens = conn
         .prepare("SELECT hash, user_id, expires_at, coalesce(last_used, created_at, 0) FROM tokens WHERE expires_at > ?1")?
         .query_map([now_ms()], |r| {

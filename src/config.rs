@@ -69,6 +69,16 @@ pub const MAX_USER_AGENT_BYTES: usize = 200;
 /// TLS handshake reads (the first signs and derives keys: ~0.25 ms here) per reactor pass; the rest
 /// wait for the next pass, so a burst of new TLS clients cannot stall everyone's chat.
 pub const TLS_HANDSHAKE_STEPS_PER_PASS: u32 = 2;
+/// Beyond those, handshakes may take this fraction of the previous pass's time: when
+/// passes are long (a busy reactor fanning out to thousands of sockets), two per pass
+/// would starve new clients past their timeout; a fixed share keeps them coming while
+/// chat slows by at most a quarter.
+pub const TLS_HANDSHAKE_SHARE: u32 = 4;
+
+/// How long more handshakes may run in this pass, after the previous one took `last`.
+pub fn handshake_allowance(last: std::time::Duration) -> std::time::Duration {
+    last / TLS_HANDSHAKE_SHARE
+}
 /// Longest message text, in characters, after trimming.
 pub const DEFAULT_MAX_TEXT_CHARS: usize = 4000;
 /// Committed messages each room keeps in memory for `join` and catch-up.
@@ -127,6 +137,8 @@ pub const HISTORY_MAX: usize = 200;
 pub const CATCH_UP_MAX: usize = 1000;
 /// History reads one socket may have waiting on the reader threads.
 pub const MAX_PENDING_READS: u8 = 4;
+/// Names in one page of `reactors`.
+pub const REACTORS_PAGE: usize = 50;
 /// Default and largest number of search results.
 pub const SEARCH_DEFAULT: usize = 20;
 pub const SEARCH_MAX: usize = 100;

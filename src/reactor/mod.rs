@@ -90,6 +90,8 @@ pub struct Server {
     /// TLS connections in their handshake with bytes to read, first come first served,
     /// `TLS_HANDSHAKE_STEPS_PER_PASS` per pass.
     handshakes: std::collections::VecDeque<ConnId>,
+    /// How long the previous pass took: handshakes get a share of it.
+    last_pass: Duration,
     /// Set while `serve_handshakes` reads one of them.
     serving_handshake: bool,
     /// TLS settings for new connections (`None`: plain HTTP); replaced on reload.
@@ -181,6 +183,7 @@ impl Server {
             pending_by_ip: HashMap::new(),
             tls: Arc::default(),
             handshakes: Default::default(),
+            last_pass: Duration::ZERO,
             serving_handshake: false,
             hub,
             metrics: Metrics::new(),
@@ -231,7 +234,8 @@ impl Server {
                 }
             }
             self.finish_pass();
-            let took = self.now.mono.elapsed().as_micros();
+            self.last_pass = self.now.mono.elapsed();
+            let took = self.last_pass.as_micros();
             self.metrics.pass(took.min(u64::MAX as u128) as u64);
         }
         self.graceful_stop();
@@ -259,11 +263,15 @@ impl Server {
         self.reap();
     }
 
-    /// Reads the TLS handshakes whose turn it is, oldest first, at most
-    /// `TLS_HANDSHAKE_STEPS_PER_PASS`, so a burst of new TLS clients cannot stall a pass.
+    /// Reads the TLS handshakes whose turn it is, oldest first: `TLS_HANDSHAKE_STEPS_PER_PASS`,
+    /// and more while they have taken less than their share of the previous pass
+    /// (`handshake_allowance`). A burst of new TLS clients cannot stall a pass, and a
+    /// reactor busy with long fan-out passes does not starve them past their timeout.
     fn serve_handshakes(&mut self) {
-        let mut budget = crate::config::TLS_HANDSHAKE_STEPS_PER_PASS;
-        while budget > 0 {
+        let start = Instant::now();
+        let allowance = crate::config::handshake_allowance(self.last_pass);
+        let mut served = 0;
+        while served < crate::config::TLS_HANDSHAKE_STEPS_PER_PASS || start.elapsed() < allowance {
             let Some(id) = self.handshakes.pop_front() else {
                 return;
             };
@@ -271,7 +279,7 @@ impl Server {
                 continue;
             };
             self.conns[key].hs_queued = false;
-            budget -= 1;
+            served += 1;
             self.serving_handshake = true;
             self.read_conn(key);
             self.serving_handshake = false;

@@ -750,3 +750,100 @@ fn admin_stats_are_for_admins() {
         .iter()
         .any(|r| r["name"] == "general" && r["online"] == 1));
 }
+
+#[test]
+fn reactions_reach_the_room_page_from_disk_and_survive_a_restart() {
+    let dir = TempDir::new();
+    let db = dir.0.join("chat.db");
+    let flags = [
+        UNBUDGETED,
+        &["--action-rate", "100000", "--action-burst", "100000"],
+    ]
+    .concat();
+    let s = TestServer::start_with_db(&db, &flags);
+    let alice = s.user("alice");
+    let bob = s.user("bob");
+    let mut a = s.ws(&alice);
+    let mut b = s.ws(&bob);
+    let first = a.request(
+        json!({"type": "send", "room": "general", "text": "old"}),
+        "m0",
+    );
+    let first_id = first["id"].as_i64().unwrap();
+    assert_eq!(first["reactions"], json!({}));
+    b.recv_type("message");
+    let r = b.request(
+        json!({"type": "react", "id": first_id, "emoji": "👍"}),
+        "r0",
+    );
+    assert_eq!(
+        (r["count"].as_i64(), r["user"].as_str()),
+        (Some(1), Some("bob"))
+    );
+    let heard = a.recv_type("reacted");
+    assert_eq!(
+        (heard["id"].as_i64(), heard["emoji"].as_str()),
+        (Some(first_id), Some("👍"))
+    );
+    // Push the first message out of the ring (1000): its page now comes from disk.
+    for i in 0..1010 {
+        a.send(json!({"type": "send", "room": "general", "text": format!("m{i}"), "ref": format!("s{i}")}));
+    }
+    let last = a.request(
+        json!({"type": "send", "room": "general", "text": "last"}),
+        "last",
+    );
+    let last_id = last["id"].as_i64().unwrap();
+    let path = format!("/rooms/general/messages?before={}&limit=1", first_id + 1);
+    let as_bob = s.http("GET", &path, Some(&bob), None).json();
+    let old = find_id(&as_bob["messages"], first_id);
+    assert_eq!(
+        (&old["reactions"], &old["mine"]),
+        (&json!({"👍": 1}), &json!(["👍"]))
+    );
+    let as_alice = s.http("GET", &path, Some(&alice), None).json();
+    let old = find_id(&as_alice["messages"], first_id);
+    assert_eq!(old["reactions"], json!({"👍": 1}));
+    assert!(old.get("mine").is_none(), "{old}");
+    // Sixty people react to the last one; who reacted comes in pages of 50.
+    let mut names = Vec::new();
+    for i in 0..60 {
+        let name = format!("fan{i:02}");
+        let t = s.user(&name);
+        let r = s
+            .ws(&t)
+            .request(json!({"type": "react", "id": last_id, "emoji": "🎉"}), "f");
+        assert_eq!(r["count"], i + 1, "{r}");
+        names.push(name);
+    }
+    let p1 = a.request(
+        json!({"type": "reactors", "id": last_id, "emoji": "🎉"}),
+        "p1",
+    );
+    assert_eq!(p1["users"], json!(names[..50]));
+    assert_eq!(p1["more"], true);
+    let p2 = a.request(
+        json!({"type": "reactors", "id": last_id, "emoji": "🎉", "after": names[49]}),
+        "p2",
+    );
+    assert_eq!(
+        (p2["users"].clone(), p2["more"].clone()),
+        (json!(names[50..]), json!(false))
+    );
+    drop((a, b));
+    drop(s);
+    // After a restart the ring is loaded with every reactor, so `joined` marks bob's own.
+    let s = TestServer::start_with_db(&db, &flags);
+    let mut a = s.ws(&alice);
+    let j = a.request(json!({"type": "join", "room": "general"}), "j");
+    let m = find_id(&j["history"], last_id);
+    assert_eq!(m["reactions"], json!({"🎉": 60}));
+    let mut b = s.ws(&bob);
+    let r = b.request(
+        json!({"type": "react", "id": last_id, "emoji": "🎉"}),
+        "again",
+    );
+    assert_eq!(r["count"], 61);
+    let j = b.request(json!({"type": "join", "room": "general"}), "j");
+    assert_eq!(find_id(&j["history"], last_id)["mine"], json!(["🎉"]));
+}

@@ -405,6 +405,44 @@ fn v0_1_0_database_opens_with_everything_in_it() {
         let new = !session["created_at"].is_null();
         assert_eq!(session["ip"].is_null(), !new, "{session}");
     }
+    // Schema 4: old messages have no reactions; one added now survives a restart, and
+    // the reader sees it marked as theirs.
+    let page = s
+        .http("GET", "/rooms/general/messages", Some(&dave), None)
+        .json();
+    for m in page["messages"].as_array().unwrap() {
+        assert_eq!(m["reactions"], json!({}), "{m}");
+    }
+    let target = expected("general")
+        .iter()
+        .map(|m| m.0)
+        .find(|id| *id != DELETED)
+        .unwrap();
+    let r = s
+        .ws(&dave)
+        .request(json!({"type": "react", "id": target, "emoji": "👍"}), "re");
+    assert_eq!(
+        (r["type"].as_str(), r["count"].as_i64()),
+        (Some("reacted"), Some(1)),
+        "{r}"
+    );
+    drop(s);
+    let s = TestServer::start_with_db(&db, &[]);
+    let page = s
+        .http("GET", "/rooms/general/messages", Some(&dave), None)
+        .json();
+    let m = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == target)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&m["reactions"], &m["mine"]),
+        (&json!({"👍": 1}), &json!(["👍"])),
+        "{m}"
+    );
     drop(s);
     let conn = rusqlite::Connection::open(&db).unwrap();
     let old: i64 = conn

@@ -70,9 +70,12 @@ impl Hub {
             Outcome::History {
                 room,
                 forward,
+                reader,
                 result,
-            } => self.history_read(to, room, forward, result),
-            Outcome::Search(result) => self.search_read(to, result),
+            } => self.history_read(to, room, forward, reader, result),
+            Outcome::Search { reader, result } => self.search_read(to, reader, result),
+            Outcome::Reacted(result) => self.reacted(to, result),
+            Outcome::Reactors { id, emoji, result } => self.reactors_read(to, id, emoji, result),
             Outcome::Sessions(result) => self.sessions_read(to, result),
             Outcome::ExportPage(result) => self.export_page(to, result),
             Outcome::PasswordSet {
@@ -212,7 +215,7 @@ impl Hub {
 
     /// A committed change goes to everyone in the room; the sender's copy answers its
     /// request, so it carries the ref.
-    fn deliver_committed(&mut self, room: RoomId, v: Value, to: &ReplyTo) {
+    pub(super) fn deliver_committed(&mut self, room: RoomId, v: Value, to: &ReplyTo) {
         self.fx.push(Effect::Broadcast {
             room,
             msg: v.clone(),
@@ -222,7 +225,7 @@ impl Hub {
         self.answer_sender(v, to);
     }
 
-    fn answer_sender(&mut self, v: Value, to: &ReplyTo) {
+    pub(super) fn answer_sender(&mut self, v: Value, to: &ReplyTo) {
         let req = match &to.via {
             Via::Ws { req } => req.as_deref(),
             Via::Http => None,
@@ -255,7 +258,13 @@ impl Hub {
             return;
         };
         if let Some(m) = room.get_mut(row.id) {
+            // An edit keeps the reactions the ring knows (the store's row has none);
+            // a deletion drops them, as the store did.
+            let reactions = std::mem::take(&mut m.reactions);
             *m = row.clone();
+            if !row.deleted {
+                m.reactions = reactions;
+            }
         }
         let v = if row.deleted {
             json!({ "type": "deleted", "id": row.id, "room": room.name })

@@ -4,7 +4,7 @@
 //! the request and `now`; the Hub changes its records and returns what must happen as
 //! `Effect`s, which the reactor carries out (queue output, send to a worker, close).
 
-use super::protocol::{error_json, message_json, ErrorCode};
+use super::protocol::{error_json, ErrorCode};
 use super::room::{Invite, Room, User};
 use super::ws::Ctx;
 use crate::auth::pool::AuthJob;
@@ -14,7 +14,7 @@ use crate::http::Response;
 use crate::id::{ConnId, RoomId, UserId};
 use crate::ratelimit::Bucket;
 use crate::store::load::{AuditRow, Snapshot};
-use crate::store::{AfterJoin, MessageRow, NewRoom, ReadJob, ReplyTo, StoreCmd, StoreOp, Via};
+use crate::store::{AfterJoin, NewRoom, ReadJob, ReplyTo, StoreCmd, StoreOp, Via};
 use crate::time::Now;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -388,21 +388,6 @@ impl Hub {
             .get(&id)
             .is_some_and(|u| u.deleted_at.is_none())
             .then_some(id)
-    }
-
-    /// A message row rendered as the protocol's `message` object.
-    pub(super) fn message_value(&self, row: &MessageRow) -> Value {
-        let room = self.rooms.get(&row.room_id).map_or("", |r| r.name.as_str());
-        let gone = self
-            .users
-            .get(&row.user_id)
-            .is_some_and(|u| u.deleted_at.is_some());
-        let user = if gone {
-            DELETED_USER
-        } else {
-            self.user_name(row.user_id)
-        };
-        message_json(row, room, user)
     }
 
     pub(super) fn auth_rate(&self) -> (f64, f64) {

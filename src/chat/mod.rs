@@ -23,6 +23,7 @@ mod export;
 mod hub;
 pub mod protocol;
 mod queries;
+mod reactions;
 pub mod room;
 mod rooms;
 mod sessions;

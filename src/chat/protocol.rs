@@ -1,6 +1,7 @@
 //! The messages of the WebSocket protocol: decoding what clients send (pure, with the
 //! error code each failure earns) and encoding what the server sends.
 
+use crate::id::UserId;
 use crate::store::MessageRow;
 use crate::time::rfc3339_ms;
 use serde::Deserialize;
@@ -75,6 +76,20 @@ pub enum ClientMsg {
     Decline {
         room: String,
     },
+    /// Adds (`on`, the default) or takes back a reaction to a message.
+    React {
+        id: i64,
+        emoji: String,
+        #[serde(default = "yes")]
+        on: bool,
+    },
+    /// A page of who reacted to a message with an emoji, by name after `after`.
+    Reactors {
+        id: i64,
+        emoji: String,
+        #[serde(default)]
+        after: Option<String>,
+    },
     /// A page of a room's members (or of those online), by name after `after`.
     Members {
         room: String,
@@ -83,6 +98,10 @@ pub enum ClientMsg {
         #[serde(default)]
         online: bool,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 const TYPES: &[&str] = &[
@@ -100,6 +119,8 @@ const TYPES: &[&str] = &[
     "history",
     "decline",
     "members",
+    "react",
+    "reactors",
 ];
 
 /// Error codes of the protocol.
@@ -186,8 +207,9 @@ pub fn decode(text: &str) -> Result<(ClientMsg, Option<String>), DecodeError> {
     }
 }
 
-/// The `message` event for a stored row.
-pub fn message_json(row: &MessageRow, room: &str, user: &str) -> Value {
+/// The `message` event for a stored row. Reactions are counts by emoji; a reply to one
+/// person (`reader`) also lists theirs as `mine`, when there are any.
+pub fn message_json(row: &MessageRow, room: &str, user: &str, reader: Option<UserId>) -> Value {
     let mut v = json!({
         "type": "message",
         "id": row.id,
@@ -204,7 +226,69 @@ pub fn message_json(row: &MessageRow, room: &str, user: &str) -> Value {
     if let Some(at) = row.edited_at {
         v["edited_at"] = json!(rfc3339_ms(at));
     }
+    let mut counts = serde_json::Map::new();
+    let mut mine = Vec::new();
+    for r in &row.reactions {
+        counts.insert(r.emoji.clone(), json!(r.count));
+        if reader.is_some_and(|me| r.users.contains(&me)) {
+            mine.push(r.emoji.as_str());
+        }
+    }
+    v["reactions"] = Value::Object(counts);
+    if !mine.is_empty() {
+        v["mine"] = json!(mine);
+    }
     v
+}
+
+/// Longest reaction, in bytes: room for the longest family and flag sequences.
+pub const MAX_EMOJI_BYTES: usize = 32;
+
+/// Whether `s` is one emoji: a pictograph (with an optional presentation selector and
+/// skin tone) or several joined by ZWJ, a flag (two regional indicators or a tag
+/// sequence), or a keycap; at most `MAX_EMOJI_BYTES`. A short allow-list of the Unicode
+/// emoji ranges rather than the full tables: enough for every emoji a picker offers, and
+/// it keeps text, control and invisible characters out of reaction bars.
+pub fn valid_emoji(s: &str) -> bool {
+    if s.is_empty() || s.len() > MAX_EMOJI_BYTES {
+        return false;
+    }
+    let cs: Vec<char> = s.chars().collect();
+    let regional = |c: char| ('\u{1F1E6}'..='\u{1F1FF}').contains(&c);
+    let tag = |c: char| ('\u{E0020}'..='\u{E007E}').contains(&c);
+    match cs.as_slice() {
+        // Keycap: 1️⃣ (the selector is often left out).
+        [k, '\u{FE0F}', '\u{20E3}'] | [k, '\u{20E3}'] => {
+            k.is_ascii_digit() || *k == '#' || *k == '*'
+        }
+        [a, b] if regional(*a) && regional(*b) => true,
+        // Subdivision flags: 🏴 + tag letters + cancel tag.
+        ['\u{1F3F4}', rest @ .., '\u{E007F}'] if !rest.is_empty() => rest.iter().all(|c| tag(*c)),
+        _ => cs.split(|c| *c == '\u{200D}').all(emoji_element),
+    }
+}
+
+/// One element of a ZWJ sequence: a pictograph, then an optional presentation selector
+/// (U+FE0F) and an optional skin tone.
+fn emoji_element(cs: &[char]) -> bool {
+    let tone = |c: char| ('\u{1F3FB}'..='\u{1F3FF}').contains(&c);
+    match cs {
+        [p] | [p, '\u{FE0F}'] => pictograph(*p),
+        [p, t] | [p, t, '\u{FE0F}'] | [p, '\u{FE0F}', t] => pictograph(*p) && tone(*t),
+        _ => false,
+    }
+}
+
+/// Code points Unicode marks as emoji pictographs (a generous summary of
+/// Extended_Pictographic, without regional indicators and skin tones on their own).
+fn pictograph(c: char) -> bool {
+    let u = c as u32;
+    matches!(u,
+        0xA9 | 0xAE | 0x203C | 0x2049 | 0x2122 | 0x2139 | 0x2194..=0x2199 | 0x21A9..=0x21AA
+        | 0x231A..=0x231B | 0x2328 | 0x23CF | 0x23E9..=0x23F3 | 0x23F8..=0x23FA | 0x24C2
+        | 0x25AA..=0x25AB | 0x25B6 | 0x25C0 | 0x25FB..=0x25FE | 0x2600..=0x27BF
+        | 0x2934..=0x2935 | 0x2B05..=0x2B07 | 0x2B1B..=0x2B1C | 0x2B50 | 0x2B55 | 0x3030
+        | 0x303D | 0x3297 | 0x3299 | 0x1F000..=0x1F1E5 | 0x1F200..=0x1F3FA | 0x1F400..=0x1FAFF)
 }
 
 /// An `error` reply.
@@ -322,11 +406,119 @@ mod tests {
             client_id: Some("c1".into()),
             edited_at: None,
             deleted: false,
+            reactions: Vec::new(),
         };
-        let v = message_json(&row, "general", "alice");
+        let v = message_json(&row, "general", "alice", None);
         assert_eq!(v["type"], "message");
         assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
         assert_eq!(v["client_id"], "c1");
         assert_eq!(v["edited"], false);
+    }
+
+    #[test]
+    fn reactions_are_counts_and_mine_only_for_the_reader() {
+        use crate::store::Reaction;
+        let row = MessageRow {
+            id: 1,
+            reactions: vec![
+                Reaction {
+                    emoji: "👍".into(),
+                    count: 3,
+                    users: vec![7, 9],
+                },
+                Reaction {
+                    emoji: "🎉".into(),
+                    count: 1,
+                    users: vec![8],
+                },
+            ],
+            ..MessageRow::default()
+        };
+        let v = message_json(&row, "r", "u", None);
+        assert_eq!(v["reactions"], json!({"👍": 3, "🎉": 1}));
+        assert!(v.get("mine").is_none());
+        assert_eq!(message_json(&row, "r", "u", Some(9))["mine"], json!(["👍"]));
+        assert!(message_json(&row, "r", "u", Some(5)).get("mine").is_none());
+        let bare = message_json(&MessageRow::default(), "r", "u", Some(5));
+        assert_eq!(bare["reactions"], json!({}));
+    }
+
+    #[test]
+    fn one_emoji_per_reaction() {
+        for ok in [
+            "👍",
+            "❤️",
+            "❤",
+            "🎉",
+            "😂",
+            "👍🏽",
+            "👩‍💻",
+            "👨‍👩‍👧‍👦",
+            "🏳️‍🌈",
+            "🇫🇷",
+            "1️⃣",
+            "#⃣",
+            "©️",
+            "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
+            "🫠",
+            "🀄",
+        ] {
+            assert!(valid_emoji(ok), "{ok:?} should be an emoji");
+        }
+        for bad in [
+            "",
+            "a",
+            "ab",
+            "1",
+            "👍👍",
+            "👍 ",
+            " 👍",
+            "\u{200D}",
+            "👍\u{200D}",
+            "\u{200D}👍",
+            "🏽",
+            "🇫",
+            "🇫🇷🇫🇷",
+            "\u{FE0F}",
+            "<b>",
+            "👍\u{0301}",
+            "\u{202E}👍",
+            "1\u{20E3}\u{20E3}",
+            "🏴\u{E007F}",
+            "\u{E0067}",
+        ] {
+            assert!(!valid_emoji(bad), "{bad:?} should be refused");
+        }
+        // The byte bound: a ZWJ chain of valid elements, one element past 32 bytes.
+        let chain = |n: usize| vec!["👍"; n].join("\u{200D}");
+        assert_eq!(chain(5).len(), MAX_EMOJI_BYTES);
+        assert!(valid_emoji(&chain(5)));
+        assert!(!valid_emoji(&chain(6)));
+        let exact = "👨‍👩‍👧‍👦"; // 25 bytes
+        assert!(exact.len() <= MAX_EMOJI_BYTES && valid_emoji(exact));
+    }
+
+    #[test]
+    fn react_decodes_with_on_by_default() {
+        assert_eq!(
+            decode(r#"{"type":"react","id":4,"emoji":"👍"}"#).unwrap().0,
+            ClientMsg::React {
+                id: 4,
+                emoji: "👍".into(),
+                on: true
+            }
+        );
+        assert!(matches!(
+            decode(r#"{"type":"react","id":4,"emoji":"👍","on":false}"#)
+                .unwrap()
+                .0,
+            ClientMsg::React { on: false, .. }
+        ));
+        assert!(matches!(
+            decode(r#"{"type":"reactors","id":4,"emoji":"👍","after":"bob"}"#)
+                .unwrap()
+                .0,
+            ClientMsg::Reactors { after: Some(_), .. }
+        ));
     }
 }

@@ -2,8 +2,8 @@
 //! pages and search. Pages the in-memory ring can answer are answered at once; older
 //! pages and search become `Read` effects for the reader threads.
 
-use super::hub::{storage_unavailable, unauthorized, Budget, Effect, Hub};
-use super::protocol::{with_ref, ErrorCode};
+use super::hub::{storage_unavailable, unauthorized, Budget, Effect, Hub, DELETED_USER};
+use super::protocol::{message_json, with_ref, ErrorCode};
 use super::room::Room;
 use super::rooms::within_reply_bytes;
 use crate::config::{
@@ -226,7 +226,7 @@ impl Hub {
         };
         if let Some((msgs, has_more)) = self.rooms[&room_id].page_before(before, limit) {
             let n = within_reply_bytes(&msgs, true);
-            let messages = self.messages(msgs[msgs.len() - n..].iter().copied());
+            let messages = self.messages(msgs[msgs.len() - n..].iter().copied(), user);
             let body = json!({ "messages": messages, "has_more": has_more || n < msgs.len() });
             return self.respond(conn, Response::json(200, &body));
         }
@@ -238,6 +238,7 @@ impl Hub {
                 before,
                 after: None,
                 limit,
+                reader: user,
             },
         );
     }
@@ -275,6 +276,7 @@ impl Hub {
                 query,
                 room_ids,
                 limit,
+                reader: user,
             },
         );
     }
@@ -287,11 +289,34 @@ impl Hub {
         self.fx.push(Effect::Read(ReadJob { reply, op }));
     }
 
+    /// A message row rendered as the protocol's `message` object, the same for everyone.
+    pub(super) fn message_value(&self, row: &MessageRow) -> Value {
+        self.message_value_for(row, None)
+    }
+
+    /// A message row as `reader` sees it (their own reactions marked).
+    pub(super) fn message_value_for(&self, row: &MessageRow, reader: Option<UserId>) -> Value {
+        let room = self.rooms.get(&row.room_id).map_or("", |r| r.name.as_str());
+        let gone = self
+            .users
+            .get(&row.user_id)
+            .is_some_and(|u| u.deleted_at.is_some());
+        let user = if gone {
+            DELETED_USER
+        } else {
+            self.user_name(row.user_id)
+        };
+        message_json(row, room, user, reader)
+    }
+
     pub(super) fn messages<'a>(
         &self,
         rows: impl IntoIterator<Item = &'a MessageRow>,
+        reader: UserId,
     ) -> Vec<Value> {
-        rows.into_iter().map(|m| self.message_value(m)).collect()
+        rows.into_iter()
+            .map(|m| self.message_value_for(m, Some(reader)))
+            .collect()
     }
 
     /// A history page came back from a reader.
@@ -300,6 +325,7 @@ impl Hub {
         to: ReplyTo,
         room: String,
         forward: bool,
+        reader: UserId,
         result: Result<(Vec<MessageRow>, bool), StoreError>,
     ) {
         if let (Via::Ws { .. }, Some(s)) = (&to.via, self.sockets.get_mut(&to.conn)) {
@@ -317,7 +343,7 @@ impl Hub {
                 } else {
                     &refs[refs.len() - n..]
                 };
-                let messages = self.messages(kept.iter().copied());
+                let messages = self.messages(kept.iter().copied(), reader);
                 match to.via {
                     Via::Ws { req } => {
                         let v = json!({ "type": "history", "room": room, "messages": messages, "has_more": has_more });
@@ -336,11 +362,12 @@ impl Hub {
     pub(super) fn search_read(
         &mut self,
         to: ReplyTo,
+        reader: UserId,
         result: Result<(Vec<MessageRow>, bool), StoreError>,
     ) {
         let resp = match result {
             Ok((rows, partial)) => {
-                let mut body = json!({ "messages": self.messages(&rows) });
+                let mut body = json!({ "messages": self.messages(&rows, reader) });
                 if partial {
                     body["partial"] = json!(true);
                 }

@@ -55,10 +55,22 @@ pub struct Room {
 
 impl Room {
     /// A deleted account's messages in the ring become empty placeholders.
+    /// Their reactions go too, and so do all reactions to their messages.
     pub fn blank_messages_of(&mut self, user: i64) {
-        for m in self.ring.iter_mut().filter(|m| m.user_id == user) {
-            m.text.clear();
-            m.deleted = true;
+        for m in self.ring.iter_mut() {
+            if m.user_id == user {
+                m.text.clear();
+                m.deleted = true;
+                m.reactions.clear();
+                continue;
+            }
+            for r in &mut m.reactions {
+                if r.users.contains(&user) {
+                    r.users.retain(|u| *u != user);
+                    r.count = r.count.saturating_sub(1);
+                }
+            }
+            m.reactions.retain(|r| r.count > 0);
         }
     }
 
@@ -204,10 +216,7 @@ mod tests {
             room_id: 1,
             user_id: user,
             text: format!("m{id}"),
-            ts: 0,
-            client_id: None,
-            edited_at: None,
-            deleted: false,
+            ..MessageRow::default()
         }
     }
 

@@ -32,7 +32,9 @@ fn reply_bytes(m: &MessageRow) -> usize {
             _ => 1,
         })
         .sum();
-    text + 200 + m.client_id.as_ref().map_or(0, |c| c.len() * 6)
+    // A reaction costs its emoji twice (the counts, and `mine`) and its count.
+    let reactions: usize = m.reactions.iter().map(|r| 2 * r.emoji.len() + 16).sum();
+    text + 200 + m.client_id.as_ref().map_or(0, |c| c.len() * 6) + reactions
 }
 
 /// The longest run of `msgs` from the start (or, `from_end`, from the end) that stays
@@ -64,11 +66,15 @@ impl Hub {
         room_id: RoomId,
         history: &[&MessageRow],
         complete: bool,
+        reader: Option<UserId>,
     ) -> Value {
         let room = &self.rooms[&room_id];
         let members = self.first_names(room.members.keys());
         let online = self.first_names(room.online.keys());
-        let history: Vec<Value> = history.iter().map(|m| self.message_value(m)).collect();
+        let history: Vec<Value> = history
+            .iter()
+            .map(|m| self.message_value_for(m, reader))
+            .collect();
         let mut cursors = serde_json::Map::new();
         let mut delivered = serde_json::Map::new();
         let mut last_seen = serde_json::Map::new();
@@ -199,7 +205,8 @@ impl Hub {
         let has_more = history.first().is_some_and(|first| {
             room.evicted_max > 0 || room.ring.front().is_some_and(|m| m.id < first.id)
         });
-        let mut v = self.joined_value(room_id, &history, complete);
+        let reader = self.sockets.get(&conn).map(|s| s.user);
+        let mut v = self.joined_value(room_id, &history, complete, reader);
         v["has_more"] = json!(has_more);
         if let Some(after) = next {
             v["continue_after"] = json!(after);
@@ -413,7 +420,7 @@ impl Hub {
             } else {
                 &msgs[..n]
             };
-            let messages = self.messages(msgs.iter().copied());
+            let messages = self.messages(msgs.iter().copied(), cx.user);
             let v = json!({ "type": "history", "room": room, "messages": messages, "has_more": has_more || cut });
             self.send(cx.conn, with_ref(v, cx.req.as_deref()));
             return Ok(());
@@ -437,6 +444,7 @@ impl Hub {
                 before: before.unwrap_or(i64::MAX),
                 after,
                 limit,
+                reader: cx.user,
             },
         }));
         Ok(())

@@ -156,6 +156,10 @@ impl Hub {
             } => self.dm(cx, &to, &text, client_id),
             ClientMsg::Edit { id, text } => self.edit(cx, id, &text),
             ClientMsg::Delete { id } => self.delete(cx, id),
+            ClientMsg::React { id, emoji, on } => self.react(cx, id, &emoji, on),
+            ClientMsg::Reactors { id, emoji, after } => {
+                self.reactors(cx, id, &emoji, after.as_deref())
+            }
             ClientMsg::Typing { room, active } => self.typing(cx, &room, active),
             ClientMsg::Seen { room, id } => self.seen(cx, &room, id),
             ClientMsg::Delivered { room, id } => self.delivered(cx, &room, id),

@@ -1,8 +1,8 @@
 //! Opening the database and reading what the reactor keeps in memory, once, at start-up
 //! (before the reactor runs, so it is not a read on the reactor thread).
 
+use super::messages::{fill_reactions, message_from_row, MESSAGE_COLUMNS};
 use super::schema;
-use super::writer::{message_from_row, MESSAGE_COLUMNS};
 use super::MessageRow;
 use crate::id::TokenHash;
 use crate::time::now_ms;
@@ -120,6 +120,7 @@ pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         msgs.reverse();
+        fill_reactions(conn, &mut msgs, None)?;
         room.recent = msgs;
     }
     let members = conn

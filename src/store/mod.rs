@@ -8,6 +8,7 @@
 //! `StoreCmd` and `Completion` are the seam where another store (PostgreSQL) would plug in.
 
 pub mod load;
+pub mod messages;
 pub mod reader;
 pub mod schema;
 pub mod watch;
@@ -18,7 +19,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 /// One stored message, as the store returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MessageRow {
     pub id: i64,
     pub room_id: RoomId,
@@ -29,6 +30,33 @@ pub struct MessageRow {
     pub client_id: Option<String>,
     pub edited_at: Option<i64>,
     pub deleted: bool,
+    /// Reactions, by emoji in the order first used.
+    pub reactions: Vec<Reaction>,
+}
+
+/// One emoji's reactions to a message: how many, and who. The Hub's ring keeps every
+/// reactor; a page read for one person lists only that person, when they are one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: u32,
+    pub users: Vec<UserId>,
+}
+
+/// A page of who reacted: the message's room, the names, and whether more follow.
+pub type ReactorsPage = (RoomId, Vec<String>, bool);
+
+/// A reaction as stored: the emoji's new count, and whether anything changed (saying
+/// the same twice does not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reacted {
+    pub room_id: RoomId,
+    pub id: i64,
+    pub user: UserId,
+    pub emoji: String,
+    pub on: bool,
+    pub count: u32,
+    pub changed: bool,
 }
 
 /// Why a write failed.
@@ -42,6 +70,8 @@ pub enum StoreError {
     NotFound,
     /// The row exists but belongs to someone else.
     Forbidden,
+    /// A limit on the row's contents (distinct reactions on a message).
+    Limit,
 }
 
 /// Where the answer to a job goes: a connection, and how it asked.
@@ -157,6 +187,13 @@ pub enum StoreOp {
         id: i64,
         author: Option<UserId>,
     },
+    /// Add (`on`) or take back `user`'s reaction to message `id`.
+    React {
+        id: i64,
+        user: UserId,
+        emoji: String,
+        on: bool,
+    },
     SetCursor {
         room_id: RoomId,
         user_id: UserId,
@@ -231,6 +268,7 @@ impl StoreOp {
             },
             StoreOp::Insert { .. } => Outcome::Inserted(Err(err)),
             StoreOp::Edit { .. } | StoreOp::Delete { .. } => Outcome::Changed(Err(err)),
+            StoreOp::React { .. } => Outcome::Reacted(Err(err)),
             _ => Outcome::Written(Err(err)),
         }
     }
@@ -292,6 +330,15 @@ pub enum ReadOp {
         before: i64,
         after: Option<i64>,
         limit: usize,
+        /// Whose page it is: their own reactions are marked.
+        reader: UserId,
+    },
+    /// Who reacted to message `id` with `emoji`, by name after `after`.
+    Reactors {
+        id: i64,
+        emoji: String,
+        after: String,
+        limit: usize,
     },
     /// The next page of a user's messages for their export: ids above `after`, oldest
     /// first, at most `limit`.
@@ -307,18 +354,33 @@ pub enum ReadOp {
         query: String,
         room_ids: Vec<RoomId>,
         limit: usize,
+        reader: UserId,
     },
 }
 
 impl ReadOp {
     pub fn failed(&self) -> Outcome {
         match self {
-            ReadOp::History { room, after, .. } => Outcome::History {
+            ReadOp::History {
+                room,
+                after,
+                reader,
+                ..
+            } => Outcome::History {
                 room: room.clone(),
                 forward: after.is_some(),
+                reader: *reader,
                 result: Err(StoreError::Unavailable),
             },
-            ReadOp::Search { .. } => Outcome::Search(Err(StoreError::Unavailable)),
+            ReadOp::Search { reader, .. } => Outcome::Search {
+                reader: *reader,
+                result: Err(StoreError::Unavailable),
+            },
+            ReadOp::Reactors { id, emoji, .. } => Outcome::Reactors {
+                id: *id,
+                emoji: emoji.clone(),
+                result: Err(StoreError::Unavailable),
+            },
             ReadOp::Sessions { .. } => Outcome::Sessions(Err(StoreError::Unavailable)),
             ReadOp::ExportPage { .. } => Outcome::ExportPage(Err(StoreError::Unavailable)),
         }
@@ -349,6 +411,14 @@ pub enum Outcome {
     Inserted(Result<(MessageRow, bool), StoreError>),
     /// An edit or delete: the row as it now is.
     Changed(Result<MessageRow, StoreError>),
+    /// A reaction added or taken back.
+    Reacted(Result<Reacted, StoreError>),
+    /// A page of who reacted: the message's room, names, and whether more follow.
+    Reactors {
+        id: i64,
+        emoji: String,
+        result: Result<ReactorsPage, StoreError>,
+    },
     /// A `Join`, handed back with its outcome.
     Joined {
         create: Option<NewRoom>,
@@ -376,10 +446,14 @@ pub enum Outcome {
     History {
         room: String,
         forward: bool,
+        reader: UserId,
         result: Result<(Vec<MessageRow>, bool), StoreError>,
     },
     /// Search results, best first, and whether the search ran out of time (`partial`).
-    Search(Result<(Vec<MessageRow>, bool), StoreError>),
+    Search {
+        reader: UserId,
+        result: Result<(Vec<MessageRow>, bool), StoreError>,
+    },
     /// A new user's password hash (from the password pool).
     Hashed {
         username: String,

@@ -2,7 +2,7 @@
 //! connection (WAL lets them read while the writer commits).
 
 use super::load::open_reader;
-use super::writer::{message_from_row, MESSAGE_COLUMNS};
+use super::messages::{fill_reactions, message_from_row, reactors, MESSAGE_COLUMNS};
 use super::{Completion, MessageRow, Notifier, Outcome, ReadJob, ReadOp, StoreError};
 use rusqlite::Connection;
 use std::path::Path;
@@ -40,14 +40,32 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             before,
             after,
             limit,
+            reader,
         } => Outcome::History {
             room,
             forward: after.is_some(),
+            reader,
             result: match after {
                 Some(a) => history_after(conn, room_id, a, limit),
                 None => history(conn, room_id, before, limit),
             }
+            .and_then(|(mut rows, more)| {
+                fill_reactions(conn, &mut rows, Some(reader))?;
+                Ok((rows, more))
+            })
             .map_err(log_err),
+        },
+        ReadOp::Reactors {
+            id,
+            emoji,
+            after,
+            limit,
+        } => Outcome::Reactors {
+            id,
+            result: reactors(conn, id, &emoji, &after, limit)
+                .map_err(log_err)
+                .and_then(|r| r),
+            emoji,
         },
         ReadOp::ExportPage {
             user_id,
@@ -61,9 +79,16 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             query,
             room_ids,
             limit,
-        } => {
-            Outcome::Search(search(conn, &query, &room_ids, limit, SEARCH_BUDGET).map_err(log_err))
-        }
+            reader,
+        } => Outcome::Search {
+            reader,
+            result: search(conn, &query, &room_ids, limit, SEARCH_BUDGET)
+                .and_then(|(mut rows, partial)| {
+                    fill_reactions(conn, &mut rows, Some(reader))?;
+                    Ok((rows, partial))
+                })
+                .map_err(log_err),
+        },
     }
 }
 

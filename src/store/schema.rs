@@ -113,6 +113,18 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 4: reactions, one row per (message, emoji, user); the rowid keeps the order in
+    // which they came.
+    r#"
+    CREATE TABLE reactions (
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        user_id    INTEGER NOT NULL REFERENCES users(id),
+        emoji      TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        UNIQUE (message_id, emoji, user_id)
+    );
+    CREATE INDEX reactions_by_user ON reactions(user_id);
+    "#,
 ];
 
 /// The version this build writes.

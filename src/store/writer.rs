@@ -6,7 +6,8 @@
 //! the commit fails, every answer of the batch says `Unavailable` and nothing of it is
 //! acknowledged.
 
-use super::{Completion, MessageRow, NewRoom, Notifier, Outcome, StoreCmd, StoreError, StoreOp};
+use super::messages::{change_message, insert_message, react};
+use super::{Completion, NewRoom, Notifier, Outcome, StoreCmd, StoreError, StoreOp};
 use crate::id::{RoomId, UserId};
 use crate::time::now_ms;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
@@ -182,6 +183,7 @@ fn is_error(o: &Outcome) -> bool {
         Outcome::TokenCreated { result, .. } => result.is_err(),
         Outcome::Inserted(r) => r.is_err(),
         Outcome::Changed(r) => r.is_err(),
+        Outcome::Reacted(r) => r.is_err(),
         Outcome::Written(r) => r.is_err(),
         Outcome::Joined { result, .. } => result.is_err(),
         Outcome::PasswordSet { result, .. } => result.is_err(),
@@ -190,6 +192,12 @@ fn is_error(o: &Outcome) -> bool {
 }
 
 fn delete_account(tx: &Transaction, user: UserId) -> rusqlite::Result<()> {
+    // Their reactions go, and so do reactions to their messages (which become blanks).
+    tx.execute(
+        "DELETE FROM reactions WHERE user_id = ?1
+            OR message_id IN (SELECT id FROM messages WHERE user_id = ?1)",
+        [user],
+    )?;
     tx.execute(
         "UPDATE messages SET text = '', deleted = 1 WHERE user_id = ?1 AND deleted = 0",
         [user],
@@ -464,6 +472,16 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
                 .map_err(note)
                 .and_then(|r| r),
         ),
+        StoreOp::React {
+            id,
+            user,
+            emoji,
+            on,
+        } => Outcome::Reacted(
+            react(tx, *id, *user, emoji, *on)
+                .map_err(note)
+                .and_then(|r| r),
+        ),
         StoreOp::SetDelivered {
             room_id,
             user_id,
@@ -528,266 +546,5 @@ fn written(
     Outcome::Written(r.map(|_| ()).map_err(note))
 }
 
-/// Edits (`Some(text)`) or deletes (`None`) a message after checking its author.
-fn change_message(
-    tx: &Transaction,
-    id: i64,
-    author: Option<i64>,
-    text: Option<&str>,
-) -> rusqlite::Result<Result<MessageRow, StoreError>> {
-    let Some(row) = message_by_id(tx, id)? else {
-        return Ok(Err(StoreError::NotFound));
-    };
-    if let Some(a) = author {
-        // Authors change their messages only while they are in the room.
-        let member: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM members WHERE room_id = ?1 AND user_id = ?2",
-                [row.room_id, a],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if a != row.user_id || member.is_none() {
-            return Ok(Err(StoreError::Forbidden));
-        }
-    }
-    if row.deleted {
-        return Ok(Err(StoreError::NotFound));
-    }
-    match text {
-        Some(text) => tx.execute(
-            "UPDATE messages SET text = ?2, edited_at = ?3 WHERE id = ?1",
-            params![id, text, now_ms()],
-        )?,
-        None => tx.execute(
-            "UPDATE messages SET text = '', deleted = 1 WHERE id = ?1",
-            [id],
-        )?,
-    };
-    Ok(message_by_id(tx, id)?.ok_or(StoreError::NotFound))
-}
-
-/// Stores a message, or returns the one already stored under the same `client_id`.
-fn insert_message(
-    tx: &Transaction,
-    room_id: i64,
-    user_id: i64,
-    text: &str,
-    client_id: Option<&str>,
-) -> rusqlite::Result<(MessageRow, bool)> {
-    if let Some(cid) = client_id {
-        let existing: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM messages WHERE room_id = ?1 AND user_id = ?2 AND client_id = ?3",
-                params![room_id, user_id, cid],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(id) = existing {
-            if let Some(row) = message_by_id(tx, id)? {
-                return Ok((row, true));
-            }
-        }
-    }
-    let ts = now_ms();
-    tx.execute(
-        "INSERT INTO messages (room_id, user_id, text, ts, client_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![room_id, user_id, text, ts, client_id],
-    )?;
-    Ok((
-        MessageRow {
-            id: tx.last_insert_rowid(),
-            room_id,
-            user_id,
-            text: text.to_string(),
-            ts,
-            client_id: client_id.map(str::to_string),
-            edited_at: None,
-            deleted: false,
-        },
-        false,
-    ))
-}
-
-pub const MESSAGE_COLUMNS: &str = "id, room_id, user_id, text, ts, client_id, edited_at, deleted";
-
-pub fn message_from_row(r: &rusqlite::Row) -> rusqlite::Result<MessageRow> {
-    Ok(MessageRow {
-        id: r.get(0)?,
-        room_id: r.get(1)?,
-        user_id: r.get(2)?,
-        text: r.get(3)?,
-        ts: r.get(4)?,
-        client_id: r.get(5)?,
-        edited_at: r.get(6)?,
-        deleted: r.get(7)?,
-    })
-}
-
-fn message_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<MessageRow>> {
-    conn.query_row(
-        &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"),
-        [id],
-        message_from_row,
-    )
-    .optional()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::id::ConnId;
-    use crate::store::{ReplyTo, Via};
-
-    fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut conn).unwrap();
-        conn.execute_batch(
-            "INSERT INTO users (id, username, username_lc, pw_hash, created_at) VALUES (1,'a','a','x',0);
-             INSERT INTO members (room_id, user_id) VALUES (1, 1);",
-        )
-        .unwrap();
-        conn
-    }
-
-    fn insert(text: &str) -> StoreCmd {
-        StoreCmd {
-            reply: Some(ReplyTo {
-                conn: ConnId { key: 0, serial: 1 },
-                via: Via::Ws { req: None },
-            }),
-            op: StoreOp::Insert {
-                room_id: 1,
-                user_id: 1,
-                text: text.into(),
-                client_id: None,
-            },
-        }
-    }
-
-    fn stored(conn: &Connection) -> Vec<String> {
-        let mut st = conn
-            .prepare("SELECT text FROM messages ORDER BY id")
-            .unwrap();
-        let rows = st.query_map([], |r| r.get(0)).unwrap();
-        rows.map(|r| r.unwrap()).collect()
-    }
-
-    fn inserted_ok(done: &[Completion]) -> Vec<bool> {
-        done.iter()
-            .map(|c| matches!(c.outcome, Outcome::Inserted(Ok(_))))
-            .collect()
-    }
-
-    #[test]
-    fn a_failing_command_leaves_the_rest_of_its_batch_stored() {
-        let mut conn = db();
-        conn.execute_batch(
-            "CREATE TEMP TRIGGER boom BEFORE INSERT ON messages WHEN NEW.text = 'boom'
-             BEGIN SELECT RAISE(ABORT, 'no'); END;",
-        )
-        .unwrap();
-        let cmds = vec![insert("a"), insert("boom"), insert("c")];
-        let (done, _) = apply_batch(&mut conn, cmds.into_iter());
-        assert_eq!(inserted_ok(&done), vec![true, false, true]);
-        assert_eq!(stored(&conn), vec!["a", "c"]);
-    }
-
-    #[test]
-    fn a_batch_sqlite_rolled_back_is_reported_as_not_stored_at_all() {
-        let mut conn = db();
-        // RAISE(ROLLBACK) ends the whole transaction, as a full disk can.
-        conn.execute_batch(
-            "CREATE TEMP TRIGGER boom BEFORE INSERT ON messages WHEN NEW.text = 'boom'
-             BEGIN SELECT RAISE(ROLLBACK, 'no'); END;",
-        )
-        .unwrap();
-        let cmds = vec![insert("a"), insert("boom"), insert("c")];
-        let (done, ok) = apply_batch(&mut conn, cmds.into_iter());
-        assert!(!ok);
-        assert_eq!(inserted_ok(&done), vec![false, false, false]);
-        assert!(
-            stored(&conn).is_empty(),
-            "what is reported as not stored is not stored"
-        );
-    }
-
-    #[test]
-    fn authors_change_messages_only_while_members() {
-        let mut conn = db();
-        let (done, _) = apply_batch(&mut conn, vec![insert("mine")].into_iter());
-        let Outcome::Inserted(Ok((row, _))) = &done[0].outcome else {
-            panic!("{done:?}")
-        };
-        conn.execute("DELETE FROM members WHERE user_id = 1", [])
-            .unwrap();
-        let tx = conn.transaction().unwrap();
-        let r = change_message(&tx, row.id, Some(1), Some("edited")).unwrap();
-        assert_eq!(r, Err(StoreError::Forbidden));
-        // An admin (no author) still may.
-        assert!(change_message(&tx, row.id, None, None).unwrap().is_ok());
-    }
-
-    fn join_cmd(create: Option<&str>, room_id: i64) -> StoreCmd {
-        StoreCmd {
-            reply: Some(ReplyTo {
-                conn: ConnId { key: 0, serial: 1 },
-                via: Via::Ws { req: None },
-            }),
-            op: StoreOp::Join {
-                create: create.map(|name| NewRoom {
-                    name: name.into(),
-                    private: false,
-                    owner: Some(1),
-                }),
-                room_id,
-                users: vec![1],
-                after: crate::store::AfterJoin::Joined {
-                    user: 1,
-                    since: None,
-                },
-            },
-        }
-    }
-
-    fn joined_ok(done: &[Completion]) -> Vec<Result<(), StoreError>> {
-        done.iter()
-            .map(|c| match &c.outcome {
-                Outcome::Joined { result, .. } => *result,
-                o => panic!("{o:?}"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_join_creates_its_room_all_or_nothing() {
-        let mut conn = db();
-        let cmds = vec![
-            join_cmd(Some("x"), 7),
-            // The name is taken: nothing of this one is stored, not even the membership.
-            join_cmd(Some("x"), 8),
-            // Joining a room that does not exist (its creation failed) is refused.
-            join_cmd(None, 9),
-            join_cmd(None, 7),
-        ];
-        let (done, ok) = apply_batch(&mut conn, cmds.into_iter());
-        assert!(ok);
-        assert_eq!(
-            joined_ok(&done),
-            vec![
-                Ok(()),
-                Err(StoreError::Conflict),
-                Err(StoreError::NotFound),
-                Ok(())
-            ]
-        );
-        let members: Vec<i64> = conn
-            .prepare("SELECT room_id FROM members WHERE user_id = 1 ORDER BY room_id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(members, vec![1, 7]);
-    }
-}
+mod tests;

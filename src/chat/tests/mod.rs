@@ -5,7 +5,9 @@
 
 mod account_rules;
 mod confirm_rules;
+mod fake_reads;
 mod http_rules;
+mod reaction_rules;
 mod rooms_rules;
 mod snapshot_rules;
 mod ws_rules;
@@ -16,7 +18,7 @@ use crate::config::Config;
 use crate::http::{Request, Response, Route};
 use crate::id::ConnId;
 use crate::store::load::{RoomRow, Snapshot};
-use crate::store::{Completion, MessageRow, Outcome, ReadOp, StoreError, StoreOp};
+use crate::store::{Completion, MessageRow, Outcome, StoreError, StoreOp};
 use crate::time::Now;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -46,6 +48,8 @@ pub(super) struct World {
     pub resumed: Vec<ConnId>,
     /// Rooms the fake database has.
     rooms_on_disk: std::collections::HashSet<i64>,
+    /// The fake database's reactions: (message, user, emoji), in the order added.
+    pub(super) reactions: Vec<(i64, i64, String)>,
     /// While `Some`, the password pool fails every job with this error.
     pub auth_error: Option<String>,
     /// The address HTTP requests come from.
@@ -110,6 +114,7 @@ impl World {
             held_writes: None,
             resumed: Vec::new(),
             rooms_on_disk,
+            reactions: Vec::new(),
             auth_error: None,
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
@@ -286,6 +291,7 @@ impl World {
                     client_id: client_id.clone(),
                     edited_at: None,
                     deleted: false,
+                    reactions: Vec::new(),
                 };
                 self.messages.push(row.clone());
                 Outcome::Inserted(Ok((row, false)))
@@ -322,6 +328,12 @@ impl World {
             },
             StoreOp::Edit { id, author, text } => self.change(*id, Some(*author), Some(text)),
             StoreOp::Delete { id, author } => self.change(*id, *author, None),
+            StoreOp::React {
+                id,
+                user,
+                emoji,
+                on,
+            } => Outcome::Reacted(self.react(*id, *user, emoji, *on)),
             _ => Outcome::Written(Ok(())),
         }
     }
@@ -342,84 +354,10 @@ impl World {
             None => {
                 m.text.clear();
                 m.deleted = true;
+                self.reactions.retain(|r| r.0 != id);
             }
         }
         Outcome::Changed(Ok(m.clone()))
-    }
-
-    fn read(&self, op: &ReadOp) -> Outcome {
-        match op {
-            ReadOp::History {
-                room,
-                room_id,
-                before,
-                after,
-                limit,
-            } => {
-                let mut rows: Vec<MessageRow> = self
-                    .messages
-                    .iter()
-                    .filter(|m| m.room_id == *room_id)
-                    .filter(|m| m.id < *before && after.is_none_or(|a| m.id > a))
-                    .cloned()
-                    .collect();
-                let has_more = rows.len() > *limit;
-                if after.is_some() {
-                    rows.truncate(*limit);
-                } else {
-                    rows.drain(..rows.len().saturating_sub(*limit));
-                }
-                Outcome::History {
-                    room: room.clone(),
-                    forward: after.is_some(),
-                    result: Ok((rows, has_more)),
-                }
-            }
-            ReadOp::ExportPage {
-                user_id,
-                after,
-                limit,
-            } => {
-                let mut rows: Vec<MessageRow> = self
-                    .messages
-                    .iter()
-                    .filter(|m| m.user_id == *user_id && m.id > *after)
-                    .cloned()
-                    .collect();
-                let last = rows.len() <= *limit;
-                rows.truncate(*limit);
-                Outcome::ExportPage(Ok((rows, last)))
-            }
-            ReadOp::Sessions { user_id, current } => {
-                // The fake keeps no session details: the Hub's own tokens stand in.
-                let rows = self
-                    .hub
-                    .tokens
-                    .iter()
-                    .filter(|(_, t)| t.user_id == *user_id)
-                    .map(|(h, t)| crate::store::SessionRow {
-                        id: crate::store::session_id(h),
-                        created_at: None,
-                        last_used: Some(t.last_used),
-                        ip: None,
-                        user_agent: None,
-                        current: h == current,
-                    })
-                    .collect();
-                Outcome::Sessions(Ok(rows))
-            }
-            ReadOp::Search {
-                query, room_ids, ..
-            } => {
-                let rows = self
-                    .messages
-                    .iter()
-                    .filter(|m| room_ids.contains(&m.room_id) && m.text.contains(query.as_str()))
-                    .cloned()
-                    .collect();
-                Outcome::Search(Ok((rows, false)))
-            }
-        }
     }
 
     // ---- requests ------------------------------------------------------------------

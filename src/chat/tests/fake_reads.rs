@@ -1,0 +1,102 @@
+//! The fake store's reader threads: history, search, sessions, exports and reactors
+//! from the fake database, with the real readers' rules.
+
+use super::World;
+use crate::store::{MessageRow, Outcome, ReadOp};
+
+impl World {
+    pub(super) fn read(&self, op: &ReadOp) -> Outcome {
+        match op {
+            ReadOp::History {
+                room,
+                room_id,
+                before,
+                after,
+                limit,
+                reader,
+            } => {
+                let mut rows: Vec<MessageRow> = self
+                    .messages
+                    .iter()
+                    .filter(|m| m.room_id == *room_id)
+                    .filter(|m| m.id < *before && after.is_none_or(|a| m.id > a))
+                    .cloned()
+                    .collect();
+                let has_more = rows.len() > *limit;
+                if after.is_some() {
+                    rows.truncate(*limit);
+                } else {
+                    rows.drain(..rows.len().saturating_sub(*limit));
+                }
+                self.fill_reactions(&mut rows, Some(*reader));
+                Outcome::History {
+                    room: room.clone(),
+                    forward: after.is_some(),
+                    reader: *reader,
+                    result: Ok((rows, has_more)),
+                }
+            }
+            ReadOp::ExportPage {
+                user_id,
+                after,
+                limit,
+            } => {
+                let mut rows: Vec<MessageRow> = self
+                    .messages
+                    .iter()
+                    .filter(|m| m.user_id == *user_id && m.id > *after)
+                    .cloned()
+                    .collect();
+                let last = rows.len() <= *limit;
+                rows.truncate(*limit);
+                Outcome::ExportPage(Ok((rows, last)))
+            }
+            ReadOp::Sessions { user_id, current } => {
+                // The fake keeps no session details: the Hub's own tokens stand in.
+                let rows = self
+                    .hub
+                    .tokens
+                    .iter()
+                    .filter(|(_, t)| t.user_id == *user_id)
+                    .map(|(h, t)| crate::store::SessionRow {
+                        id: crate::store::session_id(h),
+                        created_at: None,
+                        last_used: Some(t.last_used),
+                        ip: None,
+                        user_agent: None,
+                        current: h == current,
+                    })
+                    .collect();
+                Outcome::Sessions(Ok(rows))
+            }
+            ReadOp::Search {
+                query,
+                room_ids,
+                reader,
+                ..
+            } => {
+                let mut rows: Vec<MessageRow> = self
+                    .messages
+                    .iter()
+                    .filter(|m| room_ids.contains(&m.room_id) && m.text.contains(query.as_str()))
+                    .cloned()
+                    .collect();
+                self.fill_reactions(&mut rows, Some(*reader));
+                Outcome::Search {
+                    reader: *reader,
+                    result: Ok((rows, false)),
+                }
+            }
+            ReadOp::Reactors {
+                id,
+                emoji,
+                after,
+                limit,
+            } => Outcome::Reactors {
+                id: *id,
+                emoji: emoji.clone(),
+                result: self.reactors(*id, emoji, after, *limit),
+            },
+        }
+    }
+}

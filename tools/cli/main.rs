@@ -743,6 +743,7 @@ impl Cli {
                 .next_request()
                 .into_iter()
                 .chain(st.seen_requests(Instant::now()))
+                .chain(st.reactors_next())
                 .chain(st.outbox.due(Instant::now()))
                 .collect();
             for req in due {
@@ -1005,6 +1006,12 @@ impl Cli {
             }
             "/edit" if !b.is_empty() => ws.send(&json!({"type": "edit", "id": id(a), "text": b}))?,
             "/delete" if !a.is_empty() => ws.send(&json!({"type": "delete", "id": id(a)}))?,
+            // The server's `reacted` (to the room, or to me alone if nothing changed) says
+            // how it went.
+            "/react" | "/unreact" if !b.is_empty() => {
+                ws.send(&json!({"type": "react", "id": id(a), "emoji": b, "on": cmd == "/react", "ref": "react"}))?
+            }
+            "/reactors" if !b.is_empty() => ws.send(&st.reactors_request(id(a), b))?,
             "/search" if !rest.is_empty() => {
                 let (_, v) = self.get("/search", &[("q", rest)])?;
                 let found = v["messages"].as_array().cloned().unwrap_or_default();
@@ -1021,7 +1028,7 @@ impl Cli {
     }
 }
 
-const HELP: &str = "/join ROOM (or @USER)  /leave [ROOM]  /rooms [WORD]  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /quit";
+const HELP: &str = "/join ROOM (or @USER)  /leave [ROOM]  /rooms [WORD]  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /react ID EMOJI  /unreact ID EMOJI  /reactors ID EMOJI  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /quit";
 
 /// The chat socket: TCP, or TLS over it.
 enum Stream {

@@ -1165,3 +1165,172 @@ fn chat_stores_every_line_pasted_faster_than_the_budget() {
     let want: Vec<String> = (0..30).map(|i| format!("pasted {i}")).collect();
     assert_eq!(texts, want);
 }
+
+/// `react ID EMOJI` for scripts: the room hears `reacted`, the count is printed, `--off`
+/// takes it back; `tail` shows a message's reactions after its line, the reader's own
+/// marked; `reactors` lists who. Refusals have clear words and their exit codes.
+#[test]
+fn react_from_scripts_shows_in_tail_and_is_taken_back_with_off() {
+    let s = TestServer::start(&[]);
+    let (cli, _) = cli_user(&s, "alice");
+    let bob = s.user("bob");
+    let mut b = s.ws(&bob);
+    let m = b.request(
+        json!({"type": "send", "room": "general", "text": "ship it"}),
+        "s",
+    );
+    let id = m["id"].as_i64().unwrap();
+    let r = b.request(json!({"type": "react", "id": id, "emoji": "🎉"}), "r");
+    assert_eq!(r["count"], 1, "{r}");
+
+    // `#42` as chat shows it, or `42`.
+    let r = cli.run(&["react", &format!("#{id}"), "👍"], "");
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(out(&r), "1\n");
+    let v = b.recv_type("reacted");
+    assert_eq!(
+        (
+            v["id"].as_i64(),
+            v["emoji"].as_str(),
+            v["user"].as_str(),
+            v["on"].as_bool(),
+            v["count"].as_i64()
+        ),
+        (Some(id), Some("👍"), Some("alice"), Some(true), Some(1))
+    );
+
+    let mut tail = cli
+        .cmd(&["tail", "general", "--since", "0"])
+        .spawn()
+        .unwrap();
+    let lines = Collected::of(tail.stdout.take().unwrap());
+    // Equal counts in emoji order; mine marked with `*`.
+    lines.wait_for("<bob> ship it  [🎉 1 👍*1]\n");
+    tail.kill().unwrap();
+    let _ = tail.wait();
+
+    let r = cli.run(&["reactors", &id.to_string(), "👍"], "");
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(out(&r), "alice\n");
+
+    let r = cli.run(&["react", &id.to_string(), "👍", "--off"], "");
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(out(&r), "0\n");
+    let v = b.recv_type("reacted");
+    assert_eq!(
+        (v["user"].as_str(), v["on"].as_bool(), v["count"].as_i64()),
+        (Some("alice"), Some(false), Some(0))
+    );
+    let page = s
+        .http("GET", "/rooms/general/messages", Some(&bob), None)
+        .json();
+    assert_eq!(page["messages"][0]["reactions"], json!({"🎉": 1}));
+    let mut tail = cli
+        .cmd(&["tail", "general", "--since", "0"])
+        .spawn()
+        .unwrap();
+    let lines = Collected::of(tail.stdout.take().unwrap());
+    lines.wait_for("<bob> ship it  [🎉 1]\n");
+    tail.kill().unwrap();
+    let _ = tail.wait();
+
+    // Not an emoji: the server's words, and exit code 6; nothing stored.
+    let r = cli.run(&["react", &id.to_string(), "yes"], "");
+    assert_eq!(r.status.code(), Some(6), "{r:?}");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("emoji must be a single emoji") && err.contains("(bad_request)"),
+        "{err}"
+    );
+    assert!(out(&r).is_empty(), "{r:?}");
+    // No such message, or not a member of its room: 5. Not an id: 1 (usage).
+    let r = cli.run(&["react", "999999", "👍"], "");
+    assert_eq!(r.status.code(), Some(5), "{r:?}");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("no_such_message"));
+    b.request(
+        json!({"type": "create_room", "room": "bobs", "private": true}),
+        "c",
+    );
+    let secret = b.request(
+        json!({"type": "send", "room": "bobs", "text": "mine"}),
+        "s2",
+    );
+    let r = cli.run(&["react", &secret["id"].to_string(), "👍"], "");
+    assert_eq!(r.status.code(), Some(5), "{r:?}");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("forbidden"));
+    assert_eq!(cli.run(&["react", "abc", "👍"], "").status.code(), Some(1));
+    assert_eq!(
+        cli.run(&["react", &id.to_string(), "👍", "--of"], "")
+            .status
+            .code(),
+        Some(1)
+    );
+    let page = s
+        .http("GET", "/rooms/general/messages", Some(&bob), None)
+        .json();
+    assert_eq!(page["messages"][0]["reactions"], json!({"🎉": 1}));
+}
+
+/// In `chat`: a message's reactions after its line (the joined history, `/history`,
+/// `/search`), reactions as they come, `/react`, `/unreact`, `/reactors`, and a
+/// refused reaction printed like any refusal.
+#[test]
+fn chat_reacts_and_shows_reactions() {
+    let s = TestServer::start(&[]);
+    let (cli, alice) = cli_user(&s, "alice");
+    let bob = s.user("bob");
+    let mut b = s.ws(&bob);
+    let m = b.request(
+        json!({"type": "send", "room": "general", "text": "ship it"}),
+        "s",
+    );
+    let id = m["id"].as_i64().unwrap();
+    b.request(json!({"type": "react", "id": id, "emoji": "🎉"}), "r1");
+    s.ws(&alice)
+        .request(json!({"type": "react", "id": id, "emoji": "👍"}), "r2");
+
+    let mut chat = PipedChat::start(&cli, &["chat"]);
+    chat.screen
+        .wait_for(&format!("#{id} general <bob> ship it  [🎉 1 👍*1]\n"));
+    chat.screen.wait_for("joined general");
+    chat.type_line(&format!("/react #{id} 🚀"));
+    chat.screen
+        .wait_for(&format!("* alice reacted 🚀 to #{id} in general (now 1)"));
+    // (alice's 👍 from before chat came to bob first.)
+    let v = loop {
+        let v = b.recv_type("reacted");
+        if v["emoji"] != "👍" {
+            break v;
+        }
+    };
+    assert_eq!(
+        (v["emoji"].as_str(), v["user"].as_str(), v["on"].as_bool()),
+        (Some("🚀"), Some("alice"), Some(true))
+    );
+    b.send(json!({"type": "react", "id": id, "emoji": "👍"}));
+    chat.screen
+        .wait_for(&format!("* bob reacted 👍 to #{id} in general (now 2)"));
+    chat.type_line(&format!("/reactors {id} 👍"));
+    chat.screen
+        .wait_for(&format!("* 👍 on #{id} in general: alice, bob"));
+    chat.type_line(&format!("/unreact {id} 🚀"));
+    chat.screen
+        .wait_for(&format!("* alice took back 🚀 on #{id} in general (now 0)"));
+    chat.type_line(&format!("/react {id} nope"));
+    chat.screen
+        .wait_for("! emoji must be a single emoji of at most 32 bytes (bad_request)");
+    chat.type_line(&format!("/reactors {id} 🚀"));
+    chat.screen
+        .wait_for(&format!("* no 🚀 on #{id} in general"));
+    // Older messages and search results come with the reactions as they are now.
+    chat.type_line("/history");
+    chat.screen.wait_for("<bob> ship it  [👍*2 🎉 1]\n");
+    chat.type_line("/search ship");
+    chat.screen.wait_for("1 result(s)");
+    chat.screen.wait_for_n("<bob> ship it  [👍*2 🎉 1]\n", 2);
+    chat.type_line("/help");
+    chat.screen
+        .wait_for("/react ID EMOJI  /unreact ID EMOJI  /reactors ID EMOJI");
+    let screen = chat.quit();
+    assert!(!screen.contains("unknown command"), "{screen}");
+}

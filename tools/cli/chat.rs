@@ -13,6 +13,21 @@ use std::time::{Duration, Instant};
 /// A room's read cursor is told to the server at most this often.
 pub const SEEN_EVERY: Duration = Duration::from_secs(1);
 
+/// `/reactors` asks for at most this many pages (of 50 names) before it prints.
+pub const REACTORS_PAGES: usize = 10;
+
+/// The `ref` of `/reactors` requests.
+pub const REACTORS_REF: &str = "reactors";
+
+/// Who reacted, as `/reactors` gathers it page by page: the names so far (safe to
+/// print), the pages asked, and the request for the next page when it is due.
+#[derive(Default)]
+struct Reactors {
+    names: Vec<String>,
+    pages: usize,
+    next: Option<Value>,
+}
+
 /// The read cursor of one room: the highest id shown, what the server was last told and
 /// when.
 #[derive(Default)]
@@ -47,6 +62,8 @@ pub struct Chat {
     seen: HashMap<String, Seen>,
     /// Typed lines until the server has stored them.
     pub outbox: crate::outbox::Outbox,
+    /// The `/reactors` listing under way, if any.
+    reactors: Option<Reactors>,
 }
 
 impl Chat {
@@ -164,6 +181,60 @@ impl Chat {
         out
     }
 
+    /// `/reactors ID EMOJI`: the first page's request. A listing under way is dropped.
+    pub fn reactors_request(&mut self, id: i64, emoji: &str) -> Value {
+        self.reactors = Some(Reactors {
+            pages: 1,
+            ..Reactors::default()
+        });
+        json!({"type": "reactors", "id": id, "emoji": emoji, "ref": REACTORS_REF})
+    }
+
+    /// The next page of a `/reactors` listing, when one is due.
+    pub fn reactors_next(&mut self) -> Option<Value> {
+        self.reactors.as_mut()?.next.take()
+    }
+
+    /// A page of `/reactors`: nothing to print while more pages are asked for, then the
+    /// whole list on one line.
+    fn reactors_page(&mut self, v: &Value) -> Option<String> {
+        let list = self.reactors.as_mut()?;
+        let raw: Vec<&str> = v["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        list.names.extend(raw.iter().map(|n| term::safe(n)));
+        let more = v["more"] == true;
+        match (v["id"].as_i64(), v["emoji"].as_str(), raw.last()) {
+            (Some(id), Some(emoji), Some(after)) if more && list.pages < REACTORS_PAGES => {
+                list.pages += 1;
+                list.next = Some(
+                    json!({"type": "reactors", "id": id, "emoji": emoji, "after": after, "ref": REACTORS_REF}),
+                );
+                return None;
+            }
+            _ => {}
+        }
+        let list = self.reactors.take()?;
+        let what = format!(
+            "{} on #{} in {}",
+            term::safe(v["emoji"].as_str().unwrap_or("")),
+            num(&v["id"]),
+            self.label(v["room"].as_str().unwrap_or(""))
+        );
+        Some(if list.names.is_empty() {
+            format!("* no {what}")
+        } else {
+            format!(
+                "* {what}: {}{}",
+                list.names.join(", "),
+                if more { ", and more" } else { "" }
+            )
+        })
+    }
+
     /// The label of a room for this user (`@bob` for a conversation with bob).
     pub fn label(&self, room: &str) -> String {
         room_label(room, &self.me)
@@ -251,6 +322,23 @@ impl Chat {
                 num(&v["id"]),
                 self.label(room)
             )),
+            // Everyone's, mine too (the server's answer to my `/react`), with the new count.
+            "reacted" => {
+                let (did, to) = if v["on"] == false {
+                    ("took back", "on")
+                } else {
+                    ("reacted", "to")
+                };
+                Some(format!(
+                    "* {} {did} {} {to} #{} in {} (now {})",
+                    s("user"),
+                    s("emoji"),
+                    num(&v["id"]),
+                    self.label(room),
+                    num(&v["count"])
+                ))
+            }
+            "reactors" if v["ref"] == REACTORS_REF => self.reactors_page(v),
             // Typing in the room being looked at, or to me directly.
             "typing"
                 if v["active"] == true
@@ -296,6 +384,10 @@ impl Chat {
                 }
                 (!lines.is_empty()).then(|| lines.join("\n"))
             }
+            "error" if v["ref"] == REACTORS_REF => {
+                self.reactors = None;
+                Some(format!("! {} ({})", s("message"), s("code")))
+            }
             // Refused typing notices and read cursors are nothing to tell the user.
             "error" if v["ref"] == "typing" || v["ref"] == "seen" => None,
             "error" => Some(format!("! {} ({})", s("message"), s("code"))),
@@ -339,6 +431,7 @@ mod tests {
             json!({"type": "left", "room": evil}),
             json!({"type": "error", "code": evil, "message": evil}),
             json!({"type": "history", "room": evil, "messages": [m]}),
+            json!({"type": "reacted", "room": evil, "id": 7, "emoji": evil, "count": 1, "user": evil, "on": true}),
         ];
         for v in events {
             let out = st.describe(&v).unwrap_or_else(|| panic!("nothing for {v}"));
@@ -367,6 +460,13 @@ mod tests {
             !lines[0].contains(['\x1b', '\x07', '\r', '\n']),
             "{lines:?}"
         );
+        st.reactors_request(7, "👍");
+        let v = json!({"type": "reactors", "ref": "reactors", "room": evil, "id": 7, "emoji": evil, "users": [evil], "more": false});
+        let out = st.describe(&v).unwrap();
+        assert!(
+            !out.contains(['\x1b', '\x07', '\r', '\n', '\x7f', '\u{9b}']),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -392,6 +492,66 @@ mod tests {
         );
         let dm = json!({"type": "message", "id": 6, "ts": "2026-11-25T00:01:00.000Z", "room": "dm:alice:bob", "user": "bob", "text": "psst"});
         assert_eq!(st.describe(&dm).unwrap(), "[00:01] #6 @bob <bob> psst");
+    }
+
+    #[test]
+    fn reactions_as_they_come_and_who_reacted_page_by_page() {
+        let mut st = chat();
+        let r = |user: &str, on: bool, count: i64| json!({"type": "reacted", "room": "dm:alice:bob", "id": 42, "emoji": "👍", "count": count, "user": user, "on": on});
+        assert_eq!(
+            st.describe(&r("bob", true, 3)).unwrap(),
+            "* bob reacted 👍 to #42 in @bob (now 3)"
+        );
+        assert_eq!(
+            st.describe(&r("alice", false, 2)).unwrap(),
+            "* alice took back 👍 on #42 in @bob (now 2)"
+        );
+        // A page nobody asked for (another client's) is not shown.
+        let page = |users: Vec<String>, more: bool| json!({"type": "reactors", "ref": "reactors", "room": "general", "id": 42, "emoji": "👍", "users": users, "more": more});
+        assert!(st.describe(&page(vec!["x".into()], false)).is_none());
+        // Pages are asked one after the other and printed together.
+        let req = st.reactors_request(42, "👍");
+        assert_eq!(
+            req,
+            json!({"type": "reactors", "id": 42, "emoji": "👍", "ref": "reactors"})
+        );
+        assert!(st.reactors_next().is_none(), "the first is sent by hand");
+        let names = |from: usize| {
+            (from..from + 50)
+                .map(|i| format!("u{i:03}"))
+                .collect::<Vec<_>>()
+        };
+        assert!(st.describe(&page(names(0), true)).is_none());
+        let next = st.reactors_next().unwrap();
+        assert_eq!(next["after"], "u049");
+        assert!(st.reactors_next().is_none(), "asked once");
+        let out = st.describe(&page(vec!["zed".into()], false)).unwrap();
+        assert!(
+            out.starts_with("* 👍 on #42 in general: u000, u001, ") && out.ends_with(", u049, zed"),
+            "{out}"
+        );
+        // At most REACTORS_PAGES pages, then "and more".
+        st.reactors_request(42, "👍");
+        for p in 0..REACTORS_PAGES - 1 {
+            assert!(st.describe(&page(names(p * 50), true)).is_none());
+            assert!(st.reactors_next().is_some());
+        }
+        let out = st
+            .describe(&page(names((REACTORS_PAGES - 1) * 50), true))
+            .unwrap();
+        assert!(out.ends_with(", u499, and more"), "{out}");
+        assert!(st.reactors_next().is_none());
+        // Nobody, and a refusal (which ends the listing).
+        st.reactors_request(42, "🎉");
+        let none = json!({"type": "reactors", "ref": "reactors", "room": "general", "id": 42, "emoji": "🎉", "users": [], "more": false});
+        assert_eq!(st.describe(&none).unwrap(), "* no 🎉 on #42 in general");
+        st.reactors_request(43, "🎉");
+        let refused = json!({"type": "error", "ref": "reactors", "code": "no_such_message", "message": "no such message"});
+        assert_eq!(
+            st.describe(&refused).unwrap(),
+            "! no such message (no_such_message)"
+        );
+        assert!(st.describe(&none).is_none(), "over");
     }
 
     #[test]

@@ -37,12 +37,15 @@ commands:
   send ROOM [--no-retry]   send stdin as one message (ROOM may be @NAME); exits once the server has
                        stored it, waiting out the rate limit unless --no-retry
   tail ROOM [--since ID] [--json]   print messages as they arrive, one per line
+  react ID EMOJI [--off]   react to message ID (#42 or 42, as chat shows it) with EMOJI, or take
+                       the reaction back (--off); prints the emoji's count on the message
+  reactors ID EMOJI    who reacted to message ID with EMOJI, a name a line
   --server http://HOST:PORT or https://HOST:PORT (TLS: wss for chat); --cacert FILE trusts a
   private CA for https (otherwise the system's roots)
 environment: CHATTERBOX_SERVER (default http://127.0.0.1:8000), CHATTERBOX_CACERT, CHATTERBOX_CONFIG_DIR
   (default $XDG_CONFIG_HOME/chatterbox or ~/.config/chatterbox; the token is kept there, mode 0600)
 exit codes: 0 ok, 1 usage, 2 server unreachable, 3 not logged in or bad credentials,
-  4 rate limited, 5 no such room or not allowed, 6 other server error";
+  4 rate limited, 5 no such room or message, or not allowed, 6 other server error";
 
 /// How long `send` keeps trying (rate limits, a lost connection) before it gives up.
 const SEND_PATIENCE: Duration = Duration::from_secs(60);
@@ -81,6 +84,16 @@ impl Fail {
     }
 }
 
+/// A message id as typed: `#42` (as `chat` shows it) or `42`.
+fn message_id(s: &str) -> Result<i64, Fail> {
+    s.strip_prefix('#')
+        .unwrap_or(s)
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| Fail::Usage(format!("not a message id: {}", term::safe(s))))
+}
+
 /// An `error` reply from the server as a failure (its words made safe to print).
 fn from_error(v: &Value) -> Fail {
     let msg = format!(
@@ -90,7 +103,7 @@ fn from_error(v: &Value) -> Fail {
     );
     match v["code"].as_str() {
         Some("rate_limited") => Fail::RateLimited(msg),
-        Some("no_such_room") | Some("forbidden") => Fail::Room(msg),
+        Some("no_such_room") | Some("no_such_message") | Some("forbidden") => Fail::Room(msg),
         _ => Fail::Server(msg),
     }
 }
@@ -161,6 +174,8 @@ fn main() -> ExitCode {
         ("chat", [room]) => cli.chat(room),
         ("send", [room, opts @ ..]) => cli.send(room, opts),
         ("tail", [room, opts @ ..]) => cli.tail(room, opts),
+        ("react", [id, emoji, opts @ ..]) => cli.react(id, emoji, opts),
+        ("reactors", [id, emoji]) => cli.reactors(id, emoji),
         _ => Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
     };
     match result {
@@ -496,11 +511,8 @@ impl Cli {
         Ok(marks)
     }
 
-    /// Sends stdin as one message. Past the rate limit it waits as long as the server
-    /// asks (`retry_after_ms`, plus a little jitter) and tries again with the same
-    /// `client_id`, for up to `SEND_PATIENCE`, so the message is stored exactly once;
-    /// a connection lost on the way is opened again the same way. `--no-retry` fails at
-    /// the first refusal (exit code 4).
+    /// Sends stdin as one message (see `ask`): exits once the server has stored it, and
+    /// prints its id. `--no-retry` fails at the first refusal (exit code 4).
     fn send(&self, room: &str, opts: &[&str]) -> Result<(), Fail> {
         let no_retry = match opts {
             [] => false,
@@ -525,24 +537,86 @@ impl Cli {
         req["text"] = json!(text);
         req["client_id"] = json!(cid);
         req["ref"] = json!("send");
+        let stored = self.ask(&mut None, &req, "message", no_retry)?;
+        println!("{}", show::num(&stored["id"]));
+        Ok(())
+    }
+
+    /// `react ID EMOJI [--off]`: adds a reaction to message ID (`#42` as `chat` shows it,
+    /// or `42`), or takes it back, and prints the emoji's count on the message after it.
+    /// Saying it twice changes nothing, so it is asked again as `send` is.
+    fn react(&self, id: &str, emoji: &str, opts: &[&str]) -> Result<(), Fail> {
+        let on = match opts {
+            [] => true,
+            ["--off"] => false,
+            _ => return Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
+        };
+        let id = message_id(id)?;
+        let req = json!({"type": "react", "id": id, "emoji": emoji, "on": on, "ref": "react"});
+        let reacted = self.ask(&mut None, &req, "reacted", false)?;
+        println!("{}", show::num(&reacted["count"]));
+        Ok(())
+    }
+
+    /// `reactors ID EMOJI`: who reacted to message ID with EMOJI, a name a line, page by
+    /// page.
+    fn reactors(&self, id: &str, emoji: &str) -> Result<(), Fail> {
+        let id = message_id(id)?;
+        let mut req = json!({"type": "reactors", "id": id, "emoji": emoji, "ref": "reactors"});
+        let mut out = std::io::stdout().lock();
+        let mut ws = None;
+        loop {
+            let page = self.ask(&mut ws, &req, "reactors", false)?;
+            let names: Vec<&str> = page["users"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            for n in &names {
+                if writeln!(out, "{}", term::safe(n)).is_err() {
+                    return Ok(()); // the reader went away (a closed pipe)
+                }
+            }
+            match names.last() {
+                Some(last) if page["more"] == true => req["after"] = json!(last),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Sends `req` (which has a `ref`) until the server answers it with a `want`, and
+    /// returns that answer. Past the rate limit it waits as long as the server asks
+    /// (`retry_after_ms`, plus a little jitter) and tries again (a `send` with the same
+    /// `client_id`), for up to `SEND_PATIENCE`, so a message is stored exactly once; a
+    /// connection lost on the way is opened again the same way. With `no_retry`, the
+    /// first refusal fails (exit code 4). Any other `error` fails with its code. `conn`
+    /// is the connection to ask on, kept for the next question (None: a new one).
+    fn ask(
+        &self,
+        conn: &mut Option<Ws>,
+        req: &Value,
+        want: &str,
+        no_retry: bool,
+    ) -> Result<Value, Fail> {
         let deadline = Instant::now() + SEND_PATIENCE;
         let mut backoff = Backoff::default();
-        let (mut ws, _) = self.connect()?;
+        let ws = match conn {
+            Some(ws) => ws,
+            None => conn.insert(self.connect()?.0),
+        };
         loop {
-            match self.send_on(&mut ws, &req, no_retry, deadline)? {
-                Some(id) => {
-                    println!("{id}");
-                    return Ok(());
-                }
+            match self.ask_on(ws, req, want, no_retry, deadline)? {
+                Some(answer) => return Ok(answer),
                 None if no_retry || Instant::now() >= deadline => {
                     return Err(Fail::Unreachable(
-                        "the connection was lost before the server confirmed the message".into(),
+                        "the connection was lost before the server answered".into(),
                     ))
                 }
                 None => {}
             }
-            // Lost on the way: the same client_id again, on a new connection.
-            ws = loop {
+            // Lost on the way: the same request again, on a new connection.
+            *ws = loop {
                 std::thread::sleep(backoff.next_wait());
                 match self.connect() {
                     Ok((ws, _)) => break ws,
@@ -555,15 +629,16 @@ impl Cli {
         }
     }
 
-    /// One connection's try at `send`: the stored id, or None if the connection was lost
-    /// before the server answered.
-    fn send_on(
+    /// One connection's try at `ask`: the answer, or None if the connection was lost
+    /// before the server gave it.
+    fn ask_on(
         &self,
         ws: &mut Ws,
         req: &Value,
+        want: &str,
         no_retry: bool,
         deadline: Instant,
-    ) -> Result<Option<String>, Fail> {
+    ) -> Result<Option<Value>, Fail> {
         if ws.send(req).is_err() {
             return Ok(None);
         }
@@ -575,18 +650,18 @@ impl Cli {
                 Err(Fail::Unreachable(_)) => return Ok(None),
                 Err(e) => return Err(e),
             };
-            if v["ref"] != "send" {
+            if v["ref"] != req["ref"] {
                 continue;
             }
             match v["type"].as_str() {
-                Some("message") => return Ok(Some(show::num(&v["id"]))),
+                Some(t) if t == want => return Ok(Some(v)),
                 Some("error") if v["code"] == "rate_limited" && !no_retry => {
                     let wait = retry_after(&v);
                     let wait =
                         wait + Duration::from_millis(jitter_ms(wait.as_millis() as u64 / 10 + 5));
                     if Instant::now() + wait > deadline {
                         return Err(Fail::RateLimited(format!(
-                            "still rate limited after {} s; nothing was stored",
+                            "still rate limited after {} s; nothing was done",
                             SEND_PATIENCE.as_secs()
                         )));
                     }
@@ -743,6 +818,7 @@ impl Cli {
                 .next_request()
                 .into_iter()
                 .chain(st.seen_requests(Instant::now()))
+                .chain(st.reactors_next())
                 .chain(st.outbox.due(Instant::now()))
                 .collect();
             for req in due {
@@ -1005,6 +1081,12 @@ impl Cli {
             }
             "/edit" if !b.is_empty() => ws.send(&json!({"type": "edit", "id": id(a), "text": b}))?,
             "/delete" if !a.is_empty() => ws.send(&json!({"type": "delete", "id": id(a)}))?,
+            // The server's `reacted` (to the room, or to me alone if nothing changed) says
+            // how it went.
+            "/react" | "/unreact" if !b.is_empty() => {
+                ws.send(&json!({"type": "react", "id": id(a), "emoji": b, "on": cmd == "/react", "ref": "react"}))?
+            }
+            "/reactors" if !b.is_empty() => ws.send(&st.reactors_request(id(a), b))?,
             "/search" if !rest.is_empty() => {
                 let (_, v) = self.get("/search", &[("q", rest)])?;
                 let found = v["messages"].as_array().cloned().unwrap_or_default();
@@ -1021,7 +1103,7 @@ impl Cli {
     }
 }
 
-const HELP: &str = "/join ROOM (or @USER)  /leave [ROOM]  /rooms [WORD]  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /quit";
+const HELP: &str = "/join ROOM (or @USER)  /leave [ROOM]  /rooms [WORD]  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /react ID EMOJI  /unreact ID EMOJI  /reactors ID EMOJI  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /quit";
 
 /// The chat socket: TCP, or TLS over it.
 enum Stream {

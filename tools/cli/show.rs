@@ -83,8 +83,8 @@ pub fn day_line(ts: &str) -> Option<String> {
 }
 
 /// `[HH:MM] room <user> text` (with `with_id`, `[HH:MM] #42 room <user> text`; with
-/// `with_date`, the date before the time), every part made safe to print; a multi-line
-/// message goes on over indented lines.
+/// `with_date`, the date before the time), then its reactions (`  [👍*3 🎉 1]`), every
+/// part made safe to print; a multi-line message goes on over indented lines.
 pub fn message_line(m: &Value, me: &str, with_id: bool, with_date: bool) -> String {
     let ts = m["ts"].as_str().unwrap_or("");
     let when = match local_time(ts) {
@@ -104,10 +104,41 @@ pub fn message_line(m: &Value, me: &str, with_id: bool, with_date: bool) -> Stri
         String::new()
     };
     format!(
-        "[{when}] {id}{} <{}> {text}{edited}",
+        "[{when}] {id}{} <{}> {text}{edited}{}",
         room_label(m["room"].as_str().unwrap_or(""), me),
-        term::safe(m["user"].as_str().unwrap_or(""))
+        term::safe(m["user"].as_str().unwrap_or("")),
+        reactions(m)
     )
+}
+
+/// A message's reactions after its line: `  [👍*3 🎉 1]`, each emoji with its count, the
+/// reader's own (`mine`) marked with `*` in place of the space; the most given first
+/// (ties in emoji order). Empty when there are none.
+pub fn reactions(m: &Value) -> String {
+    let mine: Vec<&str> = m["mine"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut counts: Vec<(&str, i64)> = m["reactions"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(e, n)| Some((e.as_str(), n.as_i64().filter(|n| *n > 0)?)))
+        .collect();
+    if counts.is_empty() {
+        return String::new();
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let shown: Vec<String> = counts
+        .iter()
+        .map(|(e, n)| {
+            let mark = if mine.contains(e) { '*' } else { ' ' };
+            format!("{}{mark}{n}", term::safe(e))
+        })
+        .collect();
+    format!("  [{}]", shown.join(" "))
 }
 
 /// A number from the server as text, or `?` when it is not one (nothing else from a
@@ -173,5 +204,44 @@ pub mod tests {
             message_line(&m, "bob", false, true),
             "[2026-11-24 09:05] @alice <bob> psst"
         );
+    }
+
+    #[test]
+    fn reactions_are_compact_most_first_with_mine_marked() {
+        let m = |v: Value| {
+            let mut m = json!({"id": 9, "ts": "", "room": "general", "user": "bob", "text": "hi"});
+            m.as_object_mut()
+                .unwrap()
+                .extend(v.as_object().unwrap().clone());
+            m
+        };
+        assert_eq!(reactions(&m(json!({}))), "");
+        assert_eq!(reactions(&m(json!({"reactions": {}}))), "");
+        assert_eq!(
+            reactions(&m(json!({"reactions": {"🎉": 1, "👍": 3}}))),
+            "  [👍 3 🎉 1]"
+        );
+        assert_eq!(
+            reactions(&m(json!({"reactions": {"🎉": 1, "👍": 3}, "mine": ["👍"]}))),
+            "  [👍*3 🎉 1]"
+        );
+        // Ties in emoji order; every one of mine marked; nonsense counts left out.
+        assert_eq!(
+            reactions(&m(
+                json!({"reactions": {"🎉": 2, "❤️": 2, "x": 0, "y": "3"}, "mine": ["🎉", "❤️"]})
+            )),
+            "  [❤️*2 🎉*2]"
+        );
+        // After the text (and after `(edited)`), on the last line of a long one.
+        utc();
+        let mut long = m(json!({"reactions": {"👍": 1}, "mine": ["👍"], "edited": true}));
+        long["text"] = json!("one\ntwo");
+        assert_eq!(
+            message_line(&long, "alice", true, false),
+            "[--:--] #9 general <bob> one\n    two (edited)  [👍*1]"
+        );
+        // Made safe like everything else from the server.
+        let evil = m(json!({"reactions": {"\u{1b}]0;x\u{7}": 1}}));
+        assert_eq!(reactions(&evil), "  [^[]0;x^G 1]");
     }
 }

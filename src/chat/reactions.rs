@@ -17,12 +17,7 @@ const NOT_IN_ROOM: &str = "you are not a member of this message's room";
 
 impl Hub {
     pub(super) fn react(&mut self, cx: &Ctx, id: i64, emoji: &str, on: bool) -> Result<(), Fail> {
-        if !valid_emoji(emoji) {
-            return fail(
-                ErrorCode::BadRequest,
-                format!("emoji must be a single emoji of at most {MAX_EMOJI_BYTES} bytes"),
-            );
-        }
+        check_emoji(emoji)?;
         // The store checks the message and the membership (in one transaction with the
         // write); memory may not hold a message older than the ring.
         let op = StoreOp::React {
@@ -42,9 +37,7 @@ impl Hub {
         emoji: &str,
         after: Option<&str>,
     ) -> Result<(), Fail> {
-        if !valid_emoji(emoji) {
-            return fail(ErrorCode::BadRequest, "emoji must be a single emoji");
-        }
+        check_emoji(emoji)?;
         let socket = self.sockets.get_mut(&cx.conn).expect("handle_ws checked");
         if socket.pending_reads >= MAX_PENDING_READS {
             return fail(ErrorCode::RateLimited, "too many reads in flight");
@@ -140,6 +133,16 @@ impl Hub {
         };
         self.send(to.conn, with_ref(v, req));
     }
+}
+
+fn check_emoji(emoji: &str) -> Result<(), Fail> {
+    if valid_emoji(emoji) {
+        return Ok(());
+    }
+    fail(
+        ErrorCode::BadRequest,
+        format!("emoji must be a single emoji of at most {MAX_EMOJI_BYTES} bytes"),
+    )
 }
 
 /// Keeps the ring's copy of a message in step with a stored reaction.

@@ -1241,7 +1241,7 @@ function editBox(msg) {
 
 function startEdit(msg) {
   state.editing = { id: msg.id, draft: null };
-  state.confirming = null;
+  state.confirming = state.picking = null;
   renderAll();
 }
 

@@ -5,7 +5,8 @@
 // Map of this file: theme; accounts; the outbox (messages not yet stored, kept in
 // localStorage and paced within the server's budget); the connection (reconnect with
 // jittered backoff, catch-up once per reconnect); server events; the message list
-// (keyed rendering, stick-to-bottom, older pages, inline edit/delete); rooms (browser,
+// (keyed rendering, stick-to-bottom, older pages, inline edit/delete); reactions (chips,
+// who reacted, the picker); rooms (browser,
 // create, invite, leave, invitations); drawers and dialogs; moderation; wiring.
 
 const $ = (id) => document.getElementById(id);
@@ -57,6 +58,8 @@ const state = {
   unseenBelow: 0,
   editing: null, // {id, draft}
   confirming: null, // id of the message whose delete awaits confirmation
+  picking: null, // {id, more}: the message whose reaction picker is open
+  tip: null, // "id emoji": the reaction chip whose names are shown
   known: new Set(), // usernames this client has met (for invite completion)
   inviteRoom: null,
   leaveRoom: null,
@@ -231,7 +234,8 @@ async function logout(callServer, why) {
   state.known.clear();
   state.current = "general";
   state.connectedBefore = false;
-  state.editing = state.confirming = null;
+  state.editing = state.confirming = state.picking = state.tip = null;
+  reactorsCache.clear();
   $("messages").replaceChildren();
   $("text").value = "";
   for (const d of ["search-dialog", "rooms-dialog", "audit", "account"]) if ($(d).open) $(d).close();
@@ -569,13 +573,18 @@ function handle(m) {
       const msg = r.msgs.get(m.id);
       if (msg) {
         if (m.type === "edited") { msg.text = m.text; msg.edited = true; if (m.edited_at) msg.edited_at = m.edited_at; }
-        else { msg.text = ""; msg.deleted = true; }
+        else {
+          msg.text = ""; msg.deleted = true; msg.reactions = {}; delete msg.mine;
+          if (state.picking && state.picking.id === m.id) state.picking = null;
+        }
         if (m.room === state.current) renderAll();
       }
       if (asked && asked.kind === "delete") status("Message deleted.");
       break;
     }
     case "typing": onTyping(m); break;
+    case "reacted": onReacted(m); break;
+    case "reactors": onReactors(m); break;
     case "presence": {
       const r = room(m.room);
       know(m.user);
@@ -735,6 +744,18 @@ function onError(m) {
     showError("Not saved: " + (m.message || m.code));
     return;
   }
+  if (asked && asked.kind === "reactors") {
+    // The names are not news worth an error: the tooltip says they could not be had.
+    reactorsCache.set(asked.key, { failed: true, at: Date.now() });
+    refreshTip(asked.key);
+    return;
+  }
+  if (asked && asked.kind === "react" && m.code !== "rate_limited") {
+    showError("Reaction not saved: " + (m.code === "bad_request" && /reactions/.test(m.message || "")
+      ? "this message has as many different reactions as it can take."
+      : m.code === "no_such_message" ? "the message was deleted." : (m.message || m.code)));
+    return;
+  }
   if (asked && asked.kind === "older") {
     const r = room(asked.room);
     r.loadingOlder = false;
@@ -781,6 +802,9 @@ function onMessage(m) {
   r.member = true;
   know(m.user);
   const known = r.msgs.has(m.id);
+  // A live `message` carries no reactions: one this client holds keeps what it knows.
+  const old = r.msgs.get(m.id);
+  if (old && !m.mine && !Object.keys(m.reactions || {}).length) { m.reactions = old.reactions; if (old.mine) m.mine = old.mine; }
   r.msgs.set(m.id, m);
   if (m.client_id && same(m.user, state.me)) {
     const i = state.outbox.findIndex((p) => p.cid === m.client_id);
@@ -1017,6 +1041,10 @@ function renderAll() {
       if (b.bottom > top) { anchorId = n.id; anchorTop = b.top - top; break; }
     }
   }
+  // A reaction control that had the focus has it again in its message's new element.
+  const active = document.activeElement;
+  const fkey = active && active.dataset ? active.dataset.fkey : null;
+  const fmsg = fkey ? active.closest(".msg[id]") : null;
   const nodes = [];
   const keep = (key, sig, build) => {
     const c = r.nodes.get(key);
@@ -1039,7 +1067,8 @@ function renderAll() {
     const editing = state.editing && state.editing.id === id;
     const mine = same(msg.user, state.me);
     const sig = JSON.stringify([first, mine, msg.deleted, editing || msg.text, msg.edited, state.admin,
-      state.confirming === id, mine && !msg.deleted ? receiptInfo(r, msg) : 0]);
+      state.confirming === id, mine && !msg.deleted ? receiptInfo(r, msg) : 0,
+      msg.deleted ? 0 : [msg.reactions, msg.mine, state.picking && state.picking.id === id ? state.picking.more : null]]);
     keep("m" + id, sig, () => renderMessage(r, msg, when, first));
     live.add("m" + id);
     prev = msg;
@@ -1061,6 +1090,11 @@ function renderAll() {
     box.insertBefore(n, cur);
   }
   while (cur) { const next = cur.nextSibling; cur.remove(); cur = next; }
+  if (fmsg && !active.isConnected) {
+    const again = document.getElementById(fmsg.id);
+    const to = again && (again.querySelector(`[data-fkey="${CSS.escape(fkey)}"]`) || again.querySelector(".react-add"));
+    if (to) to.focus(); else box.focus();
+  }
   observeMessages();
   if (state.stick) box.scrollTop = box.scrollHeight;
   else if (anchorId && document.getElementById(anchorId)) {
@@ -1133,8 +1167,18 @@ function renderMessage(r, msg, when, first) {
   const bubble = el("div", "bubble");
   if (msg.deleted) bubble.textContent = "message deleted";
   else linkify(bubble, msg.text);
-  d.append(bubble);
-  if (!first) d.append(timeEl(when, "ghost"));
+  // Beside the bubble, shown on hover or focus: the time (after the first of a group) and,
+  // while there are no reactions, the add-reaction button.
+  const line = el("div", "line");
+  const rail = el("div", "rail");
+  const chips = reactionList(msg);
+  if (!msg.deleted && !chips.length) rail.append(addReactionButton(msg));
+  if (!first) rail.append(timeEl(when, "ghost"));
+  line.append(bubble);
+  if (rail.childNodes.length) line.append(rail);
+  d.append(line);
+  if (!msg.deleted && chips.length) d.append(reactionBar(msg, chips));
+  if (!msg.deleted && state.picking && state.picking.id === msg.id) d.append(reactionPicker(msg));
   const tools = el("div", "tools");
   if (msg.edited && !msg.deleted) tools.append(el("span", "", "edited"));
   if (state.confirming === msg.id && !msg.deleted) {
@@ -1197,7 +1241,7 @@ function editBox(msg) {
 
 function startEdit(msg) {
   state.editing = { id: msg.id, draft: null };
-  state.confirming = null;
+  state.confirming = state.picking = null;
   renderAll();
 }
 
@@ -1255,6 +1299,277 @@ function jump(id) {
   target.classList.add("highlight");
   target.scrollIntoView({ block: "center" });
   setTimeout(() => target.classList.remove("highlight"), 2500);
+}
+
+// ---- reactions --------------------------------------------------------------------
+// Under a message, a chip per emoji with its count, pressed when one of them is mine;
+// a click (or Enter, Space) adds or takes back mine. Counts change only when the server
+// says so (`reacted`, to the whole room); whether one is mine is known from `mine` in
+// history and from `reacted` events naming me. Hovering or focusing a chip shows who
+// reacted (one `reactors` page, kept for a little while). The add button opens a picker
+// under the message: six quick ones and, behind "More", a few dozen in groups; arrow
+// keys move, Enter picks, Escape (or Tab) closes and gives the focus back.
+
+const QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
+const REACTION_GROUPS = [
+  ["Smileys", "😀 😃 😄 😁 😅 🤣 😊 😇 🙂 😉 😍 🥰 😘 😎 🤩 🥳 🤔 🤨 😐 🙄 😏 😴 😬 🤯 😱 😡 🥺 😭"],
+  ["Gestures", "👍 👎 👏 🙌 🙏 🤝 👋 ✌️ 🤞 👌 💪 👀"],
+  ["Symbols", "❤️ 🧡 💛 💚 💙 💜 💯 ✅ ❌ ⚠️ ❓ ❗ ✨ 🔥 ⭐ 💡"],
+  ["Things", "🎉 🎊 🚀 ☕ 🍕 🍺 🐛 🏆 📌 🔔 ⏰ 💻"],
+].map(([name, list]) => [name, list.split(" ")]);
+const REACTORS_TTL = 30000;
+const reactorsCache = new Map(); // "id emoji" -> {users, more, at} | {loading} | {failed, at}
+
+const isMine = (msg, emoji) => (msg.mine || []).includes(emoji);
+function reactionList(msg) {
+  if (msg.deleted) return [];
+  return Object.entries(msg.reactions || {}).filter(([, n]) => n > 0);
+}
+
+function react(msg, emoji, on) {
+  const req = { type: "react", id: msg.id, emoji, on };
+  if (!online()) { showError("Reaction not sent: not connected."); return; }
+  send({ ...req, ref: ref("react", msg.room, { req }) });
+}
+
+function onReacted(m) {
+  takeRef(m.ref);
+  const key = m.id + " " + m.emoji;
+  reactorsCache.delete(key);
+  const r = state.rooms.get(m.room);
+  const msg = r && r.msgs.get(m.id);
+  if (!msg || msg.deleted) return;
+  const reactions = { ...(msg.reactions || {}) };
+  if (m.count > 0) reactions[m.emoji] = m.count; else delete reactions[m.emoji];
+  msg.reactions = reactions;
+  if (same(m.user, state.me)) {
+    const mine = new Set(msg.mine || []);
+    if (m.on && m.count > 0) mine.add(m.emoji); else mine.delete(m.emoji);
+    msg.mine = [...mine];
+  }
+  if (m.room === state.current) renderAll();
+  if (state.tip === key) refreshTip(key);
+}
+
+function onReactors(m) {
+  const asked = takeRef(m.ref);
+  const key = m.id + " " + m.emoji;
+  if (asked && asked.key !== key) return;
+  reactorsCache.set(key, { users: m.users || [], more: !!m.more, at: Date.now() });
+  refreshTip(key);
+}
+
+// Who reacted, for the tooltip: asked for when not known or older than REACTORS_TTL.
+function reactorsText(msg, emoji, count) {
+  const key = msg.id + " " + emoji;
+  const c = reactorsCache.get(key);
+  if (!c || (c.at && Date.now() - c.at > REACTORS_TTL)) {
+    if (online()) {
+      reactorsCache.set(key, { loading: true });
+      send({ type: "reactors", id: msg.id, emoji, ref: ref("reactors", msg.room, { key }) });
+    } else reactorsCache.delete(key);
+    return "Loading who reacted…";
+  }
+  if (c.loading) return "Loading who reacted…";
+  if (c.failed) return "Could not load who reacted; try again in a moment.";
+  const names = c.users.map((u) => (same(u, state.me) ? "you" : u));
+  const rest = c.more ? Math.max(count - names.length, 1) : 0;
+  if (!names.length) return `${emoji} ${count}`;
+  const list = rest ? `${names.join(", ")} and ${rest} more`
+    : names.length === 1 ? names[0] : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
+  return `${list} reacted with ${emoji}`;
+}
+
+// The tooltip of one chip: inside its reaction bar, above the chip (below it when the
+// chip is near the top of the list), and named as the chip's description.
+function showTip(chip) {
+  const bar = chip.parentElement;
+  if (!chip.isConnected || !bar) return;
+  const msgEl = chip.closest(".msg[id]");
+  const r = room(state.current);
+  const msg = r.msgs.get(Number(msgEl.id.slice(1)));
+  if (!msg) return;
+  const emoji = chip.dataset.emoji;
+  state.tip = msg.id + " " + emoji;
+  for (const old of document.querySelectorAll(".react-tip")) if (old.dataset.key !== state.tip) hideTipEl(old);
+  let tip = bar.querySelector(".react-tip");
+  if (!tip) {
+    tip = el("span", "react-tip");
+    tip.setAttribute("role", "tooltip");
+    tip.id = "tip-" + msg.id;
+    bar.append(tip);
+  }
+  tip.dataset.key = state.tip;
+  tip.textContent = reactorsText(msg, emoji, (msg.reactions || {})[emoji] || 0);
+  chip.setAttribute("aria-describedby", tip.id);
+  const mine = msgEl.classList.contains("mine");
+  tip.style.left = mine ? "auto" : chip.offsetLeft + "px";
+  tip.style.right = mine ? Math.max(0, bar.clientWidth - chip.offsetLeft - chip.offsetWidth) + "px" : "auto";
+  const nearTop = chip.getBoundingClientRect().top - $("messages").getBoundingClientRect().top < 48;
+  tip.classList.toggle("below", nearTop);
+}
+function hideTipEl(tip) {
+  const chip = tip.parentElement && tip.parentElement.querySelector(`[aria-describedby="${tip.id}"]`);
+  if (chip) chip.removeAttribute("aria-describedby");
+  tip.remove();
+}
+function hideTip(chip) {
+  if (!chip.isConnected) return; // redrawn: the new chip shows it again
+  const tip = chip.parentElement.querySelector(".react-tip");
+  if (tip && tip.dataset.key === chip.closest(".msg[id]").id.slice(1) + " " + chip.dataset.emoji) hideTipEl(tip);
+  state.tip = null;
+}
+// New names for the tooltip on show, wherever its chip now is.
+function refreshTip(key) {
+  if (state.tip !== key) return;
+  const [id, emoji] = [Number(key.slice(0, key.indexOf(" "))), key.slice(key.indexOf(" ") + 1)];
+  const n = document.getElementById("m" + id);
+  const chip = n && [...n.querySelectorAll(".chip")].find((c) => c.dataset.emoji === emoji);
+  if (chip) showTip(chip);
+  else { for (const t of document.querySelectorAll(".react-tip")) hideTipEl(t); state.tip = null; }
+}
+
+function reactionChip(msg, emoji, count) {
+  const mine = isMine(msg, emoji);
+  const b = button("", "chip" + (mine ? " on" : ""), () => react(msg, emoji, !isMine(msg, emoji)),
+    `${emoji} ${count} ${count === 1 ? "reaction" : "reactions"}${mine ? ", yours" : ""}`);
+  b.append(el("span", "chip-emoji", emoji), el("span", "chip-count", String(count)));
+  b.setAttribute("aria-pressed", String(mine));
+  b.dataset.emoji = emoji;
+  b.dataset.fkey = "chip:" + emoji;
+  b.addEventListener("mouseenter", () => showTip(b));
+  b.addEventListener("focus", () => { if (b.matches(":focus-visible")) showTip(b); });
+  b.addEventListener("mouseleave", () => { if (!b.matches(":focus-visible")) hideTip(b); });
+  b.addEventListener("blur", () => hideTip(b));
+  b.addEventListener("keydown", (e) => { if (e.key === "Escape" && b.parentElement.querySelector(".react-tip")) { e.stopPropagation(); hideTip(b); } });
+  if (state.tip === msg.id + " " + emoji) queueMicrotask(() => { if (b.isConnected) showTip(b); });
+  return b;
+}
+
+function reactionBar(msg, chips) {
+  const bar = el("div", "reactions");
+  bar.setAttribute("role", "group");
+  bar.setAttribute("aria-label", "Reactions");
+  for (const [emoji, count] of chips) bar.append(reactionChip(msg, emoji, count));
+  bar.append(addReactionButton(msg));
+  return bar;
+}
+
+// A smiling face with a plus, in SVG (no emoji font needed for the control itself).
+function reactIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 20 20");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", "M8.5 2.5a6.5 6.5 0 1 0 6.45 7.3h-1.5A5 5 0 1 1 8.5 4zM6 7.3a1 1 0 1 0 2 0 1 1 0 0 0-2 0zm3.5 0a1 1 0 1 0 2 0 1 1 0 0 0-2 0zM5.6 10.2a3.3 3.3 0 0 0 5.8 0h-1.7a1.9 1.9 0 0 1-2.4 0zM15 1.5h1.5V4H19v1.5h-2.5V8H15V5.5h-2.5V4H15z");
+  path.setAttribute("fill", "currentColor");
+  svg.append(path);
+  return svg;
+}
+
+function addReactionButton(msg) {
+  const open = !!(state.picking && state.picking.id === msg.id);
+  const b = button("", "react-add", () => {
+    if (state.picking && state.picking.id === msg.id) { closePicker(msg.id); return; }
+    state.picking = { id: msg.id, more: false };
+    state.confirming = null;
+    renderAll();
+    focusIn(msg.id, ".react-pop button");
+    const pop = document.querySelector("#m" + msg.id + " .react-pop");
+    if (pop) pop.scrollIntoView({ block: "nearest" });
+  }, "Add reaction");
+  b.append(reactIcon());
+  b.title = "Add reaction";
+  b.setAttribute("aria-expanded", String(open));
+  b.dataset.fkey = "add";
+  return b;
+}
+
+function closePicker(id) {
+  state.picking = null;
+  renderAll();
+  focusIn(id, ".react-add");
+}
+
+function pickButton(msg, emoji) {
+  const mine = isMine(msg, emoji);
+  const b = button(emoji, "emo" + (mine ? " on" : ""), () => {
+    react(msg, emoji, !isMine(msg, emoji));
+    closePicker(msg.id);
+  }, (mine ? "Take back " : "React with ") + emoji);
+  b.setAttribute("aria-pressed", String(mine));
+  b.dataset.fkey = "pick:" + emoji;
+  b.tabIndex = -1;
+  return b;
+}
+
+function reactionPicker(msg) {
+  const pop = el("div", "react-pop");
+  pop.setAttribute("role", "dialog");
+  pop.setAttribute("aria-label", "Add a reaction");
+  const quick = el("div", "react-quick");
+  quick.setAttribute("role", "group");
+  quick.setAttribute("aria-label", "Frequent reactions");
+  for (const e of QUICK_REACTIONS) quick.append(pickButton(msg, e));
+  const more = button("More", "react-more-btn", () => {
+    state.picking = { id: msg.id, more: !state.picking.more };
+    renderAll();
+    focusIn(msg.id, state.picking.more ? ".react-grid button" : ".react-more-btn");
+  }, "More emoji");
+  more.setAttribute("aria-expanded", String(!!state.picking.more));
+  more.dataset.fkey = "more";
+  more.tabIndex = -1;
+  quick.append(more);
+  pop.append(quick);
+  if (state.picking.more) {
+    REACTION_GROUPS.forEach(([name, list], i) => {
+      const title = el("div", "react-group-title", name);
+      title.id = `react-group-${msg.id}-${i}`;
+      const grid = el("div", "react-grid");
+      grid.setAttribute("role", "group");
+      grid.setAttribute("aria-labelledby", title.id);
+      for (const e of list) grid.append(pickButton(msg, e));
+      pop.append(title, grid);
+    });
+  }
+  const items = [...pop.querySelectorAll("button")];
+  items[0].tabIndex = 0;
+  // Roving focus: Left/Right step through every button, Up/Down go to the nearest one in
+  // the row above or below (the rows are what is drawn, whatever the width).
+  pop.addEventListener("focusin", (e) => {
+    if (e.target.tagName !== "BUTTON") return;
+    for (const b of pop.querySelectorAll("button")) b.tabIndex = b === e.target ? 0 : -1;
+  });
+  pop.addEventListener("keydown", (e) => {
+    const all = [...pop.querySelectorAll("button")];
+    const i = all.indexOf(document.activeElement);
+    if (e.key === "Escape" || e.key === "Tab") { e.preventDefault(); e.stopPropagation(); closePicker(msg.id); return; }
+    if (i < 0) return;
+    let j = null;
+    if (e.key === "ArrowRight") j = Math.min(all.length - 1, i + 1);
+    else if (e.key === "ArrowLeft") j = Math.max(0, i - 1);
+    else if (e.key === "Home") j = 0;
+    else if (e.key === "End") j = all.length - 1;
+    else if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      const at = all[i].getBoundingClientRect();
+      const down = e.key === "ArrowDown";
+      const rows = all.map((b) => b.getBoundingClientRect())
+        .map((r, k) => ({ k, top: r.top, mid: r.left + r.width / 2 }))
+        .filter((x) => (down ? x.top > at.top + 2 : x.top < at.top - 2));
+      if (rows.length) {
+        const rowTop = down ? Math.min(...rows.map((x) => x.top)) : Math.max(...rows.map((x) => x.top));
+        const mid = at.left + at.width / 2;
+        j = rows.filter((x) => Math.abs(x.top - rowTop) < 2)
+          .reduce((best, x) => (Math.abs(x.mid - mid) < Math.abs(best.mid - mid) ? x : best)).k;
+      } else j = i;
+    }
+    if (j === null) return;
+    e.preventDefault();
+    all[j].focus();
+  });
+  return pop;
 }
 
 // ---- notices ----------------------------------------------------------------------
@@ -1371,7 +1686,7 @@ function switchRoom(name) {
   state.jumpTo = null;
   state.stick = true;
   state.unseenBelow = 0;
-  state.editing = state.confirming = null;
+  state.editing = state.confirming = state.picking = state.tip = null;
   const r = room(name);
   r.unread = 0;
   $("room-title").textContent = label(name);
@@ -2158,6 +2473,7 @@ box.addEventListener("touchmove", (e) => { if (touchY !== null && e.touches[0].c
 box.addEventListener("keydown", (e) => {
   if (["PageUp", "ArrowUp", "Home"].includes(e.key) && box.scrollTop < 300) loadOlder();
   if (e.key === "Escape" && (state.editing || state.confirming)) { state.editing = state.confirming = null; renderAll(); }
+  else if (e.key === "Escape" && state.picking) closePicker(state.picking.id);
 });
 new ResizeObserver(() => { if (state.stick) box.scrollTop = box.scrollHeight; }).observe(box);
 $("new-pill").onclick = () => { scrollToBottom(); $("text").focus(); };
@@ -2180,12 +2496,15 @@ document.addEventListener("keydown", (e) => {
   if (e.key !== "Escape" || e.defaultPrevented) return;
   if (document.querySelector("dialog[open]")) return; // a dialog closes itself
   if (!$("emoji-grid").hidden) { toggleEmoji(false); $("emoji-btn").focus(); return; }
+  if (state.picking) { closePicker(state.picking.id); return; }
   if (!$("leave-bar").hidden) { closeLeave(); $("leave-btn").focus(); return; }
   if ($("sidebar").classList.contains("open")) { closeDrawers(); return; }
   if (!$("members").hidden) { setMembers(false); $("members-btn").focus(); }
 });
 document.addEventListener("click", (e) => {
   if (!$("emoji-grid").hidden && !$("composer").contains(e.target)) toggleEmoji(false);
+  // A click anywhere but in the reaction picker (or on its button) closes it.
+  if (state.picking && !(e.target.closest && e.target.closest(".react-pop, .react-add"))) { state.picking = null; renderAll(); }
 });
 document.addEventListener("visibilitychange", () => { if (!document.hidden) markSeen(); });
 window.addEventListener("online", () => { if (!state.ws && state.token) { state.attempt = 0; connect(); } });

@@ -100,7 +100,7 @@ test("two people chat: grouped, linked, edited and deleted in place, times on ho
   await bob.locator(".msg.deleted .bubble", { hasText: "message deleted" }).waitFor();
   assert.equal(await bob.locator(".bubble", { hasText: "to be deleted" }).count(), 0);
   // bob cannot edit or delete alice's messages.
-  assert.equal(await stored(bob, "hello bob, edited").getByRole("button").count(), 0);
+  assert.equal(await stored(bob, "hello bob, edited").getByRole("button", { name: /Edit|Delete/ }).count(), 0);
   assert.ok(!alice.sawDialog && !bob.sawDialog, "no alert, prompt or confirm");
   assert.deepEqual([...alice.errors, ...bob.errors], []);
   await alice.screenshot({ path: join(shots, "chat.png") });
@@ -142,7 +142,7 @@ test("an admin deletes anyone's message inline, removes a member, suspends an ac
     await say(bob, "spam from bob");
     await stored(olga, "spam from bob").waitFor();
     assert.ok(await olga.locator("#audit-btn").isHidden());
-    assert.equal(await stored(olga, "spam from bob").getByRole("button").count(), 0);
+    assert.equal(await stored(olga, "spam from bob").getByRole("button", { name: /Edit|Delete/ }).count(), 0);
 
     await adminCommand("grant", "olga", "mod.db");
     for (let i = 0; ; i++) {

@@ -137,6 +137,28 @@ pub const HISTORY_MAX: usize = 200;
 pub const CATCH_UP_MAX: usize = 1000;
 /// History reads one socket may have waiting on the reader threads.
 pub const MAX_PENDING_READS: u8 = 4;
+/// Largest upload by default (`--max-file-bytes`).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 10 << 20;
+/// All files together by default (`--files-max-bytes`).
+pub const DEFAULT_FILES_MAX_BYTES: u64 = 10 << 30;
+/// One user's files together by default (`--user-files-max-bytes`).
+pub const DEFAULT_USER_FILES_MAX_BYTES: u64 = 1 << 30;
+/// Uploads per user per minute by default (`--uploads-per-minute`).
+pub const DEFAULT_UPLOADS_PER_MINUTE: f64 = 20.0;
+/// Files one message may carry.
+pub const MAX_ATTACHMENTS: usize = 10;
+/// An upload's bytes given to the file worker and not yet written: past it the
+/// uploader is not read until the worker catches up (a slow disk slows the uploader,
+/// never the reactor, and memory stays bounded).
+pub const UPLOAD_WINDOW_BYTES: usize = 256 << 10;
+/// Largest piece of a file read for a download at once.
+pub const DOWNLOAD_CHUNK_BYTES: usize = 64 << 10;
+/// A file attached to no message is forgotten after this long.
+pub const UNATTACHED_FILE_TTL_MS: i64 = 24 * 3600 * 1000;
+/// How often the store is asked to forget unattached files.
+pub const FILE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest file name kept (bytes, cut at a character boundary).
+pub const MAX_FILE_NAME_BYTES: usize = 255;
 /// Names in one page of `reactors`.
 pub const REACTORS_PAGE: usize = 50;
 /// Default and largest number of search results.
@@ -238,6 +260,14 @@ pub struct Config {
     pub ws_frame_burst: f64,
     /// Most open connections; `None` derives it from the open-file limit.
     pub max_connections: Option<usize>,
+    /// Largest file one upload may be (413 past it).
+    pub max_file_bytes: u64,
+    /// All stored files together (507 past it).
+    pub files_max_bytes: u64,
+    /// One user's stored files together (507 past it).
+    pub user_files_max_bytes: u64,
+    /// Uploads one user may start per minute (429 past it).
+    pub uploads_per_minute: f64,
 }
 
 impl Default for Config {
@@ -260,6 +290,10 @@ impl Default for Config {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            files_max_bytes: DEFAULT_FILES_MAX_BYTES,
+            user_files_max_bytes: DEFAULT_USER_FILES_MAX_BYTES,
+            uploads_per_minute: DEFAULT_UPLOADS_PER_MINUTE,
             max_text_chars: DEFAULT_MAX_TEXT_CHARS,
             ring_size: DEFAULT_RING_SIZE,
             join_history: DEFAULT_JOIN_HISTORY,

@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod files;
 pub mod http;
 pub mod id;
 pub mod metrics;

@@ -8,13 +8,15 @@ const USAGE: &str = "usage: chatterbox [--listen ADDR] [--db PATH] [--sync norma
                   [--tls-cert FILE --tls-key FILE] [--registration open|invite|closed]
                   [--allowed-origin ORIGIN]... [--admin NAME]... [--max-connections N]
                   [--max-pending-per-ip N] [--max-sockets-per-user N]
+                  [--max-file-bytes N] [--files-max-bytes N] [--user-files-max-bytes N]
+                  [--uploads-per-minute N]
        chatterbox admin grant|revoke NAME [--db PATH]
 
 Each flag can also be set with an environment variable: CHATTERBOX_LISTEN, CHATTERBOX_DB,
 CHATTERBOX_SYNC, CHATTERBOX_ALLOWED_ORIGINS and CHATTERBOX_ADMINS (comma-separated),
 CHATTERBOX_MAX_CONNECTIONS, CHATTERBOX_MAX_PENDING_PER_IP, CHATTERBOX_MAX_SOCKETS_PER_USER,
 CHATTERBOX_TLS_CERT and CHATTERBOX_TLS_KEY (PEM files; SIGHUP reloads them),
-CHATTERBOX_REGISTRATION.
+CHATTERBOX_REGISTRATION. Shared files are kept in PATH.files/ beside the database.
 Logging: RUST_LOG (default info).";
 
 fn main() -> ExitCode {
@@ -219,6 +221,18 @@ fn parse_args(
                 c.auth_per_minute = value.parse().map_err(|_| "bad --auth-per-minute")?
             }
             "--stall-timeout-ms" => c.stall_timeout = ms(&value)?,
+            "--max-file-bytes" => {
+                c.max_file_bytes = value.parse().map_err(|_| "bad --max-file-bytes")?
+            }
+            "--files-max-bytes" => {
+                c.files_max_bytes = value.parse().map_err(|_| "bad --files-max-bytes")?
+            }
+            "--user-files-max-bytes" => {
+                c.user_files_max_bytes = value.parse().map_err(|_| "bad --user-files-max-bytes")?
+            }
+            "--uploads-per-minute" => {
+                c.uploads_per_minute = value.parse().map_err(|_| "bad --uploads-per-minute")?
+            }
             "--max-output-bytes" => {
                 c.max_output_bytes = value.parse().map_err(|_| "bad --max-output-bytes")?
             }

@@ -14,6 +14,7 @@ const LIMITS: Limits = Limits {
     max_header_bytes: 8192,
     max_headers: 64,
     max_body_bytes: 65536,
+    max_upload_bytes: 1 << 20,
 };
 
 /// xorshift64*: small, fast, and good enough to drive input generation.

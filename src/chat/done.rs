@@ -22,6 +22,10 @@ impl Hub {
                 self.users_added(rows);
                 return self.take_fx();
             }
+            Outcome::FilesSwept(ids) => {
+                self.files_swept(ids);
+                return self.take_fx();
+            }
             outcome => Completion { outcome, ..c },
         };
         let outcome = match c.outcome {
@@ -75,6 +79,8 @@ impl Hub {
             } => self.history_read(to, room, forward, reader, result),
             Outcome::Search { reader, result } => self.search_read(to, reader, result),
             Outcome::Reacted(result) => self.reacted(to, result),
+            Outcome::Uploaded { result, .. } => self.uploaded(to, result, now),
+            Outcome::FileAdded { result, .. } => self.file_added(to, result, now),
             Outcome::Reactors { id, emoji, result } => self.reactors_read(to, id, emoji, result),
             Outcome::Sessions(result) => self.sessions_read(to, result),
             Outcome::ExportPage(result) => self.export_page(to, result),
@@ -99,6 +105,9 @@ impl Hub {
             }
             Outcome::Verified(result) => self.verified(to, result, now),
             Outcome::Health(_)
+            | Outcome::FilesSwept(_)
+            | Outcome::UploadAck(_)
+            | Outcome::FileChunk(_)
             | Outcome::Flags(_)
             | Outcome::NewUsers(_)
             | Outcome::Joined { .. } => {}
@@ -168,11 +177,12 @@ impl Hub {
                             user,
                             text,
                             client_id,
+                            attachments,
                         },
                         Some(to),
                     ) => {
                         let conn = to.conn;
-                        self.insert(to, room_id, user, text, client_id);
+                        self.insert(to, room_id, user, text, client_id, attachments);
                         self.resume(conn, now);
                     }
                     (_, None) => {}
@@ -204,6 +214,8 @@ impl Hub {
             let room_id = row.room_id;
             // A message ends its author's typing there: receivers take it so, unasked.
             self.typing.remove(&(room_id, row.user_id));
+            let files: Vec<String> = row.attachments.iter().map(|f| f.id.clone()).collect();
+            self.posted_files(room_id, files);
             let cap = self.cfg.ring_size;
             if let Some(room) = self.rooms.get_mut(&room_id) {
                 room.push(row, cap);
@@ -248,6 +260,10 @@ impl Hub {
                 return self.answer_error(&to, code, msg, 503);
             }
         };
+        if row.deleted {
+            // Its files go unless another message has them: look now, not in a minute.
+            self.next_sweep = None;
+        }
         let actor = self.moderating.remove(&row.id);
         if row.deleted && actor.is_some_and(|a| a != row.user_id) {
             // Only an admin deletes someone else's message: that is moderation.

@@ -4,82 +4,22 @@
 //! the request and `now`; the Hub changes its records and returns what must happen as
 //! `Effect`s, which the reactor carries out (queue output, send to a worker, close).
 
+pub use super::effect::{Effect, Except};
 use super::protocol::{error_json, ErrorCode};
 use super::room::{Invite, Room, User};
 use super::ws::Ctx;
-use crate::auth::pool::AuthJob;
 use crate::auth::{hash_token, TokenHash};
 use crate::config::{Config, GENERAL_ID, IP_BUCKETS_PRUNE_AT};
 use crate::http::Response;
 use crate::id::{ConnId, RoomId, UserId};
 use crate::ratelimit::Bucket;
 use crate::store::load::{AuditRow, Snapshot};
-use crate::store::{AfterJoin, NewRoom, ReadJob, ReplyTo, StoreCmd, StoreOp, Via};
+use crate::store::{AfterJoin, NewRoom, ReplyTo, StoreCmd, StoreOp, Via};
 use crate::time::Now;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Instant;
-
-/// What the reactor must do on the Hub's behalf.
-#[derive(Debug)]
-pub enum Effect {
-    /// One JSON frame to one WebSocket.
-    Send {
-        conn: ConnId,
-        msg: Value,
-    },
-    /// One JSON frame, encoded once, to every socket in a room but `except`.
-    /// `ephemeral` news (typing, presence) may be skipped for readers that lag.
-    Broadcast {
-        room: RoomId,
-        msg: Value,
-        except: Except,
-        ephemeral: bool,
-    },
-    /// The answer to an HTTP request the connection is waiting on.
-    Respond {
-        conn: ConnId,
-        resp: Response,
-    },
-    /// Close a WebSocket with this code.
-    Close {
-        conn: ConnId,
-        code: u16,
-        reason: &'static str,
-    },
-    /// Start a chunked HTTP response (its body follows as `Chunk`s).
-    ChunkedStart {
-        conn: ConnId,
-        resp: Response,
-    },
-    /// Part of a chunked response; `last` ends it (and the connection).
-    Chunk {
-        conn: ConnId,
-        bytes: Vec<u8>,
-        last: bool,
-    },
-    /// End a chunked response without its last chunk: the client sees it cut short.
-    ChunkedAbort {
-        conn: ConnId,
-    },
-    /// The socket's requests may be read again (a join it waited on was answered).
-    Resume {
-        conn: ConnId,
-    },
-    Store(StoreCmd),
-    Read(ReadJob),
-    Auth(AuthJob),
-}
-
-/// Who a broadcast skips.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Except {
-    Nobody,
-    Conn(ConnId),
-    /// Every socket of this user (typing and presence are not echoed to oneself).
-    User(UserId),
-}
 
 /// A cached session token.
 #[derive(Clone, Copy, Debug)]
@@ -113,11 +53,13 @@ pub(super) enum Budget {
     /// join, leave, create_room, invite, decline, history, members, search, room lists.
     Action = 2,
     Seen = 3,
+    /// `POST /files`.
+    Upload = 4,
 }
 
 /// Per-user rate limit buckets, indexed by `Budget`.
 pub(super) struct UserBuckets {
-    pub buckets: [Bucket; 4],
+    pub buckets: [Bucket; 5],
 }
 
 /// Counters the Hub keeps for `/metrics`.
@@ -150,6 +92,12 @@ pub struct Hub {
     pub(super) logins: HashMap<ConnId, super::sessions::LoginAttempt>,
     /// Password changes on their way (check the old, hash the new, store).
     pub(super) password_changes: HashMap<ConnId, super::sessions::PasswordChange>,
+    /// Every stored file, by id.
+    pub(super) files: HashMap<String, crate::store::FileRow>,
+    /// Uploads on their way, by connection.
+    pub(super) uploads: HashMap<ConnId, super::files::PendingUpload>,
+    /// When the store is next asked to forget unattached files.
+    pub(super) next_sweep: Option<Instant>,
     /// Exports being streamed, by connection.
     pub(super) exports: HashMap<ConnId, super::export::Export>,
     /// Account deletions on their way: the account, and whether its password was checked.
@@ -212,6 +160,9 @@ impl Hub {
             resets: HashMap::new(),
             deletions: HashMap::new(),
             exports: HashMap::new(),
+            files: HashMap::new(),
+            uploads: HashMap::new(),
+            next_sweep: None,
             invite_of: HashMap::new(),
             joining: HashMap::new(),
             announced: HashMap::new(),
@@ -281,6 +232,11 @@ impl Hub {
             }
         }
         hub.audit.extend(snap.audit);
+        hub.files = snap
+            .files
+            .into_iter()
+            .map(|f| (f.file.id.clone(), f))
+            .collect();
         for (room, user, by) in snap.invitations {
             hub.invites
                 .entry(user)
@@ -402,6 +358,7 @@ impl Hub {
             Budget::Typing => (c.typing_rate, c.typing_rate),
             Budget::Action => (c.action_rate, c.action_burst),
             Budget::Seen => (c.seen_rate, c.seen_burst),
+            Budget::Upload => (c.uploads_per_minute / 60.0, c.uploads_per_minute),
         };
         let b = self
             .user_buckets
@@ -412,6 +369,7 @@ impl Hub {
                     Bucket::new(c.typing_rate, now.mono),
                     Bucket::new(c.action_burst, now.mono),
                     Bucket::new(c.seen_burst, now.mono),
+                    Bucket::new(c.uploads_per_minute, now.mono),
                 ],
             });
         let result = b.buckets[kind as usize].take(rate, burst, now.mono);

@@ -19,7 +19,9 @@
 mod account;
 mod admin;
 mod done;
+mod effect;
 mod export;
+mod files;
 mod hub;
 pub mod protocol;
 mod queries;
@@ -33,4 +35,5 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
+pub use files::Download;
 pub use hub::{ChatStats, Effect, Except, Hub, TokenInfo};

@@ -33,15 +33,22 @@ pub enum ClientMsg {
     },
     Send {
         room: String,
+        #[serde(default)]
         text: String,
         #[serde(default)]
         client_id: Option<String>,
+        /// Ids of files the sender uploaded (`POST /files`).
+        #[serde(default)]
+        attachments: Vec<String>,
     },
     Dm {
         to: String,
+        #[serde(default)]
         text: String,
         #[serde(default)]
         client_id: Option<String>,
+        #[serde(default)]
+        attachments: Vec<String>,
     },
     Edit {
         id: i64,
@@ -235,6 +242,14 @@ pub fn message_json(row: &MessageRow, room: &str, user: &str, reader: Option<Use
         }
     }
     v["reactions"] = Value::Object(counts);
+    if !row.attachments.is_empty() {
+        let files: Vec<Value> = row
+            .attachments
+            .iter()
+            .map(|f| json!({ "id": f.id, "name": f.name, "size": f.size, "type": f.mime }))
+            .collect();
+        v["attachments"] = Value::Array(files);
+    }
     if !mine.is_empty() {
         v["mine"] = json!(mine);
     }
@@ -338,7 +353,8 @@ mod tests {
             ClientMsg::Send {
                 room: "general".into(),
                 text: "hi".into(),
-                client_id: None
+                client_id: None,
+                attachments: Vec::new(),
             }
         );
         assert_eq!(r.as_deref(), Some("7"));
@@ -407,6 +423,7 @@ mod tests {
             edited_at: None,
             deleted: false,
             reactions: Vec::new(),
+            attachments: Vec::new(),
         };
         let v = message_json(&row, "general", "alice", None);
         assert_eq!(v["type"], "message");

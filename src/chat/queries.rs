@@ -89,6 +89,7 @@ impl Hub {
                     self.search(conn, user, req);
                 }
             }
+            Route::File { id } => self.download(conn, req, id, now),
             _ => self.respond(conn, Response::error(404, "not_found", "no such page")),
         }
         self.take_fx()

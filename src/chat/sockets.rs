@@ -226,6 +226,7 @@ impl Hub {
 
     /// Announces presence held back by the interval. Called by the reactor each pass.
     pub fn tick(&mut self, now: Now) -> Vec<Effect> {
+        self.sweep_files(now);
         while let Some(&(at, room_id, user_id)) = self.presence_due.first() {
             if at > now.mono {
                 break;

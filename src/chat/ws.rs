@@ -148,12 +148,14 @@ impl Hub {
                 room,
                 text,
                 client_id,
-            } => self.send_msg(cx, &room, &text, client_id),
+                attachments,
+            } => self.send_msg(cx, &room, &text, client_id, attachments),
             ClientMsg::Dm {
                 to,
                 text,
                 client_id,
-            } => self.dm(cx, &to, &text, client_id),
+                attachments,
+            } => self.dm(cx, &to, &text, client_id, attachments),
             ClientMsg::Edit { id, text } => self.edit(cx, id, &text),
             ClientMsg::Delete { id } => self.delete(cx, id),
             ClientMsg::React { id, emoji, on } => self.react(cx, id, &emoji, on),
@@ -201,6 +203,20 @@ impl Hub {
         if t.is_empty() {
             return fail(ErrorCode::BadRequest, "text is empty");
         }
+        self.check_len(t)
+    }
+
+    /// A new message: text, or files, or both.
+    fn check_body(&self, text: &str, user: UserId, files: &[String]) -> Result<String, Fail> {
+        self.check_attachments(user, files)?;
+        let t = text.trim();
+        if t.is_empty() && !files.is_empty() {
+            return Ok(String::new());
+        }
+        self.check_text(t)
+    }
+
+    fn check_len(&self, t: &str) -> Result<String, Fail> {
         let max = self.cfg.max_text_chars;
         if t.chars().count() > max {
             return fail(ErrorCode::TooLong, format!("text is over {max} characters"));
@@ -214,12 +230,20 @@ impl Hub {
         room: &str,
         text: &str,
         client_id: Option<String>,
+        attachments: Vec<String>,
     ) -> Result<(), Fail> {
         let room_id = self.member_room(room, cx.user)?;
-        let text = self.check_text(text)?;
+        let text = self.check_body(text, cx.user, &attachments)?;
         check_client_id(&client_id)?;
         self.rate(cx.user, Budget::Message, cx.now)?;
-        self.insert(cx.reply_to(), room_id, cx.user, text, client_id);
+        self.insert(
+            cx.reply_to(),
+            room_id,
+            cx.user,
+            text,
+            client_id,
+            attachments,
+        );
         Ok(())
     }
 
@@ -230,12 +254,14 @@ impl Hub {
         user: UserId,
         text: String,
         client_id: Option<String>,
+        attachments: Vec<String>,
     ) {
         let op = StoreOp::Insert {
             room_id,
             user_id: user,
             text,
             client_id,
+            attachments,
         };
         self.store(Some(to), op);
     }
@@ -246,6 +272,7 @@ impl Hub {
         to: &str,
         text: &str,
         client_id: Option<String>,
+        attachments: Vec<String>,
     ) -> Result<(), Fail> {
         let Some(peer) = self.user_by_name(to) else {
             return fail(ErrorCode::BadRequest, format!("no user named {to:?}"));
@@ -256,7 +283,7 @@ impl Hub {
                 "you cannot send a direct message to yourself",
             );
         }
-        let text = self.check_text(text)?;
+        let text = self.check_body(text, cx.user, &attachments)?;
         check_client_id(&client_id)?;
         self.rate(cx.user, Budget::Message, cx.now)?;
         let name = dm_room_name(self.user_name(cx.user), self.user_name(peer));
@@ -276,7 +303,14 @@ impl Hub {
             .filter(|u| !room.is_some_and(|r| r.is_member(*u)))
             .collect();
         if missing.is_empty() {
-            self.insert(cx.reply_to(), room_id, cx.user, text, client_id);
+            self.insert(
+                cx.reply_to(),
+                room_id,
+                cx.user,
+                text,
+                client_id,
+                attachments,
+            );
         } else {
             // The conversation (or one side's membership) first; the message once the
             // store confirms it (`done::joined`).
@@ -284,6 +318,7 @@ impl Hub {
                 user: cx.user,
                 text,
                 client_id,
+                attachments,
             };
             self.request_join(cx, create, room_id, missing, after);
         }

@@ -17,6 +17,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_body_bytes: usize,
+    /// Largest upload (`POST /files`), whose body is streamed rather than buffered.
+    pub max_upload_bytes: usize,
 }
 
 /// A complete request.
@@ -32,6 +34,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Whether the connection may be reused after the response.
     pub keep_alive: bool,
+    /// An upload (`POST /files`): its body of this many bytes follows the head in the
+    /// stream and is not in `body`.
+    pub upload: Option<usize>,
 }
 
 impl Request {
@@ -167,9 +172,22 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Request)>, Ht
         }
         out_headers.push((name, value));
     }
+    // An upload's body is streamed to the file worker, never buffered here: only its
+    // head is taken, and its length is checked against the upload limit.
+    let upload = (method == "POST" && path == "/files").then_some(content_length);
+    if let Some(length) = upload {
+        let n = length.ok_or(HttpError::LengthRequired)?;
+        if n > limits.max_upload_bytes {
+            return Err(HttpError::PayloadTooLarge);
+        }
+    }
     // Without Content-Length (and without Transfer-Encoding, refused above) a request
     // has no body (RFC 9112 §6.3); `curl -X POST` without data sends exactly that.
-    let body_len = content_length.unwrap_or(0);
+    let body_len = if upload.is_some() {
+        0
+    } else {
+        content_length.unwrap_or(0)
+    };
     if body_len > limits.max_body_bytes {
         return Err(HttpError::PayloadTooLarge);
     }
@@ -183,6 +201,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Request)>, Ht
         headers: out_headers,
         body: buf[head_len..head_len + body_len].to_vec(),
         keep_alive: false,
+        upload: upload.flatten(),
     };
     request.keep_alive = if version == 1 {
         !request.header_has_token("connection", "close")
@@ -190,6 +209,42 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Request)>, Ht
         request.header_has_token("connection", "keep-alive")
     };
     Ok(Some((head_len + body_len, request)))
+}
+
+/// The byte range a `Range` header asks of a `size`-byte file: `Ok(None)` for the whole
+/// file (no header, another unit, or several ranges — answering those whole is allowed),
+/// `Ok(Some((first, last)))` inclusive, `Err(())` when it cannot be satisfied (416).
+#[allow(clippy::result_unit_err)]
+pub fn byte_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.trim().split_once('-').ok_or(())?;
+    let num = |s: &str| -> Result<Option<u64>, ()> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if !s.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(());
+        }
+        s.parse().map(Some).map_err(|_| ())
+    };
+    match (num(a)?, num(b)?) {
+        // The last `n` bytes.
+        (None, Some(n)) if n > 0 && size > 0 => Ok(Some((size.saturating_sub(n), size - 1))),
+        (Some(first), last) if first < size => {
+            let last = last.map_or(size - 1, |l| l.min(size - 1));
+            if last < first {
+                return Err(());
+            }
+            Ok(Some((first, last)))
+        }
+        _ => Err(()),
+    }
 }
 
 /// A decoded query parameter from a raw query string (`+` is a space).
@@ -234,6 +289,7 @@ mod tests {
         max_header_bytes: 8192,
         max_headers: 64,
         max_body_bytes: 65536,
+        max_upload_bytes: 1 << 20,
     };
 
     const POST: &[u8] = b"POST /login?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"a\":\"b c\"}\r\nGET / HTTP/1.1\r\n\r\n";
@@ -299,11 +355,64 @@ mod tests {
     }
 
     #[test]
+    fn ranges() {
+        assert_eq!(byte_range(None, 10), Ok(None));
+        assert_eq!(byte_range(Some("bytes=0-3"), 10), Ok(Some((0, 3))));
+        assert_eq!(byte_range(Some("bytes=5-"), 10), Ok(Some((5, 9))));
+        assert_eq!(byte_range(Some("bytes=-4"), 10), Ok(Some((6, 9))));
+        assert_eq!(byte_range(Some("bytes=-40"), 10), Ok(Some((0, 9))));
+        assert_eq!(byte_range(Some("bytes=8-100"), 10), Ok(Some((8, 9))));
+        assert_eq!(byte_range(Some("bytes=9-9"), 10), Ok(Some((9, 9))));
+        assert_eq!(byte_range(Some("bytes=10-"), 10), Err(()));
+        assert_eq!(byte_range(Some("bytes=4-2"), 10), Err(()));
+        assert_eq!(byte_range(Some("bytes=-0"), 10), Err(()));
+        assert_eq!(byte_range(Some("bytes=x-2"), 10), Err(()));
+        assert_eq!(byte_range(Some("bytes=0-1,4-5"), 10), Ok(None));
+        assert_eq!(byte_range(Some("items=0-1"), 10), Ok(None));
+        assert_eq!(byte_range(Some("bytes=0-0"), 0), Err(()));
+    }
+
+    #[test]
+    fn uploads_stream_their_bodies() {
+        let head = b"POST /files HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel";
+        let (n, req) = parse(head, &LIMITS).unwrap().unwrap();
+        assert_eq!(
+            (n, req.upload, req.body.len()),
+            (head.len() - 3, Some(5), 0)
+        );
+        let over = format!(
+            "POST /files HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            (1 << 20) + 1
+        );
+        assert_eq!(
+            parse(over.as_bytes(), &LIMITS),
+            Err(HttpError::PayloadTooLarge)
+        );
+        let exact = format!(
+            "POST /files HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            1 << 20
+        );
+        assert_eq!(
+            parse(exact.as_bytes(), &LIMITS).unwrap().unwrap().1.upload,
+            Some(1 << 20)
+        );
+        let none = b"POST /files HTTP/1.1\r\n\r\n";
+        assert_eq!(parse(none, &LIMITS), Err(HttpError::LengthRequired));
+        // Elsewhere bodies stay bounded by the body limit.
+        let big = format!("POST /login HTTP/1.1\r\nContent-Length: {}\r\n\r\n", 65537);
+        assert_eq!(
+            parse(big.as_bytes(), &LIMITS),
+            Err(HttpError::PayloadTooLarge)
+        );
+    }
+
+    #[test]
     fn limits_are_inclusive() {
         let tiny = Limits {
             max_header_bytes: 40,
             max_headers: 2,
             max_body_bytes: 3,
+            max_upload_bytes: 1 << 20,
         };
         // A head of exactly 40 bytes is accepted, 41 is not.
         let head = |pad: usize| format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(pad));

@@ -40,12 +40,20 @@ impl Response {
 
     /// Serializes status line, headers and body.
     pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
+        let mut out = self.head(self.body.len() as u64, keep_alive);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// The status line and headers of a response whose body of `len` bytes is sent
+    /// separately (a file streamed from disk).
+    pub fn head(&self, len: u64, keep_alive: bool) -> Vec<u8> {
         let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         if !self.content_type.is_empty() {
             head.push_str(&format!("Content-Type: {}\r\n", self.content_type));
         }
         if self.status != 204 {
-            head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+            head.push_str(&format!("Content-Length: {len}\r\n"));
         }
         for (name, value) in &self.headers {
             head.push_str(&format!("{name}: {value}\r\n"));
@@ -54,9 +62,7 @@ impl Response {
             head.push_str("Connection: close\r\n");
         }
         head.push_str("\r\n");
-        let mut out = head.into_bytes();
-        out.extend_from_slice(&self.body);
-        out
+        head.into_bytes()
     }
 }
 

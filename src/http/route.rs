@@ -57,6 +57,12 @@ pub enum Route {
         user: String,
     },
     Search,
+    /// `POST /files`: an upload (its body is streamed).
+    Upload,
+    /// `GET /files/ID`.
+    File {
+        id: String,
+    },
     Healthz,
     Metrics,
     AdminStats,
@@ -88,6 +94,7 @@ const FIXED: &[(&str, &str, Route)] = &[
     ("/account/reset", "POST", Route::ResetPassword),
     ("/registration", "GET", Route::Registration),
     ("/admin/invites", "POST", Route::AdminInvite),
+    ("/files", "POST", Route::Upload),
 ];
 
 pub fn route(req: &Request) -> Route {
@@ -144,6 +151,18 @@ fn route_parts(method: &str, path: &str) -> Route {
             };
         }
     }
+    if let Some(id) = path.strip_prefix("/files/") {
+        // Ids are the server's own: lower-case hex, nothing else is a file.
+        let hex = (1..=64).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        return match method {
+            "GET" if hex => Route::File { id: id.to_string() },
+            "GET" => Route::NotFound,
+            _ => Route::MethodNotAllowed { allow: "GET" },
+        };
+    }
     if let Some(rest) = path.strip_prefix("/admin/users/") {
         let (user, action) = match rest.rsplit_once('/') {
             Some((u, a @ ("suspend" | "unsuspend" | "disconnect"))) => (u, a),
@@ -190,6 +209,36 @@ fn room_path(path: &str, suffix: &str) -> Option<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files() {
+        assert_eq!(route_parts("POST", "/files"), Route::Upload);
+        assert_eq!(
+            route_parts("GET", "/files"),
+            Route::MethodNotAllowed { allow: "POST" }
+        );
+        assert_eq!(
+            route_parts("GET", "/files/0af9"),
+            Route::File { id: "0af9".into() }
+        );
+        for odd in [
+            "/files/",
+            "/files/0AF9",
+            "/files/../x",
+            "/files/a/b",
+            "/files/g1",
+        ] {
+            assert_eq!(route_parts("GET", odd), Route::NotFound, "{odd}");
+        }
+        assert_eq!(
+            route_parts("DELETE", "/files/0af9"),
+            Route::MethodNotAllowed { allow: "GET" }
+        );
+        assert_eq!(
+            route_parts("GET", &format!("/files/{}", "a".repeat(65))),
+            Route::NotFound
+        );
+    }
 
     #[test]
     fn fixed_paths_and_methods() {

@@ -41,6 +41,11 @@ pub struct Conn {
     pub timer_at: Instant,
     /// When the socket last took bytes, or output started queueing on an empty queue.
     pub last_progress: Instant,
+    /// The peer may still be sending a request body we refused: once the response is
+    /// out, shut down writing and read (dropping) until it closes or `CLOSE_LINGER`, so
+    /// that its unread bytes do not make the kernel reset the connection and lose the
+    /// response.
+    pub linger: bool,
 }
 
 pub enum ConnState {
@@ -73,6 +78,10 @@ pub struct HttpConn {
     pub chunked: bool,
     /// ...and the Hub has more for it once the output drains.
     pub wants_more: bool,
+    /// An upload's body is being streamed to the file worker.
+    pub upload: Option<super::files::UploadState>,
+    /// A file is being sent from disk.
+    pub download: Option<super::files::DownloadState>,
 }
 
 pub struct WsConn {
@@ -115,6 +124,8 @@ impl Conn {
                 keep_alive: true,
                 chunked: false,
                 wants_more: false,
+                upload: None,
+                download: None,
             }),
             out: OutQueue::default(),
             want_write: false,
@@ -125,6 +136,7 @@ impl Conn {
             hs_queued: false,
             unauthenticated: true,
             timer_at: now,
+            linger: false,
         }
     }
 

@@ -22,6 +22,10 @@ impl Server {
         let ConnState::Http(http) = &mut conn.state else {
             return;
         };
+        if http.upload.is_some() {
+            self.read_upload(key);
+            return self.rearm(key);
+        }
         let mut eof = false;
         let mut chunk = [0u8; READ_CHUNK];
         while http.buf.len() < limit {
@@ -72,6 +76,7 @@ impl Server {
             max_header_bytes: self.config.max_header_bytes,
             max_headers: self.config.max_headers,
             max_body_bytes: self.config.max_body_bytes,
+            max_upload_bytes: self.config.max_file_bytes as usize,
         }
     }
 
@@ -87,7 +92,10 @@ impl Server {
             let ConnState::Http(http) = &mut conn.state else {
                 return;
             };
-            if matches!(http.phase, Phase::Waiting | Phase::Done) || http.buf.is_empty() {
+            if matches!(http.phase, Phase::Waiting | Phase::Done)
+                || http.buf.is_empty()
+                || http.upload.is_some()
+            {
                 return;
             }
             if conn.out.len() > crate::config::OUTPUT_PAUSE_BYTES {
@@ -107,6 +115,7 @@ impl Server {
                 Err(e) => {
                     http.buf.clear();
                     http.keep_alive = false;
+                    conn.linger = true;
                     let resp = Response::error(e.status(), "bad_request", e.message());
                     self.respond(key, resp);
                     return;
@@ -119,6 +128,7 @@ impl Server {
         let route = crate::http::route(&req);
         let resp = match route {
             Route::Upgrade => return self.upgrade(key, &req),
+            Route::Upload => return self.start_upload(key, &req),
             Route::Healthz => crate::metrics::healthz(self.storage_ok),
             Route::Metrics => {
                 let gauges = self.gauges();
@@ -159,6 +169,7 @@ impl Server {
             | Route::Export
             | Route::RoomInfo { .. }
             | Route::Registration
+            | Route::File { .. }
             | Route::Search => {
                 let (id, ip) = (self.conns[key].id, self.conns[key].ip);
                 let fx = self.hub.handle_http(id, ip, &route, &req, self.now);
@@ -172,6 +183,32 @@ impl Server {
     pub(super) fn respond(&mut self, key: usize, resp: Response) {
         self.metrics.count_status(resp.status);
         let stopping = self.shutdown.load(Ordering::Relaxed);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let ConnState::Http(http) = &mut conn.state else {
+            return;
+        };
+        let id = conn.id;
+        if let Some(up) = http.upload.take() {
+            if up.remaining > 0 {
+                // Answered before its body was all here (refused, timed out): the rest
+                // is not read, the partial file goes, and the connection ends.
+                http.keep_alive = false;
+                conn.linger = true;
+                let _ = self.files.send(crate::files::FileJob::Abort { conn: id });
+            }
+            self.hub.upload_gone(id);
+        }
+        let keep_alive = http.keep_alive && !stopping;
+        http.keep_alive = keep_alive;
+        let bytes = resp.to_bytes(keep_alive);
+        self.enqueue(key, Chunk::owned(bytes));
+        self.response_complete(key);
+    }
+
+    /// A response is all queued: the connection waits for the next request, or closes.
+    pub(super) fn response_complete(&mut self, key: usize) {
         let now = self.now.mono;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -179,7 +216,7 @@ impl Server {
         let ConnState::Http(http) = &mut conn.state else {
             return;
         };
-        let keep_alive = http.keep_alive && !stopping;
+        let keep_alive = http.keep_alive;
         http.since = now;
         http.phase = match (keep_alive, http.buf.is_empty()) {
             (false, _) => Phase::Done,
@@ -187,8 +224,6 @@ impl Server {
             // A pipelined request is already buffered: its clock starts now.
             (true, false) => Phase::Reading,
         };
-        let bytes = resp.to_bytes(keep_alive);
-        self.enqueue(key, Chunk::owned(bytes));
         if !keep_alive {
             self.close_after_flush(key);
         } else if !self.conns[key].doomed {

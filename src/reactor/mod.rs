@@ -16,6 +16,7 @@
 
 mod accept;
 pub mod conn;
+mod files;
 mod http_conn;
 mod output;
 pub mod outq;
@@ -82,6 +83,7 @@ pub struct Server {
     store: Sender<StoreCmd>,
     auth: Sender<AuthJob>,
     reads: Sender<ReadJob>,
+    files: Sender<crate::files::FileJob>,
     done: Receiver<Completion>,
     threads: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
@@ -141,6 +143,9 @@ impl Server {
         let writer = writer::start(db, store_rx, notify.clone());
         let (auth, mut threads) = crate::auth::pool::start(config.password_threads, notify.clone());
         let (reads, reader_threads) = reader::start(&config.db, READER_THREADS, notify.clone())?;
+        let files_dir = crate::files::dir_for(&config.db);
+        let (files, files_thread) = crate::files::start(files_dir, notify.clone())?;
+        threads.push(files_thread);
         // Not joined at shutdown: it sleeps between looks and ends with the reactor.
         crate::store::watch::start(&config.db, flags, notify)?;
         threads.extend(reader_threads);
@@ -176,6 +181,7 @@ impl Server {
             store,
             auth,
             reads,
+            files,
             done,
             threads,
             writer: Some(writer),
@@ -291,6 +297,20 @@ impl Server {
             if let Outcome::Health(ok) = c.outcome {
                 self.storage_ok = ok;
             }
+            // The file worker's progress is the reactor's business alone.
+            let Completion { reply, outcome } = c;
+            let outcome = match (outcome, reply.as_ref().map(|r| r.conn)) {
+                (Outcome::UploadAck(n), Some(conn)) => {
+                    self.upload_acked(conn, n);
+                    continue;
+                }
+                (Outcome::FileChunk(r), Some(conn)) => {
+                    self.file_chunk(conn, r);
+                    continue;
+                }
+                (o, _) => o,
+            };
+            let c = Completion { reply, outcome };
             let fx = self.hub.completed(c, self.now);
             self.apply(fx);
         }
@@ -372,6 +392,18 @@ impl Server {
                         }
                         self.doom(key);
                     }
+                }
+                Effect::Download {
+                    conn,
+                    resp,
+                    download,
+                } => {
+                    if let Some(key) = self.live(conn) {
+                        self.start_download(key, resp, download);
+                    }
+                }
+                Effect::File(job) => {
+                    let _ = self.files.send(job);
                 }
                 Effect::Resume { conn } => {
                     if let Some(key) = self.live(conn) {

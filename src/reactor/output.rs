@@ -128,6 +128,7 @@ impl Server {
     /// after the linger time).
     pub(super) fn close_after_flush(&mut self, key: usize) {
         self.forget_ws(key);
+        self.upload_ended(key);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -211,6 +212,11 @@ impl Server {
                     conn.last_progress = self.now.mono;
                 }
                 if done && matches!(conn.state, ConnState::Closing { .. }) {
+                    if std::mem::take(&mut conn.linger) {
+                        // Reading goes on (`drain_closing`) until EOF or the linger time.
+                        let _ = conn.stream.tcp.shutdown(std::net::Shutdown::Write);
+                        return;
+                    }
                     self.doom(key);
                     return;
                 }
@@ -242,6 +248,7 @@ impl Server {
                 if more {
                     self.pull_chunks(key);
                 }
+                self.pull_file(key);
             }
             Err(_) => self.doom(key),
         }
@@ -270,6 +277,7 @@ impl Server {
                 continue;
             }
             self.forget_ws(key);
+            self.upload_ended(key);
             let mut conn = self.conns.remove(key);
             if matches!(&conn.state, ConnState::Http(h) if h.chunked) {
                 self.hub.export_gone(conn.id);

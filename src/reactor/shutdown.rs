@@ -112,6 +112,8 @@ impl Drop for Server {
         self.auth = tx;
         let (tx, _) = std::sync::mpsc::channel();
         self.reads = tx;
+        let (tx, _) = std::sync::mpsc::channel();
+        self.files = tx;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -1,7 +1,9 @@
 //! Opening the database and reading what the reactor keeps in memory, once, at start-up
 //! (before the reactor runs, so it is not a read on the reactor thread).
 
-use super::messages::{fill_reactions, message_from_row, MESSAGE_COLUMNS};
+use super::messages::{
+    all_files, fill_attachments, fill_reactions, message_from_row, MESSAGE_COLUMNS,
+};
 use super::schema;
 use super::MessageRow;
 use crate::id::TokenHash;
@@ -57,6 +59,8 @@ pub struct Snapshot {
     pub invitations: Vec<(i64, i64, i64)>,
     /// The newest `AUDIT_KEPT` audit entries, oldest first.
     pub audit: Vec<AuditRow>,
+    /// Every stored file, with the rooms it was posted in.
+    pub files: Vec<super::FileRow>,
 }
 
 /// Opens (creating if needed) and migrates the database for the writer.
@@ -121,6 +125,7 @@ pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         msgs.reverse();
         fill_reactions(conn, &mut msgs, None)?;
+        fill_attachments(conn, &mut msgs)?;
         room.recent = msgs;
     }
     let members = conn
@@ -157,6 +162,7 @@ pub fn snapshot(conn: &Connection, ring: usize) -> rusqlite::Result<Snapshot> {
         delivered,
         invitations,
         audit,
+        files: all_files(conn)?,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Messages and their reactions in SQLite: the writes the writer thread applies and the
 //! reads that the readers and the start-up snapshot share.
 
-use super::{MessageRow, Reacted, Reaction, ReactorsPage, StoreError};
+use super::{FileRef, FileRow, MessageRow, Reacted, Reaction, ReactorsPage, StoreError};
 use crate::id::UserId;
 use crate::time::now_ms;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -37,6 +37,8 @@ pub(super) fn change_message(
         None => {
             // A deleted message keeps no reactions.
             tx.execute("DELETE FROM reactions WHERE message_id = ?1", [id])?;
+            // Its files go with it unless another message has them (`sweep_files`).
+            tx.execute("DELETE FROM attachments WHERE message_id = ?1", [id])?;
             tx.execute(
                 "UPDATE messages SET text = '', deleted = 1 WHERE id = ?1",
                 [id],
@@ -84,6 +86,7 @@ pub(super) fn insert_message(
             edited_at: None,
             deleted: false,
             reactions: Vec::new(),
+            attachments: Vec::new(),
         },
         false,
     ))
@@ -102,6 +105,7 @@ pub fn message_from_row(r: &rusqlite::Row) -> rusqlite::Result<MessageRow> {
         edited_at: r.get(6)?,
         deleted: r.get(7)?,
         reactions: Vec::new(),
+        attachments: Vec::new(),
     })
 }
 
@@ -267,4 +271,120 @@ pub fn reactors(
     let more = names.len() > limit;
     names.truncate(limit);
     Ok(Ok((room_id, names, more)))
+}
+
+/// Attaches `files` (ids the Hub checked) to message `id`, in the order given, and
+/// fills in the row's list.
+pub(super) fn attach(
+    tx: &Transaction,
+    row: &mut MessageRow,
+    files: &[String],
+) -> rusqlite::Result<()> {
+    for (i, f) in files.iter().enumerate() {
+        tx.execute(
+            "INSERT OR IGNORE INTO attachments (message_id, file_id, position) VALUES (?1, ?2, ?3)",
+            params![row.id, f, i as i64],
+        )?;
+        tx.execute("UPDATE files SET attached = 1 WHERE id = ?1", [f])?;
+    }
+    fill_attachments(tx, std::slice::from_mut(row))
+}
+
+/// Fills in the files attached to `rows`.
+pub fn fill_attachments(conn: &Connection, rows: &mut [MessageRow]) -> rusqlite::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids = serde_json::to_string(&rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into());
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.message_id, f.id, f.name, f.size, f.type FROM attachments a
+         JOIN files f ON f.id = a.file_id
+         WHERE a.message_id IN (SELECT value FROM json_each(?1))
+         ORDER BY a.message_id, a.position",
+    )?;
+    let mut by_id: HashMap<i64, Vec<FileRef>> = HashMap::new();
+    let mut rs = stmt.query([&ids])?;
+    while let Some(r) = rs.next()? {
+        by_id.entry(r.get(0)?).or_default().push(FileRef {
+            id: r.get(1)?,
+            name: r.get(2)?,
+            size: r.get(3)?,
+            mime: r.get(4)?,
+        });
+    }
+    for row in rows {
+        row.attachments = by_id.remove(&row.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+pub(super) fn add_file(
+    tx: &Transaction,
+    f: &FileRef,
+    uploader: UserId,
+    sha256: &str,
+    at: i64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO files (id, uploader, name, size, type, sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![f.id, uploader, f.name, f.size, f.mime, sha256, at],
+    )?;
+    Ok(())
+}
+
+/// Forgets files attached to no message that either were attached once (their
+/// messages are deleted) or were uploaded before `before` and never used; returns
+/// their ids so that the file worker deletes them.
+pub(super) fn sweep_files(tx: &Transaction, before: i64) -> rusqlite::Result<Vec<String>> {
+    let ids = tx
+        .prepare(
+            "SELECT id FROM files f
+             WHERE NOT EXISTS (SELECT 1 FROM attachments a WHERE a.file_id = f.id)
+               AND (f.attached = 1 OR f.created_at < ?1)",
+        )?
+        .query_map([before], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for id in &ids {
+        tx.execute("DELETE FROM files WHERE id = ?1", [id])?;
+    }
+    Ok(ids)
+}
+
+/// Every stored file with the rooms it was posted in (for the Hub at start-up).
+pub fn all_files(conn: &Connection) -> rusqlite::Result<Vec<FileRow>> {
+    let mut files: Vec<FileRow> = conn
+        .prepare(
+            "SELECT id, name, size, type, uploader, created_at FROM files ORDER BY created_at",
+        )?
+        .query_map([], |r| {
+            Ok(FileRow {
+                file: FileRef {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    size: r.get(2)?,
+                    mime: r.get(3)?,
+                },
+                uploader: r.get(4)?,
+                created_at: r.get(5)?,
+                rooms: Vec::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let index: HashMap<String, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.file.id.clone(), i))
+        .collect();
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT a.file_id, m.room_id FROM attachments a JOIN messages m ON m.id = a.message_id",
+    )?;
+    let mut rs = stmt.query([])?;
+    while let Some(r) = rs.next()? {
+        let (f, room): (String, i64) = (r.get(0)?, r.get(1)?);
+        if let Some(&i) = index.get(&f) {
+            files[i].rooms.push(room);
+        }
+    }
+    Ok(files)
 }

@@ -32,6 +32,27 @@ pub struct MessageRow {
     pub deleted: bool,
     /// Reactions, by emoji in the order first used.
     pub reactions: Vec<Reaction>,
+    /// Files attached to it, in the order given.
+    pub attachments: Vec<FileRef>,
+}
+
+/// A shared file as a message shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileRef {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    pub mime: String,
+}
+
+/// A stored file as the Hub keeps it: who uploaded it and the rooms it was posted in
+/// (who may download it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRow {
+    pub file: FileRef,
+    pub uploader: UserId,
+    pub created_at: i64,
+    pub rooms: Vec<RoomId>,
 }
 
 /// One emoji's reactions to a message: how many, and who. The Hub's ring keeps every
@@ -57,6 +78,14 @@ pub struct Reacted {
     pub on: bool,
     pub count: u32,
     pub changed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why the file worker could not write or read a file.
+pub enum FileError {
+    /// Less than `MIN_FREE_DISK_BYTES` would be left.
+    NoSpace,
+    Io,
 }
 
 /// Why a write failed.
@@ -175,6 +204,20 @@ pub enum StoreOp {
         user_id: UserId,
         text: String,
         client_id: Option<String>,
+        /// Ids of files (the author's own, checked by the Hub) attached to it.
+        attachments: Vec<String>,
+    },
+    /// A file fully written to disk: its record.
+    AddFile {
+        file: FileRef,
+        uploader: UserId,
+        sha256: String,
+        at: i64,
+    },
+    /// Forgets files attached to no message: those once attached (their messages were
+    /// deleted) and those never attached, uploaded before `before`. Answers the ids.
+    SweepFiles {
+        before: i64,
     },
     /// Replace a message's text; refused unless `author` wrote it.
     Edit {
@@ -269,6 +312,11 @@ impl StoreOp {
             StoreOp::Insert { .. } => Outcome::Inserted(Err(err)),
             StoreOp::Edit { .. } | StoreOp::Delete { .. } => Outcome::Changed(Err(err)),
             StoreOp::React { .. } => Outcome::Reacted(Err(err)),
+            StoreOp::AddFile { file, .. } => Outcome::FileAdded {
+                id: file.id.clone(),
+                result: Err(err),
+            },
+            StoreOp::SweepFiles { .. } => Outcome::FilesSwept(Vec::new()),
             _ => Outcome::Written(Err(err)),
         }
     }
@@ -310,6 +358,7 @@ pub enum AfterJoin {
         user: UserId,
         text: String,
         client_id: Option<String>,
+        attachments: Vec<String>,
     },
 }
 
@@ -413,6 +462,22 @@ pub enum Outcome {
     Changed(Result<MessageRow, StoreError>),
     /// A reaction added or taken back.
     Reacted(Result<Reacted, StoreError>),
+    /// A file's record was stored (or not).
+    FileAdded {
+        id: String,
+        result: Result<(), StoreError>,
+    },
+    /// Files forgotten by a sweep, to delete from disk.
+    FilesSwept(Vec<String>),
+    /// The file worker wrote this many more bytes of an upload (for the reactor).
+    UploadAck(usize),
+    /// An upload is on disk (its SHA-256 in hex), or could not be written.
+    Uploaded {
+        id: String,
+        result: Result<String, FileError>,
+    },
+    /// Part of a file being downloaded (for the reactor).
+    FileChunk(Result<Vec<u8>, FileError>),
     /// A page of who reacted: the message's room, names, and whether more follow.
     Reactors {
         id: i64,

@@ -2,7 +2,9 @@
 //! connection (WAL lets them read while the writer commits).
 
 use super::load::open_reader;
-use super::messages::{fill_reactions, message_from_row, reactors, MESSAGE_COLUMNS};
+use super::messages::{
+    fill_attachments, fill_reactions, message_from_row, reactors, MESSAGE_COLUMNS,
+};
 use super::{Completion, MessageRow, Notifier, Outcome, ReadJob, ReadOp, StoreError};
 use rusqlite::Connection;
 use std::path::Path;
@@ -51,6 +53,7 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             }
             .and_then(|(mut rows, more)| {
                 fill_reactions(conn, &mut rows, Some(reader))?;
+                fill_attachments(conn, &mut rows)?;
                 Ok((rows, more))
             })
             .map_err(log_err),
@@ -85,6 +88,8 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             result: search(conn, &query, &room_ids, limit, SEARCH_BUDGET)
                 .and_then(|(mut rows, partial)| {
                     fill_reactions(conn, &mut rows, Some(reader))?;
+                    fill_attachments(conn, &mut rows)?;
+                    fill_attachments(conn, &mut rows)?;
                     Ok((rows, partial))
                 })
                 .map_err(log_err),

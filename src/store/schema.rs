@@ -125,6 +125,28 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX reactions_by_user ON reactions(user_id);
     "#,
+    // 5: shared files. The bytes live in a directory beside the database, under the
+    // file's id; `attached` says a message has used the file (once no message does, it
+    // is swept at once; a file never attached is swept after a day).
+    r#"
+    CREATE TABLE files (
+        id         TEXT PRIMARY KEY,
+        uploader   INTEGER NOT NULL REFERENCES users(id),
+        name       TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        type       TEXT NOT NULL,
+        sha256     TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        attached   INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE attachments (
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        file_id    TEXT NOT NULL REFERENCES files(id),
+        position   INTEGER NOT NULL,
+        PRIMARY KEY (message_id, file_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX attachments_by_file ON attachments(file_id);
+    "#,
 ];
 
 /// The version this build writes.

@@ -6,7 +6,7 @@
 //! the commit fails, every answer of the batch says `Unavailable` and nothing of it is
 //! acknowledged.
 
-use super::messages::{change_message, insert_message, react};
+use super::messages::{add_file, attach, change_message, insert_message, react, sweep_files};
 use super::{Completion, NewRoom, Notifier, Outcome, StoreCmd, StoreError, StoreOp};
 use crate::id::{RoomId, UserId};
 use crate::time::now_ms;
@@ -147,9 +147,10 @@ fn apply_batch(
                 .into_iter()
                 .zip(outcomes)
                 .filter_map(|(cmd, outcome)| {
-                    let reply = cmd.reply?;
-                    Some(Completion {
-                        reply: Some(reply),
+                    // Swept files are news for the Hub whoever asked (nobody does).
+                    let news = matches!(&outcome, Outcome::FilesSwept(ids) if !ids.is_empty());
+                    (cmd.reply.is_some() || news).then_some(Completion {
+                        reply: cmd.reply,
                         outcome,
                     })
                 })
@@ -184,6 +185,7 @@ fn is_error(o: &Outcome) -> bool {
         Outcome::Inserted(r) => r.is_err(),
         Outcome::Changed(r) => r.is_err(),
         Outcome::Reacted(r) => r.is_err(),
+        Outcome::FileAdded { result, .. } => result.is_err(),
         Outcome::Written(r) => r.is_err(),
         Outcome::Joined { result, .. } => result.is_err(),
         Outcome::PasswordSet { result, .. } => result.is_err(),
@@ -192,7 +194,12 @@ fn is_error(o: &Outcome) -> bool {
 }
 
 fn delete_account(tx: &Transaction, user: UserId) -> rusqlite::Result<()> {
-    // Their reactions go, and so do reactions to their messages (which become blanks).
+    // Their reactions go, and so do reactions to their messages (which become blanks),
+    // and the files attached to those (swept once attached to nothing).
+    tx.execute(
+        "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE user_id = ?1)",
+        [user],
+    )?;
     tx.execute(
         "DELETE FROM reactions WHERE user_id = ?1
             OR message_id IN (SELECT id FROM messages WHERE user_id = ?1)",
@@ -459,9 +466,33 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             user_id,
             text,
             client_id,
+            attachments,
         } => Outcome::Inserted(
-            insert_message(tx, *room_id, *user_id, text, client_id.as_deref()).map_err(note),
+            insert_message(tx, *room_id, *user_id, text, client_id.as_deref())
+                .and_then(|(mut row, dup)| {
+                    if !dup {
+                        attach(tx, &mut row, attachments)?;
+                    }
+                    Ok((row, dup))
+                })
+                .map_err(note),
         ),
+        StoreOp::AddFile {
+            file,
+            uploader,
+            sha256,
+            at,
+        } => Outcome::FileAdded {
+            id: file.id.clone(),
+            result: add_file(tx, file, *uploader, sha256, *at).map_err(note),
+        },
+        StoreOp::SweepFiles { before } => match sweep_files(tx, *before) {
+            Ok(ids) => Outcome::FilesSwept(ids),
+            Err(e) => {
+                note(e);
+                Outcome::FilesSwept(Vec::new())
+            }
+        },
         StoreOp::Edit { id, author, text } => Outcome::Changed(
             change_message(tx, *id, Some(*author), Some(text))
                 .map_err(note)

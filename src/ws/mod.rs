@@ -136,6 +136,7 @@ mod tests {
         max_header_bytes: 8192,
         max_headers: 64,
         max_body_bytes: 1024,
+        max_upload_bytes: 1 << 20,
     };
 
     fn req(extra: &str, method: &str) -> Request {

@@ -48,6 +48,10 @@ pub(super) struct World {
     pub resumed: Vec<ConnId>,
     /// Rooms the fake database has.
     rooms_on_disk: std::collections::HashSet<i64>,
+    /// Downloads the Hub allowed, by connection.
+    pub downloads: HashMap<ConnId, crate::chat::Download>,
+    /// Jobs the Hub gave the file worker.
+    pub file_jobs: Vec<crate::files::FileJob>,
     /// The fake database's reactions: (message, user, emoji), in the order added.
     pub(super) reactions: Vec<(i64, i64, String)>,
     /// While `Some`, the password pool fails every job with this error.
@@ -80,6 +84,7 @@ pub(super) fn snapshot() -> Snapshot {
         invitations: Vec::new(),
         delivered: Vec::new(),
         audit: Vec::new(),
+        files: Vec::new(),
     }
 }
 
@@ -115,6 +120,8 @@ impl World {
             resumed: Vec::new(),
             rooms_on_disk,
             reactions: Vec::new(),
+            downloads: HashMap::new(),
+            file_jobs: Vec::new(),
             auth_error: None,
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
@@ -159,6 +166,15 @@ impl World {
                     self.responses.insert(conn, resp);
                 }
                 Effect::Resume { conn } => self.resumed.push(conn),
+                Effect::Download {
+                    conn,
+                    resp,
+                    download,
+                } => {
+                    self.responses.insert(conn, resp);
+                    self.downloads.insert(conn, download);
+                }
+                Effect::File(job) => self.file_jobs.push(job),
                 Effect::ChunkedStart { conn, resp } => {
                     self.responses.insert(conn, resp);
                 }
@@ -273,6 +289,7 @@ impl World {
                 user_id,
                 text,
                 client_id,
+                attachments,
             } => {
                 if let Some(cid) = client_id {
                     let old = self.messages.iter().find(|m| {
@@ -292,6 +309,10 @@ impl World {
                     edited_at: None,
                     deleted: false,
                     reactions: Vec::new(),
+                    attachments: attachments
+                        .iter()
+                        .filter_map(|id| self.hub.files.get(id).map(|f| f.file.clone()))
+                        .collect(),
                 };
                 self.messages.push(row.clone());
                 Outcome::Inserted(Ok((row, false)))
@@ -328,6 +349,10 @@ impl World {
             },
             StoreOp::Edit { id, author, text } => self.change(*id, Some(*author), Some(text)),
             StoreOp::Delete { id, author } => self.change(*id, *author, None),
+            StoreOp::AddFile { file, .. } => Outcome::FileAdded {
+                id: file.id.clone(),
+                result: Ok(()),
+            },
             StoreOp::React {
                 id,
                 user,
@@ -401,6 +426,7 @@ impl World {
                 body.to_string().into_bytes()
             },
             keep_alive: true,
+            upload: None,
         };
         let fx = self
             .hub
@@ -497,6 +523,7 @@ impl World {
             headers,
             body: body.to_string().into_bytes(),
             keep_alive: true,
+            upload: None,
         };
         let fx = self.hub.handle_admin(conn, &route, &req, self.now);
         self.run(fx);

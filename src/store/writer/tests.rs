@@ -1,6 +1,7 @@
 //! The writer: batches, savepoints, and each write's rules.
 use super::*;
 use crate::id::ConnId;
+use crate::store::messages::insert_message;
 use crate::store::{ReplyTo, Via};
 
 fn db() -> Connection {
@@ -25,6 +26,7 @@ fn insert(text: &str) -> StoreCmd {
             user_id: 1,
             text: text.into(),
             client_id: None,
+            attachments: Vec::new(),
         },
     }
 }
@@ -153,4 +155,43 @@ fn a_join_creates_its_room_all_or_nothing() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(members, vec![1, 7]);
+}
+
+#[test]
+fn files_are_swept_once_unattached_or_never_used_for_a_day() {
+    use crate::store::messages::{add_file, attach, sweep_files};
+    use crate::store::FileRef;
+    let mut conn = db();
+    let tx = conn.transaction().unwrap();
+    let file = |id: &str| FileRef {
+        id: id.into(),
+        name: format!("{id}.txt"),
+        size: 3,
+        mime: "text/plain".into(),
+    };
+    for (id, at) in [("old", 10), ("young", 1000), ("used", 10), ("shared", 10)] {
+        add_file(&tx, &file(id), 1, "00", at).unwrap();
+    }
+    let (mut a, _) = insert_message(&tx, 1, 1, "a", None).unwrap();
+    attach(&tx, &mut a, &["used".into(), "shared".into()]).unwrap();
+    assert_eq!(
+        a.attachments
+            .iter()
+            .map(|f| f.id.as_str())
+            .collect::<Vec<_>>(),
+        ["used", "shared"]
+    );
+    let (mut b, _) = insert_message(&tx, 1, 1, "b", None).unwrap();
+    attach(&tx, &mut b, &["shared".into()]).unwrap();
+    // Never attached and older than the cut: swept; attached ones stay.
+    assert_eq!(sweep_files(&tx, 500).unwrap(), ["old"]);
+    // Deleting a message frees its files at once, unless another message has them.
+    change_message(&tx, a.id, Some(1), None).unwrap().unwrap();
+    assert_eq!(sweep_files(&tx, 500).unwrap(), ["used"]);
+    change_message(&tx, b.id, Some(1), None).unwrap().unwrap();
+    assert_eq!(sweep_files(&tx, 0).unwrap(), ["shared"]);
+    assert!(
+        sweep_files(&tx, 500).unwrap().is_empty(),
+        "young stays for its day"
+    );
 }

@@ -443,6 +443,23 @@ fn v0_1_0_database_opens_with_everything_in_it() {
         (&json!({"👍": 1}), &json!(["👍"])),
         "{m}"
     );
+    // Schema 5: files can be shared on a migrated database.
+    let mut up = std::net::TcpStream::connect(s.addr).unwrap();
+    up.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut up,
+        format!("POST /files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {dave}\r\nX-Filename: a.txt\r\nContent-Length: 2\r\n\r\nok").as_bytes(),
+    )
+    .unwrap();
+    let f = read_response(&mut up);
+    assert_eq!(f.status, 201, "{}", f.body);
+    let id = f.json()["id"].as_str().unwrap().to_string();
+    let sent = s.ws(&dave).request(
+        json!({"type": "send", "room": "general", "text": "", "attachments": [id]}),
+        "f",
+    );
+    assert_eq!(sent["attachments"][0]["name"], "a.txt", "{sent}");
     drop(s);
     let conn = rusqlite::Connection::open(&db).unwrap();
     let old: i64 = conn

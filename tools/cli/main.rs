@@ -8,6 +8,7 @@
 
 mod catchup;
 mod chat;
+mod files;
 mod outbox;
 mod show;
 mod term;
@@ -34,8 +35,13 @@ commands:
   sessions             where the account is signed in
   export               every message you wrote, as one JSON document on stdout
   chat [ROOM]          interactive chat (default room: general; @NAME for a conversation); /help lists commands
-  send ROOM [--no-retry]   send stdin as one message (ROOM may be @NAME); exits once the server has
-                       stored it, waiting out the rate limit unless --no-retry
+  send ROOM [--file PATH]... [--no-retry]   send stdin as one message (ROOM may be @NAME); exits
+                       once the server has stored it (prints its id), waiting out the rate limit
+                       unless --no-retry. --file (up to 10) uploads files and attaches them; the
+                       text is then optional (stdin is not read from a terminal); each file is
+                       printed after the id as: 📎 NAME (SIZE) [FILE-ID]
+  download FILE-ID [-o PATH] [--force]   save a shared file (the server's name, here, by default;
+                       -o a file or a directory); never over an existing file unless --force
   tail ROOM [--since ID] [--json]   print messages as they arrive, one per line
   react ID EMOJI [--off]   react to message ID (#42 or 42, as chat shows it) with EMOJI, or take
                        the reaction back (--off); prints the emoji's count on the message
@@ -43,7 +49,8 @@ commands:
   --server http://HOST:PORT or https://HOST:PORT (TLS: wss for chat); --cacert FILE trusts a
   private CA for https (otherwise the system's roots)
 environment: CHATTERBOX_SERVER (default http://127.0.0.1:8000), CHATTERBOX_CACERT, CHATTERBOX_CONFIG_DIR
-  (default $XDG_CONFIG_HOME/chatterbox or ~/.config/chatterbox; the token is kept there, mode 0600)
+  (default $XDG_CONFIG_HOME/chatterbox or ~/.config/chatterbox; the token is kept there, mode 0600),
+  CHATTERBOX_MAX_FILE_BYTES (largest file sent, checked before uploading; default 10485760 = 10 MiB)
 exit codes: 0 ok, 1 usage, 2 server unreachable, 3 not logged in or bad credentials,
   4 rate limited, 5 no such room or message, or not allowed, 6 other server error";
 
@@ -176,6 +183,7 @@ fn main() -> ExitCode {
         ("tail", [room, opts @ ..]) => cli.tail(room, opts),
         ("react", [id, emoji, opts @ ..]) => cli.react(id, emoji, opts),
         ("reactors", [id, emoji]) => cli.reactors(id, emoji),
+        ("download", [id, opts @ ..]) => cli.download(id, opts),
         _ => Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
     };
     match result {
@@ -213,6 +221,9 @@ fn http_agent(roots_pem: Option<&[u8]>) -> ureq::Agent {
         .proxy(None)
         .max_idle_connections(0)
         .timeout_per_read(Some(Duration::from_secs(30)))
+        // Uploads ask `Expect: 100-continue`; the server never sends 100, but it answers a
+        // refusal from the head at once, and the body is then not sent at all.
+        .timeout_await_100(Some(Duration::from_millis(300)))
         .build()
         .new_agent()
 }
@@ -512,19 +523,60 @@ impl Cli {
     }
 
     /// Sends stdin as one message (see `ask`): exits once the server has stored it, and
-    /// prints its id. `--no-retry` fails at the first refusal (exit code 4).
+    /// prints its id. `--no-retry` fails at the first refusal (exit code 4). Each
+    /// `--file PATH` is checked here (size), uploaded, and attached; with files the text
+    /// may be empty, and stdin is not read from a terminal.
     fn send(&self, room: &str, opts: &[&str]) -> Result<(), Fail> {
-        let no_retry = match opts {
-            [] => false,
-            ["--no-retry"] => true,
-            _ => return Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
-        };
+        let mut no_retry = false;
+        let mut paths = Vec::new();
+        let mut it = opts.iter();
+        while let Some(o) = it.next() {
+            match *o {
+                "--no-retry" => no_retry = true,
+                "--file" => paths.push(
+                    *it.next()
+                        .ok_or_else(|| Fail::Usage("--file needs a path".into()))?,
+                ),
+                _ => return Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
+            }
+        }
+        if paths.len() > files::MAX_ATTACHMENTS {
+            return Err(Fail::Usage(format!(
+                "at most {} files go with one message",
+                files::MAX_ATTACHMENTS
+            )));
+        }
+        // Every file is checked before any is sent.
+        let locals = paths
+            .iter()
+            .map(|p| files::Local::check(p))
+            .collect::<Result<Vec<_>, Fail>>()?;
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Fail::Usage(e.to_string()))?;
+        if locals.is_empty() || !term::is_tty(0) {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| Fail::Usage(e.to_string()))?;
+        }
         if text.trim().is_empty() {
-            return Err(Fail::Usage("nothing to send on stdin".into()));
+            if locals.is_empty() {
+                return Err(Fail::Usage("nothing to send on stdin".into()));
+            }
+            text.clear();
+        }
+        let token = token()?;
+        let base = self.url("");
+        let http = files::Http {
+            agent: &self.agent,
+            base: &base,
+            host: &self.host,
+            token: &token,
+        };
+        let mut uploaded = Vec::new();
+        for f in &locals {
+            let mut progress = term::Progress::new(&f.shown(), f.size);
+            let r = http.upload(f, no_retry, &mut |n| progress.update(n));
+            progress.done();
+            uploaded.push(r?);
         }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -535,10 +587,49 @@ impl Cli {
             None => json!({"type": "send", "room": room}),
         };
         req["text"] = json!(text);
+        if !uploaded.is_empty() {
+            req["attachments"] = uploaded.iter().map(|f| f["id"].clone()).collect();
+        }
         req["client_id"] = json!(cid);
         req["ref"] = json!("send");
         let stored = self.ask(&mut None, &req, "message", no_retry)?;
         println!("{}", show::num(&stored["id"]));
+        for f in &uploaded {
+            println!("{}", show::attachment(f));
+        }
+        Ok(())
+    }
+
+    /// `download FILE-ID [-o PATH] [--force]`: streams a shared file to disk.
+    fn download(&self, id: &str, opts: &[&str]) -> Result<(), Fail> {
+        let (mut out, mut force) = (None, false);
+        let mut it = opts.iter();
+        while let Some(o) = it.next() {
+            match *o {
+                "--force" => force = true,
+                "-o" | "--output" => {
+                    out = Some(std::path::Path::new(
+                        *it.next()
+                            .ok_or_else(|| Fail::Usage("-o needs a path".into()))?,
+                    ))
+                }
+                _ => return Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
+            }
+        }
+        let token = token()?;
+        let base = self.url("");
+        let http = files::Http {
+            agent: &self.agent,
+            base: &base,
+            host: &self.host,
+            token: &token,
+        };
+        let (path, n) = http.download(id, out, force)?;
+        println!(
+            "saved {} ({})",
+            term::safe(&path.display().to_string()),
+            files::size(n)
+        );
         Ok(())
     }
 

@@ -98,16 +98,46 @@ pub fn message_line(m: &Value, me: &str, with_id: bool, with_date: bool) -> Stri
         term::safe_lines(m["text"].as_str().unwrap_or(""), "    ")
     };
     let edited = if m["edited"] == true { " (edited)" } else { "" };
+    // Files: each on a line of its own under the text; the first on the message's own
+    // line when there is no text.
+    let files: Vec<String> = if m["deleted"] == true {
+        Vec::new()
+    } else {
+        m["attachments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(attachment)
+            .collect()
+    };
+    let (text, files) = match files.split_first() {
+        Some((first, rest)) if text.is_empty() => (first.clone(), rest),
+        _ => (text, &files[..]),
+    };
+    let files: String = files.iter().map(|f| format!("\n    {f}")).collect();
     let id = if with_id {
         format!("#{} ", num(&m["id"]))
     } else {
         String::new()
     };
     format!(
-        "[{when}] {id}{} <{}> {text}{edited}{}",
+        "[{when}] {id}{} <{}> {text}{edited}{}{files}",
         room_label(m["room"].as_str().unwrap_or(""), me),
         term::safe(m["user"].as_str().unwrap_or("")),
         reactions(m)
+    )
+}
+
+/// A file of a message (or just uploaded): `📎 report.pdf (1.2 MiB) [FILE-ID]`, the id
+/// being what `download` takes.
+pub fn attachment(f: &Value) -> String {
+    let size = f["size"]
+        .as_u64()
+        .map_or_else(|| "?".into(), crate::files::size);
+    format!(
+        "📎 {} ({size}) [{}]",
+        term::safe(f["name"].as_str().unwrap_or("?")),
+        term::safe(f["id"].as_str().unwrap_or("?"))
     )
 }
 

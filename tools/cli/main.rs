@@ -195,6 +195,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// What a background job (an upload or download in `chat`) asks the chat loop to do.
+enum Job {
+    /// Print a line (safe already).
+    Print(String),
+    /// Queue a message in the outbox (an upload's, with its attachment).
+    Send(Value),
+}
+
+/// `~/x` as `$HOME/x`, as a shell would.
+fn expand_home(path: &str) -> String {
+    match (path.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
+        _ => path.to_string(),
+    }
+}
+
 struct Cli {
     /// host:port of the server.
     host: String,
@@ -873,6 +889,7 @@ impl Cli {
             st.baseline.remove(&room);
         }
         let (tx, rx) = mpsc::channel::<term::Input>();
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let interactive = term::spawn_input(tx);
         let mut ui = term::Screen::new(interactive);
         ws.send(&st.catch.join_request(&room, None))?;
@@ -890,17 +907,24 @@ impl Cli {
             // Input first, without blocking.
             while let Some(input) = typed.pop_front().or_else(|| rx.try_recv().ok()) {
                 match input {
-                    term::Input::Line(line) => match self.command(&mut ws, &mut ui, &mut st, &line)
-                    {
-                        Ok(true) => return Self::flush_outbox(&mut ws, &mut ui, &mut st),
-                        Ok(false) => {}
-                        Err(Fail::Unreachable(_)) => {}
-                        Err(e) => ui.print(&format!("! {}", e.message())),
-                    },
+                    term::Input::Line(line) => {
+                        match self.command(&mut ws, &mut ui, &mut st, &jobs_tx, &line) {
+                            Ok(true) => return Self::flush_outbox(&mut ws, &mut ui, &mut st),
+                            Ok(false) => {}
+                            Err(Fail::Unreachable(_)) => {}
+                            Err(e) => ui.print(&format!("! {}", e.message())),
+                        }
+                    }
                     term::Input::Typing => {
                         let _ = ws.send(&json!({"type": "typing", "room": st.room, "active": true, "ref": "typing"}));
                     }
                     term::Input::Eof => return Self::flush_outbox(&mut ws, &mut ui, &mut st),
+                }
+            }
+            while let Ok(job) = jobs_rx.try_recv() {
+                match job {
+                    Job::Print(line) => ui.print(&line),
+                    Job::Send(req) => st.outbox.push(req, Instant::now()),
                 }
             }
             let mut sent = Ok(());
@@ -1087,23 +1111,26 @@ impl Cli {
         ws: &mut Ws,
         ui: &mut term::Screen,
         st: &mut Chat,
+        jobs: &mpsc::Sender<Job>,
         line: &str,
     ) -> Result<bool, Fail> {
         let line = line.trim_end();
         if line.is_empty() {
             return Ok(false);
         }
-        if !line.starts_with('/') {
-            // In a conversation, as a direct message: that also starts it if need be.
+        // In a conversation, as a direct message: that also starts it if need be.
+        let typed = |st: &Chat, text: &str| {
             let peer = st.label(&st.room);
-            let req = match peer.strip_prefix('@') {
+            match peer.strip_prefix('@') {
                 Some(to) if st.room.starts_with("dm:") => {
-                    json!({"type": "dm", "to": to, "text": line})
+                    json!({"type": "dm", "to": to, "text": text})
                 }
-                _ => json!({"type": "send", "room": st.room, "text": line}),
-            };
+                _ => json!({"type": "send", "room": st.room, "text": text}),
+            }
+        };
+        if !line.starts_with('/') {
             // Sent from the outbox: kept until stored, retried as the server asks.
-            st.outbox.push(req, Instant::now());
+            st.outbox.push(typed(st, line), Instant::now());
             return Ok(false);
         }
         let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
@@ -1187,6 +1214,57 @@ impl Cli {
                 }
             }
             "/create" if !a.is_empty() => ws.send(&json!({"type": "create_room", "room": a_room, "private": b == "private", "ref": "join"}))?,
+            // On a thread of its own, so the chat goes on meanwhile; the message goes from
+            // the outbox once the file is up, to the room it was typed in.
+            "/upload" if !a.is_empty() => {
+                let file = files::Local::check(&expand_home(a))?;
+                let mut req = typed(st, b);
+                let token = token()?;
+                let (agent, base, host, jobs) =
+                    (self.agent.clone(), self.url(""), self.host.clone(), jobs.clone());
+                ui.print(&format!("* uploading {}…", file.shown()));
+                std::thread::spawn(move || {
+                    let http = files::Http { agent: &agent, base: &base, host: &host, token: &token };
+                    // Large files say how far they got, every quarter.
+                    let mut next = if file.size >= 1 << 20 { 25 } else { 100 };
+                    let shown = file.shown();
+                    let r = http.upload(&file, false, &mut |n| {
+                        let p = n * 100 / file.size;
+                        if p >= next && p < 100 {
+                            let _ = jobs.send(Job::Print(format!("* uploading {shown}… {p}%")));
+                            next = (p / 25 + 1) * 25;
+                        }
+                    });
+                    let _ = match r {
+                        Ok(f) => {
+                            let _ = jobs.send(Job::Print(format!("* uploaded {}", show::attachment(&f))));
+                            req["attachments"] = json!([f["id"]]);
+                            jobs.send(Job::Send(req))
+                        }
+                        Err(e) => jobs.send(Job::Print(format!("! {}", e.message()))),
+                    };
+                });
+            }
+            "/download" if !a.is_empty() => {
+                let id = files::file_id(a)?;
+                let out = (!b.is_empty()).then(|| PathBuf::from(expand_home(b)));
+                let token = token()?;
+                let (agent, base, host, jobs) =
+                    (self.agent.clone(), self.url(""), self.host.clone(), jobs.clone());
+                ui.print(&format!("* downloading {id}…"));
+                std::thread::spawn(move || {
+                    let http = files::Http { agent: &agent, base: &base, host: &host, token: &token };
+                    let line = match http.download(&id, out.as_deref(), false) {
+                        Ok((path, n)) => format!(
+                            "* saved {} ({})",
+                            term::safe(&path.display().to_string()),
+                            files::size(n)
+                        ),
+                        Err(e) => format!("! {}", e.message()),
+                    };
+                    let _ = jobs.send(Job::Print(line));
+                });
+            }
             "/invite" if !b.is_empty() => ws.send(&json!({"type": "invite", "room": a_room, "user": b}))?,
             _ => ui.print("! unknown command or missing arguments; /help"),
         }
@@ -1194,7 +1272,7 @@ impl Cli {
     }
 }
 
-const HELP: &str = "/join ROOM (or @USER)  /leave [ROOM]  /rooms [WORD]  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /react ID EMOJI  /unreact ID EMOJI  /reactors ID EMOJI  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /quit";
+const HELP: &str = "/join ROOM (or @USER)  /leave [ROOM]  /rooms [WORD]  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /react ID EMOJI  /unreact ID EMOJI  /reactors ID EMOJI  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /upload PATH [TEXT]  /download FILE-ID [PATH]  /quit";
 
 /// The chat socket: TCP, or TLS over it.
 enum Stream {

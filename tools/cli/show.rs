@@ -237,6 +237,33 @@ pub mod tests {
     }
 
     #[test]
+    fn files_are_shown_under_the_text_with_size_and_id() {
+        utc();
+        let f = |name: &str, size: u64, id: &str| json!({"id": id, "name": name, "size": size, "type": "x/y"});
+        let mut m = json!({"id": 9, "ts": "2026-11-24T09:05:00.000Z", "room": "general", "user": "bob", "text": "see",
+            "attachments": [f("report.pdf", 1_258_291, "ab12"), f("a.txt", 12, "cd34")], "reactions": {"👍": 1}});
+        assert_eq!(
+            message_line(&m, "alice", true, false),
+            "[09:05] #9 general <bob> see  [👍 1]\n    📎 report.pdf (1.2 MiB) [ab12]\n    📎 a.txt (12 B) [cd34]"
+        );
+        // No text: the first file on the message's own line.
+        m["text"] = json!("");
+        m["reactions"] = json!({});
+        assert_eq!(
+            message_line(&m, "alice", false, false),
+            "[09:05] general <bob> 📎 report.pdf (1.2 MiB) [ab12]\n    📎 a.txt (12 B) [cd34]"
+        );
+        m["deleted"] = json!(true);
+        assert_eq!(
+            message_line(&m, "alice", false, false),
+            "[09:05] general <bob> (deleted)"
+        );
+        // Made safe like everything else; a size that is not one is `?`.
+        let evil = json!({"id": "\u{1b}[2J", "name": "x\r\u{9b}y\nz", "size": "big"});
+        assert_eq!(attachment(&evil), "📎 x^M\u{fffd}y^Jz (?) [^[[2J]");
+    }
+
+    #[test]
     fn reactions_are_compact_most_first_with_mine_marked() {
         let m = |v: Value| {
             let mut m = json!({"id": 9, "ts": "", "room": "general", "user": "bob", "text": "hi"});

@@ -1419,8 +1419,7 @@ fn send_with_files_and_download_them() {
     let get = |args: &[&str]| {
         let mut c = bob_cli.cmd(args);
         c.current_dir(&here.0);
-        let o = c.output().unwrap();
-        o
+        c.output().unwrap()
     };
     let r = get(&["download", id2]);
     assert!(r.status.success(), "{r:?}");

@@ -1334,3 +1334,264 @@ fn chat_reacts_and_shows_reactions() {
     let screen = chat.quit();
     assert!(!screen.contains("unknown command"), "{screen}");
 }
+
+/// `n` bytes that are not text (a simple generator), so a byte lost or changed shows.
+fn binary(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 7) as u8
+        })
+        .collect()
+}
+
+/// The server's file directory, next to its database.
+fn files_on_server(s: &TestServer) -> usize {
+    let mut name = s.db.file_name().unwrap().to_os_string();
+    name.push(".files");
+    std::fs::read_dir(s.db.with_file_name(name)).map_or(0, |d| d.count())
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// `send ROOM --file` uploads from disk and attaches; the other user sees the files on
+/// the message; `download` writes the same bytes under the server's name (or `-o`), and
+/// never over an existing file unless `--force`.
+#[test]
+fn send_with_files_and_download_them() {
+    let s = TestServer::start(&[]);
+    let (alice, _) = cli_user(&s, "alice");
+    let (bob_cli, bob) = cli_user(&s, "bob");
+    let mut b = s.ws(&bob);
+    let dir = TempDir::new();
+    let notes = dir.0.join("notes.txt");
+    std::fs::write(&notes, "hello files\n").unwrap();
+    let big = dir.0.join("big data.bin");
+    let big_bytes = binary(2_000_000, 7);
+    std::fs::write(&big, &big_bytes).unwrap();
+    let (notes_arg, big_arg) = (notes.to_str().unwrap(), big.to_str().unwrap());
+
+    let r = alice.run(
+        &["send", "general", "--file", notes_arg, "--file", big_arg],
+        "two files",
+    );
+    assert!(r.status.success(), "{r:?}");
+    let printed: Vec<String> = out(&r).lines().map(str::to_string).collect();
+    assert_eq!(printed.len(), 3, "{printed:?}");
+    let msg_id: i64 = printed[0].parse().unwrap();
+    let m = b.recv_type("message");
+    assert_eq!(
+        (m["id"].as_i64(), m["text"].as_str()),
+        (Some(msg_id), Some("two files"))
+    );
+    let files = m["attachments"].as_array().unwrap();
+    let seen: Vec<(&str, u64, &str)> = files
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap(),
+                f["size"].as_u64().unwrap(),
+                f["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("notes.txt", 12, "text/plain"),
+            ("big data.bin", 2_000_000, "application/octet-stream")
+        ]
+    );
+    let (id1, id2) = (
+        files[0]["id"].as_str().unwrap(),
+        files[1]["id"].as_str().unwrap(),
+    );
+    assert_eq!(printed[1], format!("📎 notes.txt (12 B) [{id1}]"));
+    assert_eq!(printed[2], format!("📎 big data.bin (1.9 MiB) [{id2}]"));
+
+    // Downloads, by the other user: the server's name here by default, or -o.
+    let here = TempDir::new();
+    let get = |args: &[&str]| {
+        let mut c = bob_cli.cmd(args);
+        c.current_dir(&here.0);
+        c.output().unwrap()
+    };
+    let r = get(&["download", id2]);
+    assert!(r.status.success(), "{r:?}");
+    assert!(out(&r).starts_with("saved big data.bin (1.9 MiB)"), "{r:?}");
+    assert!(std::fs::read(here.0.join("big data.bin")).unwrap() == big_bytes);
+    let r = get(&["download", id1, "-o", "copy.txt"]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(here.0.join("copy.txt")).unwrap(),
+        "hello files\n"
+    );
+    // Not over an existing file, unless --force.
+    std::fs::write(here.0.join("notes.txt"), "mine").unwrap();
+    let r = get(&["download", id1]);
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    assert!(
+        err(&r).contains("notes.txt exists; not overwritten (--force does)"),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(here.0.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    let r = get(&["download", id1, "--force"]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(here.0.join("notes.txt")).unwrap(),
+        "hello files\n"
+    );
+    let left: Vec<_> = std::fs::read_dir(&here.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 3, "no part file left behind: {left:?}");
+    // Into a directory, under the server's name.
+    let sub = here.0.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    assert!(get(&["download", id1, "-o", "sub"]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(sub.join("notes.txt")).unwrap(),
+        "hello files\n"
+    );
+
+    // A file alone (no text), to a conversation; tail shows it on the message's line.
+    let r = alice.run(&["send", "@bob", "--file", notes_arg], "");
+    assert!(r.status.success(), "{r:?}");
+    let m = b.recv_type("message");
+    assert_eq!(
+        (m["room"].as_str(), m["text"].as_str()),
+        (Some("dm:alice:bob"), Some(""))
+    );
+    let id3 = m["attachments"][0]["id"].as_str().unwrap();
+    assert_ne!(id3, id1, "uploaded again");
+    let mut tail = bob_cli
+        .cmd(&["tail", "general", "--since", "0"])
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    tail.kill().unwrap();
+    let _ = tail.wait();
+    assert!(first.ends_with(" general <alice> two files"), "{first}");
+    assert_eq!(second, format!("    📎 notes.txt (12 B) [{id1}]"));
+
+    // Refusals: a file that is not one, a stranger's download, no such file.
+    let r = alice.run(&["send", "general", "--file", dir.0.to_str().unwrap()], "");
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    assert!(err(&r).contains("is not a file"), "{r:?}");
+    let (carol, _) = cli_user(&s, "carol");
+    let r = carol.run(&["download", id3], "");
+    assert_eq!(r.status.code(), Some(5), "{r:?}");
+    assert!(
+        err(&r).contains("not yours, nor posted in a room you are in"),
+        "{r:?}"
+    );
+    let r = carol.run(&["download", "00ff"], "");
+    assert_eq!(r.status.code(), Some(5), "{r:?}");
+    let r = carol.run(&["download", "../etc"], "");
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+}
+
+/// Over the size limit: refused here before anything is sent (the default 10 MiB), or
+/// by the server from the head (its own smaller limit); nothing is stored or sent.
+#[test]
+fn a_file_over_the_limit_is_refused_and_nothing_is_sent() {
+    let s = TestServer::start(&["--max-file-bytes", "1000"]);
+    let (alice, _) = cli_user(&s, "alice");
+    let bob = s.user("bob");
+    let mut b = s.ws(&bob);
+    let dir = TempDir::new();
+    let huge = dir.0.join("huge.iso");
+    // Sparse: 10 MiB and a byte, costing no disk. (No stdin: the CLI refuses before
+    // reading it.)
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(10 * 1024 * 1024 + 1)
+        .unwrap();
+    let r = alice.run(&["send", "general", "--file", huge.to_str().unwrap()], "");
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    assert!(
+        err(&r).contains("huge.iso is too large: 10 MiB (10485761 bytes); the server takes at most 10 MiB (10485760 bytes)"),
+        "{r:?}"
+    );
+    let over = dir.0.join("over.bin");
+    std::fs::write(&over, binary(5000, 3)).unwrap();
+    let started = Instant::now();
+    let r = alice.run(&["send", "general", "--file", over.to_str().unwrap()], "");
+    assert_eq!(r.status.code(), Some(6), "{r:?}");
+    assert!(
+        err(&r).contains("over.bin (4.9 KiB) is larger than the server takes"),
+        "{r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(b
+        .try_recv(Duration::from_millis(500))
+        .is_none_or(|v| v["type"] != "message"));
+    assert_eq!(files_on_server(&s), 0);
+    // Under the limit, the same server takes it.
+    let small = dir.0.join("small.txt");
+    std::fs::write(&small, "ok").unwrap();
+    let r = alice.run(&["send", "general", "--file", small.to_str().unwrap()], "");
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(
+        b.recv_type("message")["attachments"][0]["name"],
+        "small.txt"
+    );
+}
+
+/// `/upload PATH TEXT` in chat: the file goes up while the chat goes on, then the
+/// message with it; the line shows the file; `/download` saves it.
+#[test]
+fn chat_uploads_and_downloads() {
+    let s = TestServer::start(&[]);
+    let (cli, _) = cli_user(&s, "carol");
+    let dave = s.user("dave");
+    let mut d = s.ws(&dave);
+    let dir = TempDir::new();
+    let path = dir.0.join("plan.md");
+    let bytes = binary(1_500_000, 9);
+    std::fs::write(&path, &bytes).unwrap();
+    let mut chat = PipedChat::start(&cli, &["chat"]);
+    chat.screen.wait_for("joined general");
+    chat.type_line(&format!("/upload {} see the plan", path.display()));
+    chat.screen.wait_for("* uploading plan.md (1.4 MiB)…");
+    let m = d.recv_type("message");
+    assert_eq!(m["text"], "see the plan");
+    let id = m["attachments"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(m["attachments"][0]["type"], "text/markdown");
+    chat.screen
+        .wait_for(&format!("* uploaded 📎 plan.md (1.4 MiB) [{id}]"));
+    chat.screen.wait_for(&format!(
+        "<carol> see the plan\n    📎 plan.md (1.4 MiB) [{id}]\n"
+    ));
+    let screen = chat.screen.text();
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.starts_with("* uploading plan.md (1.4 MiB)… ") && l.ends_with('%')),
+        "progress: {screen}"
+    );
+    let copy = dir.0.join("copy.md");
+    chat.type_line(&format!("/download {id} {}", copy.display()));
+    chat.screen.wait_for("* saved ");
+    assert!(std::fs::read(&copy).unwrap() == bytes);
+    chat.type_line(&format!("/download {id} {}", copy.display()));
+    chat.screen.wait_for("copy.md exists; not overwritten");
+    chat.type_line("/upload /no/such/file");
+    chat.screen.wait_for("! cannot read /no/such/file");
+    chat.type_line("/help");
+    chat.screen
+        .wait_for("/upload PATH [TEXT]  /download FILE-ID [PATH]");
+    let screen = chat.quit();
+    assert!(!screen.contains("unknown command"), "{screen}");
+}

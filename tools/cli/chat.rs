@@ -421,6 +421,8 @@ mod tests {
         let events = [
             json!({"type": "message", "id": 7, "ts": "2026-11-24T09:05:00.000Z", "room": "r", "user": "b", "text": evil}),
             json!({"type": "message", "id": 8, "ts": evil, "room": format!("dm:{evil}:alice"), "user": "b", "text": evil}),
+            json!({"type": "message", "id": 9, "ts": evil, "room": "r", "user": "b", "text": evil,
+                "attachments": [{"id": evil, "name": evil, "size": 1, "type": evil}, {"id": evil, "name": evil, "size": evil}]}),
             json!({"type": "edited", "id": 7, "room": "r", "text": evil}),
             json!({"type": "typing", "active": true, "room": format!("dm:{evil}"), "user": evil}),
             joined,

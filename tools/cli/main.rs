@@ -8,6 +8,7 @@
 
 mod catchup;
 mod chat;
+mod files;
 mod outbox;
 mod show;
 mod term;
@@ -34,8 +35,13 @@ commands:
   sessions             where the account is signed in
   export               every message you wrote, as one JSON document on stdout
   chat [ROOM]          interactive chat (default room: general; @NAME for a conversation); /help lists commands
-  send ROOM [--no-retry]   send stdin as one message (ROOM may be @NAME); exits once the server has
-                       stored it, waiting out the rate limit unless --no-retry
+  send ROOM [--file PATH]... [--no-retry]   send stdin as one message (ROOM may be @NAME); exits
+                       once the server has stored it (prints its id), waiting out the rate limit
+                       unless --no-retry. --file (up to 10) uploads files and attaches them; the
+                       text is then optional (stdin is not read from a terminal); each file is
+                       printed after the id as: 📎 NAME (SIZE) [FILE-ID]
+  download FILE-ID [-o PATH] [--force]   save a shared file (the server's name, here, by default;
+                       -o a file or a directory); never over an existing file unless --force
   tail ROOM [--since ID] [--json]   print messages as they arrive, one per line
   react ID EMOJI [--off]   react to message ID (#42 or 42, as chat shows it) with EMOJI, or take
                        the reaction back (--off); prints the emoji's count on the message
@@ -43,7 +49,8 @@ commands:
   --server http://HOST:PORT or https://HOST:PORT (TLS: wss for chat); --cacert FILE trusts a
   private CA for https (otherwise the system's roots)
 environment: CHATTERBOX_SERVER (default http://127.0.0.1:8000), CHATTERBOX_CACERT, CHATTERBOX_CONFIG_DIR
-  (default $XDG_CONFIG_HOME/chatterbox or ~/.config/chatterbox; the token is kept there, mode 0600)
+  (default $XDG_CONFIG_HOME/chatterbox or ~/.config/chatterbox; the token is kept there, mode 0600),
+  CHATTERBOX_MAX_FILE_BYTES (largest file sent, checked before uploading; default 10485760 = 10 MiB)
 exit codes: 0 ok, 1 usage, 2 server unreachable, 3 not logged in or bad credentials,
   4 rate limited, 5 no such room or message, or not allowed, 6 other server error";
 
@@ -176,6 +183,7 @@ fn main() -> ExitCode {
         ("tail", [room, opts @ ..]) => cli.tail(room, opts),
         ("react", [id, emoji, opts @ ..]) => cli.react(id, emoji, opts),
         ("reactors", [id, emoji]) => cli.reactors(id, emoji),
+        ("download", [id, opts @ ..]) => cli.download(id, opts),
         _ => Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
     };
     match result {
@@ -184,6 +192,22 @@ fn main() -> ExitCode {
             eprintln!("chatterbox-cli: {}", term::safe_lines(f.message(), ""));
             ExitCode::from(f.code())
         }
+    }
+}
+
+/// What a background job (an upload or download in `chat`) asks the chat loop to do.
+enum Job {
+    /// Print a line (safe already).
+    Print(String),
+    /// Queue a message in the outbox (an upload's, with its attachment).
+    Send(Value),
+}
+
+/// `~/x` as `$HOME/x`, as a shell would.
+fn expand_home(path: &str) -> String {
+    match (path.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
+        _ => path.to_string(),
     }
 }
 
@@ -213,6 +237,9 @@ fn http_agent(roots_pem: Option<&[u8]>) -> ureq::Agent {
         .proxy(None)
         .max_idle_connections(0)
         .timeout_per_read(Some(Duration::from_secs(30)))
+        // Uploads ask `Expect: 100-continue`; the server never sends 100, but it answers a
+        // refusal from the head at once, and the body is then not sent at all.
+        .timeout_await_100(Some(Duration::from_millis(300)))
         .build()
         .new_agent()
 }
@@ -512,19 +539,60 @@ impl Cli {
     }
 
     /// Sends stdin as one message (see `ask`): exits once the server has stored it, and
-    /// prints its id. `--no-retry` fails at the first refusal (exit code 4).
+    /// prints its id. `--no-retry` fails at the first refusal (exit code 4). Each
+    /// `--file PATH` is checked here (size), uploaded, and attached; with files the text
+    /// may be empty, and stdin is not read from a terminal.
     fn send(&self, room: &str, opts: &[&str]) -> Result<(), Fail> {
-        let no_retry = match opts {
-            [] => false,
-            ["--no-retry"] => true,
-            _ => return Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
-        };
+        let mut no_retry = false;
+        let mut paths = Vec::new();
+        let mut it = opts.iter();
+        while let Some(o) = it.next() {
+            match *o {
+                "--no-retry" => no_retry = true,
+                "--file" => paths.push(
+                    *it.next()
+                        .ok_or_else(|| Fail::Usage("--file needs a path".into()))?,
+                ),
+                _ => return Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
+            }
+        }
+        if paths.len() > files::MAX_ATTACHMENTS {
+            return Err(Fail::Usage(format!(
+                "at most {} files go with one message",
+                files::MAX_ATTACHMENTS
+            )));
+        }
+        // Every file is checked before any is sent.
+        let locals = paths
+            .iter()
+            .map(|p| files::Local::check(p))
+            .collect::<Result<Vec<_>, Fail>>()?;
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Fail::Usage(e.to_string()))?;
+        if locals.is_empty() || !term::is_tty(0) {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| Fail::Usage(e.to_string()))?;
+        }
         if text.trim().is_empty() {
-            return Err(Fail::Usage("nothing to send on stdin".into()));
+            if locals.is_empty() {
+                return Err(Fail::Usage("nothing to send on stdin".into()));
+            }
+            text.clear();
+        }
+        let token = token()?;
+        let base = self.url("");
+        let http = files::Http {
+            agent: &self.agent,
+            base: &base,
+            host: &self.host,
+            token: &token,
+        };
+        let mut uploaded = Vec::new();
+        for f in &locals {
+            let mut progress = term::Progress::new(&f.shown(), f.size);
+            let r = http.upload(f, no_retry, &mut |n| progress.update(n));
+            progress.done();
+            uploaded.push(r?);
         }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -535,10 +603,49 @@ impl Cli {
             None => json!({"type": "send", "room": room}),
         };
         req["text"] = json!(text);
+        if !uploaded.is_empty() {
+            req["attachments"] = uploaded.iter().map(|f| f["id"].clone()).collect();
+        }
         req["client_id"] = json!(cid);
         req["ref"] = json!("send");
         let stored = self.ask(&mut None, &req, "message", no_retry)?;
         println!("{}", show::num(&stored["id"]));
+        for f in &uploaded {
+            println!("{}", show::attachment(f));
+        }
+        Ok(())
+    }
+
+    /// `download FILE-ID [-o PATH] [--force]`: streams a shared file to disk.
+    fn download(&self, id: &str, opts: &[&str]) -> Result<(), Fail> {
+        let (mut out, mut force) = (None, false);
+        let mut it = opts.iter();
+        while let Some(o) = it.next() {
+            match *o {
+                "--force" => force = true,
+                "-o" | "--output" => {
+                    out = Some(std::path::Path::new(
+                        *it.next()
+                            .ok_or_else(|| Fail::Usage("-o needs a path".into()))?,
+                    ))
+                }
+                _ => return Err(Fail::Usage(format!("bad command line\n{USAGE}"))),
+            }
+        }
+        let token = token()?;
+        let base = self.url("");
+        let http = files::Http {
+            agent: &self.agent,
+            base: &base,
+            host: &self.host,
+            token: &token,
+        };
+        let (path, n) = http.download(id, out, force)?;
+        println!(
+            "saved {} ({})",
+            term::safe(&path.display().to_string()),
+            files::size(n)
+        );
         Ok(())
     }
 
@@ -782,6 +889,7 @@ impl Cli {
             st.baseline.remove(&room);
         }
         let (tx, rx) = mpsc::channel::<term::Input>();
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let interactive = term::spawn_input(tx);
         let mut ui = term::Screen::new(interactive);
         ws.send(&st.catch.join_request(&room, None))?;
@@ -799,17 +907,24 @@ impl Cli {
             // Input first, without blocking.
             while let Some(input) = typed.pop_front().or_else(|| rx.try_recv().ok()) {
                 match input {
-                    term::Input::Line(line) => match self.command(&mut ws, &mut ui, &mut st, &line)
-                    {
-                        Ok(true) => return Self::flush_outbox(&mut ws, &mut ui, &mut st),
-                        Ok(false) => {}
-                        Err(Fail::Unreachable(_)) => {}
-                        Err(e) => ui.print(&format!("! {}", e.message())),
-                    },
+                    term::Input::Line(line) => {
+                        match self.command(&mut ws, &mut ui, &mut st, &jobs_tx, &line) {
+                            Ok(true) => return Self::flush_outbox(&mut ws, &mut ui, &mut st),
+                            Ok(false) => {}
+                            Err(Fail::Unreachable(_)) => {}
+                            Err(e) => ui.print(&format!("! {}", e.message())),
+                        }
+                    }
                     term::Input::Typing => {
                         let _ = ws.send(&json!({"type": "typing", "room": st.room, "active": true, "ref": "typing"}));
                     }
                     term::Input::Eof => return Self::flush_outbox(&mut ws, &mut ui, &mut st),
+                }
+            }
+            while let Ok(job) = jobs_rx.try_recv() {
+                match job {
+                    Job::Print(line) => ui.print(&line),
+                    Job::Send(req) => st.outbox.push(req, Instant::now()),
                 }
             }
             let mut sent = Ok(());
@@ -996,23 +1111,26 @@ impl Cli {
         ws: &mut Ws,
         ui: &mut term::Screen,
         st: &mut Chat,
+        jobs: &mpsc::Sender<Job>,
         line: &str,
     ) -> Result<bool, Fail> {
         let line = line.trim_end();
         if line.is_empty() {
             return Ok(false);
         }
-        if !line.starts_with('/') {
-            // In a conversation, as a direct message: that also starts it if need be.
+        // In a conversation, as a direct message: that also starts it if need be.
+        let typed = |st: &Chat, text: &str| {
             let peer = st.label(&st.room);
-            let req = match peer.strip_prefix('@') {
+            match peer.strip_prefix('@') {
                 Some(to) if st.room.starts_with("dm:") => {
-                    json!({"type": "dm", "to": to, "text": line})
+                    json!({"type": "dm", "to": to, "text": text})
                 }
-                _ => json!({"type": "send", "room": st.room, "text": line}),
-            };
+                _ => json!({"type": "send", "room": st.room, "text": text}),
+            }
+        };
+        if !line.starts_with('/') {
             // Sent from the outbox: kept until stored, retried as the server asks.
-            st.outbox.push(req, Instant::now());
+            st.outbox.push(typed(st, line), Instant::now());
             return Ok(false);
         }
         let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
@@ -1096,6 +1214,57 @@ impl Cli {
                 }
             }
             "/create" if !a.is_empty() => ws.send(&json!({"type": "create_room", "room": a_room, "private": b == "private", "ref": "join"}))?,
+            // On a thread of its own, so the chat goes on meanwhile; the message goes from
+            // the outbox once the file is up, to the room it was typed in.
+            "/upload" if !a.is_empty() => {
+                let file = files::Local::check(&expand_home(a))?;
+                let mut req = typed(st, b);
+                let token = token()?;
+                let (agent, base, host, jobs) =
+                    (self.agent.clone(), self.url(""), self.host.clone(), jobs.clone());
+                ui.print(&format!("* uploading {}…", file.shown()));
+                std::thread::spawn(move || {
+                    let http = files::Http { agent: &agent, base: &base, host: &host, token: &token };
+                    // Large files say how far they got, every quarter.
+                    let mut next = if file.size >= 1 << 20 { 25 } else { 100 };
+                    let shown = file.shown();
+                    let r = http.upload(&file, false, &mut |n| {
+                        let p = n * 100 / file.size;
+                        if p >= next && p < 100 {
+                            let _ = jobs.send(Job::Print(format!("* uploading {shown}… {p}%")));
+                            next = (p / 25 + 1) * 25;
+                        }
+                    });
+                    let _ = match r {
+                        Ok(f) => {
+                            let _ = jobs.send(Job::Print(format!("* uploaded {}", show::attachment(&f))));
+                            req["attachments"] = json!([f["id"]]);
+                            jobs.send(Job::Send(req))
+                        }
+                        Err(e) => jobs.send(Job::Print(format!("! {}", e.message()))),
+                    };
+                });
+            }
+            "/download" if !a.is_empty() => {
+                let id = files::file_id(a)?;
+                let out = (!b.is_empty()).then(|| PathBuf::from(expand_home(b)));
+                let token = token()?;
+                let (agent, base, host, jobs) =
+                    (self.agent.clone(), self.url(""), self.host.clone(), jobs.clone());
+                ui.print(&format!("* downloading {id}…"));
+                std::thread::spawn(move || {
+                    let http = files::Http { agent: &agent, base: &base, host: &host, token: &token };
+                    let line = match http.download(&id, out.as_deref(), false) {
+                        Ok((path, n)) => format!(
+                            "* saved {} ({})",
+                            term::safe(&path.display().to_string()),
+                            files::size(n)
+                        ),
+                        Err(e) => format!("! {}", e.message()),
+                    };
+                    let _ = jobs.send(Job::Print(line));
+                });
+            }
             "/invite" if !b.is_empty() => ws.send(&json!({"type": "invite", "room": a_room, "user": b}))?,
             _ => ui.print("! unknown command or missing arguments; /help"),
         }
@@ -1103,7 +1272,7 @@ impl Cli {
     }
 }
 
-const HELP: &str = "/join ROOM (or @USER)  /leave [ROOM]  /rooms [WORD]  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /react ID EMOJI  /unreact ID EMOJI  /reactors ID EMOJI  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /quit";
+const HELP: &str = "/join ROOM (or @USER)  /leave [ROOM]  /rooms [WORD]  /who  /dm USER TEXT  /history [N]  /edit ID TEXT  /delete ID  /react ID EMOJI  /unreact ID EMOJI  /reactors ID EMOJI  /search WORDS  /create ROOM [private]  /invite ROOM USER  /invites  /accept ROOM  /decline ROOM  /upload PATH [TEXT]  /download FILE-ID [PATH]  /quit";
 
 /// The chat socket: TCP, or TLS over it.
 enum Stream {

@@ -91,8 +91,12 @@ impl Outbox {
                 let p = self.items.remove(i)?;
                 let text = p.req["text"].as_str().unwrap_or("");
                 let short: String = text.chars().take(40).collect();
+                let files = match p.req["attachments"].as_array().map(Vec::len) {
+                    Some(n) if n > 0 => format!(" with {n} file(s)"),
+                    _ => String::new(),
+                };
                 Some(format!(
-                    "not sent: {short:?}: {} ({})",
+                    "not sent: {short:?}{files}: {} ({})",
                     v["message"].as_str().unwrap_or("refused"),
                     v["code"].as_str().unwrap_or("?")
                 ))

@@ -98,16 +98,46 @@ pub fn message_line(m: &Value, me: &str, with_id: bool, with_date: bool) -> Stri
         term::safe_lines(m["text"].as_str().unwrap_or(""), "    ")
     };
     let edited = if m["edited"] == true { " (edited)" } else { "" };
+    // Files: each on a line of its own under the text; the first on the message's own
+    // line when there is no text.
+    let files: Vec<String> = if m["deleted"] == true {
+        Vec::new()
+    } else {
+        m["attachments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(attachment)
+            .collect()
+    };
+    let (text, files) = match files.split_first() {
+        Some((first, rest)) if text.is_empty() => (first.clone(), rest),
+        _ => (text, &files[..]),
+    };
+    let files: String = files.iter().map(|f| format!("\n    {f}")).collect();
     let id = if with_id {
         format!("#{} ", num(&m["id"]))
     } else {
         String::new()
     };
     format!(
-        "[{when}] {id}{} <{}> {text}{edited}{}",
+        "[{when}] {id}{} <{}> {text}{edited}{}{files}",
         room_label(m["room"].as_str().unwrap_or(""), me),
         term::safe(m["user"].as_str().unwrap_or("")),
         reactions(m)
+    )
+}
+
+/// A file of a message (or just uploaded): `📎 report.pdf (1.2 MiB) [FILE-ID]`, the id
+/// being what `download` takes.
+pub fn attachment(f: &Value) -> String {
+    let size = f["size"]
+        .as_u64()
+        .map_or_else(|| "?".into(), crate::files::size);
+    format!(
+        "📎 {} ({size}) [{}]",
+        term::safe(f["name"].as_str().unwrap_or("?")),
+        term::safe(f["id"].as_str().unwrap_or("?"))
     )
 }
 
@@ -204,6 +234,33 @@ pub mod tests {
             message_line(&m, "bob", false, true),
             "[2026-11-24 09:05] @alice <bob> psst"
         );
+    }
+
+    #[test]
+    fn files_are_shown_under_the_text_with_size_and_id() {
+        utc();
+        let f = |name: &str, size: u64, id: &str| json!({"id": id, "name": name, "size": size, "type": "x/y"});
+        let mut m = json!({"id": 9, "ts": "2026-11-24T09:05:00.000Z", "room": "general", "user": "bob", "text": "see",
+            "attachments": [f("report.pdf", 1_258_291, "ab12"), f("a.txt", 12, "cd34")], "reactions": {"👍": 1}});
+        assert_eq!(
+            message_line(&m, "alice", true, false),
+            "[09:05] #9 general <bob> see  [👍 1]\n    📎 report.pdf (1.2 MiB) [ab12]\n    📎 a.txt (12 B) [cd34]"
+        );
+        // No text: the first file on the message's own line.
+        m["text"] = json!("");
+        m["reactions"] = json!({});
+        assert_eq!(
+            message_line(&m, "alice", false, false),
+            "[09:05] general <bob> 📎 report.pdf (1.2 MiB) [ab12]\n    📎 a.txt (12 B) [cd34]"
+        );
+        m["deleted"] = json!(true);
+        assert_eq!(
+            message_line(&m, "alice", false, false),
+            "[09:05] general <bob> (deleted)"
+        );
+        // Made safe like everything else; a size that is not one is `?`.
+        let evil = json!({"id": "\u{1b}[2J", "name": "x\r\u{9b}y\nz", "size": "big"});
+        assert_eq!(attachment(&evil), "📎 x^M\u{fffd}y^Jz (?) [^[[2J]");
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub enum Input {
     Eof,
 }
 
-fn is_tty(fd: i32) -> bool {
+pub fn is_tty(fd: i32) -> bool {
     // SAFETY: isatty only inspects the descriptor.
     unsafe { libc::isatty(fd) == 1 }
 }
@@ -232,6 +232,46 @@ fn raw_mode() -> libc::termios {
         t.c_cc[libc::VTIME] = 0;
         libc::tcsetattr(0, libc::TCSANOW, &t);
         saved
+    }
+}
+
+/// How far an upload from the command line got, on standard error when it is a
+/// terminal: `uploading big.bin (12 MiB)… 42%`, redrawn in place. Silent otherwise
+/// (scripts read what was sent on standard output).
+pub struct Progress {
+    label: String,
+    total: u64,
+    percent: Option<u64>,
+    tty: bool,
+}
+
+impl Progress {
+    /// `label` is printed as it is: make it safe first.
+    pub fn new(label: &str, total: u64) -> Progress {
+        let tty = is_tty(2);
+        if tty {
+            eprint!("uploading {label}…");
+        }
+        Progress {
+            label: label.to_string(),
+            total: total.max(1),
+            percent: None,
+            tty,
+        }
+    }
+
+    pub fn update(&mut self, sent: u64) {
+        let p = sent.min(self.total) * 100 / self.total;
+        if self.tty && self.percent != Some(p) {
+            self.percent = Some(p);
+            eprint!("\r\x1b[Kuploading {}… {p}%", self.label);
+        }
+    }
+
+    pub fn done(&mut self) {
+        if std::mem::take(&mut self.tty) {
+            eprintln!();
+        }
     }
 }
 

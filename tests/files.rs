@@ -221,6 +221,7 @@ fn uploads_are_bounded_in_size_rate_quota_and_time() {
         .unwrap();
     let r = read_response(&mut t);
     assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.json()["error"], "payload_too_large");
     // Exactly the limit is fine, and does not grow the server by the file's size.
     let body = content(10 << 20, 3);
     let t0 = Instant::now();
@@ -360,4 +361,28 @@ fn attachments_survive_a_restart() {
     assert_eq!(h["messages"][0]["attachments"][0]["id"], id.as_str());
     let d = get(&s, &format!("/files/{id}"), Some(&bob), "");
     assert_eq!((d.status, d.body.as_str()), (200, "remember"));
+}
+
+#[test]
+fn a_client_that_expects_100_continue_sends_the_body_only_when_told() {
+    let s = TestServer::start(&[]);
+    let alice = s.user("alice");
+    let mut t = TcpStream::connect(s.addr).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = upload_head(&alice, "c.txt", "text/plain", 5)
+        .replace("Content-Length", "Expect: 100-continue\r\nContent-Length");
+    t.write_all(head.as_bytes()).unwrap();
+    let mut got = [0u8; 25];
+    std::io::Read::read_exact(&mut t, &mut got).unwrap();
+    assert_eq!(&got, b"HTTP/1.1 100 Continue\r\n\r\n");
+    t.write_all(b"hello").unwrap();
+    let r = read_response(&mut t);
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Refused from the head: the final answer comes at once, no 100.
+    let mut t = TcpStream::connect(s.addr).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = upload_head("nonsense", "c.txt", "text/plain", 5)
+        .replace("Content-Length", "Expect: 100-continue\r\nContent-Length");
+    t.write_all(head.as_bytes()).unwrap();
+    assert_eq!(read_response(&mut t).status, 401);
 }

@@ -89,6 +89,17 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// The `error` code of the JSON answer.
+    pub fn code(self) -> &'static str {
+        match self {
+            HttpError::BadRequest(_) => "bad_request",
+            HttpError::LengthRequired => "length_required",
+            HttpError::PayloadTooLarge => "payload_too_large",
+            HttpError::HeadersTooLarge => "headers_too_large",
+            HttpError::VersionNotSupported => "version_not_supported",
+        }
+    }
+
     pub fn status(self) -> u16 {
         match self {
             HttpError::BadRequest(_) => 400,

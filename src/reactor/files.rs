@@ -60,6 +60,10 @@ impl Server {
                     let r = Response::error(503, "unavailable", "file storage is unavailable");
                     return self.respond(key, r);
                 }
+                if req.header_has_token("expect", "100-continue") {
+                    // The client waits for this before sending the body (RFC 9110 §10.1.1).
+                    self.enqueue(key, Chunk::owned(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()));
+                }
                 let now = self.now.mono;
                 if let ConnState::Http(h) = &mut self.conns[key].state {
                     h.upload = Some(UploadState {

@@ -116,7 +116,7 @@ impl Server {
                     http.buf.clear();
                     http.keep_alive = false;
                     conn.linger = true;
-                    let resp = Response::error(e.status(), "bad_request", e.message());
+                    let resp = Response::error(e.status(), e.code(), e.message());
                     self.respond(key, resp);
                     return;
                 }

@@ -1183,13 +1183,14 @@ function renderMessage(r, msg, when, first) {
     meta.append(el("span", "who" + (gone ? " gone" : ""), mine ? "You" : msg.user), document.createTextNode(" "), timeEl(when));
     d.append(meta);
   }
+  // The words in a bubble (none when a message is only files), its files under them.
+  const files = msg.deleted ? [] : msg.attachments || [];
   const editing = state.editing && state.editing.id === msg.id;
   if (editing) {
     d.append(editBox(msg));
+    if (files.length) d.append(attachmentList(files));
     return d;
   }
-  // The words in a bubble (none when a message is only files), its files under them.
-  const files = msg.deleted ? [] : msg.attachments || [];
   const line = el("div", "line");
   if (msg.deleted || msg.text || !files.length) {
     const bubble = el("div", "bubble");

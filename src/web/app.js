@@ -1729,7 +1729,7 @@ function viewerClosed() {
 function addFiles(list) {
   const files = [...list];
   if (!files.length) return;
-  let room = MAX_ATTACHMENTS - state.uploads.filter((u) => u.status !== "failed").length;
+  let free = MAX_ATTACHMENTS - state.uploads.filter((u) => u.status !== "failed").length;
   let over = 0;
   for (const file of files) {
     const u = { key: "u" + ++uploadSeq, file, name: file.name || "file", size: file.size,
@@ -1738,11 +1738,11 @@ function addFiles(list) {
       uploadFailed(u, `Too big (${humanSize(file.size)}): a file can be at most ${humanSize(MAX_FILE_BYTES)}.`, false);
     } else if (file.size === 0) {
       uploadFailed(u, "This file is empty.", false);
-    } else if (room <= 0) {
+    } else if (free <= 0) {
       over++;
       continue;
     } else {
-      room--;
+      free--;
       startUpload(u);
     }
     state.uploads.push(u);

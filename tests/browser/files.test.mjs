@@ -93,10 +93,17 @@ const imageLoaded = (loc) => loc.evaluate((img) => new Promise((ok) => {
   const done = () => ok({ w: img.naturalWidth, h: img.naturalHeight });
   if (img.complete && img.naturalWidth) done(); else { img.addEventListener("load", done); img.addEventListener("error", done); }
 }));
+// File chooser interception is switched on by the first listener, without waiting for
+// the browser to confirm it: a listener from the start, so that no click races it.
+async function interceptChooser(page) {
+  page.on("filechooser", () => {});
+  await page.evaluate(() => new Promise((ok) => setTimeout(ok, 100)));
+  return page;
+}
 const focusedLabel = (page) => page.evaluate(() => document.activeElement.getAttribute("aria-label"));
 
 test("attach by button and by drop, progress, send; the other side sees, views and downloads", async () => {
-  const alice = await signUp(browser, base, "alice", { axe: true });
+  const alice = await interceptChooser(await signUp(browser, base, "alice", { axe: true }));
   const bob = await signUp(browser, base, "bob", { axe: true });
   await watchProgress(alice);
   const posts = [];
@@ -187,7 +194,8 @@ test("attach by button and by drop, progress, send; the other side sees, views a
   await only.getByRole("button", { name: "View image.png full size" }).waitFor();
   assert.equal(await only.locator(".bubble").count(), 0, "no empty bubble");
   assert.deepEqual(await imageLoaded(only.locator("img")), { w: 32, h: 32 });
-  assert.equal(await only.getAttribute("id"), await alice.locator(".msg[id]").last().getAttribute("id"));
+  const id = await only.getAttribute("id");
+  await alice.locator("#" + id).getByRole("button", { name: "View image.png full size" }).waitFor();
 
   // Light and dark, with files in messages and waiting in the composer (one finished,
   // one refused): no axe or contrast failure.
@@ -207,7 +215,6 @@ test("attach by button and by drop, progress, send; the other side sees, views a
   assert.equal(await alice.evaluate(() => document.activeElement.id), "text");
 
   // A deleted message shows no files (for either side).
-  const id = await only.getAttribute("id");
   await alice.locator("#" + id).getByRole("button", { name: "Delete message" }).click();
   await alice.locator("#" + id).getByRole("button", { name: "Confirm delete" }).click();
   await bob.locator("#" + id).locator(".bubble", { hasText: "message deleted" }).waitFor();
@@ -225,7 +232,7 @@ async function chooserFiles(page, files) {
 }
 
 test("cancel an upload in flight; too big, refused, and Send waits for uploads", async () => {
-  const carol = await signUp(browser, base, "carol");
+  const carol = await interceptChooser(await signUp(browser, base, "carol"));
   const posts = [];
   carol.on("request", (r) => { if (r.method() === "POST" && new URL(r.url()).pathname === "/files") posts.push(r.headers()["x-filename"]); });
 
@@ -296,7 +303,7 @@ test("cancel an upload in flight; too big, refused, and Send waits for uploads",
 });
 
 test("a phone: the attach button, thumbnails and chips fit", async () => {
-  const dana = await signUp(browser, base, "dana", { viewport: PHONE, hasTouch: true, isMobile: true });
+  const dana = await interceptChooser(await signUp(browser, base, "dana", { viewport: PHONE, hasTouch: true, isMobile: true }));
   await chooserFiles(dana, [
     { name: "wide.png", mimeType: "image/png", buffer: png(900, 300) },
     { name: "a very long file name for a phone screen, really quite long.pdf", mimeType: "application/pdf", buffer: pdf },

@@ -6,8 +6,9 @@
 // localStorage and paced within the server's budget); the connection (reconnect with
 // jittered backoff, catch-up once per reconnect); server events; the message list
 // (keyed rendering, stick-to-bottom, older pages, inline edit/delete); reactions (chips,
-// who reacted, the picker); rooms (browser,
-// create, invite, leave, invitations); drawers and dialogs; moderation; wiring.
+// who reacted, the picker); files (uploads from the composer, attachments in messages,
+// the image viewer); rooms (browser, create, invite, leave, invitations); drawers and
+// dialogs; moderation; wiring.
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, cls, text) => {
@@ -41,7 +42,7 @@ const state = {
   reconnectTimer: null,
   reconnectAt: 0,
   connectedBefore: false,
-  outbox: [], // {cid, room, text, dmTo, status: queued|inflight|failed, reason, sentAt}
+  outbox: [], // {cid, room, text, files, dmTo, status: queued|inflight|failed, reason, sentAt}
   pumpTimer: null,
   pausedUntil: 0,
   bucket: { tokens: MSG_BURST - 2, at: Date.now() },
@@ -60,6 +61,8 @@ const state = {
   confirming: null, // id of the message whose delete awaits confirmation
   picking: null, // {id, more}: the message whose reaction picker is open
   tip: null, // "id emoji": the reaction chip whose names are shown
+  uploads: [], // files for the next message: {key, file, name, size, type, status: uploading|done|failed, loaded, xhr, id, error, retry}
+  viewing: null, // {msg, file}: the image open in the viewer (to give the focus back)
   known: new Set(), // usernames this client has met (for invite completion)
   inviteRoom: null,
   leaveRoom: null,
@@ -236,9 +239,12 @@ async function logout(callServer, why) {
   state.connectedBefore = false;
   state.editing = state.confirming = state.picking = state.tip = null;
   reactorsCache.clear();
+  for (const u of state.uploads) if (u.xhr) u.xhr.abort();
+  state.uploads = [];
+  renderUploads();
   $("messages").replaceChildren();
   $("text").value = "";
-  for (const d of ["search-dialog", "rooms-dialog", "audit", "account"]) if ($(d).open) $(d).close();
+  for (const d of ["search-dialog", "rooms-dialog", "audit", "account", "viewer"]) if ($(d).open) $(d).close();
   closeDrawers();
   setAdmin(false);
   hideNotice();
@@ -301,8 +307,8 @@ function saveOutbox() {
   try { others = JSON.parse(localStorage.getItem(outboxKey()) || "[]"); } catch (_) { others = []; }
   if (!Array.isArray(others)) others = [];
   others = others.filter((p) => p && p.cid && !mine.has(p.cid) && !outboxDone.has(p.cid));
-  const keep = others.concat(state.outbox.map(({ cid, room: rm, text, dmTo, status, reason }) =>
-    ({ cid, room: rm, text, dmTo, failed: status === "failed", reason })));
+  const keep = others.concat(state.outbox.map(({ cid, room: rm, text, files, dmTo, status, reason }) =>
+    ({ cid, room: rm, text, files, dmTo, failed: status === "failed", reason })));
   try {
     if (keep.length) localStorage.setItem(outboxKey(), JSON.stringify(keep));
     else localStorage.removeItem(outboxKey());
@@ -314,6 +320,7 @@ function loadOutbox() {
   if (!Array.isArray(saved)) saved = [];
   state.outbox = saved.filter((p) => p && p.cid && p.room && typeof p.text === "string").map((p) => ({
     cid: p.cid, room: p.room, text: p.text, dmTo: p.dmTo || null,
+    files: Array.isArray(p.files) ? p.files.filter((f) => f && typeof f.id === "string") : [],
     status: p.failed ? "failed" : "queued", reason: p.reason || null, sentAt: 0,
   }));
   for (const p of state.outbox) { const r = room(p.room); if (p.dmTo) r.dmTo = r.dmTo || p.dmTo; }
@@ -348,8 +355,9 @@ function pump() {
   next.sentAt = now;
   // The client_id doubles as the ref, so that an error names the message it refuses.
   const r = state.rooms.get(next.room);
-  if (next.dmTo && !(r && r.msgs.size)) send({ type: "dm", to: next.dmTo, text: next.text, client_id: next.cid, ref: next.cid });
-  else send({ type: "send", room: next.room, text: next.text, client_id: next.cid, ref: next.cid });
+  const files = next.files && next.files.length ? { attachments: next.files.map((f) => f.id) } : {};
+  if (next.dmTo && !(r && r.msgs.size)) send({ type: "dm", to: next.dmTo, text: next.text, client_id: next.cid, ref: next.cid, ...files });
+  else send({ type: "send", room: next.room, text: next.text, client_id: next.cid, ref: next.cid, ...files });
   state.pumpTimer = setTimeout(pump, 15000);
 }
 
@@ -360,17 +368,22 @@ function localProblem(text) {
   return null;
 }
 
+// The text and the finished uploads go together; while a file is still uploading, Send
+// waits (the button is disabled, and Enter says why).
 function submit() {
   const box = $("text");
   const text = box.value;
-  if (!text.trim()) return;
+  if (uploading()) { status("Send waits until the uploads finish (or cancel them)."); return; }
+  const files = state.uploads.filter((u) => u.status === "done").map(({ id, name, size, type }) => ({ id, name, size, type }));
+  if (!text.trim() && !files.length) return;
   const r = room(state.current);
   const cid = "w" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
   const problem = localProblem(text);
-  state.outbox.push({ cid, room: r.name, text, dmTo: r.msgs.size === 0 && r.dmTo ? r.dmTo : null,
+  state.outbox.push({ cid, room: r.name, text, files, dmTo: r.msgs.size === 0 && r.dmTo ? r.dmTo : null,
     status: problem ? "failed" : "queued", reason: problem, sentAt: 0 });
   saveOutbox();
   if (problem) showError("Not sent: " + problem);
+  if (files.length) { state.uploads = state.uploads.filter((u) => u.status !== "done"); renderUploads(); }
   box.value = "";
   autosize();
   typingSent(); // a stored message tells the others I stopped typing
@@ -402,6 +415,11 @@ function editFailed(cid) {
   if (!p) return;
   const box = $("text");
   box.value = p.text + (box.value ? "\n" + box.value : "");
+  // Its files wait in the composer again, ahead of any added since.
+  const back = (p.files || []).filter((f) => !state.uploads.some((u) => u.id === f.id))
+    .map((f) => ({ key: "u" + ++uploadSeq, file: null, name: f.name, size: f.size, type: f.type, status: "done", loaded: f.size, xhr: null, id: f.id, error: null, retry: false }));
+  state.uploads = back.concat(state.uploads);
+  renderUploads();
   discardMessage(cid);
   autosize();
 }
@@ -574,7 +592,7 @@ function handle(m) {
       if (msg) {
         if (m.type === "edited") { msg.text = m.text; msg.edited = true; if (m.edited_at) msg.edited_at = m.edited_at; }
         else {
-          msg.text = ""; msg.deleted = true; msg.reactions = {}; delete msg.mine;
+          msg.text = ""; msg.deleted = true; msg.reactions = {}; delete msg.mine; delete msg.attachments;
           if (state.picking && state.picking.id === m.id) state.picking = null;
         }
         if (m.room === state.current) renderAll();
@@ -828,7 +846,7 @@ function onMessage(m) {
     r.typing.delete(m.user);
     if (!known && counts(m)) r.unread += 1;
   }
-  if (!known && !same(m.user, state.me)) announce(`${m.user} in ${label(m.room)}: ${m.deleted ? "message deleted" : m.text}`);
+  if (!known && !same(m.user, state.me)) announce(`${m.user} in ${label(m.room)}: ${m.deleted ? "message deleted" : withFiles(m)}`);
   renderRooms();
 }
 
@@ -1068,7 +1086,7 @@ function renderAll() {
     const mine = same(msg.user, state.me);
     const sig = JSON.stringify([first, mine, msg.deleted, editing || msg.text, msg.edited, state.admin,
       state.confirming === id, mine && !msg.deleted ? receiptInfo(r, msg) : 0,
-      msg.deleted ? 0 : [msg.reactions, msg.mine, state.picking && state.picking.id === id ? state.picking.more : null]]);
+      msg.deleted ? 0 : [msg.reactions, msg.mine, state.picking && state.picking.id === id ? state.picking.more : null, msg.attachments]]);
     keep("m" + id, sig, () => renderMessage(r, msg, when, first));
     live.add("m" + id);
     prev = msg;
@@ -1079,7 +1097,7 @@ function renderAll() {
     live.add("empty");
   }
   for (const p of pending) {
-    keep("p" + p.cid, JSON.stringify([p.status, p.reason, p.text, online()]), () => renderPending(p));
+    keep("p" + p.cid, JSON.stringify([p.status, p.reason, p.text, p.files, online()]), () => renderPending(p));
     live.add("p" + p.cid);
   }
   for (const k of r.nodes.keys()) if (!live.has(k)) r.nodes.delete(k);
@@ -1120,8 +1138,14 @@ function renderPill() {
 function renderPending(p) {
   const d = el("div", "msg mine first pending" + (p.status === "failed" ? " failed" : ""));
   d.dataset.cid = p.cid;
-  const bubble = el("div", "bubble");
-  linkify(bubble, p.text);
+  const files = p.files || [];
+  const line = el("div", "line");
+  if (p.text.trim() || !files.length) {
+    const bubble = el("div", "bubble");
+    linkify(bubble, p.text);
+    line.append(bubble);
+  }
+  if (files.length) line.append(attachmentList(files));
   const tools = el("div", "tools");
   if (p.status === "failed") {
     tools.append(el("span", "reason", "Not sent: " + (p.reason || "failed")));
@@ -1131,7 +1155,7 @@ function renderPending(p) {
   } else {
     tools.append(el("span", "sending", online() ? "sending…" : "not sent yet: waiting for the connection"));
   }
-  d.append(bubble, tools);
+  d.append(line, tools);
   return d;
 }
 
@@ -1159,22 +1183,28 @@ function renderMessage(r, msg, when, first) {
     meta.append(el("span", "who" + (gone ? " gone" : ""), mine ? "You" : msg.user), document.createTextNode(" "), timeEl(when));
     d.append(meta);
   }
+  // The words in a bubble (none when a message is only files), its files under them.
+  const files = msg.deleted ? [] : msg.attachments || [];
   const editing = state.editing && state.editing.id === msg.id;
   if (editing) {
     d.append(editBox(msg));
+    if (files.length) d.append(attachmentList(files));
     return d;
   }
-  const bubble = el("div", "bubble");
-  if (msg.deleted) bubble.textContent = "message deleted";
-  else linkify(bubble, msg.text);
+  const line = el("div", "line");
+  if (msg.deleted || msg.text || !files.length) {
+    const bubble = el("div", "bubble");
+    if (msg.deleted) bubble.textContent = "message deleted";
+    else linkify(bubble, msg.text);
+    line.append(bubble);
+  }
+  if (files.length) line.append(attachmentList(files));
   // Beside the bubble, shown on hover or focus: the time (after the first of a group) and,
   // while there are no reactions, the add-reaction button.
-  const line = el("div", "line");
   const rail = el("div", "rail");
   const chips = reactionList(msg);
   if (!msg.deleted && !chips.length) rail.append(addReactionButton(msg));
   if (!first) rail.append(timeEl(when, "ghost"));
-  line.append(bubble);
   if (rail.childNodes.length) line.append(rail);
   d.append(line);
   if (!msg.deleted && chips.length) d.append(reactionBar(msg, chips));
@@ -1572,6 +1602,349 @@ function reactionPicker(msg) {
   return pop;
 }
 
+// ---- files ------------------------------------------------------------------------
+// Files are attached by the button (a hidden <input type=file multiple>), dropped on the
+// conversation, or pasted into the composer. Each one uploads at once (POST /files, with
+// XMLHttpRequest for its progress): a bar and a cancel button while it goes, then a
+// removable chip until it is sent with the next message (its id in `attachments`); a
+// refusal is said in words on its chip (with Retry when trying again may help). In
+// messages, images (png, jpeg, gif, webp) are thumbnails that open full size in a
+// dialog, other files chips that download; both reach the file with `?token=`, since an
+// <img> or a link cannot send the Authorization header.
+
+const MAX_FILE_BYTES = 10 << 20; // the server's default; one with less answers 413
+const MAX_ATTACHMENTS = 10;
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+let uploadSeq = 0;
+
+const isImage = (f) => IMAGE_TYPES.includes(f.type);
+const fileUrl = (id) => `/files/${encodeURIComponent(id)}?token=${encodeURIComponent(state.token || "")}`;
+const uploading = () => state.uploads.some((u) => u.status === "uploading");
+function humanSize(n) {
+  if (n < 1024) return `${n} byte${n === 1 ? "" : "s"}`;
+  const units = ["KB", "MB", "GB"];
+  let v = n / 1024, i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v < 10 ? v.toFixed(1).replace(/\.0$/, "") : Math.round(v)} ${units[i]}`;
+}
+// A message's words for a notice or a search result: its text, then its files' names.
+function withFiles(m) {
+  const names = (m.attachments || []).map((f) => f.name);
+  if (!names.length) return m.text;
+  return (m.text ? m.text + " " : "") + `(${names.length === 1 ? "file" : "files"}: ${names.join(", ")})`;
+}
+
+function svgIcon(d, cls) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 20 20");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  if (cls) svg.setAttribute("class", cls);
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", d);
+  path.setAttribute("fill", "none");
+  path.setAttribute("stroke", "currentColor");
+  path.setAttribute("stroke-width", "1.6");
+  path.setAttribute("stroke-linecap", "round");
+  path.setAttribute("stroke-linejoin", "round");
+  svg.append(path);
+  return svg;
+}
+const clipIcon = () => svgIcon("M14.5 9.2 9.3 14.4a3.3 3.3 0 0 1-4.7-4.7l6-6a2.2 2.2 0 0 1 3.1 3.1l-5.9 5.9a1.1 1.1 0 0 1-1.6-1.6l5.3-5.3");
+const docIcon = () => svgIcon("M5 2.5h6.5l3.5 3.5v11.5H5zM11.5 2.5V6H15M7.5 10h5M7.5 13h5", "file-icon");
+
+// The files of a message (or of one waiting in the outbox): thumbnails, then chips.
+function attachmentList(files) {
+  const ul = el("ul", "files");
+  ul.setAttribute("aria-label", files.length === 1 ? "Attached file" : `${files.length} attached files`);
+  const order = [...files.filter(isImage), ...files.filter((f) => !isImage(f))];
+  for (const f of order) {
+    const li = el("li");
+    li.append(isImage(f) ? thumbnail(f) : fileChip(f));
+    ul.append(li);
+  }
+  return ul;
+}
+
+// The frame has a fixed height, so that an image arriving does not move the list.
+function thumbnail(f) {
+  const b = button("", "thumb", () => openViewer(f, b), `View ${f.name} full size`);
+  b.setAttribute("aria-haspopup", "dialog");
+  b.title = `${f.name} (${humanSize(f.size)})`;
+  b.dataset.file = f.id;
+  b.dataset.fkey = "file:" + f.id;
+  const img = el("img");
+  img.alt = f.name;
+  img.loading = "lazy";
+  img.decoding = "async";
+  img.addEventListener("load", () => { if (state.stick) $("messages").scrollTop = $("messages").scrollHeight; });
+  img.src = fileUrl(f.id);
+  b.append(img);
+  return b;
+}
+
+function fileChip(f) {
+  const a = el("a", "file");
+  a.href = fileUrl(f.id);
+  a.download = f.name;
+  a.title = "Download " + f.name;
+  a.dataset.fkey = "file:" + f.id;
+  const text = el("span", "file-text");
+  text.append(el("span", "file-name", f.name), el("span", "file-size", humanSize(f.size)));
+  a.append(el("span", "sr-only", "Download "), docIcon(), text);
+  return a;
+}
+
+// The image viewer: a modal dialog (Escape, its button or a click outside close it); the
+// focus goes back to the thumbnail that opened it.
+function openViewer(f, from) {
+  const msgEl = from.closest(".msg");
+  state.viewing = { msg: msgEl ? msgEl.id || msgEl.dataset.cid : null, file: f.id };
+  $("viewer-title").textContent = f.name;
+  $("viewer-size").textContent = humanSize(f.size);
+  const img = $("viewer-img");
+  img.alt = f.name;
+  img.src = fileUrl(f.id);
+  const a = $("viewer-download");
+  a.href = fileUrl(f.id);
+  a.download = f.name;
+  a.setAttribute("aria-label", "Download " + f.name);
+  const d = $("viewer");
+  if (!d.open) d.showModal();
+  $("viewer-close").focus();
+}
+function viewerClosed() {
+  $("viewer-img").removeAttribute("src");
+  const v = state.viewing;
+  state.viewing = null;
+  if (!v || $("app").hidden) return;
+  const sel = `.thumb[data-file="${CSS.escape(v.file)}"]`;
+  const m = v.msg && (document.getElementById(v.msg) || document.querySelector(`.msg[data-cid="${CSS.escape(v.msg)}"]`));
+  const b = (m && m.querySelector(sel)) || $("messages").querySelector(sel);
+  if (b) b.focus(); else $("text").focus();
+}
+
+// Files chosen, dropped or pasted: each starts uploading (or is refused on the spot).
+function addFiles(list) {
+  const files = [...list];
+  if (!files.length) return;
+  let free = MAX_ATTACHMENTS - state.uploads.filter((u) => u.status !== "failed").length;
+  let over = 0;
+  for (const file of files) {
+    const u = { key: "u" + ++uploadSeq, file, name: file.name || "file", size: file.size,
+      type: file.type || "application/octet-stream", status: "uploading", loaded: 0, xhr: null, id: null, error: null, retry: false };
+    if (file.size > MAX_FILE_BYTES) {
+      uploadFailed(u, `Too big (${humanSize(file.size)}): a file can be at most ${humanSize(MAX_FILE_BYTES)}.`, false);
+    } else if (file.size === 0) {
+      uploadFailed(u, "This file is empty.", false);
+    } else if (free <= 0) {
+      over++;
+      continue;
+    } else {
+      free--;
+      startUpload(u);
+    }
+    state.uploads.push(u);
+  }
+  if (over) showError(`A message carries at most ${MAX_ATTACHMENTS} files: ${over} ${over === 1 ? "was" : "were"} not added.`);
+  renderUploads();
+}
+
+function startUpload(u) {
+  const xhr = new XMLHttpRequest();
+  Object.assign(u, { xhr, status: "uploading", loaded: 0, error: null, retry: false });
+  xhr.open("POST", "/files");
+  xhr.setRequestHeader("Authorization", "Bearer " + state.token);
+  xhr.setRequestHeader("Content-Type", u.type);
+  xhr.setRequestHeader("X-Filename", encodeURIComponent(u.name));
+  xhr.upload.onprogress = (e) => { u.loaded = e.loaded; showProgress(u); };
+  xhr.onload = () => {
+    if (u.xhr !== xhr) return;
+    u.xhr = null;
+    let data = null;
+    try { data = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
+    if (xhr.status === 201 && data && data.id) {
+      Object.assign(u, { status: "done", id: data.id, name: data.name || u.name, size: data.size ?? u.size,
+        type: data.type || u.type, loaded: u.size, file: null });
+      announce(`${u.name} is ready to send.`);
+    } else if (xhr.status === 401) {
+      logout(false, "Your session ended. Sign in again.");
+      return;
+    } else {
+      const [text, retry] = uploadError(xhr.status, data);
+      uploadFailed(u, text, retry);
+    }
+    renderUploads();
+  };
+  xhr.onerror = () => {
+    if (u.xhr !== xhr) return;
+    u.xhr = null;
+    uploadFailed(u, "The upload did not get through (the connection failed).", true);
+    renderUploads();
+  };
+  xhr.send(u.file);
+}
+
+// What a refusal means, in words, and whether trying again may help.
+function uploadError(code, data) {
+  const err = data && data.error;
+  if (code === 413) return ["Too big for this server.", false];
+  if (code === 429) {
+    const s = Math.max(1, Math.ceil((Number(data && data.retry_after_ms) || 1000) / 1000));
+    return [`Too many uploads in a short time: try again in ${s} s.`, true];
+  }
+  if (code === 507 && err === "quota_exceeded") return ["Your files take all the room you have: delete messages with files to make room.", false];
+  if (code === 507) return ["The server's file storage is full.", false];
+  if (code === 408) return ["The upload stalled.", true];
+  if (code === 400) return [(data && data.message) || "The server refused this file.", false];
+  if (code === 503) return ["File storage is unavailable for now.", true];
+  return [`The upload failed (the server said ${code}).`, true];
+}
+function uploadFailed(u, text, retry) {
+  Object.assign(u, { status: "failed", error: text, retry: !!retry && !!u.file, xhr: null });
+  announce(`${u.name} not uploaded: ${text}`);
+}
+
+// Cancel (×) while uploading, remove when finished, dismiss when refused: the focus goes
+// to the next file's button, or back to the text box.
+function dropUpload(key) {
+  const i = state.uploads.findIndex((u) => u.key === key);
+  if (i < 0) return;
+  const u = state.uploads[i];
+  if (u.xhr) { const x = u.xhr; u.xhr = null; x.abort(); }
+  state.uploads.splice(i, 1);
+  if (u.status === "uploading") announce(`Upload of ${u.name} cancelled.`);
+  renderUploads();
+  const next = state.uploads[Math.min(i, state.uploads.length - 1)];
+  const b = next && $("uploads").querySelector(`[data-key="${next.key}"] .up-x`);
+  if (b) b.focus(); else $("text").focus();
+}
+
+function showProgress(u) {
+  const li = $("uploads").querySelector(`[data-key="${u.key}"]`);
+  if (!li) return;
+  const bar = li.querySelector("progress");
+  if (bar) bar.value = u.loaded;
+  const pct = li.querySelector(".up-pct");
+  if (pct) pct.textContent = Math.floor((100 * u.loaded) / Math.max(1, u.size)) + "%";
+}
+
+function uploadItem(u) {
+  const li = el("li", "upload " + u.status);
+  li.dataset.key = u.key;
+  if (u.status === "done" && isImage(u)) {
+    const img = el("img", "up-thumb");
+    img.alt = "";
+    img.src = fileUrl(u.id);
+    li.append(img);
+  } else {
+    li.append(docIcon());
+  }
+  const text = el("span", "up-text");
+  text.append(el("span", "up-name", u.name), el("span", "up-size", humanSize(u.size)));
+  li.append(text);
+  if (u.status === "uploading") {
+    const bar = el("progress");
+    bar.max = Math.max(1, u.size);
+    bar.value = u.loaded;
+    bar.setAttribute("aria-label", "Uploading " + u.name);
+    li.append(bar, el("span", "up-pct", Math.floor((100 * u.loaded) / Math.max(1, u.size)) + "%"));
+  } else if (u.status === "failed") {
+    const why = el("span", "up-error", "Not uploaded: " + u.error);
+    li.append(why);
+    if (u.retry) {
+      const again = button("Retry", "up-retry", () => { startUpload(u); renderUploads(); focusUpload(u.key); }, "Retry uploading " + u.name);
+      again.dataset.fkey = "retry";
+      li.append(again);
+    }
+  }
+  const x = button("✕", "up-x", () => dropUpload(u.key),
+    (u.status === "uploading" ? "Cancel upload of " : u.status === "done" ? "Remove " : "Dismiss ") + u.name);
+  x.title = u.status === "uploading" ? "Cancel upload" : u.status === "done" ? "Remove" : "Dismiss";
+  x.dataset.fkey = "x";
+  li.append(x);
+  return li;
+}
+function focusUpload(key) {
+  const b = $("uploads").querySelector(`[data-key="${key}"] .up-x`);
+  if (b) b.focus();
+}
+
+// The files waiting above the composer, redrawn by key (a progress event only moves its
+// bar); Send is disabled while any is uploading, and the note under them says so.
+const uploadNodes = new Map(); // key -> {node, sig}
+function renderUploads() {
+  const ul = $("uploads");
+  const active = document.activeElement;
+  const focus = ul.contains(active) && active.dataset.fkey ? [active.closest("li").dataset.key, active.dataset.fkey] : null;
+  const nodes = state.uploads.map((u) => {
+    const sig = JSON.stringify([u.status, u.id, u.name, u.size, u.error, u.retry]);
+    const c = uploadNodes.get(u.key);
+    if (c && c.sig === sig) return c.node;
+    const node = uploadItem(u);
+    uploadNodes.set(u.key, { node, sig });
+    return node;
+  });
+  const live = new Set(state.uploads.map((u) => u.key));
+  for (const k of uploadNodes.keys()) if (!live.has(k)) uploadNodes.delete(k);
+  ul.replaceChildren(...nodes);
+  if (focus && !ul.contains(document.activeElement)) {
+    const li = ul.querySelector(`[data-key="${focus[0]}"]`);
+    const to = li && (li.querySelector(`[data-fkey="${focus[1]}"]`) || li.querySelector(".up-x"));
+    if (to) to.focus();
+  }
+  const busy = state.uploads.filter((u) => u.status === "uploading").length;
+  const ready = state.uploads.filter((u) => u.status === "done").length;
+  $("uploads-box").hidden = state.uploads.length === 0;
+  $("uploads-note").textContent = busy
+    ? `Uploading ${busy} file${busy === 1 ? "" : "s"}… Send waits until ${busy === 1 ? "it finishes" : "they finish"}.`
+    : ready ? `${ready} file${ready === 1 ? "" : "s"} will go with your next message.` : "";
+  $("send-btn").disabled = busy > 0;
+}
+
+// Dragging files over the conversation shows where to drop them; a file dropped anywhere
+// else on the page is ignored rather than opened in place of the app.
+let dragDepth = 0;
+const dragsFiles = (e) => !!e.dataTransfer && [...e.dataTransfer.types].includes("Files");
+function wireFileDrops() {
+  const chat = document.querySelector(".chat");
+  const zone = $("drop-zone");
+  chat.addEventListener("dragenter", (e) => {
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    dragDepth++;
+    zone.hidden = false;
+  });
+  chat.addEventListener("dragover", (e) => {
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = "copy";
+    zone.hidden = false;
+  });
+  chat.addEventListener("dragleave", (e) => {
+    if (!dragsFiles(e)) return;
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) zone.hidden = true;
+  });
+  chat.addEventListener("drop", (e) => {
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    dragDepth = 0;
+    zone.hidden = true;
+    addFiles(e.dataTransfer.files);
+    $("text").focus();
+  });
+  for (const type of ["dragover", "drop"]) {
+    window.addEventListener(type, (e) => {
+      if (!dragsFiles(e) || e.defaultPrevented) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = "none";
+    });
+  }
+  window.addEventListener("dragend", () => { dragDepth = 0; zone.hidden = true; });
+}
+
 // ---- notices ----------------------------------------------------------------------
 // Errors stay until dismissed (or 20 s have passed, the newest error replacing an older
 // one); information goes in a status line of its own, never in the typing line.
@@ -1946,7 +2319,7 @@ async function runSearch() {
       switchRoom(m.room);
       jump(m.id);
     });
-    b.append(el("strong", "", `${label(m.room)} · ${m.user}: `), document.createTextNode(m.text));
+    b.append(el("strong", "", `${label(m.room)} · ${m.user}: `), document.createTextNode(withFiles(m)));
     li.append(b);
     ul.append(li);
   }
@@ -2406,6 +2779,21 @@ $("text").addEventListener("keydown", (e) => {
 });
 $("text").addEventListener("input", typed);
 $("emoji-btn").onclick = () => toggleEmoji($("emoji-grid").hidden);
+$("attach-btn").append(clipIcon());
+$("attach-btn").onclick = () => $("file-input").click();
+$("file-input").addEventListener("change", () => {
+  addFiles($("file-input").files);
+  $("file-input").value = "";
+  $("text").focus();
+});
+// Files (a screenshot, say) pasted into the text box are attached; text pastes as text.
+$("text").addEventListener("paste", (e) => {
+  const files = e.clipboardData ? [...e.clipboardData.files] : [];
+  if (!files.length) return;
+  e.preventDefault();
+  addFiles(files);
+});
+wireFileDrops();
 $("members-btn").onclick = () => setMembers($("members").hidden);
 $("members-close").onclick = () => { setMembers(false); $("members-btn").focus(); };
 $("menu-btn").onclick = openSidebar;
@@ -2479,7 +2867,9 @@ new ResizeObserver(() => { if (state.stick) box.scrollTop = box.scrollHeight; })
 $("new-pill").onclick = () => { scrollToBottom(); $("text").focus(); };
 $("search-form").onsubmit = (e) => { e.preventDefault(); runSearch(); };
 $("search-close").onclick = () => $("search-dialog").close();
-for (const d of ["search-dialog", "rooms-dialog", "audit", "account"]) closeOnBackdrop($(d));
+for (const d of ["search-dialog", "rooms-dialog", "audit", "account", "viewer"]) closeOnBackdrop($(d));
+$("viewer-close").onclick = () => $("viewer").close();
+$("viewer").addEventListener("close", viewerClosed);
 $("account-btn").onclick = openAccount;
 $("account-close").onclick = () => $("account").close();
 $("account").addEventListener("close", () => {

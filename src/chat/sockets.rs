@@ -90,6 +90,8 @@ impl Hub {
             "user": self.user_name(user_id),
             "rooms": names,
             "invitations": self.invitations_json(user_id),
+            // So that a client refuses a file too big before uploading it.
+            "max_file_bytes": self.cfg.max_file_bytes,
         });
         if more {
             hello["rooms_more"] = json!(true);

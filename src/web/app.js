@@ -528,6 +528,7 @@ function handle(m) {
       renderAll();
       setConn(null);
       setAdmin(!!m.admin);
+      if (m.max_file_bytes > 0) maxFileBytes = m.max_file_bytes;
       for (const name of m.rooms) room(name).member = true;
       // Every room we hold messages of catches up once; the open one is joined for its
       // history and members.
@@ -1612,7 +1613,8 @@ function reactionPicker(msg) {
 // dialog, other files chips that download; both reach the file with `?token=`, since an
 // <img> or a link cannot send the Authorization header.
 
-const MAX_FILE_BYTES = 10 << 20; // the server's default; one with less answers 413
+const MAX_FILE_BYTES = 10 << 20; // the server's default, until its hello says otherwise
+let maxFileBytes = MAX_FILE_BYTES;
 const MAX_ATTACHMENTS = 10;
 const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 let uploadSeq = 0;
@@ -1734,8 +1736,8 @@ function addFiles(list) {
   for (const file of files) {
     const u = { key: "u" + ++uploadSeq, file, name: file.name || "file", size: file.size,
       type: file.type || "application/octet-stream", status: "uploading", loaded: 0, xhr: null, id: null, error: null, retry: false };
-    if (file.size > MAX_FILE_BYTES) {
-      uploadFailed(u, `Too big (${humanSize(file.size)}): a file can be at most ${humanSize(MAX_FILE_BYTES)}.`, false);
+    if (file.size > maxFileBytes) {
+      uploadFailed(u, `Too big (${humanSize(file.size)}): a file can be at most ${humanSize(maxFileBytes)}.`, false);
     } else if (file.size === 0) {
       uploadFailed(u, "This file is empty.", false);
     } else if (free <= 0) {

@@ -13,7 +13,8 @@ fn hello_names_the_users_rooms_and_bad_tokens_are_refused() {
     let got = w.take(c);
     assert_eq!(
         got[0],
-        json!({"type": "hello", "user": "alice", "rooms": ["general"], "invitations": []})
+        json!({"type": "hello", "user": "alice", "rooms": ["general"], "invitations": [],
+               "max_file_bytes": 10 << 20})
     );
     let c2 = w.conn();
     assert_eq!(

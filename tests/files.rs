@@ -386,3 +386,25 @@ fn a_client_that_expects_100_continue_sends_the_body_only_when_told() {
     t.write_all(head.as_bytes()).unwrap();
     assert_eq!(read_response(&mut t).status, 401);
 }
+
+#[test]
+fn a_download_slower_than_the_request_timeout_stalls_nobody() {
+    // A download waits on its reader, not on a request clock: past the request timeout
+    // the server goes on serving everyone (it once looped on the expired deadline).
+    let s = TestServer::start(&["--request-timeout-ms", "300"]);
+    let alice = s.user("alice");
+    let body = content(8 << 20, 7);
+    let id = upload(&s, &alice, "big.bin", "application/octet-stream", &body).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut t = TcpStream::connect(s.addr).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(t, "GET /files/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\n\r\n").unwrap();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(s.http("GET", "/healthz", None, None).status, 200);
+    }
+    let r = read_response(&mut t);
+    assert_eq!((r.status, r.body.len()), (200, 8 << 20));
+}

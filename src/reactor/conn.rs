@@ -16,6 +16,8 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 /// the server's memory): a chat message of a few hundred bytes takes one or two reads,
 /// and a rare 64 KiB frame just takes more.
 pub const WS_READ_BUFFER: usize = 256;
+/// "Never", for a state with no clock of its own (an `Instant` cannot be infinite).
+const NO_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long a closing connection may take to flush its last bytes.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
@@ -157,8 +159,14 @@ impl Conn {
 
     fn state_deadline(&self, cfg: &Config) -> Instant {
         match &self.state {
-            ConnState::Http(h) if h.phase == Phase::Idle => h.since + cfg.keepalive_timeout,
-            ConnState::Http(h) => h.since + cfg.request_timeout,
+            ConnState::Http(h) => match h.phase {
+                Phase::Idle => h.since + cfg.keepalive_timeout,
+                Phase::Reading => h.since + cfg.request_timeout,
+                // With the Hub or a worker, or sending its response (a download can take
+                // long): no clock of its own; output that stops moving is the stall
+                // timeout's (`deadline`).
+                Phase::Waiting | Phase::Done => h.since + NO_DEADLINE,
+            },
             ConnState::Ws(ws) => {
                 let own = (ws.last_rx + cfg.ws_idle_timeout).min(ws.last_ping + cfg.ping_interval);
                 ws.resume_at.map_or(own, |r| own.min(r))

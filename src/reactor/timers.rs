@@ -10,6 +10,9 @@ use std::cmp::Reverse;
 use std::time::Instant;
 use tungstenite::protocol::frame::Frame;
 
+/// When a timeout changed nothing (a bug), how long until it is looked at again.
+const TIMEOUT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Server {
     pub(super) fn arm_timer(&mut self, key: usize) {
         let conn = &mut self.conns[key];
@@ -62,7 +65,16 @@ impl Server {
                 self.on_timeout(id.key);
             }
             if self.live(id).is_some() {
-                self.arm_timer(id.key);
+                if self.conns[id.key].deadline(&self.config) <= now {
+                    // A timeout that changed nothing would fire again at once, forever:
+                    // look again a little later instead (and say so: it is a bug).
+                    log::warn!("conn {}: a timeout changed nothing", id.key);
+                    let conn = &mut self.conns[id.key];
+                    conn.timer_at = now + TIMEOUT_RETRY;
+                    self.timers.push(Reverse((conn.timer_at, conn.id)));
+                } else {
+                    self.arm_timer(id.key);
+                }
             }
         }
         self.hub.prune(self.now);

@@ -145,6 +145,13 @@ pub const DEFAULT_FILES_MAX_BYTES: u64 = 10 << 30;
 pub const DEFAULT_USER_FILES_MAX_BYTES: u64 = 1 << 30;
 /// Uploads per user per minute by default (`--uploads-per-minute`).
 pub const DEFAULT_UPLOADS_PER_MINUTE: f64 = 20.0;
+/// Uploads one user may have in progress (each holds a socket and an open file).
+pub const MAX_UPLOADS_AT_ONCE: usize = 4;
+/// Uploads in progress in the whole server (503 past it): each holds two descriptors.
+pub const MAX_UPLOADS_IN_ALL: usize = 256;
+/// The slowest an upload may average: past `request_timeout` plus its size at this rate
+/// it is ended (408), so that a trickle cannot hold a quota reservation for ever.
+pub const MIN_UPLOAD_BYTES_PER_SEC: u64 = 16 << 10;
 /// Files one message may carry.
 pub const MAX_ATTACHMENTS: usize = 10;
 /// An upload's bytes given to the file worker and not yet written: past it the

@@ -400,11 +400,93 @@ fn a_download_slower_than_the_request_timeout_stalls_nobody() {
         .to_string();
     let mut t = TcpStream::connect(s.addr).unwrap();
     t.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(t, "GET /files/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\n\r\n").unwrap();
+    write!(
+        t,
+        "GET /files/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\n\r\n"
+    )
+    .unwrap();
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(150));
         assert_eq!(s.http("GET", "/healthz", None, None).status, 200);
     }
     let r = read_response(&mut t);
     assert_eq!((r.status, r.body.len()), (200, 8 << 20));
+}
+
+#[test]
+fn access_follows_the_messages_and_uploads_cannot_be_held_open() {
+    let s = TestServer::start(&["--request-timeout-ms", "1000"]);
+    let alice = s.user("alice");
+    let bob = s.user("bob");
+    let mut a = s.ws(&alice);
+    let mut b = s.ws(&bob);
+    a.request(json!({"type": "create_room", "room": "rx"}), "c1");
+    a.request(
+        json!({"type": "create_room", "room": "ry", "private": true}),
+        "c2",
+    );
+    b.request(json!({"type": "join", "room": "rx"}), "j");
+    let id = upload(&s, &alice, "f.txt", "text/plain", b"shared").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let in_rx = send_files(&mut a, "rx", "here", &[&id], "s1");
+    send_files(&mut a, "ry", "and here", &[&id], "s2");
+    assert_eq!(get(&s, &format!("/files/{id}"), Some(&bob), "").status, 200);
+    // An edit keeps the files.
+    a.request(
+        json!({"type": "edit", "id": in_rx["id"], "text": "here!"}),
+        "e",
+    );
+    let h = s.http("GET", "/rooms/rx/messages", Some(&bob), None).json();
+    assert_eq!(h["messages"][0]["attachments"][0]["id"], id.as_str(), "{h}");
+    // Deleted where bob could see it: the file stays (ry has it) but not for bob.
+    a.request(json!({"type": "delete", "id": in_rx["id"]}), "d");
+    assert_eq!(get(&s, &format!("/files/{id}"), Some(&bob), "").status, 403);
+    assert_eq!(
+        get(&s, &format!("/files/{id}"), Some(&alice), "").status,
+        200
+    );
+    // At most four uploads at once per user.
+    let heads: Vec<TcpStream> = (0..4)
+        .map(|i| {
+            let mut t = TcpStream::connect(s.addr).unwrap();
+            t.write_all(upload_head(&bob, &format!("p{i}"), "text/plain", 100).as_bytes())
+                .unwrap();
+            t
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let r = upload(&s, &bob, "fifth", "text/plain", b"x");
+    assert_eq!(r.status, 429, "{}", r.body);
+    drop(heads);
+    // A trickle keeps the request clock from running out, but not the upload's own
+    // deadline (the request timeout plus its size at 16 KiB/s: 2 s here).
+    std::thread::sleep(Duration::from_millis(300));
+    let mut t = TcpStream::connect(s.addr).unwrap();
+    t.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    t.write_all(upload_head(&bob, "slow", "text/plain", 20_000).as_bytes())
+        .unwrap();
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    while t0.elapsed() < Duration::from_secs(6) {
+        if t.write_all(b"x").is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        if let Ok(n) = std::io::Read::read(&mut t, &mut buf) {
+            got.extend_from_slice(&buf[..n]);
+            if n == 0 || got.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    }
+    let head = String::from_utf8_lossy(&got);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head:?}");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
 }

@@ -79,8 +79,11 @@ impl Hub {
             } => self.history_read(to, room, forward, reader, result),
             Outcome::Search { reader, result } => self.search_read(to, reader, result),
             Outcome::Reacted(result) => self.reacted(to, result),
-            Outcome::Uploaded { result, .. } => self.uploaded(to, result, now),
+            Outcome::Uploaded { id, result } => self.uploaded(to, id, result, now),
             Outcome::FileAdded { result, .. } => self.file_added(to, result, now),
+            Outcome::FileAccess { id, range, result } => {
+                self.file_access_read(to, id, range, result)
+            }
             Outcome::Reactors { id, emoji, result } => self.reactors_read(to, id, emoji, result),
             Outcome::Sessions(result) => self.sessions_read(to, result),
             Outcome::ExportPage(result) => self.export_page(to, result),
@@ -203,6 +206,11 @@ impl Hub {
     fn inserted(&mut self, to: ReplyTo, result: Result<(MessageRow, bool), StoreError>) {
         let (row, duplicate) = match result {
             Ok(r) => r,
+            // An attached file was forgotten (swept) between the check and the write.
+            Err(StoreError::Conflict) => {
+                let msg = "a file of this message is no longer available; attach it again";
+                return self.answer_error(&to, ErrorCode::BadRequest, msg, 400);
+            }
             Err(_) => {
                 return self
                     .answer_unavailable(&to, "storage is unavailable; the message was not stored")
@@ -277,9 +285,11 @@ impl Hub {
             // An edit keeps the reactions the ring knows (the store's row has none);
             // a deletion drops them, as the store did.
             let reactions = std::mem::take(&mut m.reactions);
+            let attachments = std::mem::take(&mut m.attachments);
             *m = row.clone();
             if !row.deleted {
                 m.reactions = reactions;
+                m.attachments = attachments;
             }
         }
         let v = if row.deleted {

@@ -5,11 +5,14 @@
 
 use super::hub::{fail, unauthorized, Budget, Effect, Fail, Hub};
 use super::protocol::ErrorCode;
-use crate::config::{MAX_ATTACHMENTS, MAX_FILE_NAME_BYTES, UNATTACHED_FILE_TTL_MS};
+use crate::config::{
+    MAX_ATTACHMENTS, MAX_FILE_NAME_BYTES, MAX_UPLOADS_AT_ONCE, MAX_UPLOADS_IN_ALL,
+    UNATTACHED_FILE_TTL_MS,
+};
 use crate::files::{FileError, FileJob};
 use crate::http::{byte_range, percent_decode, Request, Response};
 use crate::id::{ConnId, RoomId, UserId};
-use crate::store::{FileRef, FileRow, ReplyTo, StoreError, StoreOp};
+use crate::store::{FileRef, FileRow, ReadJob, ReadOp, ReplyTo, StoreError, StoreOp};
 use crate::time::Now;
 use serde_json::json;
 
@@ -49,6 +52,17 @@ impl Hub {
                 "bad_request",
                 "an empty file is not a file",
             ));
+        }
+        let at_once = self.uploads.values().filter(|u| u.user == user).count();
+        if at_once >= MAX_UPLOADS_AT_ONCE {
+            let msg =
+                format!("at most {MAX_UPLOADS_AT_ONCE} uploads at once; wait for one to finish");
+            let body = json!({ "error": "rate_limited", "message": msg, "retry_after_ms": 1000 });
+            return Err(Response::json(429, &body).with_header("Retry-After", "1"));
+        }
+        if self.uploads.len() >= MAX_UPLOADS_IN_ALL {
+            let msg = "the server is taking as many uploads as it can; try again shortly";
+            return Err(Response::error(503, "overloaded", msg).with_header("Retry-After", "1"));
         }
         if let Err((_, msg)) = self.rate(user, Budget::Upload, now) {
             self.stats.rate_limited += 1;
@@ -97,8 +111,19 @@ impl Hub {
     }
 
     /// The file worker finished writing an upload (or could not).
-    pub(super) fn uploaded(&mut self, to: ReplyTo, result: Result<String, FileError>, now: Now) {
+    pub(super) fn uploaded(
+        &mut self,
+        to: ReplyTo,
+        id: String,
+        result: Result<String, FileError>,
+        now: Now,
+    ) {
         let Some(up) = self.uploads.get_mut(&to.conn) else {
+            if result.is_ok() {
+                // Its uploader left while the file was being finished: nobody has it.
+                self.fx
+                    .push(Effect::File(FileJob::Delete { ids: vec![id] }));
+            }
             return;
         };
         match result {
@@ -168,17 +193,48 @@ impl Hub {
         let Some(row) = self.files.get(id) else {
             return self.respond(conn, Response::error(404, "not_found", "no such file"));
         };
-        let allowed = row.uploader == user
-            || row
-                .rooms
-                .iter()
-                .any(|r| self.rooms.get(r).is_some_and(|room| room.is_member(user)));
-        if !allowed {
-            let msg = "this file was shared in a room you are not in";
-            return self.respond(conn, Response::error(403, "forbidden", msg));
+        let range = req.header("range").map(str::to_string);
+        if row.uploader == user {
+            return self.serve_file(conn, id, range.as_deref());
         }
+        // Anyone else: the database says whether a live message in one of their rooms
+        // carries it (memory does not keep every message's files).
+        let op = ReadOp::FileAccess {
+            id: id.to_string(),
+            user,
+            range,
+        };
+        let reply = ReplyTo {
+            conn,
+            via: crate::store::Via::Http,
+        };
+        self.fx.push(Effect::Read(ReadJob { reply, op }));
+    }
+
+    /// The answer to `ReadOp::FileAccess`.
+    pub(super) fn file_access_read(
+        &mut self,
+        to: ReplyTo,
+        id: String,
+        range: Option<String>,
+        result: Result<bool, StoreError>,
+    ) {
+        match result {
+            Ok(true) => self.serve_file(to.conn, &id, range.as_deref()),
+            Ok(false) => {
+                let msg = "this file was shared in a room you are not in";
+                self.respond(to.conn, Response::error(403, "forbidden", msg));
+            }
+            Err(_) => self.respond(to.conn, super::hub::storage_unavailable()),
+        }
+    }
+
+    fn serve_file(&mut self, conn: ConnId, id: &str, range: Option<&str>) {
+        let Some(row) = self.files.get(id) else {
+            return self.respond(conn, Response::error(404, "not_found", "no such file"));
+        };
         let f = &row.file;
-        let (first, last, status) = match byte_range(req.header("range"), f.size) {
+        let (first, last, status) = match byte_range(range, f.size) {
             Ok(None) => (0, f.size - 1, 200),
             Ok(Some((a, b))) => (a, b, 206),
             Err(()) => {
@@ -313,7 +369,7 @@ pub(super) fn file_name(header: Option<&str>) -> String {
     let raw = header.and_then(percent_decode).unwrap_or_default();
     let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let mut name = String::new();
-    for c in base.chars().filter(|c| !c.is_control()) {
+    for c in base.chars().filter(|c| !c.is_control() && !is_format(*c)) {
         if name.len() + c.len_utf8() > MAX_FILE_NAME_BYTES {
             break;
         }
@@ -325,6 +381,15 @@ pub(super) fn file_name(header: Option<&str>) -> String {
     } else {
         name
     }
+}
+
+/// Invisible formatting characters (Unicode Cf: bidi overrides and isolates, zero-width
+/// joiners and spaces, the BOM): in a file name they only serve to disguise it, as
+/// `…\u{202E}gnp.exe` shown as `…exe.png`.
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{AD}' | '\u{61C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
 }
 
 /// A `type/subtype` of token characters (parameters dropped), lower-cased; anything
@@ -382,6 +447,7 @@ mod tests {
         assert_eq!(file_name(Some("../../etc/passwd")), "passwd");
         assert_eq!(file_name(Some("C:%5Cx%5Cy.png")), "y.png");
         assert_eq!(file_name(Some("a%0Ab%00c")), "abc");
+        assert_eq!(file_name(Some("cat%E2%80%AEgnp.exe")), "catgnp.exe");
         assert_eq!(file_name(Some("..")), "file");
         assert_eq!(file_name(Some("%ZZ")), "file");
         assert_eq!(file_name(None), "file");

@@ -277,9 +277,24 @@ pub fn valid_emoji(s: &str) -> bool {
             k.is_ascii_digit() || *k == '#' || *k == '*'
         }
         [a, b] if regional(*a) && regional(*b) => true,
-        // Subdivision flags: 🏴 + tag letters + cancel tag.
-        ['\u{1F3F4}', rest @ .., '\u{E007F}'] if !rest.is_empty() => rest.iter().all(|c| tag(*c)),
-        _ => cs.split(|c| *c == '\u{200D}').all(emoji_element),
+        // Subdivision flags: 🏴 + tag letters + cancel tag (the three Unicode names).
+        ['\u{1F3F4}', rest @ .., '\u{E007F}'] if !rest.is_empty() => {
+            let tags: String = rest
+                .iter()
+                .map(|c| char::from_u32(*c as u32 - 0xE0000).unwrap_or('?'))
+                .collect();
+            rest.iter().all(|c| tag(*c)) && ["gbeng", "gbsct", "gbwls"].contains(&tags.as_str())
+        }
+        _ => {
+            let parts: Vec<&[char]> = cs.split(|c| *c == '\u{200D}').collect();
+            // Symbols and enclosed letters never join into sequences (they would spell).
+            let joinable = |p: &[char]| {
+                p.first()
+                    .is_some_and(|c| !(0x1F000..0x1F300).contains(&(*c as u32)))
+            };
+            parts.iter().all(|p| emoji_element(p))
+                && (parts.len() == 1 || parts.iter().all(|p| joinable(p)))
+        }
     }
 }
 
@@ -303,7 +318,9 @@ fn pictograph(c: char) -> bool {
         | 0x231A..=0x231B | 0x2328 | 0x23CF | 0x23E9..=0x23F3 | 0x23F8..=0x23FA | 0x24C2
         | 0x25AA..=0x25AB | 0x25B6 | 0x25C0 | 0x25FB..=0x25FE | 0x2600..=0x27BF
         | 0x2934..=0x2935 | 0x2B05..=0x2B07 | 0x2B1B..=0x2B1C | 0x2B50 | 0x2B55 | 0x3030
-        | 0x303D | 0x3297 | 0x3299 | 0x1F000..=0x1F1E5 | 0x1F200..=0x1F3FA | 0x1F400..=0x1FAFF)
+        | 0x303D | 0x3297 | 0x3299 | 0x1F004 | 0x1F0CF | 0x1F170..=0x1F171 | 0x1F17E..=0x1F17F
+        | 0x1F18E | 0x1F191..=0x1F19A | 0x1F201..=0x1F202 | 0x1F21A | 0x1F22F | 0x1F232..=0x1F23A
+        | 0x1F250..=0x1F251 | 0x1F300..=0x1F3FA | 0x1F400..=0x1FAFF)
 }
 
 /// An `error` reply.
@@ -479,6 +496,9 @@ mod tests {
             "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
             "🫠",
             "🀄",
+            "🅰️",
+            "🆗",
+            "🈁",
         ] {
             assert!(valid_emoji(ok), "{ok:?} should be an emoji");
         }
@@ -502,6 +522,10 @@ mod tests {
             "\u{202E}👍",
             "1\u{20E3}\u{20E3}",
             "🏴\u{E007F}",
+            "🅵\u{200D}🆄\u{200D}🅲\u{200D}🅺",
+            "🄀",
+            "🅵",
+            "🏴\u{E0061}\u{E007F}",
             "\u{E0067}",
         ] {
             assert!(!valid_emoji(bad), "{bad:?} should be refused");

@@ -62,6 +62,7 @@ impl Room {
                 m.text.clear();
                 m.deleted = true;
                 m.reactions.clear();
+                m.attachments.clear();
                 continue;
             }
             for r in &mut m.reactions {

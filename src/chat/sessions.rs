@@ -543,6 +543,8 @@ impl Hub {
             }
             room.blank_messages_of(user);
         }
+        // Files on their messages are attached to nothing now: forget them at once.
+        self.next_sweep = None;
         self.invites.remove(&user);
         for list in self.invites.values_mut() {
             list.retain(|i| i.by != user);

@@ -233,28 +233,35 @@ pub fn byte_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>,
     if spec.contains(',') {
         return Ok(None);
     }
-    let (a, b) = spec.trim().split_once('-').ok_or(())?;
-    let num = |s: &str| -> Result<Option<u64>, ()> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Ok(None);
-        }
-        if !s.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(());
-        }
-        s.parse().map(Some).map_err(|_| ())
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
     };
-    match (num(a)?, num(b)?) {
+    let (a, b) = (a.trim(), b.trim());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    // Digits too many for u64 mean "past any file".
+    let num = |s: &str| s.parse::<u64>().unwrap_or(u64::MAX);
+    match (digits(a), digits(b)) {
         // The last `n` bytes.
-        (None, Some(n)) if n > 0 && size > 0 => Ok(Some((size.saturating_sub(n), size - 1))),
-        (Some(first), last) if first < size => {
-            let last = last.map_or(size - 1, |l| l.min(size - 1));
-            if last < first {
+        (false, true) if a.is_empty() => match num(b) {
+            0 => Err(()),
+            _ if size == 0 => Err(()),
+            n => Ok(Some((size.saturating_sub(n), size - 1))),
+        },
+        (true, true) if num(b) < num(a) => Ok(None),
+        (true, _) if b.is_empty() || digits(b) => {
+            let first = num(a);
+            if first >= size {
                 return Err(());
             }
+            let last = if b.is_empty() {
+                size - 1
+            } else {
+                num(b).min(size - 1)
+            };
             Ok(Some((first, last)))
         }
-        _ => Err(()),
+        // Not a valid range: ignored, the whole file is sent (RFC 9110 §14.2).
+        _ => Ok(None),
     }
 }
 
@@ -375,9 +382,17 @@ mod tests {
         assert_eq!(byte_range(Some("bytes=8-100"), 10), Ok(Some((8, 9))));
         assert_eq!(byte_range(Some("bytes=9-9"), 10), Ok(Some((9, 9))));
         assert_eq!(byte_range(Some("bytes=10-"), 10), Err(()));
-        assert_eq!(byte_range(Some("bytes=4-2"), 10), Err(()));
+        assert_eq!(byte_range(Some("bytes=4-2"), 10), Ok(None));
+        assert_eq!(
+            byte_range(Some("bytes=0-99999999999999999999999"), 10),
+            Ok(Some((0, 9)))
+        );
+        assert_eq!(
+            byte_range(Some("bytes=99999999999999999999999-"), 10),
+            Err(())
+        );
         assert_eq!(byte_range(Some("bytes=-0"), 10), Err(()));
-        assert_eq!(byte_range(Some("bytes=x-2"), 10), Err(()));
+        assert_eq!(byte_range(Some("bytes=x-2"), 10), Ok(None));
         assert_eq!(byte_range(Some("bytes=0-1,4-5"), 10), Ok(None));
         assert_eq!(byte_range(Some("items=0-1"), 10), Ok(None));
         assert_eq!(byte_range(Some("bytes=0-0"), 0), Err(()));

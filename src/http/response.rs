@@ -92,7 +92,11 @@ pub fn chunk(bytes: &[u8]) -> Vec<u8> {
 
 pub fn reason(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
         101 => "Switching Protocols",
+        206 => "Partial Content",
+        416 => "Range Not Satisfiable",
+        507 => "Insufficient Storage",
         200 => "OK",
         201 => "Created",
         204 => "No Content",

@@ -161,7 +161,10 @@ impl Conn {
         match &self.state {
             ConnState::Http(h) => match h.phase {
                 Phase::Idle => h.since + cfg.keepalive_timeout,
-                Phase::Reading => h.since + cfg.request_timeout,
+                Phase::Reading => {
+                    let t = h.since + cfg.request_timeout;
+                    h.upload.as_ref().map_or(t, |u| t.min(u.deadline))
+                }
                 // With the Hub or a worker, or sending its response (a download can take
                 // long): no clock of its own; output that stops moving is the stall
                 // timeout's (`deadline`).

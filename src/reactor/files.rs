@@ -18,6 +18,8 @@ use std::io::{self, Read};
 pub struct UploadState {
     /// Body bytes still to read from the client.
     pub remaining: u64,
+    /// The whole body must be here by then (`MIN_UPLOAD_BYTES_PER_SEC`).
+    pub deadline: std::time::Instant,
     /// Bytes handed to the worker and not yet written.
     pub in_flight: usize,
 }
@@ -65,9 +67,14 @@ impl Server {
                     self.enqueue(key, Chunk::owned(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()));
                 }
                 let now = self.now.mono;
+                let allowed = self.config.request_timeout
+                    + std::time::Duration::from_secs(
+                        size / crate::config::MIN_UPLOAD_BYTES_PER_SEC,
+                    );
                 if let ConnState::Http(h) = &mut self.conns[key].state {
                     h.upload = Some(UploadState {
                         remaining: size,
+                        deadline: now + allowed,
                         in_flight: 0,
                     });
                     // The request timeout now counts from the last bytes that came.

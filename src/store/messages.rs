@@ -388,3 +388,16 @@ pub fn all_files(conn: &Connection) -> rusqlite::Result<Vec<FileRow>> {
     }
     Ok(files)
 }
+
+/// Whether `user` is a member of a room where file `id` is attached to a message that is
+/// not deleted: asked at each download, so that leaving a room or deleting a message
+/// takes the access away at once.
+pub fn file_access(conn: &Connection, id: &str, user: UserId) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM attachments a
+           JOIN messages m ON m.id = a.message_id AND m.deleted = 0
+           JOIN members mb ON mb.room_id = m.room_id AND mb.user_id = ?2
+           WHERE a.file_id = ?1)",
+    )?
+    .query_row(params![id, user], |r| r.get(0))
+}

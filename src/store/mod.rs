@@ -52,6 +52,8 @@ pub struct FileRow {
     pub file: FileRef,
     pub uploader: UserId,
     pub created_at: i64,
+    /// Rooms it was posted in (for the record; downloads ask the database, which also
+    /// knows of messages deleted since).
     pub rooms: Vec<RoomId>,
 }
 
@@ -382,6 +384,13 @@ pub enum ReadOp {
         /// Whose page it is: their own reactions are marked.
         reader: UserId,
     },
+    /// Whether `user` is in a room where file `id` is posted on a live message (the
+    /// download's `range` header travels along).
+    FileAccess {
+        id: String,
+        user: UserId,
+        range: Option<String>,
+    },
     /// Who reacted to message `id` with `emoji`, by name after `after`.
     Reactors {
         id: i64,
@@ -423,6 +432,11 @@ impl ReadOp {
             },
             ReadOp::Search { reader, .. } => Outcome::Search {
                 reader: *reader,
+                result: Err(StoreError::Unavailable),
+            },
+            ReadOp::FileAccess { id, range, .. } => Outcome::FileAccess {
+                id: id.clone(),
+                range: range.clone(),
                 result: Err(StoreError::Unavailable),
             },
             ReadOp::Reactors { id, emoji, .. } => Outcome::Reactors {
@@ -478,6 +492,12 @@ pub enum Outcome {
     },
     /// Part of a file being downloaded (for the reactor).
     FileChunk(Result<Vec<u8>, FileError>),
+    /// Whether a download may go ahead (`ReadOp::FileAccess`).
+    FileAccess {
+        id: String,
+        range: Option<String>,
+        result: Result<bool, StoreError>,
+    },
     /// A page of who reacted: the message's room, names, and whether more follow.
     Reactors {
         id: i64,

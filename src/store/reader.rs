@@ -3,7 +3,7 @@
 
 use super::load::open_reader;
 use super::messages::{
-    fill_attachments, fill_reactions, message_from_row, reactors, MESSAGE_COLUMNS,
+    file_access, fill_attachments, fill_reactions, message_from_row, reactors, MESSAGE_COLUMNS,
 };
 use super::{Completion, MessageRow, Notifier, Outcome, ReadJob, ReadOp, StoreError};
 use rusqlite::Connection;
@@ -57,6 +57,11 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
                 Ok((rows, more))
             })
             .map_err(log_err),
+        },
+        ReadOp::FileAccess { id, user, range } => Outcome::FileAccess {
+            result: file_access(conn, &id, user).map_err(log_err),
+            id,
+            range,
         },
         ReadOp::Reactors {
             id,

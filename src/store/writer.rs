@@ -6,7 +6,9 @@
 //! the commit fails, every answer of the batch says `Unavailable` and nothing of it is
 //! acknowledged.
 
-use super::messages::{add_file, attach, change_message, insert_message, react, sweep_files};
+use super::messages::{
+    add_file, attach, change_message, fill_attachments, insert_message, react, sweep_files,
+};
 use super::{Completion, NewRoom, Notifier, Outcome, StoreCmd, StoreError, StoreOp};
 use crate::id::{RoomId, UserId};
 use crate::time::now_ms;
@@ -470,7 +472,10 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
         } => Outcome::Inserted(
             insert_message(tx, *room_id, *user_id, text, client_id.as_deref())
                 .and_then(|(mut row, dup)| {
-                    if !dup {
+                    if dup {
+                        // A retry: answered as first stored, with its files.
+                        fill_attachments(tx, std::slice::from_mut(&mut row))?;
+                    } else {
                         attach(tx, &mut row, attachments)?;
                     }
                     Ok((row, dup))

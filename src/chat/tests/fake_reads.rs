@@ -7,6 +7,22 @@ use crate::store::{MessageRow, Outcome, ReadOp};
 impl World {
     pub(super) fn read(&self, op: &ReadOp) -> Outcome {
         match op {
+            ReadOp::FileAccess { id, user, range } => {
+                let allowed = self.messages.iter().any(|m| {
+                    !m.deleted
+                        && m.attachments.iter().any(|f| f.id == *id)
+                        && self
+                            .hub
+                            .rooms
+                            .get(&m.room_id)
+                            .is_some_and(|r| r.is_member(*user))
+                });
+                Outcome::FileAccess {
+                    id: id.clone(),
+                    range: range.clone(),
+                    result: Ok(allowed),
+                }
+            }
             ReadOp::History {
                 room,
                 room_id,

@@ -59,6 +59,8 @@ impl Hub {
             } => self.token_created(to, token, user_id, expires_at, result, now),
             Outcome::Inserted(result) => self.inserted(to, result),
             Outcome::Changed(result) => self.changed(to, result, now),
+            // A socket's write acknowledged only once committed (an invitation).
+            Outcome::Written(result) if matches!(to.via, Via::Ws { .. }) => self.acked(to, result),
             Outcome::Written(result) if self.deletions.contains_key(&to.conn) => {
                 self.account_deleted(to, result, now)
             }
@@ -304,5 +306,22 @@ impl Hub {
             })
         };
         self.deliver_committed(row.room_id, v, &to);
+    }
+
+    /// A write a socket asked for committed (or failed): what waited for it goes out.
+    fn acked(&mut self, to: ReplyTo, result: Result<(), StoreError>) {
+        let sends = self.acks.get_mut(&to.conn).and_then(|q| q.pop_front());
+        if self.acks.get(&to.conn).is_some_and(|q| q.is_empty()) {
+            self.acks.remove(&to.conn);
+        }
+        match (result, sends) {
+            (Ok(()), Some(sends)) => {
+                for (conn, v) in sends {
+                    self.send(conn, v);
+                }
+            }
+            (Err(_), _) => self.answer_unavailable(&to, "storage is unavailable; try again"),
+            (Ok(()), None) => {}
+        }
     }
 }

@@ -92,6 +92,9 @@ pub struct Hub {
     pub(super) logins: HashMap<ConnId, super::sessions::LoginAttempt>,
     /// Password changes on their way (check the old, hash the new, store).
     pub(super) password_changes: HashMap<ConnId, super::sessions::PasswordChange>,
+    /// What to send once a socket's writes commit, in the order they were asked
+    /// (the writer answers in order): each entry is (socket, frame) pairs.
+    pub(super) acks: HashMap<ConnId, std::collections::VecDeque<Vec<(ConnId, Value)>>>,
     /// Every stored file, by id.
     pub(super) files: HashMap<String, crate::store::FileRow>,
     /// Uploads on their way, by connection.
@@ -161,6 +164,7 @@ impl Hub {
             deletions: HashMap::new(),
             exports: HashMap::new(),
             files: HashMap::new(),
+            acks: HashMap::new(),
             uploads: HashMap::new(),
             next_sweep: None,
             invite_of: HashMap::new(),

@@ -321,11 +321,18 @@ impl Hub {
                 user_id: invitee,
                 by: cx.user,
             };
-            self.store(None, op);
-            for c in self.users[&invitee].conns.clone() {
-                self.send(c, v.clone());
-            }
+            // Said to anyone only once it is on disk (`done::acked`).
+            self.store(Some(cx.reply_to()), op);
+            let mut sends: Vec<(ConnId, Value)> = self.users[&invitee]
+                .conns
+                .iter()
+                .map(|c| (*c, v.clone()))
+                .collect();
+            sends.push((cx.conn, with_ref(v, cx.req.as_deref())));
+            self.acks.entry(cx.conn).or_default().push_back(sends);
+            return Ok(());
         }
+        // Nothing to store (already invited, or a member): answered at once.
         self.send(cx.conn, with_ref(v, cx.req.as_deref()));
         Ok(())
     }

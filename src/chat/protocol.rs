@@ -377,8 +377,16 @@ mod tests {
             (e.code, e.req.as_deref()),
             (ErrorCode::BadRequest, Some("r2"))
         );
-        let long_ref = format!(r#"{{"type":"send","ref":"{}"}}"#, "x".repeat(65));
-        assert_eq!(decode(&long_ref).unwrap_err().code, ErrorCode::BadRequest);
+        // A request that is valid but for its ref: the ref alone decides.
+        let with_ref = |n: usize| {
+            let r = "x".repeat(n);
+            decode(&format!(
+                r#"{{"type":"send","room":"a","text":"hi","ref":"{r}"}}"#
+            ))
+        };
+        assert_eq!(with_ref(MAX_REF_LEN).unwrap().1.map(|r| r.len()), Some(64));
+        let e = with_ref(MAX_REF_LEN + 1).unwrap_err();
+        assert_eq!((e.code, e.req), (ErrorCode::BadRequest, None));
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(decode(&deep).unwrap_err().code, ErrorCode::BadRequest);
     }

@@ -466,6 +466,7 @@ mod tests {
             "🇫🇷",
             "1️⃣",
             "#⃣",
+            "*️⃣",
             "©️",
             "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
             "🫠",
@@ -492,6 +493,12 @@ mod tests {
             "👍\u{0301}",
             "\u{202E}👍",
             "1\u{20E3}\u{20E3}",
+            // Keycaps are for digits, '#' and '*' only.
+            "a\u{20E3}",
+            "a\u{FE0F}\u{20E3}",
+            // A flag is two regional indicators, not one beside something else.
+            "🇫👍",
+            "👍🇫",
             "🏴\u{E007F}",
             "\u{E0067}",
         ] {

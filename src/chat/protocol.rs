@@ -410,8 +410,16 @@ mod tests {
             (e.code, e.req.as_deref()),
             (ErrorCode::BadRequest, Some("r2"))
         );
-        let long_ref = format!(r#"{{"type":"send","ref":"{}"}}"#, "x".repeat(65));
-        assert_eq!(decode(&long_ref).unwrap_err().code, ErrorCode::BadRequest);
+        // A request that is valid but for its ref: the ref alone decides.
+        let with_ref = |n: usize| {
+            let r = "x".repeat(n);
+            decode(&format!(
+                r#"{{"type":"send","room":"a","text":"hi","ref":"{r}"}}"#
+            ))
+        };
+        assert_eq!(with_ref(MAX_REF_LEN).unwrap().1.map(|r| r.len()), Some(64));
+        let e = with_ref(MAX_REF_LEN + 1).unwrap_err();
+        assert_eq!((e.code, e.req), (ErrorCode::BadRequest, None));
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(decode(&deep).unwrap_err().code, ErrorCode::BadRequest);
     }
@@ -492,6 +500,7 @@ mod tests {
             "🇫🇷",
             "1️⃣",
             "#⃣",
+            "*️⃣",
             "©️",
             "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
             "🫠",
@@ -521,6 +530,12 @@ mod tests {
             "👍\u{0301}",
             "\u{202E}👍",
             "1\u{20E3}\u{20E3}",
+            // Keycaps are for digits, '#' and '*' only.
+            "a\u{20E3}",
+            "a\u{FE0F}\u{20E3}",
+            // A flag is two regional indicators, not one beside something else.
+            "🇫👍",
+            "👍🇫",
             "🏴\u{E007F}",
             "🅵\u{200D}🆄\u{200D}🅲\u{200D}🅺",
             "🄀",

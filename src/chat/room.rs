@@ -235,6 +235,9 @@ mod tests {
         assert_eq!((ids(m), complete), (vec![6, 7, 8, 9, 10], false));
         let (m, complete) = r.since(5, 2);
         assert_eq!((ids(m), complete), (vec![9, 10], false));
+        // From inside the ring too, at most `max`: the newest ones.
+        let (m, complete) = r.since(7, 2);
+        assert_eq!((ids(m), complete), (vec![9, 10], false));
         let (m, more) = r.page_before(11, 3).unwrap();
         assert_eq!((ids(m), more), (vec![8, 9, 10], true));
         assert!(r.page_before(9, 3).is_none(), "needs the database");

@@ -477,3 +477,73 @@ fn catch_up(room: &Room, since: i64) -> (Vec<&MessageRow>, bool, Option<i64>) {
     let next = (!whole).then(|| head[..n].last().map_or(since, |m| m.id));
     (head[..n].to_vec(), whole, next)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Reaction;
+
+    fn row(text: &str) -> MessageRow {
+        MessageRow {
+            id: 1,
+            text: text.into(),
+            ..MessageRow::default()
+        }
+    }
+
+    /// A message whose share of a reply is exactly `bytes`.
+    fn costing(bytes: usize) -> MessageRow {
+        row(&"a".repeat(bytes - 200))
+    }
+
+    fn fits(msgs: &[MessageRow], from_end: bool) -> usize {
+        let refs: Vec<&MessageRow> = msgs.iter().collect();
+        within_reply_bytes(&refs, from_end)
+    }
+
+    #[test]
+    fn a_message_costs_its_text_as_json_escapes_it_and_its_fields() {
+        assert_eq!(reply_bytes(&row("abc")), 203);
+        // Two bytes for a quote, a backslash and the short escapes; six (\u00XX) for the
+        // other control characters.
+        assert_eq!(reply_bytes(&row("\"\\\n\r\t\u{8}\u{c}")), 200 + 7 * 2);
+        assert_eq!(reply_bytes(&row("\u{1}\u{1f}")), 200 + 2 * 6);
+        let mut m = row("a");
+        m.client_id = Some("0123456789".into());
+        assert_eq!(reply_bytes(&m), 201 + 10 * 6);
+        m.reactions = vec![
+            Reaction {
+                emoji: "👍".into(),
+                count: 3,
+                users: vec![1, 2, 3],
+            },
+            Reaction {
+                emoji: "🎉".into(),
+                count: 1,
+                users: vec![2],
+            },
+        ];
+        assert_eq!(reply_bytes(&m), 261 + 2 * (2 * 4 + 16));
+    }
+
+    #[test]
+    fn a_reply_takes_messages_up_to_exactly_its_budget() {
+        let half = REPLY_MAX_BYTES / 2;
+        assert_eq!(fits(&[costing(half), costing(half)], false), 2);
+        assert_eq!(fits(&[costing(half), costing(half + 1)], false), 1);
+        assert_eq!(fits(&[costing(half + 1), costing(half)], true), 1);
+        // One message over the whole budget still goes, alone: a reply always moves on.
+        let huge = [costing(REPLY_MAX_BYTES + 1), row("b")];
+        assert_eq!(fits(&huge, false), 1);
+        assert_eq!(fits(&huge[..1], true), 1);
+        assert_eq!(fits(&[], false), 0);
+    }
+
+    #[test]
+    fn a_reply_counts_from_the_end_it_keeps() {
+        let tenth = REPLY_MAX_BYTES / 10;
+        let msgs = [costing(8 * tenth), costing(3 * tenth), costing(3 * tenth)];
+        assert_eq!(fits(&msgs, false), 1);
+        assert_eq!(fits(&msgs, true), 2);
+    }
+}

@@ -117,11 +117,8 @@ impl Hub {
             Ok(()) => self.dispatch(&cx, msg),
         };
         if let Err((code, message)) = result {
-            if code == ErrorCode::RateLimited {
-                self.stats.rate_limited += 1;
-            }
-            let v = self.error_value(code, &message, cx.req.as_deref());
-            self.send(conn, v);
+            let status = super::queries::status_of(code);
+            self.answer_error(&cx.reply_to(), code, &message, status);
         }
     }
 

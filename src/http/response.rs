@@ -119,3 +119,95 @@ pub fn reason(status: u16) -> &'static str {
         _ => "Unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_response_is_written_out_exactly() {
+        let r = Response::error(429, "rate_limited", "slow down").with_header("Retry-After", "2");
+        let body = r#"{"error":"rate_limited","message":"slow down"}"#;
+        assert_eq!(
+            text(r.to_bytes(true)),
+            format!(
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nRetry-After: 2\r\n\r\n{body}",
+                body.len()
+            )
+        );
+        // The last response on a connection says so.
+        assert!(text(r.to_bytes(false)).ends_with(&format!(
+            "Retry-After: 2\r\nConnection: close\r\n\r\n{body}"
+        )));
+    }
+
+    #[test]
+    fn no_content_has_no_type_and_no_length() {
+        assert_eq!(
+            text(Response::no_content().to_bytes(true)),
+            "HTTP/1.1 204 No Content\r\n\r\n"
+        );
+        // Any other status says how long its body is, even an empty one.
+        assert_eq!(
+            text(Response::new(200, "", Vec::new()).to_bytes(true)),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_chunked_response_has_no_length_and_ends_the_connection() {
+        let r = Response::new(200, "application/json", Vec::new())
+            .with_header("Content-Disposition", "attachment");
+        assert_eq!(
+            text(r.chunked_head()),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+             Content-Disposition: attachment\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        let untyped = Response::new(200, "", Vec::new());
+        assert_eq!(
+            text(untyped.chunked_head()),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        // The size in hexadecimal; the empty chunk ends the body.
+        assert_eq!(
+            text(chunk(&[b'x'; 26])),
+            format!("1a\r\n{}\r\n", "x".repeat(26))
+        );
+        assert_eq!(text(chunk(b"")), "0\r\n\r\n");
+    }
+
+    #[test]
+    fn each_status_has_its_reason_phrase() {
+        for (status, phrase) in [
+            (101, "Switching Protocols"),
+            (200, "OK"),
+            (201, "Created"),
+            (204, "No Content"),
+            (304, "Not Modified"),
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (403, "Forbidden"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (408, "Request Timeout"),
+            (409, "Conflict"),
+            (411, "Length Required"),
+            (413, "Content Too Large"),
+            (426, "Upgrade Required"),
+            (429, "Too Many Requests"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (503, "Service Unavailable"),
+            (505, "HTTP Version Not Supported"),
+            (418, "Unknown"),
+        ] {
+            assert_eq!(reason(status), phrase, "{status}");
+        }
+    }
+}

@@ -205,3 +205,40 @@ fn an_export_is_one_document_of_every_message_in_pages() {
     assert_eq!(msgs[n]["text"], "psst");
     assert!(w.hub.exports.is_empty(), "nothing kept once done");
 }
+
+#[test]
+fn one_export_at_a_time_per_account_until_its_connection_goes() {
+    let mut w = World::new();
+    let ta = w.login("alice");
+    let tb = w.login("bob");
+    // An export whose first page has not been asked for yet: its effects are held back.
+    let first = w.conn();
+    let req = crate::http::Request {
+        method: "GET".into(),
+        path: "/account/export".into(),
+        query: String::new(),
+        headers: vec![("authorization".into(), format!("Bearer {ta}"))],
+        body: Vec::new(),
+        keep_alive: true,
+    };
+    let held = w
+        .hub
+        .handle_http(first, w.client_ip, &Route::Export, &req, w.now);
+    assert!(!held.is_empty());
+    let export = |w: &mut World, t: &str| {
+        w.http(
+            Route::Export,
+            "GET",
+            "/account/export",
+            Some(t),
+            Value::Null,
+        )
+    };
+    let (s, v) = export(&mut w, &ta);
+    assert_eq!((s, v["error"].as_str()), (429, Some("rate_limited")));
+    // Someone else's export is no reason to wait.
+    assert_eq!(export(&mut w, &tb).0, 200);
+    // Once the first one's connection is gone, she may start again.
+    w.hub.export_gone(first);
+    assert_eq!(export(&mut w, &ta).0, 200);
+}

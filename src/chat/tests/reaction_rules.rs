@@ -355,3 +355,52 @@ fn reactors_pages_names_to_members_only() {
     );
     assert_eq!(World::error_code(&got), "forbidden");
 }
+
+#[test]
+fn reactors_reads_in_flight_are_bounded_per_socket() {
+    use crate::chat::Effect;
+    use crate::config::MAX_PENDING_READS;
+    let mut w = World::new();
+    let a = w.socket("alice");
+    let m = w.send(a, "general", "vote");
+    let req = json!({"type": "reactors", "id": m["id"], "emoji": "👍"}).to_string();
+    // Reads not answered yet (their effects are held back) count against the socket.
+    for _ in 0..MAX_PENDING_READS {
+        let fx = w.hub.handle_ws(a, &req, w.now);
+        assert!(matches!(fx[..], [Effect::Read(_)]), "{fx:?}");
+    }
+    let got = w.ws(
+        a,
+        json!({"type": "reactors", "id": m["id"], "emoji": "👍", "ref": "x"}),
+    );
+    let e = World::one(&got, "error");
+    assert_eq!(
+        (e["code"].as_str(), e["message"].as_str()),
+        (Some("rate_limited"), Some("too many reads in flight"))
+    );
+}
+
+#[test]
+fn taking_a_reaction_back_leaves_the_others_in_memory() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    let m = w.send(a, "general", "vote");
+    w.react_frame(a, &m["id"], "👍", true);
+    w.react_frame(b, &m["id"], "👍", true);
+    w.react_frame(b, &m["id"], "👍", false);
+    // The page comes from the ring, as each of them sees it.
+    let seen_by = |w: &mut World, c| {
+        let got = w.ws(c, json!({"type": "history", "room": "general"}));
+        World::one(&got, "history")["messages"][0].clone()
+    };
+    let v = seen_by(&mut w, a);
+    assert_eq!(
+        (&v["reactions"], &v["mine"]),
+        (&json!({"👍": 1}), &json!(["👍"]))
+    );
+    let v = seen_by(&mut w, b);
+    assert_eq!((&v["reactions"], v.get("mine")), (&json!({"👍": 1}), None));
+    w.react_frame(a, &m["id"], "👍", false);
+    assert_eq!(seen_by(&mut w, a)["reactions"], json!({}));
+}

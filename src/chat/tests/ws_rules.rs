@@ -592,3 +592,37 @@ fn delivery_receipts_are_cumulative_and_only_told_in_small_rooms() {
     assert_eq!(World::one(&got, "delivered")["id"], m3);
     assert!(w.take(a).is_empty(), "no receipts in big rooms");
 }
+
+#[test]
+fn only_rate_limited_errors_say_when_to_retry_or_count_as_limited() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    let got = w.ws(a, json!({"type": "leave", "room": "general", "ref": "g"}));
+    let refused = json!({"type": "error", "code": "bad_request",
+        "message": "everyone stays in general", "ref": "g"});
+    assert_eq!(got, vec![refused]);
+    // A store failure answered later is not a rate limit either.
+    let id = w.send(a, "general", "hi")["id"].clone();
+    w.storage_ok = false;
+    let got = w.ws(
+        a,
+        json!({"type": "edit", "id": id, "text": "ho", "ref": "e"}),
+    );
+    let unavailable = json!({"type": "error", "code": "overloaded",
+        "message": "storage is unavailable; try again", "ref": "e"});
+    assert_eq!(got, vec![unavailable]);
+    assert_eq!(w.hub.stats.rate_limited, 0);
+    w.storage_ok = true;
+    // The leave took one action of the budget.
+    for _ in 1..w.hub.cfg.action_burst as usize {
+        w.ws(a, json!({"type": "join", "room": "general"}));
+    }
+    let got = w.ws(a, json!({"type": "join", "room": "general"}));
+    let e = World::one(&got, "error");
+    let ms = (1000.0 / w.hub.cfg.action_rate) as u64 + 1;
+    assert_eq!(
+        (e["code"].as_str(), e["retry_after_ms"].as_u64()),
+        (Some("rate_limited"), Some(ms))
+    );
+    assert_eq!(w.hub.stats.rate_limited, 1);
+}

@@ -220,6 +220,7 @@ fn one_export_at_a_time_per_account_until_its_connection_goes() {
         headers: vec![("authorization".into(), format!("Bearer {ta}"))],
         body: Vec::new(),
         keep_alive: true,
+        upload: None,
     };
     let held = w
         .hub

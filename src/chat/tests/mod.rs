@@ -8,6 +8,8 @@ mod confirm_rules;
 mod fake_reads;
 mod http_rules;
 mod reaction_rules;
+mod receipt_rules;
+mod rooms_http_rules;
 mod rooms_rules;
 mod snapshot_rules;
 mod ws_rules;

@@ -93,6 +93,23 @@ mod tests {
     }
 
     #[test]
+    fn wait_says_how_long_until_a_token_without_taking_one() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let (rate, burst) = (4.0, 2.0);
+        let mut b = Bucket::new(burst, t0);
+        assert_eq!(b.wait(rate, burst, t0), None);
+        assert!(b.take(rate, burst, t0).is_ok());
+        assert!(b.take(rate, burst, t0).is_ok());
+        assert_eq!(b.wait(rate, burst, t0), Some(ms(250)));
+        // Half a token back after 125 ms: the other half takes 125 ms more.
+        assert_eq!(b.wait(rate, burst, t0 + ms(125)), Some(ms(125)));
+        assert_eq!(b.wait(rate, burst, t0 + ms(125)), Some(ms(125)));
+        assert_eq!(b.wait(rate, burst, t0 + ms(250)), None);
+        assert!(b.take(rate, burst, t0 + ms(250)).is_ok());
+    }
+
+    #[test]
     fn per_minute_limit() {
         let t0 = Instant::now();
         let (rate, burst) = (10.0 / 60.0, 10.0);

@@ -292,6 +292,15 @@ mod tests {
             route_parts("POST", "/rooms/leave"),
             Route::MethodNotAllowed { allow: "GET" }
         );
+        // Not one room name: no such room to leave, whatever the method allows.
+        assert_eq!(route_parts("POST", "/rooms/a/b/leave"), Route::NotFound);
+        assert_eq!(route_parts("POST", "/rooms/%zz/leave"), Route::NotFound);
+        // Under /rooms/ only GET is ever answered (a page of the web UI at worst).
+        assert_eq!(
+            route_parts("DELETE", "/rooms/a/b"),
+            Route::MethodNotAllowed { allow: "GET" }
+        );
+        assert_eq!(route_parts("DELETE", "/other/a"), Route::NotFound);
         assert_eq!(route_parts("GET", "/invitations"), Route::Invitations);
         assert_eq!(route_parts("GET", "/account/sessions"), Route::Sessions);
         assert_eq!(route_parts("DELETE", "/account"), Route::DeleteAccount);

@@ -243,3 +243,47 @@ fn one_export_at_a_time_per_account_until_its_connection_goes() {
     w.hub.export_gone(first);
     assert_eq!(export(&mut w, &ta).0, 200);
 }
+
+#[test]
+fn a_reset_code_sets_a_new_password_and_ends_every_session() {
+    let mut w = world();
+    let t = w.login("alice");
+    let s = w.socket_with(&t);
+    let reset = |w: &mut World, body: Value| {
+        w.http(Route::ResetPassword, "POST", "/account/reset", None, body)
+    };
+    let (st, v) = reset(&mut w, json!({"name": "alice", "code": "c"}));
+    assert_eq!((st, v["error"].as_str()), (400, Some("bad_json")));
+    let (st, v) = reset(
+        &mut w,
+        json!({"name": "alice", "code": "c", "new": "short"}),
+    );
+    assert_eq!((st, v["error"].as_str()), (400, Some("invalid_password")));
+    // An unknown name answers like a wrong code.
+    let (st, v) = reset(
+        &mut w,
+        json!({"name": "nobody", "code": "c", "new": "password2"}),
+    );
+    assert_eq!((st, v["error"].as_str()), (403, Some("invalid_code")));
+    // The fake store takes any code; the real one checks it in the write's transaction.
+    let (st, _) = reset(
+        &mut w,
+        json!({"name": "alice", "code": "c", "new": "password2"}),
+    );
+    assert_eq!(st, 204);
+    assert_eq!(w.closed.iter().map(|c| c.0).collect::<Vec<_>>(), vec![s]);
+    let sessions = w.http(
+        Route::Sessions,
+        "GET",
+        "/account/sessions",
+        Some(&t),
+        Value::Null,
+    );
+    assert_eq!(sessions.0, 401);
+    let login = |w: &mut World, pw: &str| {
+        let body = json!({"username": "alice", "password": pw});
+        w.http(Route::Login, "POST", "/login", None, body).0
+    };
+    assert_eq!(login(&mut w, "password1"), 401);
+    assert_eq!(login(&mut w, "password2"), 200);
+}

@@ -204,3 +204,28 @@ fn rooms_being_created_count_toward_the_owned_cap() {
     assert!(w.hub.room_by_name.contains_key("y"));
     assert!(!w.hub.room_by_name.contains_key("z"));
 }
+
+#[test]
+fn a_private_room_being_created_is_its_owners_alone() {
+    let mut w = World::new();
+    let a1 = w.socket("alice");
+    let a2 = w.socket("alice");
+    let b = w.socket("bob");
+    w.held_writes = Some(Vec::new());
+    w.ws(
+        a1,
+        json!({"type": "create_room", "room": "den", "private": true}),
+    );
+    let got = w.ws(b, json!({"type": "join", "room": "den"}));
+    assert_eq!(World::error_code(&got), "forbidden");
+    // Her other socket joins behind the creation.
+    let got = w.ws(a2, json!({"type": "join", "room": "den", "ref": "j"}));
+    assert!(got.iter().all(|f| f["type"] != "error"), "{got:?}");
+    w.release_writes(&[]);
+    let got = w.take(a2);
+    let joined = got.iter().find(|f| f["ref"] == "j").expect("joined");
+    assert_eq!(
+        (&joined["type"], &joined["room"]),
+        (&json!("joined"), &json!("den"))
+    );
+}

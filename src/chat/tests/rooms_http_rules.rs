@@ -178,3 +178,33 @@ fn a_page_read_from_the_database_is_cut_to_the_reply_budget_from_its_newest_end(
         "the reader said no more, but the cut did"
     );
 }
+
+#[test]
+fn admins_create_invite_codes_that_expire_in_whole_days() {
+    let mut w = World::new();
+    let t = w.login("root");
+    w.make_admin("root");
+    let invite =
+        |w: &mut World, body: Value| w.admin(Route::AdminInvite, "/admin/invites", &t, body);
+    let (s, v) = invite(&mut w, json!({"uses": 3, "expires_days": 2}));
+    let expires = crate::time::rfc3339_ms(w.now.wall_ms + 2 * 86_400_000);
+    assert_eq!(
+        (s, &v["uses"], &v["expires_at"]),
+        (201, &json!(3), &json!(expires))
+    );
+    assert_eq!(v["code"].as_str().unwrap().len(), 64);
+    // One use, for a week, unless told otherwise.
+    let (_, v) = invite(&mut w, json!({}));
+    let week = crate::time::rfc3339_ms(w.now.wall_ms + 7 * 86_400_000);
+    assert_eq!((&v["uses"], &v["expires_at"]), (&json!(1), &json!(week)));
+    for body in [
+        json!({"uses": 0}),
+        json!({"uses": 10_001}),
+        json!({"expires_days": 0}),
+        json!({"expires_days": 366}),
+    ] {
+        assert_eq!(invite(&mut w, body.clone()).0, 400, "{body}");
+    }
+    let (s, _) = invite(&mut w, json!({"uses": 10_000, "expires_days": 365}));
+    assert_eq!(s, 201);
+}

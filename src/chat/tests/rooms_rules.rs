@@ -448,10 +448,14 @@ fn joined_says_whether_older_history_exists_and_rooms_can_be_looked_up() {
     let a = w.socket("alice");
     let got = w.ws(a, json!({"type": "join", "room": "quiet"}));
     assert_eq!(World::one(&got, "joined")["has_more"], false);
-    // join_history is 5 in the test config.
-    for i in 0..6 {
+    // join_history is 5 in the test config: five messages are all there is...
+    for i in 0..5 {
         w.send(a, "quiet", &format!("m{i}"));
     }
+    let got = w.ws(a, json!({"type": "join", "room": "quiet"}));
+    assert_eq!(World::one(&got, "joined")["has_more"], false);
+    // ...and a sixth leaves one out.
+    w.send(a, "quiet", "m5");
     let got = w.ws(a, json!({"type": "join", "room": "quiet"}));
     assert_eq!(World::one(&got, "joined")["has_more"], true);
     let token = w.login("bob");
@@ -483,4 +487,46 @@ fn joined_says_whether_older_history_exists_and_rooms_can_be_looked_up() {
         404,
         "someone else's conversation"
     );
+}
+
+#[test]
+fn a_history_page_from_memory_says_more_only_when_there_is_more() {
+    let mut cfg = super::config();
+    cfg.ring_size = 100;
+    cfg.msg_burst = 100.0;
+    let mut w = World::with_config(cfg);
+    let a = w.socket("alice");
+    for i in 0..3 {
+        w.send(a, "general", &format!("m{i}"));
+    }
+    let mut page = |req: serde_json::Value| {
+        let got = w.ws(a, req);
+        let v = World::one(&got, "history").clone();
+        (
+            v["messages"].as_array().unwrap().len(),
+            v["has_more"].clone(),
+        )
+    };
+    let all = page(json!({"type": "history", "room": "general"}));
+    assert_eq!(all, (3, json!(false)));
+    let two = page(json!({"type": "history", "room": "general", "limit": 2}));
+    assert_eq!(two, (2, json!(true)));
+    let forward = page(json!({"type": "history", "room": "general", "after": 0}));
+    assert_eq!(forward, (3, json!(false)));
+    // Cut to the reply budget: ten of these fit (24,200 bytes each), so there is more.
+    let nasty = "\u{1}".repeat(4000);
+    for _ in 0..11 {
+        w.send(a, "general", &nasty);
+    }
+    let mut page = |req: serde_json::Value| {
+        let got = w.ws(a, req);
+        let v = World::one(&got, "history").clone();
+        (
+            v["messages"].as_array().unwrap().len(),
+            v["has_more"].clone(),
+        )
+    };
+    // The whole ring is one page, but not one reply.
+    let cut = page(json!({"type": "history", "room": "general"}));
+    assert_eq!(cut, (10, json!(true)));
 }

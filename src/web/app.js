@@ -1486,18 +1486,9 @@ function reactionBar(msg, chips) {
   return bar;
 }
 
-// A smiling face with a plus, in SVG (no emoji font needed for the control itself).
+// A smiling face with a plus (no emoji font needed for the control itself).
 function reactIcon() {
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", "0 0 20 20");
-  svg.setAttribute("aria-hidden", "true");
-  svg.setAttribute("focusable", "false");
-  const path = document.createElementNS(ns, "path");
-  path.setAttribute("d", "M8.5 2.5a6.5 6.5 0 1 0 6.45 7.3h-1.5A5 5 0 1 1 8.5 4zM6 7.3a1 1 0 1 0 2 0 1 1 0 0 0-2 0zm3.5 0a1 1 0 1 0 2 0 1 1 0 0 0-2 0zM5.6 10.2a3.3 3.3 0 0 0 5.8 0h-1.7a1.9 1.9 0 0 1-2.4 0zM15 1.5h1.5V4H19v1.5h-2.5V8H15V5.5h-2.5V4H15z");
-  path.setAttribute("fill", "currentColor");
-  svg.append(path);
-  return svg;
+  return svgIcon("M8.5 2.5a6.5 6.5 0 1 0 6.45 7.3h-1.5A5 5 0 1 1 8.5 4zM6 7.3a1 1 0 1 0 2 0 1 1 0 0 0-2 0zm3.5 0a1 1 0 1 0 2 0 1 1 0 0 0-2 0zM5.6 10.2a3.3 3.3 0 0 0 5.8 0h-1.7a1.9 1.9 0 0 1-2.4 0zM15 1.5h1.5V4H19v1.5h-2.5V8H15V5.5h-2.5V4H15z", { filled: true });
 }
 
 function addReactionButton(msg) {
@@ -1636,25 +1627,37 @@ function withFiles(m) {
   return (m.text ? m.text + " " : "") + `(${names.length === 1 ? "file" : "files"}: ${names.join(", ")})`;
 }
 
-function svgIcon(d, cls) {
+// One path in an SVG icon: stroked line art by default, or `filled`; decorative
+// (hidden from screen readers) unless it has a `label`.
+function svgIcon(d, opts = {}) {
+  const { box = 20, cls, label, filled } = opts;
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", "0 0 20 20");
-  svg.setAttribute("aria-hidden", "true");
-  svg.setAttribute("focusable", "false");
+  svg.setAttribute("viewBox", `0 0 ${box} ${box}`);
+  if (label) {
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", label);
+  } else {
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+  }
   if (cls) svg.setAttribute("class", cls);
   const path = document.createElementNS(ns, "path");
   path.setAttribute("d", d);
-  path.setAttribute("fill", "none");
-  path.setAttribute("stroke", "currentColor");
-  path.setAttribute("stroke-width", "1.6");
-  path.setAttribute("stroke-linecap", "round");
-  path.setAttribute("stroke-linejoin", "round");
+  if (filled) {
+    path.setAttribute("fill", "currentColor");
+  } else {
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "1.6");
+    path.setAttribute("stroke-linecap", "round");
+    path.setAttribute("stroke-linejoin", "round");
+  }
   svg.append(path);
   return svg;
 }
 const clipIcon = () => svgIcon("M14.5 9.2 9.3 14.4a3.3 3.3 0 0 1-4.7-4.7l6-6a2.2 2.2 0 0 1 3.1 3.1l-5.9 5.9a1.1 1.1 0 0 1-1.6-1.6l5.3-5.3");
-const docIcon = () => svgIcon("M5 2.5h6.5l3.5 3.5v11.5H5zM11.5 2.5V6H15M7.5 10h5M7.5 13h5", "file-icon");
+const docIcon = () => svgIcon("M5 2.5h6.5l3.5 3.5v11.5H5zM11.5 2.5V6H15M7.5 10h5M7.5 13h5", { cls: "file-icon" });
 
 // The files of a message (or of one waiting in the outbox): thumbnails, then chips.
 function attachmentList(files) {
@@ -2031,19 +2034,9 @@ function renderRooms() {
   }
 }
 
-// A padlock drawn in SVG (emoji fonts are not everywhere), named for screen readers.
+// A padlock (emoji fonts are not everywhere), named for screen readers.
 function lockIcon() {
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", "0 0 16 16");
-  svg.setAttribute("class", "lock");
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", "private");
-  const path = document.createElementNS(ns, "path");
-  path.setAttribute("d", "M4 7V5a4 4 0 0 1 8 0v2h1v8H3V7h1zm2 0h4V5a2 2 0 0 0-4 0v2z");
-  path.setAttribute("fill", "currentColor");
-  svg.append(path);
-  return svg;
+  return svgIcon("M4 7V5a4 4 0 0 1 8 0v2h1v8H3V7h1zm2 0h4V5a2 2 0 0 0-4 0v2z", { box: 16, cls: "lock", label: "private", filled: true });
 }
 
 function renderHead() {

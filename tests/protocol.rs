@@ -465,11 +465,10 @@ fn history_pages_back_through_everything() {
     let mut a = s.ws(&alice);
     let mut all = Vec::new();
     for i in 0..120 {
-        all.push(
-            send(&mut a, "general", &format!("m{i}"))["id"]
-                .as_i64()
-                .unwrap(),
-        );
+        let m = send(&mut a, "general", &format!("m{i}"));
+        // The room's sequence: 1, 2, 3, … with no gaps.
+        assert_eq!(m["seq"], json!(i + 1), "{m}");
+        all.push(m["id"].as_i64().unwrap());
     }
     // WebSocket history, newest page first, then older.
     let h = a.request(

@@ -220,6 +220,7 @@ pub fn message_json(row: &MessageRow, room: &str, user: &str, reader: Option<Use
     let mut v = json!({
         "type": "message",
         "id": row.id,
+        "seq": row.seq,
         "room": room,
         "user": user,
         "text": row.text,
@@ -440,6 +441,7 @@ mod tests {
     fn message_json_shape() {
         let row = MessageRow {
             id: 3,
+            seq: 2,
             room_id: 1,
             user_id: 1,
             text: "hi".into(),
@@ -452,6 +454,7 @@ mod tests {
         };
         let v = message_json(&row, "general", "alice", None);
         assert_eq!(v["type"], "message");
+        assert_eq!((v["id"].as_i64(), v["seq"].as_i64()), (Some(3), Some(2)));
         assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
         assert_eq!(v["client_id"], "c1");
         assert_eq!(v["edited"], false);

@@ -71,13 +71,21 @@ pub(super) fn insert_message(
         }
     }
     let ts = now_ms();
+    // Taking the room's counter locks its row until commit, so seqs are contiguous and
+    // in commit order even with several writers.
+    let seq: i64 = tx.query_row(
+        "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
+        [room_id],
+        |r| r.get(0),
+    )?;
     tx.execute(
-        "INSERT INTO messages (room_id, user_id, text, ts, client_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![room_id, user_id, text, ts, client_id],
+        "INSERT INTO messages (room_id, user_id, text, ts, client_id, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![room_id, user_id, text, ts, client_id, seq],
     )?;
     Ok((
         MessageRow {
             id: tx.last_insert_rowid(),
+            seq,
             room_id,
             user_id,
             text: text.to_string(),
@@ -92,7 +100,8 @@ pub(super) fn insert_message(
     ))
 }
 
-pub const MESSAGE_COLUMNS: &str = "id, room_id, user_id, text, ts, client_id, edited_at, deleted";
+pub const MESSAGE_COLUMNS: &str =
+    "id, room_id, user_id, text, ts, client_id, edited_at, deleted, seq";
 
 pub fn message_from_row(r: &rusqlite::Row) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -104,6 +113,7 @@ pub fn message_from_row(r: &rusqlite::Row) -> rusqlite::Result<MessageRow> {
         client_id: r.get(5)?,
         edited_at: r.get(6)?,
         deleted: r.get(7)?,
+        seq: r.get(8)?,
         reactions: Vec::new(),
         attachments: Vec::new(),
     })

@@ -22,6 +22,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MessageRow {
     pub id: i64,
+    /// The room's sequence number: contiguous from 1 per room, in commit order.
+    pub seq: i64,
     pub room_id: RoomId,
     pub user_id: UserId,
     pub text: String,

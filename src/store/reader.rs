@@ -334,8 +334,8 @@ mod tests {
             .unwrap();
         for i in 1..=5 {
             conn.execute(
-                "INSERT INTO messages (room_id,user_id,text,ts) VALUES (1,1,?1,0)",
-                [format!("message number {i}")],
+                "INSERT INTO messages (room_id,user_id,text,ts,seq) VALUES (1,1,?1,0,?2)",
+                rusqlite::params![format!("message number {i}"), i],
             )
             .unwrap();
         }
@@ -368,7 +368,7 @@ mod tests {
         conn.execute_batch(
             "INSERT INTO users (id, username, username_lc, pw_hash, created_at) VALUES (1,'a','a','x',0);
              WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
-             INSERT INTO messages (room_id, user_id, text, ts) SELECT 1, 1, 'alpha beta ' || i, 0 FROM n;",
+             INSERT INTO messages (room_id, user_id, text, ts, seq) SELECT 1, 1, 'alpha beta ' || i, 0, i FROM n;",
         )
         .unwrap();
         let (rows, partial) = search(&conn, "alpha", &[1], 10, Duration::from_millis(200)).unwrap();

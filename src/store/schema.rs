@@ -147,6 +147,19 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX attachments_by_file ON attachments(file_id);
     "#,
+    // 6: a per-room sequence number assigned in commit order (`rooms.last_seq` is taken
+    // and bumped inside the inserting transaction, so the room's row lock orders them).
+    // With one writer ids are already in commit order; with several nodes writing one
+    // database (cluster mode) they are not, and catch-up and gap filling go by `seq`.
+    r#"
+    ALTER TABLE rooms ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN seq INTEGER;
+    UPDATE messages SET seq = n.seq FROM (
+        SELECT id, ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY id) AS seq FROM messages
+    ) AS n WHERE n.id = messages.id;
+    UPDATE rooms SET last_seq = (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room_id = rooms.id);
+    CREATE UNIQUE INDEX messages_by_seq ON messages(room_id, seq);
+    "#,
 ];
 
 /// The version this build writes.

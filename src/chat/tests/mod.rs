@@ -301,8 +301,14 @@ impl World {
                         return Outcome::Inserted(Ok((m.clone(), true)));
                     }
                 }
+                let seq = 1 + self
+                    .messages
+                    .iter()
+                    .filter(|m| m.room_id == *room_id)
+                    .count();
                 let row = MessageRow {
                     id: self.messages.len() as i64 + 1,
+                    seq: seq as i64,
                     room_id: *room_id,
                     user_id: *user_id,
                     text: text.clone(),

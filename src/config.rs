@@ -275,6 +275,10 @@ pub struct Config {
     pub user_files_max_bytes: u64,
     /// Uploads one user may start per minute (429 past it).
     pub uploads_per_minute: f64,
+    /// Cluster mode: the Redis URL of the bus every node shares (`--bus`).
+    pub bus: Option<String>,
+    /// This node's name on the bus (`--node`; by default host and process id).
+    pub node: String,
 }
 
 impl Default for Config {
@@ -323,8 +327,19 @@ impl Default for Config {
             ws_frame_rate: DEFAULT_WS_FRAME_RATE,
             ws_frame_burst: DEFAULT_WS_FRAME_BURST,
             max_connections: None,
+            bus: None,
+            node: default_node_name(),
         }
     }
+}
+
+/// `HOST-PID`: unique among nodes on one machine, and says where a node runs.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() { "node".into() } else { host };
+    format!("{host}-{}", std::process::id())
 }
 
 impl Config {

@@ -17,6 +17,7 @@
 //! Imports point one way: `reactor` → `chat` → (`auth`, `store`, `http`, …) → `id`.
 
 pub mod auth;
+pub mod bus;
 pub mod chat;
 pub mod config;
 pub mod files;

@@ -62,7 +62,12 @@ fn main() -> ExitCode {
     // Signals are blocked before any thread starts, so every thread inherits the mask
     // and only the waiting thread below ever sees SIGINT/SIGTERM.
     let signals = block_signals();
-    let listener = match std::net::TcpListener::bind(config.listen) {
+    // Cluster nodes on one machine share the port (`SO_REUSEPORT`).
+    let bound = match config.bus {
+        Some(_) => chatterbox::reactor::bind_shared(config.listen),
+        None => std::net::TcpListener::bind(config.listen),
+    };
+    let listener = match bound {
         Ok(l) => l,
         Err(e) => {
             eprintln!("chatterbox: cannot listen on {}: {e}", config.listen);
@@ -130,6 +135,12 @@ fn parse_args(
     if let Some(v) = env("CHATTERBOX_DB") {
         c.db = v.into();
     }
+    if let Some(v) = env("CHATTERBOX_BUS") {
+        c.bus = Some(v);
+    }
+    if let Some(v) = env("CHATTERBOX_NODE") {
+        c.node = v;
+    }
     if let Some(v) = env("CHATTERBOX_REGISTRATION") {
         c.registration = chatterbox::config::Registration::parse(&v)?;
     }
@@ -176,6 +187,8 @@ fn parse_args(
                     .map_err(|_| format!("bad address {value:?}"))?
             }
             "--db" => c.db = value.into(),
+            "--bus" => c.bus = Some(value),
+            "--node" => c.node = value,
             "--tls-cert" => c.tls_cert = Some(value.into()),
             "--registration" => c.registration = chatterbox::config::Registration::parse(&value)?,
             "--tls-key" => c.tls_key = Some(value.into()),

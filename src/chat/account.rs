@@ -9,6 +9,7 @@ use crate::config::Registration;
 use crate::http::{Request, Response};
 use crate::id::{ConnId, UserId};
 use crate::ratelimit::Bucket;
+use crate::store::event::Event;
 use crate::store::{ReplyTo, StoreError, StoreOp, Via};
 use crate::time::{rfc3339_ms, Now};
 use serde_json::{json, Value};
@@ -270,6 +271,11 @@ impl Hub {
                     },
                 );
                 self.join_general(id);
+                self.publish(Event::User {
+                    id,
+                    username: username.clone(),
+                    phc: self.users[&id].pw_hash.clone(),
+                });
                 log::info!("user {id} registered");
                 Response::json(201, &json!({ "id": id, "username": username }))
             }
@@ -298,14 +304,20 @@ impl Hub {
         if result.is_err() {
             return self.respond(to.conn, storage_unavailable());
         }
+        let hash = hash_token(&token);
         self.tokens.insert(
-            hash_token(&token),
+            hash,
             TokenInfo {
                 user_id,
                 expires_at,
                 last_used: now.wall_ms,
             },
         );
+        self.publish(Event::Token {
+            hash: super::cluster::hex(&hash),
+            user_id,
+            expires_at,
+        });
         let body = json!({
             "token": token,
             "username": self.user_name(user_id),

@@ -6,6 +6,7 @@ use super::protocol::{with_ref, ErrorCode};
 use super::room::Room;
 use crate::http::Response;
 use crate::id::{RoomId, UserId};
+use crate::store::event::Event;
 use crate::store::{AfterJoin, Completion, MessageRow, NewRoom, Outcome, ReplyTo, StoreError, Via};
 use crate::time::{rfc3339_ms, Now};
 use serde_json::{json, Value};
@@ -24,6 +25,18 @@ impl Hub {
             }
             Outcome::FilesSwept(ids) => {
                 self.files_swept(ids);
+                return self.take_fx();
+            }
+            Outcome::Remote(event) => {
+                self.remote(event, now);
+                return self.take_fx();
+            }
+            Outcome::BusUp => {
+                self.bus_up();
+                return self.take_fx();
+            }
+            Outcome::Seqs { room_id, result } => {
+                self.seqs_read(room_id, result);
                 return self.take_fx();
             }
             outcome => Completion { outcome, ..c },
@@ -115,6 +128,9 @@ impl Hub {
             | Outcome::FileChunk(_)
             | Outcome::Flags(_)
             | Outcome::NewUsers(_)
+            | Outcome::Remote(_)
+            | Outcome::BusUp
+            | Outcome::Seqs { .. }
             | Outcome::Joined { .. } => {}
         }
         self.take_fx()
@@ -154,6 +170,11 @@ impl Hub {
         }
         match (result, to) {
             (Ok(()), to) => {
+                self.publish(Event::Joined {
+                    create: create.clone(),
+                    room_id,
+                    users: users.clone(),
+                });
                 if let Some(r) = create {
                     if let Some(u) = r.owner.and_then(|o| self.users.get_mut(&o)) {
                         u.owned += 1;
@@ -206,6 +227,14 @@ impl Hub {
     }
 
     fn inserted(&mut self, to: ReplyTo, result: Result<(MessageRow, bool), StoreError>) {
+        let answered = self.insert_answered();
+        self.inserted_row(to, result);
+        if let Some(room_id) = answered {
+            self.drain(room_id);
+        }
+    }
+
+    fn inserted_row(&mut self, to: ReplyTo, result: Result<(MessageRow, bool), StoreError>) {
         let (row, duplicate) = match result {
             Ok(r) => r,
             // An attached file was forgotten (swept) between the check and the write.
@@ -218,21 +247,18 @@ impl Hub {
                     .answer_unavailable(&to, "storage is unavailable; the message was not stored")
             }
         };
-        let v = self.message_value(&row);
-        if !duplicate {
-            self.stats.messages_stored += 1;
-            let room_id = row.room_id;
-            // A message ends its author's typing there: receivers take it so, unasked.
-            self.typing.remove(&(room_id, row.user_id));
-            let files: Vec<String> = row.attachments.iter().map(|f| f.id.clone()).collect();
-            self.posted_files(room_id, files);
-            let cap = self.cfg.ring_size;
-            if let Some(room) = self.rooms.get_mut(&room_id) {
-                room.push(row, cap);
-                return self.deliver_committed(room_id, v, &to);
-            }
+        if duplicate {
+            let v = self.message_value(&row);
+            return self.answer_sender(v, &to);
         }
-        self.answer_sender(v, &to);
+        self.stats.messages_stored += 1;
+        if self.clustered() {
+            self.publish(Event::Message { row: row.clone() });
+            self.sequence(row, Some(to));
+        } else {
+            // One writer: commits come back in order, nothing to wait for.
+            self.commit_message(row, Some(to));
+        }
     }
 
     /// A committed change goes to everyone in the room; the sender's copy answers its
@@ -270,6 +296,12 @@ impl Hub {
                 return self.answer_error(&to, code, msg, 503);
             }
         };
+        self.publish(Event::Changed { row: row.clone() });
+        self.apply_change(row, Some(&to), now);
+    }
+
+    /// An edit or deletion committed here (`to`: who asked) or on another node.
+    pub(super) fn apply_change(&mut self, row: MessageRow, to: Option<&ReplyTo>, now: Now) {
         if row.deleted {
             // Its files go unless another message has them: look now, not in a minute.
             self.next_sweep = None;
@@ -305,7 +337,15 @@ impl Hub {
                 "edited_at": rfc3339_ms(row.edited_at.unwrap_or(row.ts)),
             })
         };
-        self.deliver_committed(row.room_id, v, &to);
+        match to {
+            Some(to) => self.deliver_committed(row.room_id, v, to),
+            None => self.fx.push(Effect::Broadcast {
+                room: row.room_id,
+                msg: v,
+                except: Except::Nobody,
+                ephemeral: false,
+            }),
+        }
     }
 
     /// A write a socket asked for committed (or failed): what waited for it goes out.

@@ -63,6 +63,8 @@ pub enum Effect {
     File(crate::files::FileJob),
     Store(StoreCmd),
     Read(ReadJob),
+    /// Cluster mode: an event for the other nodes.
+    Publish(crate::store::event::Envelope),
     Auth(AuthJob),
 }
 

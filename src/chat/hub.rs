@@ -127,6 +127,10 @@ pub struct Hub {
     /// How long the last budget refusal asked to wait, for its error's `retry_after_ms`.
     pub(super) retry_ms: u64,
     pub stats: ChatStats,
+    /// Cluster mode: each room's delivery order (`cluster.rs`).
+    pub(super) order: HashMap<RoomId, super::cluster::RoomOrder>,
+    /// Cluster mode: this node's inserts the writer has not answered, oldest first.
+    pub(super) inserting: std::collections::VecDeque<(RoomId, UserId)>,
     /// Effects of the entry point running now; taken when it returns.
     pub(super) fx: Vec<Effect>,
 }
@@ -175,6 +179,8 @@ impl Hub {
             quiet: false,
             retry_ms: 0,
             stats: ChatStats::default(),
+            order: HashMap::new(),
+            inserting: Default::default(),
             fx: Vec::new(),
         };
         for u in snap.users {
@@ -246,6 +252,9 @@ impl Hub {
                 .entry(user)
                 .or_default()
                 .push(Invite { room, by });
+        }
+        if hub.clustered() {
+            hub.next_room_id = super::cluster::room_id_block();
         }
         hub
     }

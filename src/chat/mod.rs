@@ -12,12 +12,15 @@
 //! - `rooms`: join and catch-up, leave, create, invite, decline, members, history.
 //! - `account`, `queries`: the HTTP endpoints (accounts; rooms, history, search).
 //! - `admin`: moderation (suspend, remove from a room, the audit log).
+//! - `cluster`: cluster mode: publishing commits, applying other nodes' events, the
+//!   per-room `seq` order.
 //! - `done`: completions from the writer, the readers and the password pool.
 //! - `room`: the records (`User`, `Room` with its ring of recent messages).
 //! - `protocol`: decoding client requests and encoding server events.
 
 mod account;
 mod admin;
+pub(crate) mod cluster;
 mod done;
 mod effect;
 mod export;

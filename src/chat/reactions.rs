@@ -2,11 +2,13 @@
 //! hears `reacted` with that emoji's new count (one encoding for every receiver), and the
 //! Hub's ring keeps who reacted so that pages and catch-up can mark each reader's own.
 
+use super::effect::Except;
 use super::hub::{fail, Effect, Fail, Hub};
 use super::protocol::{valid_emoji, with_ref, ErrorCode, MAX_EMOJI_BYTES};
 use super::room::Room;
 use super::ws::Ctx;
 use crate::config::{MAX_PENDING_READS, REACTORS_PAGE};
+use crate::store::event::Event;
 use crate::store::{
     Reacted, Reaction, ReactorsPage, ReadJob, ReadOp, ReplyTo, StoreError, StoreOp, Via,
 };
@@ -73,6 +75,14 @@ impl Hub {
                 return self.answer_error(&to, code, msg, 503);
             }
         };
+        if r.changed {
+            self.publish(Event::Reacted { reacted: r.clone() });
+        }
+        self.apply_reaction_event(r, Some(&to));
+    }
+
+    /// A reaction stored here (`to`: who asked) or on another node.
+    pub(super) fn apply_reaction_event(&mut self, r: Reacted, to: Option<&ReplyTo>) {
         let user = self.user_name(r.user).to_string();
         let Some(room) = self.rooms.get_mut(&r.room_id) else {
             return;
@@ -87,10 +97,15 @@ impl Hub {
             "user": user,
             "on": r.on,
         });
-        if r.changed {
-            self.deliver_committed(r.room_id, v, &to);
-        } else {
-            self.answer_sender(v, &to);
+        match to {
+            Some(to) if r.changed => self.deliver_committed(r.room_id, v, to),
+            Some(to) => self.answer_sender(v, to),
+            None => self.fx.push(Effect::Broadcast {
+                room: r.room_id,
+                msg: v,
+                except: Except::Nobody,
+                ephemeral: false,
+            }),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::config::{
     MEMBERS_PAGE, REPLY_MAX_BYTES,
 };
 use crate::id::{ConnId, RoomId, UserId};
+use crate::store::event::Event;
 use crate::store::{AfterJoin, MessageRow, ReadJob, ReadOp, StoreOp};
 use crate::time::{rfc3339_ms, Now};
 use serde_json::{json, Value};
@@ -239,15 +240,25 @@ impl Hub {
         if room_id == GENERAL_ID {
             return fail(ErrorCode::BadRequest, "everyone stays in general");
         }
-        if let Some(room) = self.rooms.get_mut(&room_id) {
-            room.members.remove(&user);
-            room.delivered.remove(&user);
-        }
         let op = StoreOp::RemoveMember {
             room_id,
             user_id: user,
         };
         self.store(None, op);
+        self.publish(Event::Left {
+            room_id,
+            user_id: user,
+        });
+        Ok(self.drop_member(room_id, user, now))
+    }
+
+    /// `user` is no longer a member (here or on another node): their sockets here leave
+    /// the room. Answers those sockets, to be told.
+    pub(super) fn drop_member(&mut self, room_id: RoomId, user: UserId, now: Now) -> Vec<ConnId> {
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.members.remove(&user);
+            room.delivered.remove(&user);
+        }
         let sockets = self
             .users
             .get(&user)
@@ -259,7 +270,7 @@ impl Hub {
         for &c in &sockets {
             self.detach(c, user, room_id, now);
         }
-        Ok(sockets)
+        sockets
     }
 
     pub(super) fn create_room(&mut self, cx: &Ctx, name: &str, private: bool) -> Result<(), Fail> {

@@ -9,6 +9,7 @@ use crate::config::{MAX_USER_AGENT_BYTES, TOKEN_TOUCH_MS};
 use crate::http::{Request, Response};
 use crate::id::{ConnId, UserId};
 use crate::ratelimit::Bucket;
+use crate::store::event::Event;
 use crate::store::{session_id, ReadJob, ReadOp, ReplyTo, SessionRow, StoreError, StoreOp, Via};
 use crate::time::{rfc3339_ms, Now};
 use serde_json::{json, Value};
@@ -112,6 +113,23 @@ impl Hub {
         user: UserId,
         which: impl Fn(&TokenHash) -> bool,
     ) -> usize {
+        let ended = self.drop_sessions(user, which);
+        if !ended.is_empty() {
+            let hashes = ended.iter().map(super::cluster::hex).collect();
+            self.publish(Event::Revoked {
+                user_id: user,
+                hashes,
+            });
+        }
+        ended.len()
+    }
+
+    /// Forgets the user's sessions that `which` picks and closes their sockets here.
+    pub(super) fn drop_sessions(
+        &mut self,
+        user: UserId,
+        which: impl Fn(&TokenHash) -> bool,
+    ) -> Vec<TokenHash> {
         let ended: Vec<TokenHash> = self
             .tokens
             .iter()
@@ -135,7 +153,7 @@ impl Hub {
                 reason: "token revoked",
             });
         }
-        ended.len()
+        ended
     }
 
     /// The bearer token's hash and user, with one action taken from the user's budget.

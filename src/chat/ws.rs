@@ -8,6 +8,7 @@ use super::protocol::{
     decode, dm_room_name, error_json, with_ref, ClientMsg, ErrorCode, MAX_REF_LEN,
 };
 use crate::id::{ConnId, RoomId, UserId};
+use crate::store::event::Event;
 use crate::store::{AfterJoin, ReplyTo, StoreOp, Via};
 use crate::time::Now;
 use serde_json::json;
@@ -260,6 +261,7 @@ impl Hub {
             client_id,
             attachments,
         };
+        self.insert_started(room_id, user);
         self.store(Some(to), op);
     }
 
@@ -364,10 +366,15 @@ impl Hub {
             return Ok(());
         }
         self.broadcast_typing(room_id, cx.user, active);
+        self.publish(Event::Typing {
+            room_id,
+            user_id: cx.user,
+            active,
+        });
         Ok(())
     }
 
-    fn broadcast_typing(&mut self, room_id: RoomId, user: UserId, active: bool) {
+    pub(super) fn broadcast_typing(&mut self, room_id: RoomId, user: UserId, active: bool) {
         let Some(room) = self.rooms.get(&room_id) else {
             return;
         };
@@ -390,6 +397,11 @@ impl Hub {
     pub(super) fn typing_gone(&mut self, room_id: RoomId, user: UserId) {
         if self.typing.remove(&(room_id, user)) && !self.quiet {
             self.broadcast_typing(room_id, user, false);
+            self.publish(Event::Typing {
+                room_id,
+                user_id: user,
+                active: false,
+            });
         }
     }
 

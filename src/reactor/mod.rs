@@ -49,6 +49,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use accept::bind_shared;
 pub use shutdown::Shutdown;
 
 /// Slab keys are offset by this so the listener and waker tokens stay reserved.
@@ -87,6 +88,8 @@ pub struct Server {
     done: Receiver<Completion>,
     threads: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
+    /// Cluster mode: the Redis bus to the other nodes.
+    bus: Option<crate::bus::Bus>,
     storage_ok: bool,
 
     /// TLS connections in their handshake with bytes to read, first come first served,
@@ -146,6 +149,14 @@ impl Server {
         let files_dir = crate::files::dir_for(&config.db);
         let (files, files_thread) = crate::files::start(files_dir, notify.clone())?;
         threads.push(files_thread);
+        let bus = match &config.bus {
+            Some(url) => Some(crate::bus::Bus::start(
+                url,
+                config.node.clone(),
+                notify.clone(),
+            )?),
+            None => None,
+        };
         // Not joined at shutdown: it sleeps between looks and ends with the reactor.
         crate::store::watch::start(&config.db, flags, notify)?;
         threads.extend(reader_threads);
@@ -185,6 +196,7 @@ impl Server {
             done,
             threads,
             writer: Some(writer),
+            bus,
             storage_ok: true,
             pending_by_ip: HashMap::new(),
             tls: Arc::default(),
@@ -434,6 +446,11 @@ impl Server {
                     }
                 }
                 Effect::Store(cmd) => self.store_cmd(cmd),
+                Effect::Publish(env) => {
+                    if let Some(bus) = &self.bus {
+                        bus.publish(env);
+                    }
+                }
                 Effect::Read(job) => {
                     if let Err(e) = self.reads.send(job) {
                         log::error!("the reader threads are gone");

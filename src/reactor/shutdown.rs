@@ -86,6 +86,10 @@ impl Server {
         self.drain_completions();
         self.flush_dirty();
         self.reap();
+        // What the last commits published reaches the other nodes.
+        if let Some(bus) = self.bus.take() {
+            bus.stop();
+        }
         let deadline = Instant::now() + SHUTDOWN_DRAIN;
         let mut events = Events::with_capacity(256);
         while !self.conns.is_empty() && Instant::now() < deadline {

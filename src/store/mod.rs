@@ -7,6 +7,7 @@
 //! history, search) go to reader threads with their own read-only connections.
 //! `StoreCmd` and `Completion` are the seam where another store (PostgreSQL) would plug in.
 
+pub mod event;
 pub mod load;
 pub mod messages;
 pub mod reader;
@@ -15,11 +16,12 @@ pub mod watch;
 pub mod writer;
 
 use crate::id::{ConnId, RoomId, TokenHash, UserId};
+use serde::{Deserialize, Serialize};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 /// One stored message, as the store returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MessageRow {
     pub id: i64,
     /// The room's sequence number: contiguous from 1 per room, in commit order.
@@ -39,7 +41,7 @@ pub struct MessageRow {
 }
 
 /// A shared file as a message shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FileRef {
     pub id: String,
     pub name: String,
@@ -61,7 +63,7 @@ pub struct FileRow {
 
 /// One emoji's reactions to a message: how many, and who. The Hub's ring keeps every
 /// reactor; a page read for one person lists only that person, when they are one.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Reaction {
     pub emoji: String,
     pub count: u32,
@@ -73,7 +75,7 @@ pub type ReactorsPage = (RoomId, Vec<String>, bool);
 
 /// A reaction as stored: the emoji's new count, and whether anything changed (saying
 /// the same twice does not).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reacted {
     pub room_id: RoomId,
     pub id: i64,
@@ -344,7 +346,7 @@ pub fn session_id(hash: &TokenHash) -> String {
 }
 
 /// A room to create with a `Join`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRoom {
     pub name: String,
     pub private: bool,
@@ -385,6 +387,13 @@ pub enum ReadOp {
         limit: usize,
         /// Whose page it is: their own reactions are marked.
         reader: UserId,
+    },
+    /// A room's messages with `seq` > `after_seq`, the first `limit` in order, with every
+    /// reactor (for the Hub's ring). Nobody waits on the reply's connection.
+    Seqs {
+        room_id: RoomId,
+        after_seq: i64,
+        limit: usize,
     },
     /// Whether `user` is in a room where file `id` is posted on a live message (the
     /// download's `range` header travels along).
@@ -448,6 +457,10 @@ impl ReadOp {
             },
             ReadOp::Sessions { .. } => Outcome::Sessions(Err(StoreError::Unavailable)),
             ReadOp::ExportPage { .. } => Outcome::ExportPage(Err(StoreError::Unavailable)),
+            ReadOp::Seqs { room_id, .. } => Outcome::Seqs {
+                room_id: *room_id,
+                result: Err(StoreError::Unavailable),
+            },
         }
     }
 }
@@ -553,6 +566,15 @@ pub enum Outcome {
     Health(bool),
     /// Accounts now admin or suspended, as the database says: (user, admin, suspended).
     Flags(Vec<(UserId, bool, bool)>),
+    /// Cluster mode: another node's event, from the bus.
+    Remote(event::Event),
+    /// Cluster mode: the bus is (again) connected; events may have been missed.
+    BusUp,
+    /// A room's messages after a `seq`, in order (filling a gap), and whether more follow.
+    Seqs {
+        room_id: RoomId,
+        result: Result<(Vec<MessageRow>, bool), StoreError>,
+    },
 }
 
 /// The way back to the reactor: a completion channel plus the waker of its poll.

@@ -58,6 +58,20 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             })
             .map_err(log_err),
         },
+        ReadOp::Seqs {
+            room_id,
+            after_seq,
+            limit,
+        } => Outcome::Seqs {
+            room_id,
+            result: seqs_after(conn, room_id, after_seq, limit)
+                .and_then(|(mut rows, more)| {
+                    fill_reactions(conn, &mut rows, None)?;
+                    fill_attachments(conn, &mut rows)?;
+                    Ok((rows, more))
+                })
+                .map_err(log_err),
+        },
         ReadOp::FileAccess { id, user, range } => Outcome::FileAccess {
             result: file_access(conn, &id, user).map_err(log_err),
             id,
@@ -211,6 +225,28 @@ pub fn history_after(
 
 /// Turns what a person typed into an FTS5 query: every word must occur (as a prefix for
 /// the last one, so results follow typing); quotes keep FTS5 syntax out of user input.
+/// A room's messages with `seq` > `after_seq`, the first `limit` in order, and whether
+/// more follow.
+pub fn seqs_after(
+    conn: &Connection,
+    room_id: i64,
+    after_seq: i64,
+    limit: usize,
+) -> rusqlite::Result<(Vec<MessageRow>, bool)> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    ))?;
+    let mut rows = stmt
+        .query_map(
+            rusqlite::params![room_id, after_seq, limit as i64 + 1],
+            message_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    Ok((rows, more))
+}
+
 pub fn fts_query(text: &str) -> Option<String> {
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())

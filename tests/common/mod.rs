@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod redis;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -103,6 +103,25 @@ impl World {
                     result: Ok((rows, false)),
                 }
             }
+            ReadOp::Seqs {
+                room_id,
+                after_seq,
+                limit,
+            } => {
+                let mut rows: Vec<MessageRow> = self
+                    .messages
+                    .iter()
+                    .filter(|m| m.room_id == *room_id && m.seq > *after_seq)
+                    .cloned()
+                    .collect();
+                rows.sort_by_key(|m| m.seq);
+                let more = rows.len() > *limit;
+                rows.truncate(*limit);
+                Outcome::Seqs {
+                    room_id: *room_id,
+                    result: Ok((rows, more)),
+                }
+            }
             ReadOp::Reactors {
                 id,
                 emoji,

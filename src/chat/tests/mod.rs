@@ -4,6 +4,7 @@
 //! connection would have been sent.
 
 mod account_rules;
+mod cluster_rules;
 mod confirm_rules;
 mod fake_reads;
 mod http_rules;
@@ -60,6 +61,8 @@ pub(super) struct World {
     pub auth_error: Option<String>,
     /// The address HTTP requests come from.
     pub client_ip: IpAddr,
+    /// Events published for other nodes (cluster mode), in order.
+    pub published: Vec<crate::store::event::Envelope>,
 }
 
 pub(super) fn config() -> Config {
@@ -126,6 +129,7 @@ impl World {
             file_jobs: Vec::new(),
             auth_error: None,
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            published: Vec::new(),
         }
     }
 
@@ -177,6 +181,7 @@ impl World {
                     self.downloads.insert(conn, download);
                 }
                 Effect::File(job) => self.file_jobs.push(job),
+                Effect::Publish(env) => self.published.push(env),
                 Effect::ChunkedStart { conn, resp } => {
                     self.responses.insert(conn, resp);
                 }

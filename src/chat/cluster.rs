@@ -1,0 +1,358 @@
+//! Cluster mode in the Hub: what this node publishes after a commit, how it applies
+//! other nodes' events, and the per-room order.
+//!
+//! Every node shares one database and hears every other node's committed changes on the
+//! bus. Order comes from the database: each message has its room's `seq`, contiguous and
+//! in commit order. A node delivers a room's messages only in `seq` order, its own
+//! included: a message whose predecessors it has not seen yet waits while the gap is read
+//! from the database (`ReadOp::Seqs`), so every socket on every node sees one order and
+//! the ring (which answers catch-up) has no holes. Within a room ids also increase with
+//! `seq` (the id is taken while the room's counter row is locked), so the ring's id-based
+//! paging holds.
+
+use super::effect::{Effect, Except};
+use super::hub::Hub;
+use crate::id::{ConnId, RoomId, UserId};
+use crate::store::event::{Envelope, Event};
+use crate::store::{MessageRow, NewRoom, ReadJob, ReadOp, ReplyTo, StoreError, Via};
+use crate::time::Now;
+use std::collections::{BTreeMap, HashMap};
+
+/// How many missing messages one gap read asks for.
+pub const GAP_READ: usize = 256;
+
+/// A room's delivery order on this node.
+#[derive(Debug, Default)]
+pub struct RoomOrder {
+    /// The `seq` this node delivers next.
+    pub next: i64,
+    /// Messages that came early (a predecessor is missing), by `seq`, with the sender's
+    /// request when it was this node's.
+    pub pending: BTreeMap<i64, (MessageRow, Option<ReplyTo>)>,
+    /// A gap read is on its way.
+    pub filling: bool,
+    /// This node's inserts into the room not answered by the writer yet, per author. A
+    /// gap read may return one of them before its own answer arrives; delivered then,
+    /// its sender would get it twice (once without its `ref`). So a row read by an
+    /// author with inserts in flight waits for them.
+    pub inflight: HashMap<UserId, u32>,
+}
+
+/// Gap reads answer no connection; this one is never a socket's.
+const NOBODY: ConnId = ConnId {
+    key: usize::MAX,
+    serial: 0,
+};
+
+impl Hub {
+    pub(super) fn clustered(&self) -> bool {
+        self.cfg.bus.is_some()
+    }
+
+    /// Tells the other nodes (in cluster mode; otherwise nothing to do).
+    pub(super) fn publish(&mut self, event: Event) {
+        if self.clustered() {
+            self.fx.push(Effect::Publish(Envelope {
+                node: self.cfg.node.clone(),
+                event,
+            }));
+        }
+    }
+
+    /// An insert is on its way to the writer (answers come back in the order sent).
+    pub(super) fn insert_started(&mut self, room_id: RoomId, user: UserId) {
+        if self.clustered() {
+            self.inserting.push_back((room_id, user));
+            let order = self.order.entry(room_id).or_default();
+            *order.inflight.entry(user).or_default() += 1;
+        }
+    }
+
+    /// The writer answered the oldest insert in flight (stored, a retry, or failed).
+    /// Answers its room, whose held rows the caller lets go (`drain`) once the answered
+    /// row, if any, has its place.
+    pub(super) fn insert_answered(&mut self) -> Option<RoomId> {
+        let (room_id, user) = self.inserting.pop_front()?;
+        if let Some(order) = self.order.get_mut(&room_id) {
+            if let Some(n) = order.inflight.get_mut(&user) {
+                *n -= 1;
+                if *n == 0 {
+                    order.inflight.remove(&user);
+                }
+            }
+        }
+        Some(room_id)
+    }
+
+    /// A message committed here (`to`: its sender's request) or elsewhere: delivered now
+    /// if it is the room's next, else kept until the gap before it is filled.
+    pub(super) fn sequence(&mut self, row: MessageRow, to: Option<ReplyTo>) {
+        let room_id = row.room_id;
+        let Some(next) = self.next_seq(room_id) else {
+            return;
+        };
+        if row.seq < next {
+            // Already delivered (a gap read got there before the event): the sender still
+            // gets its answer.
+            if let Some(to) = to {
+                let v = self.message_value(&row);
+                self.answer_sender(v, &to);
+            }
+            return;
+        }
+        let order = self.order.entry(room_id).or_default();
+        let slot = order.pending.entry(row.seq).or_insert((row, None));
+        if to.is_some() {
+            slot.1 = to;
+        }
+        self.drain(room_id);
+    }
+
+    /// The room's next `seq`, set up from the ring the first time.
+    fn next_seq(&mut self, room_id: RoomId) -> Option<i64> {
+        let room = self.rooms.get(&room_id)?;
+        let from_ring = room.ring.back().map_or(0, |m| m.seq) + 1;
+        let order = self.order.entry(room_id).or_default();
+        if order.next == 0 {
+            order.next = from_ring;
+        }
+        Some(order.next)
+    }
+
+    /// Delivers what is next in order; asks the database for a gap that remains.
+    pub(super) fn drain(&mut self, room_id: RoomId) {
+        loop {
+            let Some(order) = self.order.get_mut(&room_id) else {
+                return;
+            };
+            let next = order.next;
+            let held = match order.pending.get(&next) {
+                None => break,
+                Some((row, None)) => order.inflight.contains_key(&row.user_id),
+                Some((_, Some(_))) => false,
+            };
+            if held {
+                return;
+            }
+            let (row, to) = order.pending.remove(&next).expect("looked at");
+            order.next += 1;
+            self.commit_message(row, to);
+        }
+        let Some(order) = self.order.get_mut(&room_id) else {
+            return;
+        };
+        if !order.pending.is_empty() && !order.filling {
+            order.filling = true;
+            let after_seq = order.next - 1;
+            self.read_seqs(room_id, after_seq);
+        }
+    }
+
+    fn read_seqs(&mut self, room_id: RoomId, after_seq: i64) {
+        self.fx.push(Effect::Read(ReadJob {
+            reply: ReplyTo {
+                conn: NOBODY,
+                via: Via::Http,
+            },
+            op: ReadOp::Seqs {
+                room_id,
+                after_seq,
+                limit: GAP_READ,
+            },
+        }));
+    }
+
+    /// A gap read came back: what it found is delivered in order.
+    pub(super) fn seqs_read(
+        &mut self,
+        room_id: RoomId,
+        result: Result<(Vec<MessageRow>, bool), StoreError>,
+    ) {
+        let Some(order) = self.order.get_mut(&room_id) else {
+            return;
+        };
+        order.filling = false;
+        let (rows, more) = match result {
+            Ok(r) => r,
+            Err(_) => {
+                // Tried again when the room's next event arrives or the bus reconnects.
+                log::warn!("cannot read room {room_id}'s missing messages");
+                return;
+            }
+        };
+        for row in rows {
+            if row.seq >= order.next {
+                order.pending.entry(row.seq).or_insert((row, None));
+            }
+        }
+        self.drain(room_id);
+        let order = self.order.get_mut(&room_id).expect("drained, not removed");
+        if more && !order.filling {
+            order.filling = true;
+            let after_seq = order.next - 1;
+            self.read_seqs(room_id, after_seq);
+        }
+    }
+
+    /// The bus (re)connected: whatever was published while it was down is lost, so every
+    /// room reads what it may have missed.
+    pub(super) fn bus_up(&mut self) {
+        let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        for room_id in rooms {
+            let Some(next) = self.next_seq(room_id) else {
+                continue;
+            };
+            let order = self.order.get_mut(&room_id).expect("set up by next_seq");
+            if !order.filling {
+                order.filling = true;
+                self.read_seqs(room_id, next - 1);
+            }
+        }
+    }
+
+    /// A message takes its place: the ring, every socket of the room here, its sender.
+    pub(super) fn commit_message(&mut self, row: MessageRow, to: Option<ReplyTo>) {
+        let v = self.message_value(&row);
+        let room_id = row.room_id;
+        // A message ends its author's typing there: receivers take it so, unasked.
+        self.typing.remove(&(room_id, row.user_id));
+        let files: Vec<String> = row.attachments.iter().map(|f| f.id.clone()).collect();
+        self.posted_files(room_id, files);
+        let cap = self.cfg.ring_size;
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.push(row, cap);
+            match &to {
+                Some(to) => self.deliver_committed(room_id, v, to),
+                None => self.fx.push(Effect::Broadcast {
+                    room: room_id,
+                    msg: v,
+                    except: Except::Nobody,
+                    ephemeral: false,
+                }),
+            }
+        } else if let Some(to) = to {
+            self.answer_sender(v, &to);
+        }
+    }
+
+    /// Another node's event.
+    pub(super) fn remote(&mut self, event: Event, now: Now) {
+        match event {
+            Event::Message { row } => self.sequence(row, None),
+            Event::Changed { row } => self.apply_change(row, None, now),
+            Event::Reacted { reacted } => self.apply_reaction_event(reacted, None),
+            Event::Joined {
+                create,
+                room_id,
+                users,
+            } => self.remote_joined(create, room_id, users, now),
+            Event::Left { room_id, user_id } => self.remote_left(room_id, user_id, now),
+            Event::Typing {
+                room_id,
+                user_id,
+                active,
+            } => self.broadcast_typing(room_id, user_id, active),
+            Event::User { id, username, phc } => self.remote_user(id, username, phc),
+            Event::Token {
+                hash,
+                user_id,
+                expires_at,
+            } => {
+                if let Some(h) = unhex(&hash) {
+                    self.tokens.insert(
+                        h,
+                        super::hub::TokenInfo {
+                            user_id,
+                            expires_at,
+                            last_used: now.wall_ms,
+                        },
+                    );
+                }
+            }
+            Event::Revoked { user_id, hashes } => {
+                let hashes: Vec<_> = hashes.iter().filter_map(|h| unhex(h)).collect();
+                self.drop_sessions(user_id, |h| hashes.contains(h));
+            }
+        }
+    }
+
+    fn remote_joined(
+        &mut self,
+        create: Option<NewRoom>,
+        room_id: RoomId,
+        users: Vec<UserId>,
+        now: Now,
+    ) {
+        if let Some(r) = create {
+            if !self.rooms.contains_key(&room_id) {
+                if let Some(u) = r.owner.and_then(|o| self.users.get_mut(&o)) {
+                    u.owned += 1;
+                }
+                self.room_by_name.insert(r.name.clone(), room_id);
+                let room = super::room::Room::new(room_id, r.name, r.private, r.owner);
+                self.rooms.insert(room_id, room);
+            }
+        }
+        if !self.rooms.contains_key(&room_id) {
+            log::warn!("bus: members for room {room_id}, which this node does not know");
+            return;
+        }
+        for u in users {
+            if !self.rooms[&room_id].is_member(u) {
+                self.add_member(room_id, u, now);
+            }
+        }
+    }
+
+    fn remote_left(&mut self, room_id: RoomId, user: UserId, now: Now) {
+        let Some(room) = self.rooms.get(&room_id) else {
+            return;
+        };
+        if !room.is_member(user) {
+            return;
+        }
+        let v = serde_json::json!({ "type": "left", "room": room.name });
+        for c in self.drop_member(room_id, user, now) {
+            self.send(c, v.clone());
+        }
+    }
+
+    fn remote_user(&mut self, id: UserId, username: String, phc: String) {
+        let row = crate::store::load::UserRow {
+            id,
+            username,
+            pw_hash: phc,
+            last_seen: None,
+            admin: false,
+            suspended: false,
+            deleted_at: None,
+        };
+        self.users_added(vec![row]);
+    }
+}
+
+/// Where this node numbers the rooms it creates, in cluster mode: the Hub picks a room's
+/// id before the store sees it, so nodes counting up from the same maximum would collide.
+/// Each start takes a random block of `ROOM_ID_BLOCK` ids above 2^32 (two nodes pick the
+/// same block with odds of 1 in 2^30; all below 2^53, so JavaScript reads them exactly).
+pub fn room_id_block() -> RoomId {
+    const ROOM_ID_BLOCK: i64 = 1 << 16;
+    let mut b = [0u8; 4];
+    let r = getrandom::fill(&mut b).map_or(1, |_| u32::from_le_bytes(b));
+    (1i64 << 32) + (r as i64 % (1 << 30)) * ROOM_ID_BLOCK
+}
+
+pub fn hex(h: &[u8; 32]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

@@ -1,0 +1,258 @@
+//! Cluster mode in the Hub: what a node publishes, how it applies other nodes' events,
+//! and the per-room `seq` order (gaps read from the database, repeats dropped).
+
+use super::{config, World};
+use crate::config::Config;
+use crate::store::event::Event;
+use crate::store::{Completion, MessageRow, NewRoom, Outcome};
+use serde_json::{json, Value};
+
+fn clustered() -> World {
+    World::with_config(Config {
+        bus: Some("redis://127.0.0.1:1/".into()),
+        node: "here".into(),
+        ..config()
+    })
+}
+
+impl World {
+    /// Another node's event arrives over the bus.
+    fn remote(&mut self, event: Event) {
+        self.outcome(Outcome::Remote(event));
+    }
+
+    fn outcome(&mut self, outcome: Outcome) {
+        let c = Completion {
+            reply: None,
+            outcome,
+        };
+        let fx = self.hub.completed(c, self.now);
+        self.run(fx);
+    }
+
+    /// A message another node committed: in the shared database, not yet heard of here.
+    fn committed_elsewhere(&mut self, room_id: i64, user: &str, text: &str) -> MessageRow {
+        let row = MessageRow {
+            id: self.messages.iter().map(|m| m.id).max().unwrap_or(0) + 1,
+            seq: self
+                .messages
+                .iter()
+                .filter(|m| m.room_id == room_id)
+                .count() as i64
+                + 1,
+            room_id,
+            user_id: self.hub.user_by_name(user).unwrap(),
+            text: text.into(),
+            ts: self.now.wall_ms,
+            ..Default::default()
+        };
+        self.messages.push(row.clone());
+        row
+    }
+
+    fn events(&self) -> Vec<&Event> {
+        self.published.iter().map(|e| &e.event).collect()
+    }
+}
+
+fn texts(frames: &[Value]) -> Vec<&str> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| f["text"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_local_send_is_published_with_its_seq_and_answered_once() {
+    let mut w = clustered();
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    let m = w.send(a, "general", "hi");
+    assert_eq!(
+        (m["seq"].clone(), m["ref"].clone()),
+        (json!(1), Value::Null)
+    );
+    assert_eq!(texts(&w.take(b)), ["hi"]);
+    let published: Vec<&Event> = w
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Message { .. }))
+        .collect();
+    match published.as_slice() {
+        [Event::Message { row }] => assert_eq!((row.seq, row.text.as_str()), (1, "hi")),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.published.iter().all(|e| e.node == "here"));
+}
+
+#[test]
+fn without_a_bus_nothing_is_published() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    w.send(a, "general", "hi");
+    w.ws(
+        a,
+        json!({"type": "typing", "room": "general", "active": true}),
+    );
+    assert!(w.published.is_empty());
+}
+
+#[test]
+fn remote_messages_in_order_reach_local_sockets_and_the_ring() {
+    let mut w = clustered();
+    let b = w.socket("bob");
+    w.login("alice");
+    for text in ["one", "two"] {
+        let row = w.committed_elsewhere(1, "alice", text);
+        w.remote(Event::Message { row });
+    }
+    assert_eq!(texts(&w.take(b)), ["one", "two"]);
+    // The ring has them: a catch-up here is answered from memory.
+    let j = w.ws(b, json!({"type": "join", "room": "general", "since": 0}));
+    let joined = World::one(&j, "joined");
+    let seqs: Vec<&Value> = joined["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["seq"])
+        .collect();
+    assert_eq!(seqs, [&json!(1), &json!(2)]);
+    // A repeat of one already delivered is dropped.
+    let again = w.messages[0].clone();
+    w.remote(Event::Message { row: again });
+    assert!(w.take(b).is_empty());
+}
+
+#[test]
+fn a_message_ahead_of_a_gap_waits_for_the_gap_read_then_all_come_in_order() {
+    let mut w = clustered();
+    let b = w.socket("bob");
+    w.login("alice");
+    let first = w.committed_elsewhere(1, "alice", "first");
+    let second = w.committed_elsewhere(1, "alice", "second");
+    let third = w.committed_elsewhere(1, "alice", "third");
+    // The event for `first` was lost; `third` overtook `second` on the bus.
+    let _ = first;
+    w.remote(Event::Message { row: third });
+    assert_eq!(texts(&w.take(b)), ["first", "second", "third"]);
+    w.remote(Event::Message { row: second });
+    assert!(w.take(b).is_empty(), "already delivered from the database");
+}
+
+#[test]
+fn after_the_bus_reconnects_every_room_reads_what_it_missed() {
+    let mut w = clustered();
+    let b = w.socket("bob");
+    w.login("alice");
+    w.committed_elsewhere(1, "alice", "while the bus was down");
+    w.outcome(Outcome::BusUp);
+    assert_eq!(texts(&w.take(b)), ["while the bus was down"]);
+    w.outcome(Outcome::BusUp);
+    assert!(w.take(b).is_empty(), "nothing twice");
+}
+
+#[test]
+fn a_local_send_behind_a_remote_gap_is_answered_in_order() {
+    let mut w = clustered();
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    // Another node committed seq 1 whose event has not arrived; alice's send is seq 2.
+    w.committed_elsewhere(1, "bob", "elsewhere first");
+    let got = w.ws(
+        a,
+        json!({"type": "send", "room": "general", "text": "mine", "ref": "r"}),
+    );
+    assert_eq!(texts(&got), ["elsewhere first", "mine"]);
+    assert_eq!(got.last().unwrap()["ref"], "r");
+    assert_eq!(texts(&w.take(b)), ["elsewhere first", "mine"]);
+}
+
+#[test]
+fn remote_rooms_members_and_departures_are_followed() {
+    let mut w = clustered();
+    let b = w.socket("bob");
+    w.login("alice");
+    let alice = w.hub.user_by_name("alice").unwrap();
+    let bob = w.hub.user_by_name("bob").unwrap();
+    w.remote(Event::Joined {
+        create: Some(NewRoom {
+            name: "ops".into(),
+            private: true,
+            owner: Some(alice),
+        }),
+        room_id: 7_000_000_000,
+        users: vec![alice, bob],
+    });
+    let j = w.ws(b, json!({"type": "join", "room": "ops"}));
+    assert_eq!(World::one(&j, "joined")["private"], true);
+    let row = w.committed_elsewhere(7_000_000_000, "alice", "in ops");
+    w.remote(Event::Message { row });
+    assert_eq!(texts(&w.take(b)), ["in ops"]);
+    w.remote(Event::Left {
+        room_id: 7_000_000_000,
+        user_id: bob,
+    });
+    let left = w.take(b);
+    assert_eq!(World::one(&left, "left")["room"], "ops");
+    let again = w.ws(b, json!({"type": "send", "room": "ops", "text": "x"}));
+    assert_eq!(World::error_code(&again), "forbidden");
+}
+
+#[test]
+fn tokens_from_other_nodes_open_sockets_and_their_revocation_closes_them() {
+    let mut w = clustered();
+    w.login("alice");
+    let alice = w.hub.user_by_name("alice").unwrap();
+    let token = "t".repeat(43);
+    let hash = crate::auth::hash_token(&token);
+    w.remote(Event::Token {
+        hash: crate::chat::cluster::hex(&hash),
+        user_id: alice,
+        expires_at: w.now.wall_ms + 60_000,
+    });
+    let s = w.socket_with(&token);
+    w.remote(Event::Revoked {
+        user_id: alice,
+        hashes: vec![crate::chat::cluster::hex(&hash)],
+    });
+    assert_eq!(w.closed, vec![(s, 4001)]);
+    // And a logout here tells the others.
+    let t2 = w.login("alice");
+    w.http(
+        crate::http::Route::Logout,
+        "POST",
+        "/logout",
+        Some(&t2),
+        Value::Null,
+    );
+    let revoked = w
+        .events()
+        .into_iter()
+        .any(|e| matches!(e, Event::Revoked { user_id, hashes } if *user_id == alice && hashes.len() == 1));
+    assert!(revoked, "{:?}", w.published);
+}
+
+#[test]
+fn accounts_and_typing_from_other_nodes() {
+    let mut w = clustered();
+    let b = w.socket("bob");
+    w.remote(Event::User {
+        id: 42,
+        username: "zoe".into(),
+        phc: "fake$password1".into(),
+    });
+    let body = json!({"username": "zoe", "password": "password1"});
+    let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
+    assert_eq!(status, 200);
+    w.remote(Event::Typing {
+        room_id: 1,
+        user_id: 42,
+        active: true,
+    });
+    let t = w.take(b);
+    assert_eq!(
+        (&t[0]["type"], &t[0]["user"]),
+        (&json!("typing"), &json!("zoe"))
+    );
+}

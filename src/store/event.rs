@@ -1,0 +1,96 @@
+//! What crosses the cluster bus: a change one node committed (or, for typing, merely
+//! saw), as every other node applies it to its Hub. Defined beside the store because
+//! most events are committed rows; the bus thread hands them to the reactor as
+//! `Outcome::Remote`.
+
+use super::{MessageRow, NewRoom, Reacted};
+use crate::id::{RoomId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// One event and the node it came from (a node ignores its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub node: String,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A message committed, with its room's `seq`.
+    Message { row: MessageRow },
+    /// A message edited or deleted.
+    Changed { row: MessageRow },
+    /// A reaction added or taken back.
+    Reacted { reacted: Reacted },
+    /// Users became members of a room (created with them when `create` is set).
+    Joined {
+        create: Option<NewRoom>,
+        room_id: RoomId,
+        users: Vec<UserId>,
+    },
+    /// A member left a room.
+    Left { room_id: RoomId, user_id: UserId },
+    /// Someone started or stopped typing (not stored).
+    Typing {
+        room_id: RoomId,
+        user_id: UserId,
+        active: bool,
+    },
+    /// An account was created.
+    User {
+        id: UserId,
+        username: String,
+        phc: String,
+    },
+    /// A session token was issued (its hash, hex).
+    Token {
+        hash: String,
+        user_id: UserId,
+        expires_at: i64,
+    },
+    /// Sessions ended (logout, password change, suspension): their sockets close.
+    Revoked {
+        user_id: UserId,
+        hashes: Vec<String>,
+    },
+}
+
+impl Event {
+    /// The room an event belongs to, if any: room events go on the room's channel.
+    pub fn room(&self) -> Option<RoomId> {
+        match self {
+            Event::Message { row } | Event::Changed { row } => Some(row.room_id),
+            Event::Reacted { reacted } => Some(reacted.room_id),
+            Event::Typing { room_id, .. } | Event::Left { room_id, .. } => Some(*room_id),
+            Event::Joined { .. } | Event::User { .. } | Event::Token { .. } => None,
+            Event::Revoked { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_survives_the_wire() {
+        let e = Envelope {
+            node: "n1".into(),
+            event: Event::Message {
+                row: MessageRow {
+                    id: 7,
+                    seq: 3,
+                    room_id: 2,
+                    user_id: 1,
+                    text: "hi ☃".into(),
+                    ..Default::default()
+                },
+            },
+        };
+        let wire = serde_json::to_string(&e).unwrap();
+        assert!(wire.contains(r#""kind":"message""#), "{wire}");
+        assert_eq!(serde_json::from_str::<Envelope>(&wire).unwrap(), e);
+        assert_eq!(e.event.room(), Some(2));
+    }
+}

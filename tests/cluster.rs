@@ -1,0 +1,280 @@
+//! Cluster mode over real sockets: three `chatterbox` processes sharing one database and
+//! a throwaway Redis (`--bus`), clients on different nodes chatting, and the per-room
+//! order and catch-up holding while every node writes at once.
+
+mod common;
+
+use common::redis::Redis;
+use common::{TempDir, TestServer, UNBUDGETED};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// `n` nodes on one database file, all on the bus.
+fn cluster(n: usize, redis: &Redis, dir: &TempDir) -> Vec<TestServer> {
+    let db = dir.0.join("chat.db");
+    let url = redis.url();
+    (1..=n)
+        .map(|i| {
+            let name = format!("node{i}");
+            let mut args = vec!["--bus", url.as_str(), "--node", name.as_str()];
+            args.extend_from_slice(UNBUDGETED);
+            TestServer::start_with_db(&db, &args)
+        })
+        .collect()
+}
+
+/// Logs in on `node` once it has heard of the account (registered on another node).
+fn login_when_known(node: &TestServer, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = node.post_json(
+            "/login",
+            &json!({"username": name, "password": common::PASSWORD}),
+        );
+        if r.status == 200 {
+            return r.json()["token"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} unknown to a node: {}",
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Messages of `room` from the senders in `from`, in arrival order, until `n` came.
+fn collect(c: &mut common::Client, room: &str, n: usize) -> Vec<Value> {
+    let mut got: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < n {
+        if Instant::now() >= deadline {
+            let mut seqs: Vec<i64> = got.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+            seqs.sort();
+            let missing: Vec<i64> = (1..=n as i64)
+                .filter(|s| seqs.binary_search(s).is_err())
+                .collect();
+            panic!(
+                "{} of {n} messages; missing seqs {missing:?}; last {:?}",
+                got.len(),
+                got.last()
+            );
+        }
+        if let Some(v) = c.try_recv(Duration::from_secs(1)) {
+            assert_ne!(v["type"], "error", "{v}");
+            if v["type"] == "message" && v["room"] == room {
+                got.push(v);
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn users_on_three_nodes_chat_in_a_room_in_dms_and_a_private_room_stays_private() {
+    let redis = Redis::start();
+    let dir = TempDir::new();
+    let nodes = cluster(3, &redis, &dir);
+    let alice = nodes[0].user("alice");
+    let bob = nodes[1].user("bob");
+    let carol = nodes[2].user("carol");
+    // Everyone's account reaches every node; log in on another node than the one that
+    // registered it, then chat on a third.
+    login_when_known(&nodes[2], "alice");
+    login_when_known(&nodes[0], "bob");
+    login_when_known(&nodes[0], "carol");
+    login_when_known(&nodes[1], "carol");
+    let mut a = nodes[0].ws(&alice);
+    let mut b = nodes[1].ws(&bob);
+    let mut c = nodes[2].ws(&carol);
+
+    let sent = a.request(
+        json!({"type": "send", "room": "general", "text": "hello from node 1"}),
+        "s1",
+    );
+    assert_eq!(sent["type"], "message", "{sent}");
+    for other in [&mut b, &mut c] {
+        let m = other.recv_type("message");
+        assert_eq!(
+            (&m["id"], &m["seq"], &m["user"], &m["text"]),
+            (
+                &sent["id"],
+                &sent["seq"],
+                &json!("alice"),
+                &json!("hello from node 1")
+            )
+        );
+    }
+
+    // A DM from node 2 to node 3: the conversation is created on one node and exists on
+    // every one; only the two of them get it.
+    let dm = b.request(
+        json!({"type": "dm", "to": "carol", "text": "just between us"}),
+        "d1",
+    );
+    assert_eq!(dm["type"], "message", "{dm}");
+    let got = c.recv_type("message");
+    assert_eq!(
+        (&got["id"], &got["text"]),
+        (&dm["id"], &json!("just between us"))
+    );
+    let reply = c.request(
+        json!({"type": "send", "room": got["room"], "text": "ok"}),
+        "d2",
+    );
+    assert_eq!(b.recv_type("message")["id"], reply["id"]);
+
+    // A private room created on node 2: carol, on node 3, neither sees nor joins it.
+    let made = b.request(
+        json!({"type": "create_room", "room": "ops", "private": true}),
+        "p1",
+    );
+    assert_eq!(made["type"], "joined", "{made}");
+    b.request(
+        json!({"type": "send", "room": "ops", "text": "secret plan"}),
+        "p2",
+    );
+    let refused = c.request(json!({"type": "join", "room": "ops"}), "p3");
+    assert_eq!(refused["type"], "error", "{refused}");
+    let page = nodes[2].http("GET", "/rooms/ops/messages", Some(&carol), None);
+    assert!(page.status == 403 || page.status == 404, "{}", page.body);
+    // Everything carol's node delivers later is general's, never ops'.
+    a.request(
+        json!({"type": "send", "room": "general", "text": "after"}),
+        "s2",
+    );
+    let next = c.recv_type("message");
+    assert_eq!(
+        (&next["room"], &next["text"]),
+        (&json!("general"), &json!("after"))
+    );
+
+    // Edits and reactions cross too.
+    let edited = a.request(
+        json!({"type": "edit", "id": sent["id"], "text": "hello (edited)"}),
+        "e1",
+    );
+    assert_eq!(edited["type"], "edited", "{edited}");
+    let e = c.recv_type("edited");
+    assert_eq!(
+        (&e["id"], &e["text"]),
+        (&sent["id"], &json!("hello (edited)"))
+    );
+    c.request(
+        json!({"type": "react", "id": sent["id"], "emoji": "👍", "on": true}),
+        "r1",
+    );
+    let r = b.recv_type("reacted");
+    assert_eq!(
+        (&r["id"], &r["count"], &r["user"]),
+        (&sent["id"], &json!(1), &json!("carol"))
+    );
+
+    // Typing on node 1 shows on node 3.
+    a.send(json!({"type": "typing", "room": "general", "active": true}));
+    let t = c.recv_type("typing");
+    assert_eq!((&t["user"], &t["active"]), (&json!("alice"), &json!(true)));
+}
+
+#[test]
+fn senders_on_every_node_at_once_give_one_order_and_exact_catch_up_anywhere() {
+    const EACH: usize = 100;
+    let redis = Redis::start();
+    let dir = TempDir::new();
+    let nodes = cluster(3, &redis, &dir);
+    let names = ["sender1", "sender2", "sender3"];
+    let tokens: Vec<String> = names
+        .iter()
+        .zip(&nodes)
+        .map(|(n, node)| node.user(n))
+        .collect();
+    let reader = nodes[0].user("reader");
+    for (i, node) in nodes.iter().enumerate() {
+        for n in names.iter().chain(["reader"].iter()) {
+            if names.get(i) != Some(n) {
+                login_when_known(node, n);
+            }
+        }
+    }
+    // A reader on every node, connected before anyone sends.
+    let reader_tokens: Vec<String> = nodes
+        .iter()
+        .map(|n| login_when_known(n, "reader"))
+        .collect();
+    let mut readers: Vec<_> = nodes
+        .iter()
+        .zip(&reader_tokens)
+        .map(|(n, t)| n.ws(t))
+        .collect();
+    let _ = reader;
+    // Every sender writes as fast as it can on its own node, not waiting for answers.
+    // All connected before anyone starts, so every socket is there for message 1.
+    let sockets: Vec<_> = nodes.iter().zip(&tokens).map(|(n, t)| n.ws(t)).collect();
+    let senders: Vec<_> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            std::thread::spawn(move || {
+                for k in 0..EACH {
+                    s.send(json!({"type": "send", "room": "general", "text": format!("{i}:{k}")}));
+                }
+                let mine = collect(&mut s, "general", 3 * EACH);
+                mine.iter()
+                    .filter(|m| m["user"] == format!("sender{}", i + 1))
+                    .count()
+            })
+        })
+        .collect();
+    let seen: Vec<Vec<Value>> = readers
+        .iter_mut()
+        .map(|r| collect(r, "general", 3 * EACH))
+        .collect();
+    for s in senders {
+        assert_eq!(
+            s.join().unwrap(),
+            EACH,
+            "each sender sees its own messages once"
+        );
+    }
+    let ids = |v: &Vec<Value>| {
+        v.iter()
+            .map(|m| m["id"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let first = ids(&seen[0]);
+    for (i, s) in seen.iter().enumerate() {
+        // One order everywhere, numbered 1, 2, 3, … without a gap.
+        assert_eq!(ids(s), first, "node {} saw another order", i + 1);
+        let seqs: Vec<i64> = s.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, (1..=(3 * EACH) as i64).collect::<Vec<_>>());
+        // Per sender, its own order.
+        let mut last: HashMap<String, usize> = HashMap::new();
+        for m in s {
+            let (who, k) = m["text"].as_str().unwrap().split_once(':').unwrap();
+            let k: usize = k.parse().unwrap();
+            if let Some(prev) = last.insert(who.to_string(), k) {
+                assert!(k > prev, "{who}'s messages out of order");
+            }
+        }
+    }
+    // A client that saw up to some message reconnects to any other node: exactly the
+    // rest, none missing, none twice.
+    for (at, node) in [(3 * EACH - 40, 1), (3 * EACH - 7, 2), (3 * EACH - 1, 0)] {
+        let since = first[at - 1];
+        let token = &reader_tokens[node];
+        let mut again = nodes[node].ws(token);
+        let j = again.request(
+            json!({"type": "join", "room": "general", "since": since}),
+            "j",
+        );
+        assert_eq!(j["complete"], true, "{j}");
+        let got: Vec<i64> = j["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(got, first[at..].to_vec(), "catch-up on node {}", node + 1);
+    }
+}

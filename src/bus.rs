@@ -209,7 +209,7 @@ fn listen(
         }
         let c = Completion {
             reply: None,
-            outcome: Outcome::Remote(env.event),
+            outcome: Outcome::Remote(env),
         };
         if !notify.send(c) {
             return Ok(());

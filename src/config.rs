@@ -279,6 +279,10 @@ pub struct Config {
     pub bus: Option<String>,
     /// This node's name on the bus (`--node`; by default host and process id).
     pub node: String,
+    /// How often a node tells the others it is alive, and how long without word until
+    /// they take it for dead and its users offline.
+    pub node_heartbeat: Duration,
+    pub node_timeout: Duration,
 }
 
 impl Default for Config {
@@ -329,9 +333,17 @@ impl Default for Config {
             max_connections: None,
             bus: None,
             node: default_node_name(),
+            node_heartbeat: DEFAULT_NODE_HEARTBEAT,
+            node_timeout: DEFAULT_NODE_TIMEOUT,
         }
     }
 }
+
+/// Cluster mode: a node says it is alive this often…
+pub const DEFAULT_NODE_HEARTBEAT: Duration = Duration::from_secs(5);
+/// …and is taken for dead (its users offline everywhere) after this long without word:
+/// a killed node's users go offline within 20–25 s.
+pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// `HOST-PID`: unique among nodes on one machine, and says where a node runs.
 fn default_node_name() -> String {

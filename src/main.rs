@@ -206,6 +206,8 @@ fn parse_args(
             }
             // Knobs for tests and operators who need them; not in the usage line.
             "--ping-interval-ms" => c.ping_interval = ms(&value)?,
+            "--node-heartbeat-ms" => c.node_heartbeat = ms(&value)?,
+            "--node-timeout-ms" => c.node_timeout = ms(&value)?,
             "--ws-idle-timeout-ms" => c.ws_idle_timeout = ms(&value)?,
             "--request-timeout-ms" => c.request_timeout = ms(&value)?,
             "--keepalive-timeout-ms" => c.keepalive_timeout = ms(&value)?,

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 /// `n` nodes on one database file, all on the bus.
 fn cluster(n: usize, redis: &Redis, dir: &TempDir) -> Vec<TestServer> {
+    cluster_with(n, redis, dir, &[])
+}
+
+fn cluster_with(n: usize, redis: &Redis, dir: &TempDir, extra: &[&str]) -> Vec<TestServer> {
     let db = dir.0.join("chat.db");
     let url = redis.url();
     (1..=n)
@@ -19,6 +23,7 @@ fn cluster(n: usize, redis: &Redis, dir: &TempDir) -> Vec<TestServer> {
             let name = format!("node{i}");
             let mut args = vec!["--bus", url.as_str(), "--node", name.as_str()];
             args.extend_from_slice(UNBUDGETED);
+            args.extend_from_slice(extra);
             TestServer::start_with_db(&db, &args)
         })
         .collect()
@@ -347,7 +352,10 @@ fn send_through(
             }
         }
     }
-    assert!(moved, "the sender's node died under it and it went on elsewhere");
+    assert!(
+        moved,
+        "the sender's node died under it and it went on elsewhere"
+    );
     acked
 }
 
@@ -465,4 +473,66 @@ fn a_redis_restart_mid_stream_loses_nothing_and_nodes_fill_the_gap() {
         "the reader's node filled the outage from the database"
     );
     drop(redis);
+}
+
+/// A socket on `node` with a token issued by another node, once the token has reached it.
+fn ws_when_known(node: &TestServer, token: &str) -> common::Client {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match node.try_ws(token) {
+            Ok(c) => return c,
+            Err(e) => assert!(Instant::now() < deadline, "token unknown to the node: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn presence(c: &mut common::Client, user: &str, within: Duration) -> Option<String> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(v) = c.try_recv(Duration::from_millis(100)) {
+            if v["type"] == "presence" && v["user"] == user {
+                return Some(v["status"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn presence_and_logout_cross_nodes_and_a_killed_nodes_users_go_offline() {
+    let redis = Redis::start();
+    let dir = TempDir::new();
+    let flags = ["--node-heartbeat-ms", "200", "--node-timeout-ms", "1500"];
+    let mut nodes = cluster_with(3, &redis, &dir, &flags);
+    let bob = nodes[0].user("bob");
+    let alice = nodes[0].user("alice");
+    let mut b = nodes[0].ws(&bob);
+    // Alice comes online on node 2: bob, on node 1, hears it.
+    let alice_2 = login_when_known(&nodes[1], "alice");
+    let _a2 = nodes[1].ws(&alice_2);
+    assert_eq!(
+        presence(&mut b, "alice", Duration::from_secs(3)).as_deref(),
+        Some("online")
+    );
+    // Logging out on node 1 closes that session's socket on node 3 within a second.
+    let mut a3 = ws_when_known(&nodes[2], &alice);
+    let t0 = Instant::now();
+    let r = nodes[0].http("POST", "/logout", Some(&alice), None);
+    assert_eq!(r.status, 204);
+    assert_eq!(a3.close_code(), Some(4001));
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    // Node 2 dies with alice's socket on it: she goes offline on node 1 once node 2 has
+    // been silent for the timeout (20 s by default; 1.5 s here).
+    let t0 = Instant::now();
+    nodes[1].kill();
+    assert_eq!(
+        presence(&mut b, "alice", Duration::from_secs(5)).as_deref(),
+        Some("offline")
+    );
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1000),
+        "not before the timeout: {took:?}"
+    );
 }

@@ -236,8 +236,12 @@ impl Hub {
     }
 
     /// Another node's event.
-    pub(super) fn remote(&mut self, event: Event, now: Now) {
-        match event {
+    pub(super) fn remote(&mut self, env: Envelope, now: Now) {
+        match env.event {
+            Event::Presence { user_id, online } => {
+                self.remote_presence(&env.node, user_id, online, now)
+            }
+            Event::Alive { users } => self.node_alive(&env.node, users, now),
             Event::Message { row } => self.sequence(row, None),
             Event::Changed { row } => self.apply_change(row, None, now),
             Event::Reacted { reacted } => self.apply_reaction_event(reacted, None),

@@ -27,8 +27,8 @@ impl Hub {
                 self.files_swept(ids);
                 return self.take_fx();
             }
-            Outcome::Remote(event) => {
-                self.remote(event, now);
+            Outcome::Remote(env) => {
+                self.remote(env, now);
                 return self.take_fx();
             }
             Outcome::BusUp => {

@@ -129,6 +129,11 @@ pub struct Hub {
     pub stats: ChatStats,
     /// Cluster mode: each room's delivery order (`cluster.rs`).
     pub(super) order: HashMap<RoomId, super::cluster::RoomOrder>,
+    /// Cluster mode: the other nodes as last heard, and on which of them each user has
+    /// sockets (`nodes.rs`); when this node next says it is alive.
+    pub(super) nodes: HashMap<String, super::nodes::NodeSeen>,
+    pub(super) elsewhere: HashMap<UserId, std::collections::BTreeSet<String>>,
+    pub(super) next_heartbeat: Option<Instant>,
     /// Cluster mode: this node's inserts the writer has not answered, oldest first.
     pub(super) inserting: std::collections::VecDeque<(RoomId, UserId)>,
     /// Effects of the entry point running now; taken when it returns.
@@ -181,6 +186,9 @@ impl Hub {
             stats: ChatStats::default(),
             order: HashMap::new(),
             inserting: Default::default(),
+            nodes: HashMap::new(),
+            elsewhere: HashMap::new(),
+            next_heartbeat: None,
             fx: Vec::new(),
         };
         for u in snap.users {
@@ -492,6 +500,9 @@ impl Hub {
         u.rooms.insert(room_id);
         for c in u.conns.clone() {
             self.attach(c, user, room_id, now);
+        }
+        if self.online_elsewhere(user) {
+            self.room_elsewhere(room_id, user, true, now);
         }
     }
 

@@ -14,6 +14,7 @@
 //! - `admin`: moderation (suspend, remove from a room, the audit log).
 //! - `cluster`: cluster mode: publishing commits, applying other nodes' events, the
 //!   per-room `seq` order.
+//! - `nodes`: cluster mode: presence across nodes, heartbeats, dead nodes.
 //! - `done`: completions from the writer, the readers and the password pool.
 //! - `room`: the records (`User`, `Room` with its ring of recent messages).
 //! - `protocol`: decoding client requests and encoding server events.
@@ -26,6 +27,7 @@ mod effect;
 mod export;
 mod files;
 mod hub;
+mod nodes;
 pub mod protocol;
 mod queries;
 mod reactions;

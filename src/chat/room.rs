@@ -188,6 +188,28 @@ impl Room {
         *n == 1
     }
 
+    /// Counts `user` online here for sockets on other nodes (cluster mode): one count
+    /// while they have any there. True if they just came online in this room.
+    pub fn online_elsewhere(&mut self, user: i64, on: bool) -> bool {
+        if on {
+            let n = self.online.entry(user).or_insert(0);
+            *n += 1;
+            *n == 1
+        } else {
+            match self.online.get_mut(&user) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    self.online.remove(&user);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
     /// Unsubscribes a connection. True if that was the user's last one here.
     pub fn detach(&mut self, conn: ConnId, user: i64) -> bool {
         if !self.conns.remove(&conn) {

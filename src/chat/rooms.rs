@@ -270,6 +270,9 @@ impl Hub {
         for &c in &sockets {
             self.detach(c, user, room_id, now);
         }
+        if self.online_elsewhere(user) {
+            self.room_elsewhere(room_id, user, false, now);
+        }
         sockets
     }
 

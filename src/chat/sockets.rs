@@ -50,6 +50,7 @@ impl Hub {
             return Err(Response::json(429, &body).with_header("Retry-After", "1"));
         }
         user.conns.push(conn);
+        let first = user.conns.len() == 1;
         let mut room_ids: Vec<RoomId> = user.rooms.iter().copied().collect();
         room_ids.sort_unstable();
         let hello = self.hello(user_id, &room_ids);
@@ -67,6 +68,9 @@ impl Hub {
         );
         for id in room_ids {
             self.attach(conn, user_id, id, now);
+        }
+        if first {
+            self.local_presence(user_id, true);
         }
         Ok(self.take_fx())
     }
@@ -134,6 +138,7 @@ impl Hub {
                         at: now.wall_ms,
                     },
                 );
+                self.local_presence(user_id, false);
             }
         }
         for room_id in socket.rooms {
@@ -181,7 +186,7 @@ impl Hub {
     /// announced less than `PRESENCE_INTERVAL` ago; then the latest state follows when
     /// the interval is up (`tick`), and flapping in between costs nothing. Rooms past
     /// `PRESENCE_MAX_MEMBERS` get no per-user presence at all.
-    fn presence_changed(&mut self, room_id: RoomId, user_id: UserId, now: Now) {
+    pub(super) fn presence_changed(&mut self, room_id: RoomId, user_id: UserId, now: Now) {
         let Some(room) = self.rooms.get(&room_id) else {
             return;
         };
@@ -229,6 +234,7 @@ impl Hub {
     /// Announces presence held back by the interval. Called by the reactor each pass.
     pub fn tick(&mut self, now: Now) -> Vec<Effect> {
         self.sweep_files(now);
+        self.node_tick(now);
         while let Some(&(at, room_id, user_id)) = self.presence_due.first() {
             if at > now.mono {
                 break;
@@ -256,6 +262,10 @@ impl Hub {
 
     /// When `tick` next has work.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.presence_due.first().map(|(at, _, _)| *at)
+        let presence = self.presence_due.first().map(|(at, _, _)| *at);
+        match (presence, self.node_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

@@ -54,6 +54,11 @@ pub enum Event {
         user_id: UserId,
         hashes: Vec<String>,
     },
+    /// A user's first socket on the sending node opened, or its last one closed.
+    Presence { user_id: UserId, online: bool },
+    /// The sending node is alive, with every user it has a socket of (a heartbeat: a
+    /// node not heard from for a while is taken for dead, its users offline).
+    Alive { users: Vec<UserId> },
 }
 
 impl Event {
@@ -64,7 +69,7 @@ impl Event {
             Event::Reacted { reacted } => Some(reacted.room_id),
             Event::Typing { room_id, .. } | Event::Left { room_id, .. } => Some(*room_id),
             Event::Joined { .. } | Event::User { .. } | Event::Token { .. } => None,
-            Event::Revoked { .. } => None,
+            Event::Revoked { .. } | Event::Presence { .. } | Event::Alive { .. } => None,
         }
     }
 }

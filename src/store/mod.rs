@@ -567,7 +567,7 @@ pub enum Outcome {
     /// Accounts now admin or suspended, as the database says: (user, admin, suspended).
     Flags(Vec<(UserId, bool, bool)>),
     /// Cluster mode: another node's event, from the bus.
-    Remote(event::Event),
+    Remote(event::Envelope),
     /// Cluster mode: the bus is (again) connected; events may have been missed.
     BusUp,
     /// A room's messages after a `seq`, in order (filling a gap), and whether more follow.

@@ -18,7 +18,15 @@ fn clustered() -> World {
 impl World {
     /// Another node's event arrives over the bus.
     fn remote(&mut self, event: Event) {
-        self.outcome(Outcome::Remote(event));
+        self.remote_from("there", event);
+    }
+
+    fn remote_from(&mut self, node: &str, event: Event) {
+        let env = crate::store::event::Envelope {
+            node: node.into(),
+            event,
+        };
+        self.outcome(Outcome::Remote(env));
     }
 
     fn outcome(&mut self, outcome: Outcome) {
@@ -255,4 +263,86 @@ fn accounts_and_typing_from_other_nodes() {
         (&t[0]["type"], &t[0]["user"]),
         (&json!("typing"), &json!("zoe"))
     );
+}
+
+fn presence_of(frames: &[Value], user: &str) -> Vec<String> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "presence" && f["user"] == user)
+        .map(|f| f["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_user_online_on_another_node_is_online_here_until_their_last_socket_anywhere_closes() {
+    let mut w = clustered();
+    let b = w.socket("bob");
+    let a = w.socket("alice");
+    let alice = w.hub.user_by_name("alice").unwrap();
+    w.take(b);
+    // Alice opens a socket on another node too, then closes the one here: still online.
+    w.remote(Event::Presence {
+        user_id: alice,
+        online: true,
+    });
+    let fx = w.hub.socket_closed(a, w.now);
+    w.run(fx);
+    w.tick(1500);
+    assert!(
+        presence_of(&w.take(b), "alice").is_empty(),
+        "online all along"
+    );
+    let members = w.ws(b, json!({"type": "members", "room": "general"}));
+    let listed = World::one(&members, "members")["members"].clone();
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "alice")
+        .cloned();
+    assert_eq!(entry.unwrap()["online"], true, "{listed}");
+    // Her last socket anywhere closes.
+    w.remote(Event::Presence {
+        user_id: alice,
+        online: false,
+    });
+    w.tick(1500);
+    assert_eq!(presence_of(&w.take(b), "alice"), ["offline"]);
+    // This node said so too: her first socket here opened and its last closed.
+    let said: Vec<&Event> = w
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Presence { user_id, .. } if *user_id == alice))
+        .collect();
+    assert_eq!(said.len(), 2, "{said:?}");
+}
+
+#[test]
+fn a_node_not_heard_from_is_taken_for_dead_and_its_users_go_offline() {
+    let mut w = clustered();
+    let b = w.socket("bob");
+    w.login("carol");
+    let carol = w.hub.user_by_name("carol").unwrap();
+    w.take(b);
+    w.remote_from("n2", Event::Alive { users: vec![carol] });
+    assert_eq!(presence_of(&w.take(b), "carol"), ["online"]);
+    // Within the timeout it stays; heartbeats keep it.
+    w.tick(15_000);
+    w.remote_from("n2", Event::Alive { users: vec![carol] });
+    w.tick(15_000);
+    assert!(presence_of(&w.take(b), "carol").is_empty());
+    // Then silence past node_timeout.
+    w.tick(6_000);
+    assert_eq!(presence_of(&w.take(b), "carol"), ["offline"]);
+    // A heartbeat lists who this node has.
+    let alive = w
+        .events()
+        .into_iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Alive { users } => Some(users.clone()),
+            _ => None,
+        })
+        .expect("heartbeats");
+    assert_eq!(alive, vec![w.hub.user_by_name("bob").unwrap()]);
 }

@@ -326,10 +326,20 @@ pub fn healthz(storage_ok: bool) -> Response {
 /// `GET /metrics`.
 pub fn exposition(m: &mut Metrics, g: &Gauges, hub: &Hub) -> Response {
     m.absorb(hub.stats);
+    let mut text = m.render(g);
+    if let Some(node) = hub.node() {
+        // Which node answered (cluster mode: the nodes share a port).
+        let _ = writeln!(
+            text,
+            "# HELP chatterbox_node_info The node that took this connection.\n\
+             # TYPE chatterbox_node_info gauge\nchatterbox_node_info{{node=\"{}\"}} 1",
+            node.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+    }
     Response::new(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
-        m.render(g).into_bytes(),
+        text.into_bytes(),
     )
 }
 
@@ -355,6 +365,7 @@ pub fn admin_stats(m: &mut Metrics, g: &Gauges, hub: &Hub, req: &Request, now: N
     Response::json(
         200,
         &json!({
+            "node": hub.node(),
             "online_users": hub.online_names(),
             "connections": g.connections,
             "websockets": g.websockets,

@@ -277,6 +277,11 @@ impl Hub {
         self.users.len()
     }
 
+    /// This node's name in cluster mode.
+    pub fn node(&self) -> Option<&str> {
+        self.cfg.bus.as_ref().map(|_| self.cfg.node.as_str())
+    }
+
     pub fn room_count(&self) -> usize {
         self.rooms.len()
     }

@@ -154,6 +154,35 @@ fn users_on_three_nodes_chat_in_a_room_in_dms_and_a_private_room_stays_private()
         (&next["room"], &next["text"]),
         (&json!("general"), &json!("after"))
     );
+    // Invited from node 2, carol (node 3) hears of it, joins, and reads the room; alice
+    // (node 1, not invited) still cannot.
+    let inv = b.request(
+        json!({"type": "invite", "room": "ops", "user": "carol"}),
+        "i1",
+    );
+    assert_eq!(inv["type"], "invited", "{inv}");
+    let heard = c.recv_type("invited");
+    assert_eq!(
+        (&heard["room"], &heard["by"]),
+        (&json!("ops"), &json!("bob"))
+    );
+    let j = c.request(json!({"type": "join", "room": "ops"}), "i2");
+    assert_eq!(j["type"], "joined", "{j}");
+    let history: Vec<&Value> = j["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["text"])
+        .collect();
+    assert_eq!(history, [&json!("secret plan")]);
+    let no = a.request(json!({"type": "join", "room": "ops"}), "i3");
+    assert_eq!(no["type"], "error", "{no}");
+    b.request(
+        json!({"type": "send", "room": "ops", "text": "welcome"}),
+        "i4",
+    );
+    let w = c.recv_type("message");
+    assert_eq!((&w["room"], &w["text"]), (&json!("ops"), &json!("welcome")));
 
     // Edits and reactions cross too.
     let edited = a.request(

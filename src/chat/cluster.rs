@@ -251,6 +251,16 @@ impl Hub {
                 users,
             } => self.remote_joined(create, room_id, users, now),
             Event::Left { room_id, user_id } => self.remote_left(room_id, user_id, now),
+            Event::Invited {
+                room_id,
+                user_id,
+                by,
+            } => self.remote_invited(room_id, user_id, by),
+            Event::Declined { room_id, user_id } => {
+                if let Some(list) = self.invites.get_mut(&user_id) {
+                    list.retain(|i| i.room != room_id);
+                }
+            }
             Event::Typing {
                 room_id,
                 user_id,
@@ -317,6 +327,39 @@ impl Hub {
         }
         let v = serde_json::json!({ "type": "left", "room": room.name });
         for c in self.drop_member(room_id, user, now) {
+            self.send(c, v.clone());
+        }
+    }
+
+    /// Another node stored an invitation: the invitee's sockets here hear of it.
+    fn remote_invited(&mut self, room_id: RoomId, user: UserId, by: UserId) {
+        let Some(room) = self.rooms.get(&room_id) else {
+            return;
+        };
+        if room.is_member(user) {
+            return;
+        }
+        let list = self.invites.entry(user).or_default();
+        if list.iter().any(|i| i.room == room_id) {
+            return;
+        }
+        // The inviting node dropped the oldest past the cap (and stored that).
+        if list.len() >= crate::config::MAX_INVITATIONS {
+            list.remove(0);
+        }
+        list.push(super::room::Invite { room: room_id, by });
+        let v = serde_json::json!({
+            "type": "invited",
+            "room": room.name,
+            "by": self.user_name(by),
+            "user": self.user_name(user),
+        });
+        let conns = self
+            .users
+            .get(&user)
+            .map(|u| u.conns.clone())
+            .unwrap_or_default();
+        for c in conns {
             self.send(c, v.clone());
         }
     }

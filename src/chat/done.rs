@@ -355,9 +355,12 @@ impl Hub {
             self.acks.remove(&to.conn);
         }
         match (result, sends) {
-            (Ok(()), Some(sends)) => {
+            (Ok(()), Some((sends, event))) => {
                 for (conn, v) in sends {
                     self.send(conn, v);
+                }
+                if let Some(e) = event {
+                    self.publish(e);
                 }
             }
             (Err(_), _) => self.answer_unavailable(&to, "storage is unavailable; try again"),

@@ -94,7 +94,7 @@ pub struct Hub {
     pub(super) password_changes: HashMap<ConnId, super::sessions::PasswordChange>,
     /// What to send once a socket's writes commit, in the order they were asked
     /// (the writer answers in order): each entry is (socket, frame) pairs.
-    pub(super) acks: HashMap<ConnId, std::collections::VecDeque<Vec<(ConnId, Value)>>>,
+    pub(super) acks: HashMap<ConnId, std::collections::VecDeque<Ack>>,
     /// Every stored file, by id.
     pub(super) files: HashMap<String, crate::store::FileRow>,
     /// Uploads on their way, by connection.
@@ -139,6 +139,10 @@ pub struct Hub {
     /// Effects of the entry point running now; taken when it returns.
     pub(super) fx: Vec<Effect>,
 }
+
+/// What a socket's write releases once committed: frames to send, and (cluster mode) the
+/// event that tells the other nodes.
+pub(super) type Ack = (Vec<(ConnId, Value)>, Option<crate::store::event::Event>);
 
 /// A failed request: the protocol's error code and a message for people.
 pub(super) type Fail = (ErrorCode, String);

@@ -343,7 +343,15 @@ impl Hub {
                 .map(|c| (*c, v.clone()))
                 .collect();
             sends.push((cx.conn, with_ref(v, cx.req.as_deref())));
-            self.acks.entry(cx.conn).or_default().push_back(sends);
+            let event = Event::Invited {
+                room_id,
+                user_id: invitee,
+                by: cx.user,
+            };
+            self.acks
+                .entry(cx.conn)
+                .or_default()
+                .push_back((sends, Some(event)));
             return Ok(());
         }
         // Nothing to store (already invited, or a member): answered at once.
@@ -366,6 +374,10 @@ impl Hub {
             user_id: cx.user,
         };
         self.store(None, op);
+        self.publish(Event::Declined {
+            room_id,
+            user_id: cx.user,
+        });
         let v = json!({ "type": "declined", "room": name });
         self.send(cx.conn, with_ref(v, cx.req.as_deref()));
         Ok(())

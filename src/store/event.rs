@@ -29,6 +29,14 @@ pub enum Event {
         room_id: RoomId,
         users: Vec<UserId>,
     },
+    /// A pending invitation to a private room (stored).
+    Invited {
+        room_id: RoomId,
+        user_id: UserId,
+        by: UserId,
+    },
+    /// An invitation declined.
+    Declined { room_id: RoomId, user_id: UserId },
     /// A member left a room.
     Left { room_id: RoomId, user_id: UserId },
     /// Someone started or stopped typing (not stored).
@@ -69,6 +77,7 @@ impl Event {
             Event::Reacted { reacted } => Some(reacted.room_id),
             Event::Typing { room_id, .. } | Event::Left { room_id, .. } => Some(*room_id),
             Event::Joined { .. } | Event::User { .. } | Event::Token { .. } => None,
+            Event::Invited { .. } | Event::Declined { .. } => None,
             Event::Revoked { .. } | Event::Presence { .. } | Event::Alive { .. } => None,
         }
     }

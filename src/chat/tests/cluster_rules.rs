@@ -346,3 +346,36 @@ fn a_node_not_heard_from_is_taken_for_dead_and_its_users_go_offline() {
         .expect("heartbeats");
     assert_eq!(alive, vec![w.hub.user_by_name("bob").unwrap()]);
 }
+
+#[test]
+fn invitations_cross_nodes_once_stored() {
+    let mut w = clustered();
+    let o = w.socket("owner");
+    let c = w.socket("carol");
+    w.ws(o, json!({"type": "create_room", "room": "ops", "private": true}));
+    w.published.clear();
+    let got = w.ws(o, json!({"type": "invite", "room": "ops", "user": "carol"}));
+    assert_eq!(World::one(&got, "invited")["user"], "carol");
+    let carol = w.hub.user_by_name("carol").unwrap();
+    assert!(
+        w.events()
+            .iter()
+            .any(|e| matches!(e, Event::Invited { user_id, .. } if *user_id == carol)),
+        "{:?}",
+        w.published
+    );
+    w.take(c);
+    // From another node: dave is invited there; his socket here hears it and may join.
+    let d = w.socket("dave");
+    let dave = w.hub.user_by_name("dave").unwrap();
+    let owner = w.hub.user_by_name("owner").unwrap();
+    let ops = w.hub.room_by_name["ops"];
+    w.remote(Event::Invited {
+        room_id: ops,
+        user_id: dave,
+        by: owner,
+    });
+    assert_eq!(World::one(&w.take(d), "invited")["by"], "owner");
+    let j = w.ws(d, json!({"type": "join", "room": "ops"}));
+    assert_eq!(World::one(&j, "joined")["room"], "ops");
+}

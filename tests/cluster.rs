@@ -565,3 +565,22 @@ fn presence_and_logout_cross_nodes_and_a_killed_nodes_users_go_offline() {
         "not before the timeout: {took:?}"
     );
 }
+
+#[test]
+fn register_on_one_node_log_in_on_another_and_open_a_socket_on_a_third_at_once() {
+    let redis = Redis::start();
+    let dir = TempDir::new();
+    let nodes = cluster(3, &redis, &dir);
+    // Twenty times, with no pause: register on node 1, log in on node 2, open the
+    // WebSocket on node 3. An account or token a node has not heard of yet is looked up
+    // in the database before the login or the upgrade is refused.
+    for i in 0..20 {
+        let name = format!("quick{i}");
+        assert_eq!(nodes[0].register(&name).status, 201);
+        let token = nodes[1].login(&name);
+        let (_c, hello) = nodes[2]
+            .try_ws_hello(&token)
+            .unwrap_or_else(|e| panic!("round {i}: {e}"));
+        assert_eq!(hello["user"], name.as_str());
+    }
+}

@@ -125,6 +125,24 @@ impl Hub {
             Ok(c) => c,
             Err(r) => return self.respond(conn, r),
         };
+        let user_agent = super::sessions::user_agent(req);
+        if self.user_by_name(&username).is_none() && self.clustered() {
+            // Perhaps registered on another node an instant ago: ask the database first.
+            return self.look_up_login(conn, ip, username, password, user_agent);
+        }
+        self.login_as(conn, ip, username, password, user_agent, now);
+    }
+
+    /// The password check of a login, once the account is known here (or surely not).
+    pub(super) fn login_as(
+        &mut self,
+        conn: ConnId,
+        ip: IpAddr,
+        username: String,
+        password: String,
+        user_agent: String,
+        now: Now,
+    ) {
         let user = self
             .user_by_name(&username)
             .and_then(|id| self.users.get(&id));
@@ -138,7 +156,7 @@ impl Hub {
         let attempt = super::sessions::LoginAttempt {
             user: user_id,
             ip,
-            user_agent: super::sessions::user_agent(req),
+            user_agent,
         };
         self.logins.insert(conn, attempt);
         self.auth_job(

@@ -378,6 +378,98 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// A WebSocket upgrade with a token this node does not know. In cluster mode the token
+    /// may have been issued by another node an instant ago, before its event arrived:
+    /// the database is asked (off the reactor) before the upgrade is refused. Each look-up
+    /// takes from the address's login budget, so unknown tokens cannot flood the readers.
+    /// `None`: refuse now.
+    pub fn look_up_token(
+        &mut self,
+        conn: ConnId,
+        ip: std::net::IpAddr,
+        token: &str,
+        now: Now,
+    ) -> Option<Vec<Effect>> {
+        if !self.clustered() || token.is_empty() || self.ip_limited(ip, now).is_some() {
+            return None;
+        }
+        self.fx.push(Effect::Read(ReadJob {
+            reply: ReplyTo {
+                conn,
+                via: Via::Http,
+            },
+            op: ReadOp::Token {
+                hash: crate::auth::hash_token(token),
+            },
+        }));
+        Some(self.take_fx())
+    }
+
+    /// A login for a name this node does not know: the database is asked first (the
+    /// account may come from another node an instant ago); `user_found` goes on.
+    pub(super) fn look_up_login(
+        &mut self,
+        conn: ConnId,
+        ip: std::net::IpAddr,
+        username: String,
+        password: String,
+        user_agent: String,
+    ) {
+        let name = username.clone();
+        self.login_lookups
+            .insert(conn, (ip, username, password, user_agent));
+        self.fx.push(Effect::Read(ReadJob {
+            reply: ReplyTo {
+                conn,
+                via: Via::Http,
+            },
+            op: ReadOp::User { name },
+        }));
+    }
+
+    /// The account looked up for a login (if the database has it) is learnt; the login
+    /// goes on with the password check.
+    pub(super) fn user_found(
+        &mut self,
+        to: ReplyTo,
+        result: Result<Option<crate::store::load::UserRow>, StoreError>,
+        now: Now,
+    ) {
+        let Some((ip, username, password, user_agent)) = self.login_lookups.remove(&to.conn) else {
+            return;
+        };
+        match result {
+            Ok(row) => {
+                self.users_added(row.into_iter().collect());
+                self.login_as(to.conn, ip, username, password, user_agent, now);
+            }
+            Err(_) => self.respond(to.conn, super::hub::storage_unavailable()),
+        }
+    }
+
+    /// The look-up came back: what the database knows is learnt, and the upgrade tried
+    /// again (`Effect::Upgrade`).
+    pub(super) fn token_found(
+        &mut self,
+        to: ReplyTo,
+        hash: crate::auth::TokenHash,
+        result: Result<Option<(crate::store::load::UserRow, i64)>, StoreError>,
+        now: Now,
+    ) {
+        if let Ok(Some((user, expires_at))) = result {
+            let user_id = user.id;
+            self.users_added(vec![user]);
+            self.tokens.entry(hash).or_insert(super::hub::TokenInfo {
+                user_id,
+                expires_at,
+                last_used: now.wall_ms,
+            });
+        }
+        self.fx.push(Effect::Upgrade { conn: to.conn });
+    }
+}
+
 /// Where this node numbers the rooms it creates, in cluster mode: the Hub picks a room's
 /// id before the store sees it, so nodes counting up from the same maximum would collide.
 /// Each start takes a random block of `ROOM_ID_BLOCK` ids above 2^32 (two nodes pick the

@@ -100,6 +100,8 @@ impl Hub {
                 self.file_access_read(to, id, range, result)
             }
             Outcome::Reactors { id, emoji, result } => self.reactors_read(to, id, emoji, result),
+            Outcome::TokenFound { hash, result } => self.token_found(to, hash, result, now),
+            Outcome::UserFound(result) => self.user_found(to, result, now),
             Outcome::Sessions(result) => self.sessions_read(to, result),
             Outcome::ExportPage(result) => self.export_page(to, result),
             Outcome::PasswordSet {

@@ -63,6 +63,10 @@ pub enum Effect {
     File(crate::files::FileJob),
     Store(StoreCmd),
     Read(ReadJob),
+    /// Try a WebSocket upgrade that waited for its token to be looked up again.
+    Upgrade {
+        conn: ConnId,
+    },
     /// Cluster mode: an event for the other nodes.
     Publish(crate::store::event::Envelope),
     Auth(AuthJob),

@@ -134,6 +134,9 @@ pub struct Hub {
     pub(super) nodes: HashMap<String, super::nodes::NodeSeen>,
     pub(super) elsewhere: HashMap<UserId, std::collections::BTreeSet<String>>,
     pub(super) next_heartbeat: Option<Instant>,
+    /// Cluster mode: logins waiting for their account to be looked up, by connection:
+    /// (address, name, password, user agent).
+    pub(super) login_lookups: HashMap<ConnId, (IpAddr, String, String, String)>,
     /// Cluster mode: this node's inserts the writer has not answered, oldest first.
     pub(super) inserting: std::collections::VecDeque<(RoomId, UserId)>,
     /// Effects of the entry point running now; taken when it returns.
@@ -191,6 +194,7 @@ impl Hub {
             order: HashMap::new(),
             inserting: Default::default(),
             nodes: HashMap::new(),
+            login_lookups: HashMap::new(),
             elsewhere: HashMap::new(),
             next_heartbeat: None,
             fx: Vec::new(),

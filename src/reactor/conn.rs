@@ -84,6 +84,9 @@ pub struct HttpConn {
     pub upload: Option<super::files::UploadState>,
     /// A file is being sent from disk.
     pub download: Option<super::files::DownloadState>,
+    /// A WebSocket upgrade waiting for its token to be looked up (cluster mode):
+    /// (`Sec-WebSocket-Accept`, token).
+    pub upgrade: Option<(String, String)>,
 }
 
 pub struct WsConn {
@@ -128,6 +131,7 @@ impl Conn {
                 wants_more: false,
                 upload: None,
                 download: None,
+                upgrade: None,
             }),
             out: OutQueue::default(),
             want_write: false,

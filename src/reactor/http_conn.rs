@@ -251,6 +251,32 @@ impl Server {
             .query_param("token")
             .or_else(|| req.bearer().map(str::to_string))
             .unwrap_or_default();
+        let (id, ip) = (self.conns[key].id, self.conns[key].ip);
+        match self.hub.open_socket(id, &token, self.now) {
+            Ok(fx) => self.open_ws(key, &accept, fx),
+            Err(resp) if resp.status == 401 => {
+                match self.hub.look_up_token(id, ip, &token, self.now) {
+                    Some(fx) => {
+                        if let ConnState::Http(h) = &mut self.conns[key].state {
+                            h.upgrade = Some((accept, token));
+                        }
+                        self.apply(fx);
+                    }
+                    None => self.respond(key, resp),
+                }
+            }
+            Err(resp) => self.respond(key, resp),
+        }
+    }
+
+    /// The upgrade's token was looked up (`Effect::Upgrade`): open it, or refuse it now.
+    pub(super) fn retry_upgrade(&mut self, key: usize) {
+        let ConnState::Http(h) = &mut self.conns[key].state else {
+            return;
+        };
+        let Some((accept, token)) = h.upgrade.take() else {
+            return;
+        };
         let id = self.conns[key].id;
         match self.hub.open_socket(id, &token, self.now) {
             Ok(fx) => self.open_ws(key, &accept, fx),

@@ -446,6 +446,11 @@ impl Server {
                     }
                 }
                 Effect::Store(cmd) => self.store_cmd(cmd),
+                Effect::Upgrade { conn } => {
+                    if let Some(key) = self.live(conn) {
+                        self.retry_upgrade(key);
+                    }
+                }
                 Effect::Publish(env) => {
                     if let Some(bus) = &self.bus {
                         bus.publish(env);

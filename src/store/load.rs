@@ -216,6 +216,49 @@ pub fn users_after(conn: &Connection, after: i64) -> rusqlite::Result<Vec<UserRo
     .collect()
 }
 
+/// The live account named `name` (any case), if there is one.
+pub fn user_named(conn: &Connection, name: &str) -> rusqlite::Result<Option<UserRow>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(
+        "SELECT id, username, pw_hash, last_seen, admin, suspended, deleted_at FROM users
+         WHERE username_lc = ?1 AND deleted_at IS NULL",
+    )?
+    .query_row([name.to_ascii_lowercase()], |r| {
+        Ok(UserRow {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            pw_hash: r.get(2)?,
+            last_seen: r.get(3)?,
+            admin: r.get(4)?,
+            suspended: r.get(5)?,
+            deleted_at: r.get(6)?,
+        })
+    })
+    .optional()
+}
+
+/// A session token's account and expiry, if the database has the token.
+pub fn token_user(conn: &Connection, hash: &[u8; 32]) -> rusqlite::Result<Option<(UserRow, i64)>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(
+        "SELECT u.id, u.username, u.pw_hash, u.last_seen, u.admin, u.suspended, u.deleted_at, t.expires_at
+         FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?1",
+    )?
+    .query_row([&hash[..]], |r| {
+        let user = UserRow {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            pw_hash: r.get(2)?,
+            last_seen: r.get(3)?,
+            admin: r.get(4)?,
+            suspended: r.get(5)?,
+            deleted_at: r.get(6)?,
+        };
+        Ok((user, r.get(7)?))
+    })
+    .optional()
+}
+
 /// The highest account id (0 for none).
 pub fn max_user_id(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))

@@ -388,6 +388,11 @@ pub enum ReadOp {
         /// Whose page it is: their own reactions are marked.
         reader: UserId,
     },
+    /// An account by name (lowercase match), for a login this node cannot place.
+    User { name: String },
+    /// A session token this node has not heard of (cluster mode: issued by another node
+    /// an instant ago), with its account.
+    Token { hash: TokenHash },
     /// A room's messages with `seq` > `after_seq`, the first `limit` in order, with every
     /// reactor (for the Hub's ring). Nobody waits on the reply's connection.
     Seqs {
@@ -457,6 +462,11 @@ impl ReadOp {
             },
             ReadOp::Sessions { .. } => Outcome::Sessions(Err(StoreError::Unavailable)),
             ReadOp::ExportPage { .. } => Outcome::ExportPage(Err(StoreError::Unavailable)),
+            ReadOp::User { .. } => Outcome::UserFound(Err(StoreError::Unavailable)),
+            ReadOp::Token { hash } => Outcome::TokenFound {
+                hash: *hash,
+                result: Err(StoreError::Unavailable),
+            },
             ReadOp::Seqs { room_id, .. } => Outcome::Seqs {
                 room_id: *room_id,
                 result: Err(StoreError::Unavailable),
@@ -568,6 +578,13 @@ pub enum Outcome {
     Flags(Vec<(UserId, bool, bool)>),
     /// Cluster mode: another node's event, from the bus.
     Remote(event::Envelope),
+    /// An account looked up by name, if the database has it.
+    UserFound(Result<Option<load::UserRow>, StoreError>),
+    /// A token looked up: its account and expiry, if the database has it.
+    TokenFound {
+        hash: TokenHash,
+        result: Result<Option<(load::UserRow, i64)>, StoreError>,
+    },
     /// Cluster mode: the bus is (again) connected; events may have been missed.
     BusUp,
     /// A room's messages after a `seq`, in order (filling a gap), and whether more follow.

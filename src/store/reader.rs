@@ -58,6 +58,13 @@ fn run(conn: &Connection, op: ReadOp) -> Outcome {
             })
             .map_err(log_err),
         },
+        ReadOp::User { name } => {
+            Outcome::UserFound(crate::store::load::user_named(conn, &name).map_err(log_err))
+        }
+        ReadOp::Token { hash } => Outcome::TokenFound {
+            hash,
+            result: crate::store::load::token_user(conn, &hash).map_err(log_err),
+        },
         ReadOp::Seqs {
             room_id,
             after_seq,

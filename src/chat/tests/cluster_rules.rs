@@ -352,7 +352,10 @@ fn invitations_cross_nodes_once_stored() {
     let mut w = clustered();
     let o = w.socket("owner");
     let c = w.socket("carol");
-    w.ws(o, json!({"type": "create_room", "room": "ops", "private": true}));
+    w.ws(
+        o,
+        json!({"type": "create_room", "room": "ops", "private": true}),
+    );
     w.published.clear();
     let got = w.ws(o, json!({"type": "invite", "room": "ops", "user": "carol"}));
     assert_eq!(World::one(&got, "invited")["user"], "carol");
@@ -378,4 +381,72 @@ fn invitations_cross_nodes_once_stored() {
     assert_eq!(World::one(&w.take(d), "invited")["by"], "owner");
     let j = w.ws(d, json!({"type": "join", "room": "ops"}));
     assert_eq!(World::one(&j, "joined")["room"], "ops");
+}
+
+#[test]
+fn a_token_issued_elsewhere_an_instant_ago_is_looked_up_before_the_upgrade_is_refused() {
+    let mut w = clustered();
+    let token = "u".repeat(43);
+    let hash = crate::auth::hash_token(&token);
+    let user = crate::store::load::UserRow {
+        id: 77,
+        username: "newcomer".into(),
+        pw_hash: "fake$password1".into(),
+        last_seen: None,
+        admin: false,
+        suspended: false,
+        deleted_at: None,
+    };
+    w.db_tokens.insert(hash, (user, w.now.wall_ms + 60_000));
+    let conn = w.conn();
+    // Unknown here: refused for now, and asked of the database.
+    assert!(w.hub.open_socket(conn, &token, w.now).is_err());
+    let ip = w.client_ip;
+    let fx = w
+        .hub
+        .look_up_token(conn, ip, &token, w.now)
+        .expect("looked up");
+    w.run(fx);
+    assert_eq!(w.upgrades, vec![conn]);
+    // The retried upgrade now opens, for an account this node had not heard of either.
+    let fx = w.hub.open_socket(conn, &token, w.now).expect("known now");
+    w.run(fx);
+    assert_eq!(w.take(conn)[0]["user"], "newcomer");
+    // A token the database does not have either is refused after the look-up.
+    let other = w.conn();
+    let fx = w
+        .hub
+        .look_up_token(other, ip, &"x".repeat(43), w.now)
+        .unwrap();
+    w.run(fx);
+    assert!(w.hub.open_socket(other, &"x".repeat(43), w.now).is_err());
+    // Without a bus there is nothing to look up.
+    let mut single = World::new();
+    let c = single.conn();
+    assert!(single
+        .hub
+        .look_up_token(c, ip, &token, single.now)
+        .is_none());
+}
+
+#[test]
+fn a_login_for_an_account_registered_elsewhere_an_instant_ago_looks_it_up() {
+    let mut w = clustered();
+    let user = crate::store::load::UserRow {
+        id: 78,
+        username: "Fresh".into(),
+        pw_hash: "fake$password1".into(),
+        last_seen: None,
+        admin: false,
+        suspended: false,
+        deleted_at: None,
+    };
+    w.db_tokens.insert([9; 32], (user, 0));
+    let body = json!({"username": "fresh", "password": "password1"});
+    let (status, v) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
+    assert_eq!((status, &v["username"]), (200, &json!("Fresh")), "{v}");
+    // A name nobody has is still refused like a wrong password.
+    let body = json!({"username": "nobody", "password": "password1"});
+    let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
+    assert_eq!(status, 401);
 }

@@ -103,6 +103,15 @@ impl World {
                     result: Ok((rows, false)),
                 }
             }
+            ReadOp::User { name } => Outcome::UserFound(Ok(self
+                .db_tokens
+                .values()
+                .map(|(u, _)| u.clone())
+                .find(|u| u.username.eq_ignore_ascii_case(name)))),
+            ReadOp::Token { hash } => Outcome::TokenFound {
+                hash: *hash,
+                result: Ok(self.db_tokens.get(hash).cloned()),
+            },
             ReadOp::Seqs {
                 room_id,
                 after_seq,

@@ -63,6 +63,10 @@ pub(super) struct World {
     pub client_ip: IpAddr,
     /// Events published for other nodes (cluster mode), in order.
     pub published: Vec<crate::store::event::Envelope>,
+    /// Upgrades the Hub said to try again (a token was looked up).
+    pub upgrades: Vec<ConnId>,
+    /// Tokens only the fake database knows (issued by another node): account, expiry.
+    pub db_tokens: HashMap<crate::auth::TokenHash, (crate::store::load::UserRow, i64)>,
 }
 
 pub(super) fn config() -> Config {
@@ -130,6 +134,8 @@ impl World {
             auth_error: None,
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             published: Vec::new(),
+            upgrades: Vec::new(),
+            db_tokens: HashMap::new(),
         }
     }
 
@@ -182,6 +188,7 @@ impl World {
                 }
                 Effect::File(job) => self.file_jobs.push(job),
                 Effect::Publish(env) => self.published.push(env),
+                Effect::Upgrade { conn } => self.upgrades.push(conn),
                 Effect::ChunkedStart { conn, resp } => {
                     self.responses.insert(conn, resp);
                 }

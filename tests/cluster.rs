@@ -584,3 +584,73 @@ fn register_on_one_node_log_in_on_another_and_open_a_socket_on_a_third_at_once()
         assert_eq!(hello["user"], name.as_str());
     }
 }
+
+#[test]
+fn a_users_budget_holds_across_nodes() {
+    let redis = Redis::start();
+    let dir = TempDir::new();
+    let db = dir.0.join("chat.db");
+    let url = redis.url();
+    // A small budget (burst 10, one more a second), so what a burst gets is clear.
+    let nodes: Vec<TestServer> = (1..=3)
+        .map(|i| {
+            let name = format!("node{i}");
+            TestServer::start_with_db(
+                &db,
+                &[
+                    "--bus",
+                    &url,
+                    "--node",
+                    &name,
+                    "--msg-rate",
+                    "1",
+                    "--msg-burst",
+                    "10",
+                ],
+            )
+        })
+        .collect();
+    nodes[0].user("spread");
+    nodes[0].user("single");
+    let tokens: Vec<String> = nodes
+        .iter()
+        .map(|n| login_when_known(n, "spread"))
+        .collect();
+    let mut sockets: Vec<_> = nodes.iter().zip(&tokens).map(|(n, t)| n.ws(t)).collect();
+    // Every node has heard that the others have her sockets.
+    std::thread::sleep(Duration::from_millis(500));
+    let burst = |c: &mut common::Client, tag: &str| {
+        for k in 0..30 {
+            c.send(
+                json!({"type": "send", "room": "general", "text": "x", "ref": format!("{tag}{k}")}),
+            );
+        }
+        let mut ok = 0;
+        let mut answered = 0;
+        while answered < 30 {
+            let v = c.recv();
+            if v["ref"].as_str().is_some_and(|r| r.starts_with(tag)) {
+                answered += 1;
+                if v["type"] == "message" {
+                    ok += 1;
+                }
+            }
+        }
+        ok
+    };
+    let total: usize = sockets
+        .iter_mut()
+        .enumerate()
+        .map(|(i, c)| burst(c, &format!("s{i}-")))
+        .sum();
+    assert!(
+        (13..=17).contains(&total),
+        "1.5 budgets over 3 nodes, got {total}"
+    );
+    let mut one = nodes[1].ws(&login_when_known(&nodes[1], "single"));
+    let alone = burst(&mut one, "one-");
+    assert!(
+        (10..=11).contains(&alone),
+        "a whole budget on one node, got {alone}"
+    );
+}

@@ -394,6 +394,10 @@ impl Hub {
             Budget::Seen => (c.seen_rate, c.seen_burst),
             Budget::Upload => (c.uploads_per_minute / 60.0, c.uploads_per_minute),
         };
+        // Cluster mode: with sockets on several nodes, each allows its share.
+        let share = self.budget_share(user);
+        let (rate, burst) = (rate * share, (burst * share).max(1.0));
+        let c = &self.cfg;
         let b = self
             .user_buckets
             .entry(user)

@@ -14,6 +14,9 @@ use crate::time::Now;
 use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
+/// What all nodes together allow a user with sockets on several of them, in budgets.
+pub const CLUSTER_BUDGETS: f64 = 1.5;
+
 /// What this node knows of another.
 #[derive(Debug)]
 pub struct NodeSeen {
@@ -100,6 +103,19 @@ impl Hub {
                 self.typing_gone(room_id, user);
             }
             self.presence_changed(room_id, user, now);
+        }
+    }
+
+    /// This node's share of `user`'s budgets. All of it while only this node has their
+    /// sockets; with sockets on k nodes, `CLUSTER_BUDGETS / k` on each, so together the
+    /// nodes allow at most 1.5 budgets however the sends are spread, without asking anyone
+    /// on the way (a user sending through one of three nodes gets half a budget there).
+    pub(super) fn budget_share(&self, user: UserId) -> f64 {
+        match self.elsewhere.get(&user) {
+            Some(nodes) if !nodes.is_empty() => {
+                (CLUSTER_BUDGETS / (nodes.len() + 1) as f64).min(1.0)
+            }
+            _ => 1.0,
         }
     }
 

@@ -450,3 +450,35 @@ fn a_login_for_an_account_registered_elsewhere_an_instant_ago_looks_it_up() {
     let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
     assert_eq!(status, 401);
 }
+
+#[test]
+fn a_user_on_several_nodes_gets_a_share_of_the_budget_on_each() {
+    let mut w = clustered();
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    let alice = w.hub.user_by_name("alice").unwrap();
+    let accepted = |w: &mut World, conn, n: usize| {
+        (0..n)
+            .filter(|i| {
+                let got = w.ws(
+                    conn,
+                    json!({"type": "send", "room": "general", "text": format!("{i}")}),
+                );
+                got.iter().any(|f| f["type"] == "message")
+            })
+            .count()
+    };
+    // Bob's sockets are all here: the whole burst (20).
+    assert_eq!(accepted(&mut w, b, 30), 20);
+    // Alice also has sockets on two other nodes: half a budget here (3 nodes × ½ = 1.5).
+    for node in ["n2", "n3"] {
+        w.remote_from(
+            node,
+            Event::Presence {
+                user_id: alice,
+                online: true,
+            },
+        );
+    }
+    assert_eq!(accepted(&mut w, a, 30), 10);
+}

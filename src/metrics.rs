@@ -362,9 +362,14 @@ pub fn admin_stats(m: &mut Metrics, g: &Gauges, hub: &Hub, req: &Request, now: N
         })
         .collect();
     rooms.sort_by(|a, b| b["online"].as_u64().cmp(&a["online"].as_u64()));
+    let cluster = match (hub.node(), req.query_param("scope").as_deref()) {
+        (Some(_), Some("cluster")) => hub.cluster_stats(now),
+        _ => Value::Null,
+    };
     Response::json(
         200,
         &json!({
+            "cluster": cluster,
             "node": hub.node(),
             "online_users": hub.online_names(),
             "connections": g.connections,

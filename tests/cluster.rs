@@ -551,6 +551,26 @@ fn presence_and_logout_cross_nodes_and_a_killed_nodes_users_go_offline() {
     assert_eq!(r.status, 204);
     assert_eq!(a3.close_code(), Some(4001));
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    // An admin asks any node for the whole cluster: every node, named, with its sockets.
+    let root = nodes[0].admin("root");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = nodes[0]
+            .http("GET", "/admin/stats?scope=cluster", Some(&root), None)
+            .json();
+        let names: Vec<&str> = s["cluster"]["nodes"]
+            .as_array()
+            .map(|n| n.iter().map(|n| n["node"].as_str().unwrap()).collect())
+            .unwrap_or_default();
+        if names.len() == 3 {
+            assert_eq!(s["node"], "node1");
+            assert_eq!(names, ["node1", "node2", "node3"], "{s}");
+            assert!(s["cluster"]["websockets"].as_u64().unwrap() >= 2, "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Node 2 dies with alice's socket on it: she goes offline on node 1 once node 2 has
     // been silent for the timeout (20 s by default; 1.5 s here).
     let t0 = Instant::now();

@@ -241,7 +241,7 @@ impl Hub {
             Event::Presence { user_id, online } => {
                 self.remote_presence(&env.node, user_id, online, now)
             }
-            Event::Alive { users } => self.node_alive(&env.node, users, now),
+            Event::Alive { users, stats } => self.node_alive(&env.node, users, stats, now),
             Event::Message { row } => self.sequence(row, None),
             Event::Changed { row } => self.apply_change(row, None, now),
             Event::Reacted { reacted } => self.apply_reaction_event(reacted, None),

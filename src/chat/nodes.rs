@@ -9,7 +9,7 @@
 
 use super::hub::Hub;
 use crate::id::UserId;
-use crate::store::event::Event;
+use crate::store::event::{Event, NodeStats};
 use crate::time::Now;
 use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
@@ -22,6 +22,8 @@ pub const CLUSTER_BUDGETS: f64 = 1.5;
 pub struct NodeSeen {
     pub last_heard: Instant,
     pub users: HashSet<UserId>,
+    /// As of its last heartbeat.
+    pub stats: NodeStats,
 }
 
 impl Hub {
@@ -41,9 +43,16 @@ impl Hub {
     }
 
     /// A heartbeat: the node's users are exactly `users`.
-    pub(super) fn node_alive(&mut self, node: &str, users: Vec<UserId>, now: Now) {
+    pub(super) fn node_alive(
+        &mut self,
+        node: &str,
+        users: Vec<UserId>,
+        stats: NodeStats,
+        now: Now,
+    ) {
         let listed: HashSet<UserId> = users.into_iter().collect();
         let seen = self.node_heard(node, now);
+        seen.stats = stats;
         let gone: Vec<UserId> = seen.users.difference(&listed).copied().collect();
         let came: Vec<UserId> = listed.difference(&seen.users).copied().collect();
         seen.users = listed;
@@ -62,6 +71,7 @@ impl Hub {
             .or_insert_with(|| NodeSeen {
                 last_heard: now.mono,
                 users: HashSet::new(),
+                stats: NodeStats::default(),
             });
         seen.last_heard = now.mono;
         seen
@@ -136,8 +146,10 @@ impl Hub {
                 .filter(|u| !u.conns.is_empty())
                 .map(|u| u.id)
                 .collect();
+            let stats = self.own_stats();
             self.publish(Event::Alive {
                 users: users.into_iter().collect(),
+                stats,
             });
         }
         let timeout = self.cfg.node_timeout;
@@ -154,6 +166,57 @@ impl Hub {
                 self.set_elsewhere(u, &node, false, now);
             }
         }
+    }
+
+    fn own_stats(&self) -> NodeStats {
+        NodeStats {
+            websockets: self.sockets.len() as u64,
+            users_online: self.users.values().filter(|u| !u.conns.is_empty()).count() as u64,
+            messages_stored: self.stats.messages_stored,
+        }
+    }
+
+    /// Every node as this one knows it (itself now, the others as of their last
+    /// heartbeat), and the totals: `/admin/stats?scope=cluster`.
+    pub fn cluster_stats(&self, now: Now) -> serde_json::Value {
+        let row = |name: &str, s: NodeStats, heard_ms: u64| {
+            serde_json::json!({
+                "node": name,
+                "websockets": s.websockets,
+                "users_online": s.users_online,
+                "messages_stored_total": s.messages_stored,
+                "heard_ms_ago": heard_ms,
+            })
+        };
+        let own = self.own_stats();
+        let mut rows = vec![row(&self.cfg.node, own, 0)];
+        let mut names: Vec<&String> = self.nodes.keys().collect();
+        names.sort();
+        let (mut sockets, mut stored) = (own.websockets, own.messages_stored);
+        for name in names {
+            let seen = &self.nodes[name];
+            let ago = now
+                .mono
+                .saturating_duration_since(seen.last_heard)
+                .as_millis() as u64;
+            rows.push(row(name, seen.stats, ago));
+            sockets += seen.stats.websockets;
+            stored += seen.stats.messages_stored;
+        }
+        // Users online anywhere: here, or on a node that says so.
+        let mut online: HashSet<UserId> = self
+            .users
+            .values()
+            .filter(|u| !u.conns.is_empty())
+            .map(|u| u.id)
+            .collect();
+        online.extend(self.elsewhere.keys().copied());
+        serde_json::json!({
+            "nodes": rows,
+            "websockets": sockets,
+            "users_online": online.len(),
+            "messages_stored_total": stored,
+        })
     }
 
     /// When `node_tick` next has work.

@@ -66,7 +66,19 @@ pub enum Event {
     Presence { user_id: UserId, online: bool },
     /// The sending node is alive, with every user it has a socket of (a heartbeat: a
     /// node not heard from for a while is taken for dead, its users offline).
-    Alive { users: Vec<UserId> },
+    Alive {
+        users: Vec<UserId>,
+        #[serde(default)]
+        stats: NodeStats,
+    },
+}
+
+/// What a node's heartbeat says of it, for `/admin/stats?scope=cluster`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    pub websockets: u64,
+    pub users_online: u64,
+    pub messages_stored: u64,
 }
 
 impl Event {

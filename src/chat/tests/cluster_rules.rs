@@ -324,11 +324,36 @@ fn a_node_not_heard_from_is_taken_for_dead_and_its_users_go_offline() {
     w.login("carol");
     let carol = w.hub.user_by_name("carol").unwrap();
     w.take(b);
-    w.remote_from("n2", Event::Alive { users: vec![carol] });
+    let stats = crate::store::event::NodeStats {
+        websockets: 4,
+        users_online: 1,
+        messages_stored: 9,
+    };
+    w.remote_from(
+        "n2",
+        Event::Alive {
+            users: vec![carol],
+            stats,
+        },
+    );
     assert_eq!(presence_of(&w.take(b), "carol"), ["online"]);
+    // The cluster's figures: this node now, n2 as of its heartbeat.
+    let c = w.hub.cluster_stats(w.now);
+    assert_eq!(c["nodes"][1]["node"], "n2");
+    assert_eq!(
+        (&c["websockets"], &c["users_online"]),
+        (&json!(5), &json!(2)),
+        "{c}"
+    );
     // Within the timeout it stays; heartbeats keep it.
     w.tick(15_000);
-    w.remote_from("n2", Event::Alive { users: vec![carol] });
+    w.remote_from(
+        "n2",
+        Event::Alive {
+            users: vec![carol],
+            stats,
+        },
+    );
     w.tick(15_000);
     assert!(presence_of(&w.take(b), "carol").is_empty());
     // Then silence past node_timeout.
@@ -340,7 +365,7 @@ fn a_node_not_heard_from_is_taken_for_dead_and_its_users_go_offline() {
         .into_iter()
         .rev()
         .find_map(|e| match e {
-            Event::Alive { users } => Some(users.clone()),
+            Event::Alive { users, .. } => Some(users.clone()),
             _ => None,
         })
         .expect("heartbeats");

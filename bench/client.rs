@@ -40,7 +40,8 @@ pub struct Fleet {
     poll: Poll,
     events: Events,
     conns: Vec<Client>,
-    server: SocketAddr,
+    /// Where socket i connects: `servers[i % len]` (cluster nodes; one for one server).
+    servers: Vec<SocketAddr>,
     source: Option<IpAddr>,
     /// TLS settings when the server speaks TLS.
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -65,7 +66,7 @@ impl Fleet {
             poll: Poll::new().map_err(|e| e.to_string())?,
             events: Events::with_capacity(4096),
             conns: Vec::new(),
-            server,
+            servers: vec![server],
             source,
             tls,
             errors: 0,
@@ -75,12 +76,19 @@ impl Fleet {
         })
     }
 
-    fn dial(&self) -> std::io::Result<TcpStream> {
+    /// Spreads the sockets over several servers (cluster nodes), round robin.
+    pub fn spread_over(&mut self, servers: &[SocketAddr]) {
+        if !servers.is_empty() {
+            self.servers = servers.to_vec();
+        }
+    }
+
+    fn dial(&self, server: SocketAddr) -> std::io::Result<TcpStream> {
         let Some(IpAddr::V4(src)) = self.source else {
-            return TcpStream::connect(self.server);
+            return TcpStream::connect(server);
         };
-        let SocketAddr::V4(dst) = self.server else {
-            return TcpStream::connect(self.server);
+        let SocketAddr::V4(dst) = server else {
+            return TcpStream::connect(server);
         };
         // SAFETY: plain socket calls on a descriptor we own; it is handed to TcpStream.
         unsafe {
@@ -136,11 +144,12 @@ impl Fleet {
         while made < n {
             let now = Instant::now();
             while made < n && next <= now {
-                let mut stream = match self.dial() {
+                let i = self.conns.len();
+                let server = self.servers[i % self.servers.len()];
+                let mut stream = match self.dial(server) {
                     Ok(s) => s,
                     Err(e) => return Err(format!("connect: {e}")),
                 };
-                let i = self.conns.len();
                 self.poll
                     .registry()
                     .register(
@@ -152,14 +161,13 @@ impl Fleet {
                 let tls = match &self.tls {
                     Some(cfg) => Some(chatterbox::tls::client_connection(
                         cfg,
-                        &self.server.ip().to_string(),
+                        &server.ip().to_string(),
                     )?),
                     None => None,
                 };
                 let token = &tokens[i % tokens.len()];
                 let req = format!(
-                    "GET /ws?token={token} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-                    self.server
+                    "GET /ws?token={token} HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
                 );
                 self.conns.push(Client {
                     stream: Conn::new(stream, tls),

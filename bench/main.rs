@@ -29,7 +29,9 @@ modes:
            and after
   login    --threads parallel logins for D seconds; logins/s and chat round trips meanwhile
 options:
-  --server [https://]HOST:PORT (127.0.0.1:8000; https:// or wss://: TLS)
+  --server [https://]HOST:PORT (127.0.0.1:8000; https:// or wss://: TLS); repeatable:
+           fanout spreads its sockets and senders over the servers (cluster nodes);
+           accounts, /metrics and --pid are the first one's
   --cacert FILE (the CA that signed a TLS server's certificate; else system roots)
   -n N (1000)        --users K (20)
   --rate PER_SEC (5000)                  --senders S (10)   --msg-rate R (1000)
@@ -45,6 +47,9 @@ options:
 pub struct Opts {
     pub mode: String,
     pub server: SocketAddr,
+    /// Every `--server` given (cluster nodes); `server` is the first. fanout spreads its
+    /// sockets (and so its senders) over them, round robin.
+    pub servers: Vec<SocketAddr>,
     pub n: usize,
     pub users: usize,
     pub rate: f64,
@@ -93,6 +98,7 @@ fn parse_opts() -> Result<Opts, String> {
     let mut o = Opts {
         mode,
         server: "127.0.0.1:8000".parse().unwrap(),
+        servers: Vec::new(),
         n: 1000,
         users: 20,
         rate: 5000.0,
@@ -133,10 +139,14 @@ fn parse_opts() -> Result<Opts, String> {
                     None => (false, v.as_str()),
                 };
                 tls = secure;
-                o.server = addr
+                let addr: SocketAddr = addr
                     .trim_end_matches('/')
                     .parse()
                     .map_err(|_| format!("bad --server {v} (HOST:PORT with an IP address)"))?;
+                if o.servers.is_empty() {
+                    o.server = addr;
+                }
+                o.servers.push(addr);
             }
             "--cacert" => o.cacert = Some(v),
             "-n" => o.n = v.parse().map_err(bad)?,
@@ -460,6 +470,7 @@ pub fn percentile(sorted: &[u32], p: f64) -> f64 {
 fn fanout(o: &Opts) -> Result<Value, String> {
     let tokens = tokens(o)?;
     let mut fleet = Fleet::new(o.server, o.source, o.tls.clone())?;
+    fleet.spread_over(&o.servers);
     let opened = fleet.open_paced(o.n, o.rate, &tokens, Duration::from_secs(60))?;
     if opened < o.n {
         return Err(format!("only {opened} of {} connections opened", o.n));
@@ -557,6 +568,7 @@ fn fanout(o: &Opts) -> Result<Value, String> {
     let mut v = json!({
         "mode": "fanout",
         "peer": o.peer,
+        "servers": o.servers.len().max(1),
         "ok": received == expected && dup == 0 && reordered == 0 && errors == 0
             && disconnected == 0,
         "connections": o.n,

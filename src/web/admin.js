@@ -81,7 +81,8 @@ function refuse(title, text) {
 
 async function poll() {
   clearTimeout(state.timer);
-  const r = await api("GET", "/admin/stats").catch(() => null);
+  // In cluster mode the answer also covers every node (`cluster`); otherwise it is null.
+  const r = await api("GET", "/admin/stats?scope=cluster").catch(() => null);
   if (r && r.status === 401) return refuse("Your session ended", "Sign in again on the chat page, then come back.");
   if (r && r.status === 403) return refuse("Admins only", "This dashboard is for admins. Your account is not one.");
   if (!r || r.status !== 200) {
@@ -115,11 +116,34 @@ function render() {
     `${num(s.deliveries_per_sec)} deliveries/s. Since start: ${s.messages_stored_total} messages, ` +
     `${s.deliveries_total} deliveries. ${s.websockets} WebSockets open. Storage ${s.storage_ok ? "ok" : "failing"}.`;
   $("updated").textContent = "Updated " + new Date().toLocaleTimeString();
+  renderCluster();
   drawCharts();
   renderOnline();
   renderRooms();
 }
 const num = (v) => (Number.isInteger(v) ? String(v) : Number(v || 0).toFixed(1));
+
+// Cluster mode: which node answered, and every node as of its last heartbeat.
+function renderCluster() {
+  const c = state.stats.cluster;
+  $("cluster").hidden = !c;
+  if (!c) return;
+  $("cluster-summary").textContent = `This page is served by ${state.stats.node}. ` +
+    `All ${c.nodes.length} nodes: ${c.websockets} WebSockets, ${c.users_online} users online, ` +
+    `${c.messages_stored_total} messages stored since they started.`;
+  const body = $("cluster-nodes");
+  body.replaceChildren(...c.nodes.map((n) => {
+    const tr = document.createElement("tr");
+    const heard = n.heard_ms_ago === 0 ? "this node" : `${Math.round(n.heard_ms_ago / 1000)} s ago`;
+    for (const [i, v] of [n.node, n.websockets, n.users_online, n.messages_stored_total, heard].entries()) {
+      const td = document.createElement("td");
+      td.textContent = String(v);
+      if (i > 0 && i < 4) td.className = "num";
+      tr.append(td);
+    }
+    return tr;
+  }));
+}
 
 // ---- charts ---------------------------------------------------------------------------
 // One canvas per series: the last ten minutes ending at the newest sample (the server's

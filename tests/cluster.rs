@@ -209,6 +209,49 @@ fn users_on_three_nodes_chat_in_a_room_in_dms_and_a_private_room_stays_private()
     a.send(json!({"type": "typing", "room": "general", "active": true}));
     let t = c.recv_type("typing");
     assert_eq!((&t["user"], &t["active"]), (&json!("alice"), &json!(true)));
+
+    // A file shared on node 1 is downloaded through node 3.
+    let body: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let mut up = std::net::TcpStream::connect(nodes[0].addr).unwrap();
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\nContent-Type: application/octet-stream\r\nX-Filename: data.bin\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    std::io::Write::write_all(&mut up, head.as_bytes()).unwrap();
+    std::io::Write::write_all(&mut up, &body).unwrap();
+    let r = common::read_response(&mut up);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let m = a.request(
+        json!({"type": "send", "room": "general", "text": "", "attachments": [id]}),
+        "f1",
+    );
+    assert_eq!(m["type"], "message", "{m}");
+    let got = c.recv_type("message");
+    assert_eq!(got["attachments"][0]["id"], id.as_str(), "{got}");
+    let req =
+        format!("GET /files/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {carol}\r\n\r\n");
+    let mut down = std::net::TcpStream::connect(nodes[2].addr).unwrap();
+    std::io::Write::write_all(&mut down, req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    down.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = std::io::Read::read(&mut down, &mut buf).unwrap();
+        raw.extend_from_slice(&buf[..n]);
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n");
+        if n == 0 || end.is_some_and(|e| raw.len() >= e + 4 + body.len()) {
+            break;
+        }
+    }
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw[..end])
+    );
+    assert_eq!(&raw[end + 4..], &body[..]);
 }
 
 #[test]

@@ -256,6 +256,9 @@ impl Hub {
                 user_id,
                 by,
             } => self.remote_invited(room_id, user_id, by),
+            Event::File { row } => {
+                self.files.entry(row.file.id.clone()).or_insert(row);
+            }
             Event::Declined { room_id, user_id } => {
                 if let Some(list) = self.invites.get_mut(&user_id) {
                     list.retain(|i| i.room != room_id);

@@ -168,15 +168,14 @@ impl Hub {
             "id": f.id, "name": f.name, "size": f.size, "type": f.mime,
             "sha256": up.sha256.as_deref().unwrap_or(""),
         });
-        self.files.insert(
-            f.id.clone(),
-            FileRow {
-                file: f.clone(),
-                uploader: up.user,
-                created_at: now.wall_ms,
-                rooms: Vec::new(),
-            },
-        );
+        let row = FileRow {
+            file: f.clone(),
+            uploader: up.user,
+            created_at: now.wall_ms,
+            rooms: Vec::new(),
+        };
+        self.files.insert(f.id.clone(), row.clone());
+        self.publish(crate::store::event::Event::File { row });
         self.respond(to.conn, Response::json(201, &body));
     }
 

@@ -3,7 +3,7 @@
 //! most events are committed rows; the bus thread hands them to the reactor as
 //! `Outcome::Remote`.
 
-use super::{MessageRow, NewRoom, Reacted};
+use super::{FileRow, MessageRow, NewRoom, Reacted};
 use crate::id::{RoomId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,8 @@ pub enum Event {
         room_id: RoomId,
         users: Vec<UserId>,
     },
+    /// A shared file stored (its bytes are in the directory every node shares).
+    File { row: FileRow },
     /// A pending invitation to a private room (stored).
     Invited {
         room_id: RoomId,
@@ -89,7 +91,7 @@ impl Event {
             Event::Reacted { reacted } => Some(reacted.room_id),
             Event::Typing { room_id, .. } | Event::Left { room_id, .. } => Some(*room_id),
             Event::Joined { .. } | Event::User { .. } | Event::Token { .. } => None,
-            Event::Invited { .. } | Event::Declined { .. } => None,
+            Event::Invited { .. } | Event::Declined { .. } | Event::File { .. } => None,
             Event::Revoked { .. } | Event::Presence { .. } | Event::Alive { .. } => None,
         }
     }

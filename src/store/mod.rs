@@ -51,7 +51,7 @@ pub struct FileRef {
 
 /// A stored file as the Hub keeps it: who uploaded it and the rooms it was posted in
 /// (who may download it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRow {
     pub file: FileRef,
     pub uploader: UserId,

@@ -126,8 +126,9 @@ impl Hub {
             Err(r) => return self.respond(conn, r),
         };
         let user_agent = super::sessions::user_agent(req);
-        if self.user_by_name(&username).is_none() && self.clustered() {
-            // Perhaps registered on another node an instant ago: ask the database first.
+        if self.clustered() {
+            // Another node may have registered the name an instant ago, or changed its
+            // password, suspended or deleted it: the database decides, not memory.
             return self.look_up_login(conn, ip, username, password, user_agent);
         }
         self.login_as(conn, ip, username, password, user_agent, now);
@@ -292,7 +293,6 @@ impl Hub {
                 self.publish(Event::User {
                     id,
                     username: username.clone(),
-                    phc: self.users[&id].pw_hash.clone(),
                 });
                 log::info!("user {id} registered");
                 Response::json(201, &json!({ "id": id, "username": username }))

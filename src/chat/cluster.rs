@@ -256,6 +256,10 @@ impl Hub {
                 user_id,
                 by,
             } => self.remote_invited(room_id, user_id, by),
+            Event::AccountDeleted { user_id } => {
+                self.drop_sessions(user_id, |_| true);
+                self.forget_account(user_id, now);
+            }
             Event::File { row } => {
                 self.files.entry(row.file.id.clone()).or_insert(row);
             }
@@ -269,7 +273,7 @@ impl Hub {
                 user_id,
                 active,
             } => self.broadcast_typing(room_id, user_id, active),
-            Event::User { id, username, phc } => self.remote_user(id, username, phc),
+            Event::User { id, username } => self.remote_user(id, username),
             Event::Token {
                 hash,
                 user_id,
@@ -367,11 +371,26 @@ impl Hub {
         }
     }
 
-    fn remote_user(&mut self, id: UserId, username: String, phc: String) {
+    /// What the database says of an account replaces what this node remembers of its
+    /// password and flags (another node may have changed them).
+    fn account_as_stored(&mut self, row: crate::store::load::UserRow) {
+        match self.users.get_mut(&row.id) {
+            Some(u) => {
+                u.pw_hash = row.pw_hash;
+                u.suspended = row.suspended;
+                u.admin = row.admin;
+            }
+            None => self.users_added(vec![row]),
+        }
+    }
+
+    fn remote_user(&mut self, id: UserId, username: String) {
+        // No password hash crosses the bus: logins in cluster mode read it from the
+        // database (`look_up_login`).
         let row = crate::store::load::UserRow {
             id,
             username,
-            pw_hash: phc,
+            pw_hash: String::new(),
             last_seen: None,
             admin: false,
             suspended: false,
@@ -444,7 +463,14 @@ impl Hub {
         };
         match result {
             Ok(row) => {
-                self.users_added(row.into_iter().collect());
+                if let Some(row) = row {
+                    self.account_as_stored(row);
+                } else if let Some(id) = self.user_by_name(&username) {
+                    // Deleted (or renamed away) elsewhere: this node must not let it in.
+                    if let Some(u) = self.users.get_mut(&id) {
+                        u.pw_hash.clear();
+                    }
+                }
                 self.login_as(to.conn, ip, username, password, user_agent, now);
             }
             Err(_) => self.respond(to.conn, super::hub::storage_unavailable()),

@@ -544,11 +544,28 @@ impl Hub {
             return self.respond(to.conn, storage_unavailable());
         }
         self.end_sessions(user, |_| true);
+        self.forget_account(user, now);
+        self.publish(Event::AccountDeleted { user_id: user });
+        let name = self.user_name(user).to_string();
+        log::info!("user {user} deleted their account");
+        self.audit(Some(user), "delete_account", name, now);
+        self.respond(to.conn, Response::no_content());
+    }
+
+    /// A deleted account (here or on another node) leaves memory: memberships,
+    /// invitations, ownerships and its words go, its name stays held.
+    pub(super) fn forget_account(&mut self, user: UserId, now: Now) {
         let rooms: Vec<_> = self
             .users
             .get(&user)
             .map(|u| u.rooms.iter().copied().collect())
             .unwrap_or_default();
+        for &id in &rooms {
+            if self.online_elsewhere(user) {
+                self.room_elsewhere(id, user, false, now);
+            }
+        }
+        self.elsewhere.remove(&user);
         for id in rooms {
             if let Some(room) = self.rooms.get_mut(&id) {
                 room.members.remove(&user);
@@ -567,16 +584,12 @@ impl Hub {
         for list in self.invites.values_mut() {
             list.retain(|i| i.by != user);
         }
-        let name = self.user_name(user).to_string();
         if let Some(u) = self.users.get_mut(&user) {
             u.rooms.clear();
             u.pw_hash.clear();
             u.admin = false;
             u.deleted_at = Some(now.wall_ms);
         }
-        log::info!("user {user} deleted their account");
-        self.audit(Some(user), "delete_account", name, now);
-        self.respond(to.conn, Response::no_content());
     }
 
     /// Answers 429 when the address has used its login budget (`auth_per_minute`).

@@ -48,11 +48,7 @@ pub enum Event {
         active: bool,
     },
     /// An account was created.
-    User {
-        id: UserId,
-        username: String,
-        phc: String,
-    },
+    User { id: UserId, username: String },
     /// A session token was issued (its hash, hex).
     Token {
         hash: String,
@@ -64,6 +60,8 @@ pub enum Event {
         user_id: UserId,
         hashes: Vec<String>,
     },
+    /// An account deleted: its sessions end, its memberships go, its words are blanked.
+    AccountDeleted { user_id: UserId },
     /// A user's first socket on the sending node opened, or its last one closed.
     Presence { user_id: UserId, online: bool },
     /// The sending node is alive, with every user it has a socket of (a heartbeat: a
@@ -93,6 +91,7 @@ impl Event {
             Event::Joined { .. } | Event::User { .. } | Event::Token { .. } => None,
             Event::Invited { .. } | Event::Declined { .. } | Event::File { .. } => None,
             Event::Revoked { .. } | Event::Presence { .. } | Event::Alive { .. } => None,
+            Event::AccountDeleted { .. } => None,
         }
     }
 }

@@ -248,8 +248,18 @@ fn accounts_and_typing_from_other_nodes() {
     w.remote(Event::User {
         id: 42,
         username: "zoe".into(),
-        phc: "fake$password1".into(),
     });
+    // Logins read the account from the database (the bus carries no password hash).
+    let zoe = crate::store::load::UserRow {
+        id: 42,
+        username: "zoe".into(),
+        pw_hash: "fake$password1".into(),
+        last_seen: None,
+        admin: false,
+        suspended: false,
+        deleted_at: None,
+    };
+    w.db_tokens.insert([42; 32], (zoe, 0));
     let body = json!({"username": "zoe", "password": "password1"});
     let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
     assert_eq!(status, 200);
@@ -470,6 +480,14 @@ fn a_login_for_an_account_registered_elsewhere_an_instant_ago_looks_it_up() {
     let body = json!({"username": "fresh", "password": "password1"});
     let (status, v) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
     assert_eq!((status, &v["username"]), (200, &json!("Fresh")), "{v}");
+    // Its password changed on another node: the database's hash counts, not memory's.
+    w.db_tokens.get_mut(&[9; 32]).unwrap().0.pw_hash = "fake$password2".into();
+    let old = json!({"username": "fresh", "password": "password1"});
+    let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, old);
+    assert_eq!(status, 401);
+    let new = json!({"username": "fresh", "password": "password2"});
+    let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, new);
+    assert_eq!(status, 200);
     // A name nobody has is still refused like a wrong password.
     let body = json!({"username": "nobody", "password": "password1"});
     let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
@@ -506,4 +524,17 @@ fn a_user_on_several_nodes_gets_a_share_of_the_budget_on_each() {
         );
     }
     assert_eq!(accepted(&mut w, a, 30), 10);
+}
+
+#[test]
+fn an_account_deleted_on_another_node_goes_here_too() {
+    let mut w = clustered();
+    let a = w.socket("alice");
+    let alice = w.hub.user_by_name("alice").unwrap();
+    w.remote(Event::AccountDeleted { user_id: alice });
+    assert_eq!(w.closed, vec![(a, 4001)]);
+    assert!(!w.hub.rooms[&1].is_member(alice));
+    let body = json!({"username": "alice", "password": "password1"});
+    let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
+    assert_eq!(status, 401);
 }

@@ -103,11 +103,28 @@ impl World {
                     result: Ok((rows, false)),
                 }
             }
-            ReadOp::User { name } => Outcome::UserFound(Ok(self
-                .db_tokens
-                .values()
-                .map(|(u, _)| u.clone())
-                .find(|u| u.username.eq_ignore_ascii_case(name)))),
+            // The fake database has the accounts this Hub made, and those of `db_tokens`
+            // (made by "another node").
+            ReadOp::User { name } => {
+                let mine = self.hub.user_by_name(name).and_then(|id| {
+                    let u = self.hub.users.get(&id)?;
+                    (u.deleted_at.is_none()).then(|| crate::store::load::UserRow {
+                        id,
+                        username: u.name.clone(),
+                        pw_hash: u.pw_hash.clone(),
+                        last_seen: u.last_seen,
+                        admin: u.admin,
+                        suspended: u.suspended,
+                        deleted_at: None,
+                    })
+                });
+                let theirs = self
+                    .db_tokens
+                    .values()
+                    .map(|(u, _)| u.clone())
+                    .find(|u| u.username.eq_ignore_ascii_case(name));
+                Outcome::UserFound(Ok(theirs.or(mine)))
+            }
             ReadOp::Token { hash } => Outcome::TokenFound {
                 hash: *hash,
                 result: Ok(self.db_tokens.get(hash).cloned()),

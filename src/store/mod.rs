@@ -1,16 +1,19 @@
-//! Storage: the commands the reactor sends, the completions it gets back, the SQLite
-//! writer thread, read-only reader threads, and the schema.
+//! Storage: the commands the reactor sends, the completions it gets back, the writer
+//! thread, read-only reader threads, and the schema, on SQLite (the default, a file) or
+//! PostgreSQL (`--db postgres://…`, for several nodes on one database).
 //!
-//! The reactor never touches SQLite. Writes go to one writer thread as `StoreCmd`s, in
+//! The reactor never touches the database. Writes go to one writer thread as `StoreCmd`s, in
 //! order; it commits everything queued in one transaction (group commit) and only then
 //! answers, so whatever the reactor broadcasts is already on disk. Deep reads (older
 //! history, search) go to reader threads with their own read-only connections.
-//! `StoreCmd` and `Completion` are the seam where another store (PostgreSQL) would plug in.
+//! `StoreCmd` and `Completion` are the seam; behind it, the same code runs on both engines
+//! through `sql::Db`, branching on the dialect only where they differ.
 
 pub mod load;
 pub mod messages;
 pub mod reader;
 pub mod schema;
+pub mod sql;
 pub mod watch;
 pub mod writer;
 
@@ -409,6 +412,13 @@ pub enum ReadOp {
     },
     /// A user's sessions (tokens), newest use first; `current` is marked.
     Sessions { user_id: UserId, current: TokenHash },
+    /// Messages of `room` with a seq above `after_seq`, oldest first, at most `limit`:
+    /// what a node that missed some of a room's events reads to fill the gap.
+    Seqs {
+        room: RoomId,
+        after_seq: i64,
+        limit: usize,
+    },
     /// Full-text search over the given rooms, best first.
     Search {
         query: String,
@@ -444,6 +454,10 @@ impl ReadOp {
             ReadOp::Reactors { id, emoji, .. } => Outcome::Reactors {
                 id: *id,
                 emoji: emoji.clone(),
+                result: Err(StoreError::Unavailable),
+            },
+            ReadOp::Seqs { room, .. } => Outcome::Seqs {
+                room: *room,
                 result: Err(StoreError::Unavailable),
             },
             ReadOp::Sessions { .. } => Outcome::Sessions(Err(StoreError::Unavailable)),
@@ -534,6 +548,12 @@ pub enum Outcome {
         room: String,
         forward: bool,
         reader: UserId,
+        result: Result<(Vec<MessageRow>, bool), StoreError>,
+    },
+    /// A room's messages after a seq (`ReadOp::Seqs`), oldest first, and whether more
+    /// follow.
+    Seqs {
+        room: RoomId,
         result: Result<(Vec<MessageRow>, bool), StoreError>,
     },
     /// Search results, best first, and whether the search ran out of time (`partial`).

@@ -67,6 +67,10 @@ impl World {
                 rows.truncate(*limit);
                 Outcome::ExportPage(Ok((rows, last)))
             }
+            ReadOp::Seqs { room, .. } => Outcome::Seqs {
+                room: *room,
+                result: Ok((Vec::new(), false)),
+            },
             ReadOp::Sessions { user_id, current } => {
                 // The fake keeps no session details: the Hub's own tokens stand in.
                 let rows = self

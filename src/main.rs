@@ -26,6 +26,10 @@ fn main() -> ExitCode {
     // RUST_LOG setting can put message text in the logs.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .filter_module("tungstenite", log::LevelFilter::Debug)
+        // The PostgreSQL client logs every statement's parameters (message text, token
+        // hashes) at debug level: never below info.
+        .filter_module("tokio_postgres", log::LevelFilter::Info)
+        .filter_module("postgres", log::LevelFilter::Info)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("admin") {
@@ -263,8 +267,8 @@ const ADMIN_USAGE: &str = "usage: chatterbox admin grant|revoke NAME [--db PATH]
 grant/revoke: admin rights of an existing account. reset-password: prints a one-time code,
 valid for an hour, for POST /account/reset. invite: prints an invite code for
 --registration invite (default 1 use, 7 days). add-user: creates an account (for
---registration closed). The database is ./chatterbox.db or CHATTERBOX_DB; a running
-server on it follows within a second.";
+--registration closed). The database is ./chatterbox.db or CHATTERBOX_DB (a SQLite path
+or a postgres:// URL); a running server on it follows within a second.";
 
 /// `chatterbox admin grant|revoke NAME [--db PATH]`.
 fn admin_command(args: &[String], env: impl Fn(&str) -> Option<String>) -> ExitCode {

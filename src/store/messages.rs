@@ -300,6 +300,9 @@ pub fn reactors(
 /// Attaches `files` (ids the Hub checked) to message `id`, in the order given, and
 /// fills in the row's list.
 pub(super) fn attach(tx: Db, row: &mut MessageRow, files: &[String]) -> Res<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
     for (i, f) in files.iter().enumerate() {
         tx.exec(
             "INSERT INTO attachments (message_id, file_id, position) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",

@@ -20,6 +20,9 @@ use std::time::Duration;
 
 /// Most commands in one transaction, so one huge burst cannot delay every answer.
 pub const MAX_BATCH: usize = 4096;
+/// The same on PostgreSQL, where a transaction pays for every version of the room row it
+/// updated (each `seq` taken): past a few hundred, smaller commits are faster.
+pub const PG_MAX_BATCH: usize = 128;
 /// How often a failing store is retried when no write comes in.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -61,7 +64,11 @@ fn run(conn: Conn, rx: Receiver<StoreCmd>, notify: Notifier) {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        while batch.len() < MAX_BATCH {
+        let max = match conn {
+            Conn::Lite(_) => MAX_BATCH,
+            Conn::Pg(_) => PG_MAX_BATCH,
+        };
+        while batch.len() < max {
             match rx.try_recv() {
                 Ok(cmd) => batch.push(cmd),
                 Err(_) => break,
@@ -130,26 +137,31 @@ fn apply_batch(conn: &Conn, cmds: impl Iterator<Item = StoreCmd>) -> (Vec<Comple
     let tx = conn.db();
     if let Err(e) = tx.batch("BEGIN") {
         log::error!("cannot begin a transaction: {e}");
+        // Whatever was left open goes, so that the next batch can begin.
+        let _ = tx.batch("ROLLBACK");
         return (failed_all(cmds), false);
     }
     let mut outcomes = Vec::with_capacity(cmds.len());
     let mut failed = false;
+    // A command that went well keeps its savepoint until the next one starts (one round
+    // trip for both on PostgreSQL); COMMIT releases the last.
+    let mut open = false;
     for cmd in &cmds {
         // Each command in a savepoint: one that fails leaves no half of itself behind,
         // and the others of the batch still commit.
-        let (outcome, storage_failed) = match tx.batch("SAVEPOINT cmd") {
+        let begin = match open {
+            true => "RELEASE cmd; SAVEPOINT cmd",
+            false => "SAVEPOINT cmd",
+        };
+        let (outcome, storage_failed) = match tx.batch(begin) {
             Ok(()) => apply(tx, &cmd.op),
             Err(e) => {
                 log::error!("savepoint failed: {e}");
                 (cmd.op.failed(), true)
             }
         };
-        let undo = if is_error(&outcome) {
-            "ROLLBACK TO cmd; RELEASE cmd"
-        } else {
-            "RELEASE cmd"
-        };
-        if tx_lost(tx) || tx.batch(undo).is_err() {
+        open = !is_error(&outcome);
+        if tx_lost(tx) || (!open && tx.batch("ROLLBACK TO cmd; RELEASE cmd").is_err()) {
             // SQLite rolled the whole transaction back on its own (a full disk, an I/O
             // error), or the connection to PostgreSQL is gone: nothing of this batch is
             // stored, so say so for every command.

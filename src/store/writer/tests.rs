@@ -92,12 +92,14 @@ fn a_lost_postgres_connection_answers_unavailable_then_comes_back() {
     crate::store::schema::pg_migrate(pg.client_mut().unwrap()).unwrap();
     let conn = Conn::pg(pg);
     conn.db().batch(SEED).unwrap();
-    // Another session ends this one, as a restarted server or a cut network does.
+    // Another session ends this one (only this test's database: tests run side by side),
+    // as a restarted server or a cut network does.
     let mut admin = postgres::Client::connect(&t.url, postgres::NoTls).unwrap();
     admin
         .batch_execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE application_name = 'chatterbox' AND pid <> pg_backend_pid()",
+             WHERE application_name = 'chatterbox' AND datname = current_database()
+               AND pid <> pg_backend_pid()",
         )
         .unwrap();
     let (done, ok) = apply_batch(&conn, vec![insert("lost")].into_iter());

@@ -392,7 +392,12 @@ fn a_lost_postgres_refuses_writes_reports_unhealthy_and_recovers() {
             assert_eq!(r.json()["messages"][0]["text"], "after", "{}", r.body);
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(15), "{} {}", r.status, r.body);
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "{} {}",
+            r.status,
+            r.body
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(

@@ -406,3 +406,25 @@ fn a_lost_postgres_refuses_writes_reports_unhealthy_and_recovers() {
         "the refused one took no seq"
     );
 }
+
+#[test]
+fn a_postgres_database_from_a_newer_chatterbox_is_refused() {
+    if pg::server().is_none() {
+        return;
+    }
+    let dir = TempDir::new();
+    let db = dir.0.join("chat.db");
+    drop(TestServer::start_with_db(&db, &[]));
+    let url = pg::url_for(&db);
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute("UPDATE schema_version SET version = version + 6")
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"))
+        .args(["--listen", "127.0.0.1:0", "--db", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is newer than this chatterbox"), "{err}");
+    assert!(err.contains(&url), "names the database: {err}");
+}

@@ -73,7 +73,8 @@ pub fn open_writer(db: &Path, full_sync: bool) -> Result<Conn, String> {
     let path = match Target::of(db) {
         Target::Postgres(url) => {
             let mut pg = PgConn::connect(&url, false)?;
-            schema::pg_migrate(pg.client_mut()?)?;
+            schema::pg_migrate(pg.client_mut()?)
+                .map_err(|e| format!("{}: {e}", super::sql::redact(&url)))?;
             return Ok(Conn::pg(pg));
         }
         Target::Sqlite(path) => path,

@@ -11,6 +11,9 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 /// Database file used when none is given.
 pub const DEFAULT_DB: &str = "chatterbox.db";
+/// Where uploaded files live with a PostgreSQL database (`--files-dir`); with SQLite they
+/// are in `DB.files/` beside the database file.
+pub const DEFAULT_PG_FILES_DIR: &str = "chatterbox-files";
 /// Most bytes of request line plus headers (431 past it).
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Most header lines in one request (431 past it).
@@ -223,7 +226,11 @@ impl Registration {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// A SQLite file, or a PostgreSQL URL (`postgres://user@host:port/dbname`).
     pub db: PathBuf,
+    /// Uploaded files (`--files-dir`); `None`: beside a SQLite database, or
+    /// `DEFAULT_PG_FILES_DIR` with PostgreSQL.
+    pub files_dir: Option<PathBuf>,
     /// PEM certificate chain and private key: the listener speaks TLS (https, wss).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -290,6 +297,7 @@ impl Default for Config {
         Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             db: PathBuf::from(DEFAULT_DB),
+            files_dir: None,
             tls_cert: None,
             tls_key: None,
             sync: Sync::Normal,
@@ -355,6 +363,15 @@ fn default_node_name() -> String {
 }
 
 impl Config {
+    /// Where uploaded files are kept.
+    pub fn files_dir(&self) -> PathBuf {
+        match (&self.files_dir, crate::store::sql::is_postgres(&self.db)) {
+            (Some(dir), _) => dir.clone(),
+            (None, true) => PathBuf::from(DEFAULT_PG_FILES_DIR),
+            (None, false) => crate::files::dir_for(&self.db),
+        }
+    }
+
     /// Checks values that would make the server misbehave rather than fail loudly.
     pub fn validate(&self) -> Result<(), String> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {

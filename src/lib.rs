@@ -9,8 +9,9 @@
 //! - `http`: request parsing, routing (both pure) and responses.
 //! - `ws`: upgrade validation and server frame encoding (framing itself is tungstenite).
 //! - `auth`: usernames, passwords (argon2 on a thread pool) and session tokens.
-//! - `store`: the writer thread (group commit), reader threads, schema; `StoreCmd` and
-//!   `Completion` are its seam.
+//! - `store`: the writer thread (group commit), reader threads, schema, on SQLite or
+//!   PostgreSQL through one dialect layer (`store::sql`); `StoreCmd` and `Completion` are
+//!   its seam.
 //! - `id`, `pool`, `ratelimit`, `metrics`, `time`: shared values and small helpers.
 //! - `web`: the browser UI, embedded in the binary.
 //!

@@ -4,7 +4,8 @@
 use chatterbox::config::{Config, Sync};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: chatterbox [--listen ADDR] [--db PATH] [--sync normal|full]
+const USAGE: &str = "usage: chatterbox [--listen ADDR] [--db PATH|postgres://USER@HOST:PORT/DB]
+                  [--files-dir DIR] [--sync normal|full]
                   [--tls-cert FILE --tls-key FILE] [--registration open|invite|closed]
                   [--allowed-origin ORIGIN]... [--admin NAME]... [--max-connections N]
                   [--max-pending-per-ip N] [--max-sockets-per-user N]
@@ -16,7 +17,8 @@ Each flag can also be set with an environment variable: CHATTERBOX_LISTEN, CHATT
 CHATTERBOX_SYNC, CHATTERBOX_ALLOWED_ORIGINS and CHATTERBOX_ADMINS (comma-separated),
 CHATTERBOX_MAX_CONNECTIONS, CHATTERBOX_MAX_PENDING_PER_IP, CHATTERBOX_MAX_SOCKETS_PER_USER,
 CHATTERBOX_TLS_CERT and CHATTERBOX_TLS_KEY (PEM files; SIGHUP reloads them),
-CHATTERBOX_REGISTRATION. Shared files are kept in PATH.files/ beside the database.
+CHATTERBOX_REGISTRATION, CHATTERBOX_FILES_DIR. Shared files are kept in PATH.files/ beside
+a SQLite database; with PostgreSQL in --files-dir (default ./chatterbox-files).
 Logging: RUST_LOG (default info).";
 
 fn main() -> ExitCode {
@@ -24,6 +26,10 @@ fn main() -> ExitCode {
     // RUST_LOG setting can put message text in the logs.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .filter_module("tungstenite", log::LevelFilter::Debug)
+        // The PostgreSQL client logs every statement's parameters (message text, token
+        // hashes) at debug level: never below info.
+        .filter_module("tokio_postgres", log::LevelFilter::Info)
+        .filter_module("postgres", log::LevelFilter::Info)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("admin") {
@@ -41,6 +47,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // An unreachable PostgreSQL is a configuration error, said plainly before anything
+    // starts (once running, a lost connection is retried instead).
+    if let Err(e) = chatterbox::store::load::check_reachable(&config.db) {
+        eprintln!("chatterbox: {e}");
+        return ExitCode::from(2);
+    }
     // argon2 allocates ~19 MiB per hash. glibc raises its mmap threshold after freeing
     // such a block and then keeps later ones in its arenas, so every password thread
     // would pin ~20 MiB for good. A fixed threshold keeps big blocks mmap'd and returned.
@@ -141,6 +153,9 @@ fn parse_args(
     if let Some(v) = env("CHATTERBOX_NODE") {
         c.node = v;
     }
+    if let Some(v) = env("CHATTERBOX_FILES_DIR") {
+        c.files_dir = Some(v.into());
+    }
     if let Some(v) = env("CHATTERBOX_REGISTRATION") {
         c.registration = chatterbox::config::Registration::parse(&v)?;
     }
@@ -189,6 +204,7 @@ fn parse_args(
             "--db" => c.db = value.into(),
             "--bus" => c.bus = Some(value),
             "--node" => c.node = value,
+            "--files-dir" => c.files_dir = Some(value.into()),
             "--tls-cert" => c.tls_cert = Some(value.into()),
             "--registration" => c.registration = chatterbox::config::Registration::parse(&value)?,
             "--tls-key" => c.tls_key = Some(value.into()),
@@ -266,8 +282,8 @@ const ADMIN_USAGE: &str = "usage: chatterbox admin grant|revoke NAME [--db PATH]
 grant/revoke: admin rights of an existing account. reset-password: prints a one-time code,
 valid for an hour, for POST /account/reset. invite: prints an invite code for
 --registration invite (default 1 use, 7 days). add-user: creates an account (for
---registration closed). The database is ./chatterbox.db or CHATTERBOX_DB; a running
-server on it follows within a second.";
+--registration closed). The database is ./chatterbox.db or CHATTERBOX_DB (a SQLite path
+or a postgres:// URL); a running server on it follows within a second.";
 
 /// `chatterbox admin grant|revoke NAME [--db PATH]`.
 fn admin_command(args: &[String], env: impl Fn(&str) -> Option<String>) -> ExitCode {
@@ -312,12 +328,12 @@ fn admin_command(args: &[String], env: impl Fn(&str) -> Option<String>) -> ExitC
         ["add-user", name] => return admin_add_user(path, name),
         _ => return usage_error(ADMIN_USAGE),
     };
-    if !path.exists() {
+    if !chatterbox::store::load::exists(path) {
         eprintln!("chatterbox: no database at {db}");
         return ExitCode::FAILURE;
     }
     let result = chatterbox::store::load::open_writer(path, false).and_then(|conn| {
-        chatterbox::store::load::set_admin(&conn, name, grant).map_err(|e| e.to_string())
+        chatterbox::store::load::set_admin(conn.db(), name, grant).map_err(|e| e.to_string())
     });
     match result {
         Ok(true) => {
@@ -343,14 +359,14 @@ fn admin_command(args: &[String], env: impl Fn(&str) -> Option<String>) -> ExitC
 /// `reset-password NAME` (with `name`) or `invite`: prints the code.
 fn admin_codes(path: &std::path::Path, name: Option<&str>, uses: u32, days: i64) -> ExitCode {
     use chatterbox::store::load;
-    if !path.exists() {
+    if !load::exists(path) {
         eprintln!("chatterbox: no database at {}", path.display());
         return ExitCode::FAILURE;
     }
     let result = load::open_writer(path, false).and_then(|conn| {
         match name {
-            Some(n) => load::create_reset_code(&conn, n, 3_600_000),
-            None => load::create_invite(&conn, uses, days * 86_400_000).map(Some),
+            Some(n) => load::create_reset_code(conn.db(), n, 3_600_000),
+            None => load::create_invite(conn.db(), uses, days * 86_400_000).map(Some),
         }
         .map_err(|e| e.to_string())
     });
@@ -388,7 +404,7 @@ fn admin_add_user(path: &std::path::Path, name: &str) -> ExitCode {
         eprintln!("chatterbox: passwords are 8 to 1024 bytes");
         return ExitCode::from(2);
     }
-    if !path.exists() {
+    if !chatterbox::store::load::exists(path) {
         eprintln!("chatterbox: no database at {}", path.display());
         return ExitCode::FAILURE;
     }
@@ -400,7 +416,7 @@ fn admin_add_user(path: &std::path::Path, name: &str) -> ExitCode {
         }
     };
     let result = chatterbox::store::load::open_writer(path, false)
-        .and_then(|conn| chatterbox::store::load::add_user(&conn, name, &phc));
+        .and_then(|conn| chatterbox::store::load::add_user(conn.db(), name, &phc));
     match result {
         Ok(_) => {
             println!("{name} can log in now");

@@ -315,3 +315,116 @@ fn sigterm_closes_sockets_with_4002_and_exits_zero() {
     assert_eq!(c.close_code(), Some(4002));
     assert!(s.child.wait().unwrap().success());
 }
+
+#[test]
+fn an_unreachable_postgres_at_start_up_is_a_clear_error_and_exit_2() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"))
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        // Port 1: nothing listens there.
+        .arg("postgres://chat:hunter2@127.0.0.1:1/chat")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to PostgreSQL at postgres://chat@127.0.0.1:1/chat"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the password is not printed: {err}"
+    );
+}
+
+#[test]
+fn a_lost_postgres_refuses_writes_reports_unhealthy_and_recovers() {
+    let Some(server) = pg::server() else { return };
+    let s = TestServer::start(&[]);
+    let token = s.user("alice");
+    let mut c = s.ws(&token);
+    let before = c.request(
+        json!({"type": "send", "room": "general", "text": "before"}),
+        "1",
+    );
+    assert_eq!(before["type"], "message");
+    // The database stops taking connections and ours are cut: PostgreSQL is gone.
+    let url = s.db.to_string_lossy().to_string();
+    let name = url.rsplit('/').next().unwrap().to_string();
+    let mut admin = postgres::Client::connect(&server, postgres::NoTls).unwrap();
+    let allow = |admin: &mut postgres::Client, on: bool| {
+        admin
+            .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {on}"))
+            .unwrap();
+    };
+    allow(&mut admin, false);
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&name],
+        )
+        .unwrap();
+    let refused = c.request(
+        json!({"type": "send", "room": "general", "text": "during"}),
+        "2",
+    );
+    assert_eq!(refused["code"], "overloaded", "{refused}");
+    assert_eq!(s.http("GET", "/healthz", None, None).status, 503);
+    allow(&mut admin, true);
+    let t0 = std::time::Instant::now();
+    while s.http("GET", "/healthz", None, None).status != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(15), "never recovered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = c.request(
+        json!({"type": "send", "room": "general", "text": "after"}),
+        "3",
+    );
+    assert_eq!(after["type"], "message", "{after}");
+    let h = s.all_messages(&token, "general");
+    let texts: Vec<&str> = h.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["before", "after"]);
+    // Readers come back too (a search is always theirs): at the latest after their
+    // backoff, failing fast until then.
+    let t0 = std::time::Instant::now();
+    loop {
+        let r = s.http("GET", "/search?q=aft", Some(&token), None);
+        if r.status == 200 {
+            assert_eq!(r.json()["messages"][0]["text"], "after", "{}", r.body);
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "{} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        after["seq"].as_i64(),
+        Some(2),
+        "the refused one took no seq"
+    );
+}
+
+#[test]
+fn a_postgres_database_from_a_newer_chatterbox_is_refused() {
+    if pg::server().is_none() {
+        return;
+    }
+    let dir = TempDir::new();
+    let db = dir.0.join("chat.db");
+    drop(TestServer::start_with_db(&db, &[]));
+    let url = pg::url_for(&db);
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute("UPDATE schema_version SET version = version + 6")
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"))
+        .args(["--listen", "127.0.0.1:0", "--db", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is newer than this chatterbox"), "{err}");
+    assert!(err.contains(&url), "names the database: {err}");
+}

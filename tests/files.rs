@@ -51,9 +51,7 @@ fn send_files(c: &mut Client, room: &str, text: &str, ids: &[&str], r: &str) -> 
 }
 
 fn files_dir(s: &TestServer) -> std::path::PathBuf {
-    let mut name = s.db.file_name().unwrap().to_os_string();
-    name.push(".files");
-    s.db.with_file_name(name)
+    s.files_dir.clone()
 }
 
 #[test]

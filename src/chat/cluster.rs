@@ -155,7 +155,7 @@ impl Hub {
                 via: Via::Http,
             },
             op: ReadOp::Seqs {
-                room_id,
+                room: room_id,
                 after_seq,
                 limit: GAP_READ,
             },

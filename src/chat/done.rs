@@ -35,8 +35,8 @@ impl Hub {
                 self.bus_up();
                 return self.take_fx();
             }
-            Outcome::Seqs { room_id, result } => {
-                self.seqs_read(room_id, result);
+            Outcome::Seqs { room, result } => {
+                self.seqs_read(room, result);
                 return self.take_fx();
             }
             outcome => Completion { outcome, ..c },
@@ -124,7 +124,9 @@ impl Hub {
                 self.old_password_checked(to, result, now)
             }
             Outcome::Verified(result) => self.verified(to, result, now),
+            // Gap filling is the cluster bus's; nothing asks for it yet.
             Outcome::Health(_)
+            | Outcome::Seqs { .. }
             | Outcome::FilesSwept(_)
             | Outcome::UploadAck(_)
             | Outcome::FileChunk(_)
@@ -132,7 +134,6 @@ impl Hub {
             | Outcome::NewUsers(_)
             | Outcome::Remote(_)
             | Outcome::BusUp
-            | Outcome::Seqs { .. }
             | Outcome::Joined { .. } => {}
         }
         self.take_fx()

@@ -116,13 +116,13 @@ impl Server {
         // `--admin NAME` marks accounts that exist now; a name registered later is not
         // an admin (that would let anyone claim it).
         for name in &config.admins {
-            match load::set_admin(&db, name, true) {
+            match load::set_admin(db.db(), name, true) {
                 Ok(true) => log::info!("admin rights granted to an existing account"),
                 Ok(false) => log::warn!("--admin names no existing account; ignored"),
                 Err(e) => return Err(format!("cannot grant admin rights: {e}")),
             }
         }
-        let snap = load::snapshot(&db, config.ring_size).map_err(|e| e.to_string())?;
+        let snap = load::snapshot(db.db(), config.ring_size).map_err(|e| e.to_string())?;
         let flags = snap
             .users
             .iter()
@@ -146,7 +146,7 @@ impl Server {
         let writer = writer::start(db, store_rx, notify.clone());
         let (auth, mut threads) = crate::auth::pool::start(config.password_threads, notify.clone());
         let (reads, reader_threads) = reader::start(&config.db, READER_THREADS, notify.clone())?;
-        let files_dir = crate::files::dir_for(&config.db);
+        let files_dir = config.files_dir();
         let (files, files_thread) = crate::files::start(files_dir, notify.clone())?;
         threads.push(files_thread);
         let bus = match &config.bus {

@@ -1,17 +1,20 @@
-//! Storage: the commands the reactor sends, the completions it gets back, the SQLite
-//! writer thread, read-only reader threads, and the schema.
+//! Storage: the commands the reactor sends, the completions it gets back, the writer
+//! thread, read-only reader threads, and the schema, on SQLite (the default, a file) or
+//! PostgreSQL (`--db postgres://…`, for several nodes on one database).
 //!
-//! The reactor never touches SQLite. Writes go to one writer thread as `StoreCmd`s, in
+//! The reactor never touches the database. Writes go to one writer thread as `StoreCmd`s, in
 //! order; it commits everything queued in one transaction (group commit) and only then
 //! answers, so whatever the reactor broadcasts is already on disk. Deep reads (older
 //! history, search) go to reader threads with their own read-only connections.
-//! `StoreCmd` and `Completion` are the seam where another store (PostgreSQL) would plug in.
+//! `StoreCmd` and `Completion` are the seam; behind it, the same code runs on both engines
+//! through `sql::Db`, branching on the dialect only where they differ.
 
 pub mod event;
 pub mod load;
 pub mod messages;
 pub mod reader;
 pub mod schema;
+pub mod sql;
 pub mod watch;
 pub mod writer;
 
@@ -393,13 +396,6 @@ pub enum ReadOp {
     /// A session token this node has not heard of (cluster mode: issued by another node
     /// an instant ago), with its account.
     Token { hash: TokenHash },
-    /// A room's messages with `seq` > `after_seq`, the first `limit` in order, with every
-    /// reactor (for the Hub's ring). Nobody waits on the reply's connection.
-    Seqs {
-        room_id: RoomId,
-        after_seq: i64,
-        limit: usize,
-    },
     /// Whether `user` is in a room where file `id` is posted on a live message (the
     /// download's `range` header travels along).
     FileAccess {
@@ -423,6 +419,13 @@ pub enum ReadOp {
     },
     /// A user's sessions (tokens), newest use first; `current` is marked.
     Sessions { user_id: UserId, current: TokenHash },
+    /// Messages of `room` with a seq above `after_seq`, oldest first, at most `limit`:
+    /// what a node that missed some of a room's events reads to fill the gap.
+    Seqs {
+        room: RoomId,
+        after_seq: i64,
+        limit: usize,
+    },
     /// Full-text search over the given rooms, best first.
     Search {
         query: String,
@@ -460,15 +463,15 @@ impl ReadOp {
                 emoji: emoji.clone(),
                 result: Err(StoreError::Unavailable),
             },
+            ReadOp::Seqs { room, .. } => Outcome::Seqs {
+                room: *room,
+                result: Err(StoreError::Unavailable),
+            },
             ReadOp::Sessions { .. } => Outcome::Sessions(Err(StoreError::Unavailable)),
             ReadOp::ExportPage { .. } => Outcome::ExportPage(Err(StoreError::Unavailable)),
             ReadOp::User { .. } => Outcome::UserFound(Err(StoreError::Unavailable)),
             ReadOp::Token { hash } => Outcome::TokenFound {
                 hash: *hash,
-                result: Err(StoreError::Unavailable),
-            },
-            ReadOp::Seqs { room_id, .. } => Outcome::Seqs {
-                room_id: *room_id,
                 result: Err(StoreError::Unavailable),
             },
         }
@@ -559,6 +562,12 @@ pub enum Outcome {
         reader: UserId,
         result: Result<(Vec<MessageRow>, bool), StoreError>,
     },
+    /// A room's messages after a seq (`ReadOp::Seqs`), oldest first, and whether more
+    /// follow.
+    Seqs {
+        room: RoomId,
+        result: Result<(Vec<MessageRow>, bool), StoreError>,
+    },
     /// Search results, best first, and whether the search ran out of time (`partial`).
     Search {
         reader: UserId,
@@ -587,11 +596,6 @@ pub enum Outcome {
     },
     /// Cluster mode: the bus is (again) connected; events may have been missed.
     BusUp,
-    /// A room's messages after a `seq`, in order (filling a gap), and whether more follow.
-    Seqs {
-        room_id: RoomId,
-        result: Result<(Vec<MessageRow>, bool), StoreError>,
-    },
 }
 
 /// The way back to the reactor: a completion channel plus the waker of its poll.

@@ -3,6 +3,7 @@
 //! accounts are admins or suspended, and which accounts are new, and tells the reactor.
 
 use super::load::{account_flags, max_user_id, open_reader, users_after};
+use super::sql::Conn;
 use super::{Completion, Notifier, Outcome};
 use std::path::Path;
 use std::thread::JoinHandle;
@@ -22,13 +23,18 @@ pub fn start(
     std::thread::Builder::new()
         .name("store-watch".into())
         .spawn(move || {
+            let conn: Conn = conn;
             let mut last = known;
-            let mut newest = max_user_id(&conn).unwrap_or(0);
+            let mut newest = max_user_id(conn.db()).unwrap_or(0);
             loop {
                 std::thread::sleep(WATCH_INTERVAL);
+                // A lost PostgreSQL connection comes back here, with backoff.
+                if !conn.ensure() {
+                    continue;
+                }
                 // Accounts this server registered come back here too; the Hub skips
                 // those it knows.
-                if let Ok(rows) = users_after(&conn, newest) {
+                if let Ok(rows) = users_after(conn.db(), newest) {
                     if let Some(last_row) = rows.last() {
                         newest = last_row.id;
                         let c = Completion {
@@ -40,7 +46,7 @@ pub fn start(
                         }
                     }
                 }
-                let Ok(now) = account_flags(&conn) else {
+                let Ok(now) = account_flags(conn.db()) else {
                     continue;
                 };
                 if now == last {

@@ -1,35 +1,39 @@
-//! The one thread that writes to SQLite.
+//! The one thread that writes to the database (SQLite or PostgreSQL).
 //!
 //! It blocks on its channel, then takes everything already queued (up to `MAX_BATCH`)
 //! and applies it in one transaction: one fsync (or WAL append) for many messages. The
 //! answers go back only after the commit, with one wake-up of the reactor per batch. If
 //! the commit fails, every answer of the batch says `Unavailable` and nothing of it is
-//! acknowledged.
+//! acknowledged. A lost PostgreSQL connection is the same failure: the writer answers
+//! `Unavailable` and reconnects, with backoff, at the next write or probe.
 
 use super::messages::{
     add_file, attach, change_message, fill_attachments, insert_message, react, sweep_files,
 };
+use super::sql::{p, Conn, Db, DbError, Res};
 use super::{Completion, NewRoom, Notifier, Outcome, StoreCmd, StoreError, StoreOp};
 use crate::id::{RoomId, UserId};
 use crate::time::now_ms;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Most commands in one transaction, so one huge burst cannot delay every answer.
 pub const MAX_BATCH: usize = 4096;
+/// The same on PostgreSQL, where a transaction pays for every version of the room row it
+/// updated (each `seq` taken): past a few hundred, smaller commits are faster.
+pub const PG_MAX_BATCH: usize = 128;
 /// How often a failing store is retried when no write comes in.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
-pub fn start(conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) -> JoinHandle<()> {
+pub fn start(conn: Conn, rx: Receiver<StoreCmd>, notify: Notifier) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || run(conn, rx, notify))
         .expect("spawn writer thread")
 }
 
-fn run(mut conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) {
+fn run(conn: Conn, rx: Receiver<StoreCmd>, notify: Notifier) {
     let mut healthy = true;
     let mut batch = Vec::with_capacity(64);
     let mut stop = false;
@@ -45,7 +49,7 @@ fn run(mut conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) {
             match rx.recv_timeout(PROBE_INTERVAL) {
                 Ok(cmd) => batch.push(cmd),
                 Err(RecvTimeoutError::Timeout) => {
-                    if probe(&mut conn) {
+                    if probe(&conn) {
                         healthy = true;
                         log::info!("storage recovered");
                         if !notify.send(Completion {
@@ -60,7 +64,11 @@ fn run(mut conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        while batch.len() < MAX_BATCH {
+        let max = match conn {
+            Conn::Lite(_) => MAX_BATCH,
+            Conn::Pg(_) => PG_MAX_BATCH,
+        };
+        while batch.len() < max {
             match rx.try_recv() {
                 Ok(cmd) => batch.push(cmd),
                 Err(_) => break,
@@ -70,7 +78,7 @@ fn run(mut conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) {
             batch.truncate(i);
             stop = true;
         }
-        let (done, ok) = apply_batch(&mut conn, batch.drain(..));
+        let (done, ok) = apply_batch(&conn, batch.drain(..));
         let mut out = done;
         if ok != healthy {
             healthy = ok;
@@ -92,58 +100,87 @@ fn run(mut conn: Connection, rx: Receiver<StoreCmd>, notify: Notifier) {
 }
 
 /// A real write (a no-op update of `general`) to learn whether storage works again.
-fn probe(conn: &mut Connection) -> bool {
-    let result = conn.transaction().and_then(|tx| {
-        tx.execute("UPDATE rooms SET created_at = created_at WHERE id = 1", [])?;
-        tx.commit()
+fn probe(conn: &Conn) -> bool {
+    if !conn.ensure() {
+        return false;
+    }
+    let db = conn.db();
+    let result = db.batch("BEGIN").and_then(|_| {
+        db.exec("UPDATE rooms SET created_at = created_at WHERE id = 1", &[])?;
+        db.batch("COMMIT")
     });
+    if result.is_err() {
+        let _ = db.batch("ROLLBACK");
+    }
     result.is_ok()
+}
+
+/// Whether the engine dropped the transaction on its own (SQLite does on a full disk or
+/// an I/O error; PostgreSQL keeps it, aborted, until a rollback to a savepoint).
+fn tx_lost(db: Db) -> bool {
+    match db {
+        Db::Lite(c) => c.is_autocommit(),
+        Db::Pg(_) => false,
+    }
 }
 
 /// Applies commands in one transaction. Returns the answers (for the commands that asked
 /// for one) and whether the commit held. If it did not, every answer says so.
-fn apply_batch(
-    conn: &mut Connection,
-    cmds: impl Iterator<Item = StoreCmd>,
-) -> (Vec<Completion>, bool) {
+fn apply_batch(conn: &Conn, cmds: impl Iterator<Item = StoreCmd>) -> (Vec<Completion>, bool) {
     let cmds: Vec<StoreCmd> = cmds.collect();
     if cmds.is_empty() {
         return (Vec::new(), true);
     }
-    let tx = match conn.transaction() {
-        Ok(tx) => tx,
-        Err(e) => {
-            log::error!("cannot begin a transaction: {e}");
-            return (failed_all(cmds), false);
-        }
+    if !conn.ensure() {
+        return (failed_all(cmds), false);
+    }
+    let tx = conn.db();
+    // SQLite: take the write lock at once. A deferred transaction that reads first fails
+    // with "database is locked" (no waiting) when another process (a cluster node on the
+    // same file, `chatterbox admin`) commits in between; BEGIN IMMEDIATE waits its turn
+    // under the busy timeout instead.
+    let begin = match tx {
+        Db::Lite(_) => "BEGIN IMMEDIATE",
+        Db::Pg(_) => "BEGIN",
     };
+    if let Err(e) = tx.batch(begin) {
+        log::error!("cannot begin a transaction: {e}");
+        // Whatever was left open goes, so that the next batch can begin.
+        let _ = tx.batch("ROLLBACK");
+        return (failed_all(cmds), false);
+    }
     let mut outcomes = Vec::with_capacity(cmds.len());
     let mut failed = false;
+    // A command that went well keeps its savepoint until the next one starts (one round
+    // trip for both on PostgreSQL); COMMIT releases the last.
+    let mut open = false;
     for cmd in &cmds {
         // Each command in a savepoint: one that fails leaves no half of itself behind,
         // and the others of the batch still commit.
-        let (outcome, storage_failed) = match tx.execute_batch("SAVEPOINT cmd") {
-            Ok(()) => apply(&tx, &cmd.op),
+        let begin = match open {
+            true => "RELEASE cmd; SAVEPOINT cmd",
+            false => "SAVEPOINT cmd",
+        };
+        let (outcome, storage_failed) = match tx.batch(begin) {
+            Ok(()) => apply(tx, &cmd.op),
             Err(e) => {
                 log::error!("savepoint failed: {e}");
                 (cmd.op.failed(), true)
             }
         };
-        let undo = if is_error(&outcome) {
-            "ROLLBACK TO cmd; RELEASE cmd"
-        } else {
-            "RELEASE cmd"
-        };
-        if tx.is_autocommit() || tx.execute_batch(undo).is_err() {
+        open = !is_error(&outcome);
+        if tx_lost(tx) || (!open && tx.batch("ROLLBACK TO cmd; RELEASE cmd").is_err()) {
             // SQLite rolled the whole transaction back on its own (a full disk, an I/O
-            // error): nothing of this batch is stored, so say so for every command.
+            // error), or the connection to PostgreSQL is gone: nothing of this batch is
+            // stored, so say so for every command.
             log::error!("the transaction was rolled back; the batch is not stored");
+            let _ = tx.batch("ROLLBACK");
             return (failed_all(cmds), false);
         }
         failed |= storage_failed;
         outcomes.push(outcome);
     }
-    match tx.commit() {
+    match tx.batch("COMMIT") {
         Ok(()) => {
             let done = cmds
                 .into_iter()
@@ -161,6 +198,7 @@ fn apply_batch(
         }
         Err(e) => {
             log::error!("commit failed: {e}");
+            let _ = tx.batch("ROLLBACK");
             (failed_all(cmds), false)
         }
     }
@@ -195,21 +233,21 @@ fn is_error(o: &Outcome) -> bool {
     }
 }
 
-fn delete_account(tx: &Transaction, user: UserId) -> rusqlite::Result<()> {
+fn delete_account(tx: Db, user: UserId) -> Res<()> {
     // Their reactions go, and so do reactions to their messages (which become blanks),
     // and the files attached to those (swept once attached to nothing).
-    tx.execute(
+    tx.exec(
         "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE user_id = ?1)",
-        [user],
+        p![user],
     )?;
-    tx.execute(
+    tx.exec(
         "DELETE FROM reactions WHERE user_id = ?1
             OR message_id IN (SELECT id FROM messages WHERE user_id = ?1)",
-        [user],
+        p![user],
     )?;
-    tx.execute(
+    tx.exec(
         "UPDATE messages SET text = '', deleted = 1 WHERE user_id = ?1 AND deleted = 0",
-        [user],
+        p![user],
     )?;
     for sql in [
         "DELETE FROM tokens WHERE user_id = ?1",
@@ -218,11 +256,11 @@ fn delete_account(tx: &Transaction, user: UserId) -> rusqlite::Result<()> {
         "DELETE FROM reset_codes WHERE user_id = ?1",
         "UPDATE rooms SET owner_id = NULL WHERE owner_id = ?1",
     ] {
-        tx.execute(sql, [user])?;
+        tx.exec(sql, p![user])?;
     }
-    tx.execute(
+    tx.exec(
         "UPDATE users SET pw_hash = '', admin = 0, deleted_at = ?2 WHERE id = ?1",
-        params![user, now_ms()],
+        p![user, now_ms()],
     )?;
     Ok(())
 }
@@ -230,28 +268,25 @@ fn delete_account(tx: &Transaction, user: UserId) -> rusqlite::Result<()> {
 /// Uses up the reset code if there is one (refused: `Forbidden`), stores the new hash and
 /// revokes every token but `keep`.
 fn set_password(
-    tx: &Transaction,
+    tx: Db,
     user: UserId,
     phc: &str,
     keep: Option<&crate::auth::TokenHash>,
     code: Option<&crate::auth::TokenHash>,
-) -> rusqlite::Result<Result<(), StoreError>> {
+) -> Res<Result<(), StoreError>> {
     if let Some(c) = code {
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE reset_codes SET used = 1 WHERE hash = ?1 AND user_id = ?2 AND used = 0 AND expires_at > ?3",
-            params![&c[..], user, now_ms()],
+            p![&c[..], user, now_ms()],
         )?;
         if n != 1 {
             return Ok(Err(StoreError::Forbidden));
         }
     }
-    tx.execute(
-        "UPDATE users SET pw_hash = ?2 WHERE id = ?1",
-        params![user, phc],
-    )?;
-    tx.execute(
-        "DELETE FROM tokens WHERE user_id = ?1 AND hash IS NOT ?2",
-        params![user, keep.map(|k| &k[..])],
+    tx.exec("UPDATE users SET pw_hash = ?2 WHERE id = ?1", p![user, phc])?;
+    tx.exec(
+        "DELETE FROM tokens WHERE user_id = ?1 AND hash IS DISTINCT FROM ?2",
+        p![user, keep.map(|k| &k[..])],
     )?;
     Ok(Ok(()))
 }
@@ -259,48 +294,46 @@ fn set_password(
 /// Creates the room if asked, then adds the members. A room that does not exist (its
 /// creation failed earlier) is `NotFound`, not a membership of nothing.
 fn join(
-    tx: &Transaction,
+    tx: Db,
     create: Option<&NewRoom>,
     room_id: RoomId,
     users: &[UserId],
-) -> rusqlite::Result<Result<(), StoreError>> {
+) -> Res<Result<(), StoreError>> {
     if let Some(r) = create {
-        tx.execute(
+        tx.exec(
             "INSERT INTO rooms (id, name, private, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![room_id, r.name, r.private, r.owner, now_ms()],
+            p![room_id, &r.name, r.private, r.owner, now_ms()],
         )?;
     } else {
-        let exists = tx
-            .query_row("SELECT 1 FROM rooms WHERE id = ?1", [room_id], |_| Ok(()))
-            .optional()?;
+        let exists = tx.opt("SELECT 1 FROM rooms WHERE id = ?1", p![room_id], |_| Ok(()))?;
         if exists.is_none() {
             return Ok(Err(StoreError::NotFound));
         }
     }
     for user in users {
-        tx.execute(
-            "INSERT OR IGNORE INTO members (room_id, user_id) VALUES (?1, ?2)",
-            [room_id, *user],
+        tx.exec(
+            "INSERT INTO members (room_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            p![room_id, *user],
         )?;
-        tx.execute(
+        tx.exec(
             "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
-            [room_id, *user],
+            p![room_id, *user],
         )?;
     }
     Ok(Ok(()))
 }
 
-fn classify(e: &rusqlite::Error) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
-        _ => StoreError::Unavailable,
+fn classify(e: &DbError) -> StoreError {
+    match e.is_constraint() {
+        true => StoreError::Conflict,
+        false => StoreError::Unavailable,
     }
 }
 
 /// Applies one command. Returns its outcome and whether storage failed.
-fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
+fn apply(tx: Db, op: &StoreOp) -> (Outcome, bool) {
     let mut storage_failed = false;
-    let mut note = |e: rusqlite::Error| {
+    let mut note = |e: DbError| {
         let kind = classify(&e);
         if kind == StoreError::Unavailable {
             log::error!("storage error: {e}");
@@ -317,32 +350,31 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             let used = match invite {
                 None => Ok(true),
                 Some(h) => tx
-                    .execute(
+                    .exec(
                         "UPDATE invites SET uses_left = uses_left - 1 WHERE hash = ?1 AND uses_left > 0 AND expires_at > ?2",
-                        params![&h[..], now_ms()],
+                        p![&h[..], now_ms()],
                     )
                     .map(|n| n == 1),
             };
             // A name whose account was deleted long enough ago is free again: the old
             // row keeps its messages under a name nobody can take.
-            let freed = tx.execute(
+            let freed = tx.exec(
                 "UPDATE users SET username_lc = username_lc || '#' || id WHERE username_lc = ?1 AND deleted_at IS NOT NULL AND deleted_at < ?2",
-                params![username.to_ascii_lowercase(), now_ms() - crate::config::NAME_QUARANTINE_MS],
+                p![&username.to_ascii_lowercase(), now_ms() - crate::config::NAME_QUARANTINE_MS],
             );
             let used = freed.and(used);
             let result = match used {
                 Ok(false) => Err(StoreError::Forbidden),
                 Err(e) => Err(note(e)),
                 Ok(true) => tx
-                .execute(
-                    "INSERT INTO users (username, username_lc, pw_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![username, username.to_ascii_lowercase(), phc, now_ms()],
+                .value(
+                    "INSERT INTO users (username, username_lc, pw_hash, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                    p![username, &username.to_ascii_lowercase(), phc, now_ms()],
                 )
-                .and_then(|_| {
-                    let id = tx.last_insert_rowid();
-                    tx.execute(
-                        "INSERT OR IGNORE INTO members (room_id, user_id) VALUES (1, ?1)",
-                        [id],
+                .and_then(|id: i64| {
+                    tx.exec(
+                        "INSERT INTO members (room_id, user_id) VALUES (1, ?1) ON CONFLICT DO NOTHING",
+                        p![id],
                     )?;
                     Ok(id)
                 })
@@ -364,9 +396,9 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
         } => {
             let now = now_ms();
             let result = tx
-                .execute(
+                .exec(
                     "INSERT INTO tokens (hash, user_id, expires_at, created_at, last_used, ip, user_agent) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
-                    params![&hash[..], user_id, expires_at, now, ip, user_agent],
+                    p![&hash[..], user_id, expires_at, now, ip, user_agent],
                 )
                 .map(|_| ())
                 .map_err(&mut note);
@@ -378,20 +410,20 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             }
         }
         StoreOp::RevokeToken { hash } => written(
-            tx.execute("DELETE FROM tokens WHERE hash = ?1", [&hash[..]]),
+            tx.exec("DELETE FROM tokens WHERE hash = ?1", p![&hash[..]]),
             &mut note,
         ),
         StoreOp::RevokeUserTokens { user_id, keep } => written(
-            tx.execute(
-                "DELETE FROM tokens WHERE user_id = ?1 AND hash IS NOT ?2",
-                params![user_id, keep.as_ref().map(|k| &k[..])],
+            tx.exec(
+                "DELETE FROM tokens WHERE user_id = ?1 AND hash IS DISTINCT FROM ?2",
+                p![user_id, keep.as_ref().map(|k| &k[..])],
             ),
             &mut note,
         ),
         StoreOp::TouchToken { hash, at } => written(
-            tx.execute(
+            tx.exec(
                 "UPDATE tokens SET last_used = ?2 WHERE hash = ?1",
-                params![&hash[..], at],
+                p![&hash[..], at],
             ),
             &mut note,
         ),
@@ -418,9 +450,9 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             expires_at,
             by,
         } => written(
-            tx.execute(
+            tx.exec(
                 "INSERT INTO invites (hash, uses_left, expires_at, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![&hash[..], uses, expires_at, by, now_ms()],
+                p![&hash[..], uses, expires_at, by, now_ms()],
             ),
             &mut note,
         ),
@@ -443,23 +475,23 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             user_id,
             by,
         } => written(
-            tx.execute(
-                "INSERT OR IGNORE INTO invitations (room_id, user_id, by_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![room_id, user_id, by, now_ms()],
+            tx.exec(
+                "INSERT INTO invitations (room_id, user_id, by_id, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                p![room_id, user_id, by, now_ms()],
             ),
             &mut note,
         ),
         StoreOp::Decline { room_id, user_id } => written(
-            tx.execute(
+            tx.exec(
                 "DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2",
-                [room_id, user_id],
+                p![room_id, user_id],
             ),
             &mut note,
         ),
         StoreOp::RemoveMember { room_id, user_id } => written(
-            tx.execute(
+            tx.exec(
                 "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
-                [room_id, user_id],
+                p![room_id, user_id],
             ),
             &mut note,
         ),
@@ -523,9 +555,9 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             user_id,
             id,
         } => written(
-            tx.execute(
-                "UPDATE members SET delivered_cursor = max(delivered_cursor, ?3) WHERE room_id = ?1 AND user_id = ?2",
-                [room_id, user_id, id],
+            tx.exec(
+                "UPDATE members SET delivered_cursor = CASE WHEN ?3 > delivered_cursor THEN ?3 ELSE delivered_cursor END WHERE room_id = ?1 AND user_id = ?2",
+                p![room_id, user_id, id],
             ),
             &mut note,
         ),
@@ -534,26 +566,26 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             user_id,
             id,
         } => written(
-            tx.execute(
-                "UPDATE members SET read_cursor = max(read_cursor, ?3) WHERE room_id = ?1 AND user_id = ?2",
-                [room_id, user_id, id],
+            tx.exec(
+                "UPDATE members SET read_cursor = CASE WHEN ?3 > read_cursor THEN ?3 ELSE read_cursor END WHERE room_id = ?1 AND user_id = ?2",
+                p![room_id, user_id, id],
             ),
             &mut note,
         ),
         StoreOp::SetLastSeen { user_id, at } => written(
-            tx.execute(
+            tx.exec(
                 "UPDATE users SET last_seen = ?2 WHERE id = ?1",
-                [user_id, at],
+                p![user_id, at],
             ),
             &mut note,
         ),
         StoreOp::Suspend { user_id, on } => written(
-            tx.execute(
+            tx.exec(
                 "UPDATE users SET suspended = ?2 WHERE id = ?1",
-                params![user_id, on],
+                p![user_id, on],
             )
             .and_then(|n| match on {
-                true => tx.execute("DELETE FROM tokens WHERE user_id = ?1", [user_id]),
+                true => tx.exec("DELETE FROM tokens WHERE user_id = ?1", p![user_id]),
                 false => Ok(n),
             }),
             &mut note,
@@ -564,9 +596,9 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
             action,
             target,
         } => written(
-            tx.execute(
+            tx.exec(
                 "INSERT INTO audit (at, actor_id, action, target) VALUES (?1, ?2, ?3, ?4)",
-                params![at, actor, action, target],
+                p![at, actor, action, target],
             ),
             &mut note,
         ),
@@ -575,10 +607,7 @@ fn apply(tx: &Transaction, op: &StoreOp) -> (Outcome, bool) {
     (outcome, storage_failed)
 }
 
-fn written(
-    r: rusqlite::Result<usize>,
-    note: &mut impl FnMut(rusqlite::Error) -> StoreError,
-) -> Outcome {
+fn written(r: Res<usize>, note: &mut impl FnMut(DbError) -> StoreError) -> Outcome {
     Outcome::Written(r.map(|_| ()).map_err(note))
 }
 

@@ -1,5 +1,11 @@
 //! Test harness: starts the real `chatterbox` binary on 127.0.0.1:0 with a temporary
 //! database, and talks to it with plain HTTP over TcpStream and tungstenite clients.
+//!
+//! With `CHATTERBOX_TEST_PG=postgres://…` (a server where the user may create
+//! databases), every database path a test names becomes a fresh PostgreSQL database of
+//! its own instead (the same one each time the path is started again, so restarts keep
+//! their data), with the files in `PATH.files/` through `--files-dir`; it is dropped with
+//! the `TempDir` that holds the path.
 #![allow(dead_code)]
 
 pub mod raw;
@@ -48,14 +54,86 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        pg::drop_under(&self.0);
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// PostgreSQL databases standing in for test database paths (`CHATTERBOX_TEST_PG`).
+pub mod pg {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    /// (path, database name, URL) of each database made.
+    static MADE: Mutex<Vec<(PathBuf, String, String)>> = Mutex::new(Vec::new());
+
+    /// The server the tests use, if any.
+    pub fn server() -> Option<String> {
+        std::env::var("CHATTERBOX_TEST_PG")
+            .ok()
+            .filter(|u| !u.is_empty())
+    }
+
+    fn admin() -> postgres::Client {
+        postgres::Client::connect(&server().unwrap(), postgres::NoTls)
+            .expect("connect to CHATTERBOX_TEST_PG")
+    }
+
+    /// The URL of the database for `path`, made on first use.
+    pub fn url_for(path: &Path) -> String {
+        let mut made = MADE.lock().unwrap();
+        if let Some((_, _, url)) = made.iter().find(|(p, _, _)| p == path) {
+            return url.clone();
+        }
+        // A name from the path (unique per test process and directory).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in path.as_os_str().as_encoded_bytes() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let name = format!("cbt_{}_{h:016x}", std::process::id());
+        let mut c = admin();
+        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        // template0: nobody connects to it, so tests side by side may copy it at once.
+        c.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+            .expect("create a test database");
+        let url = chatterbox::store::sql::with_dbname(&server().unwrap(), &name);
+        made.push((path.to_path_buf(), name, url.clone()));
+        url
+    }
+
+    /// The path a database URL stands for.
+    pub fn path_of(url: &str) -> Option<PathBuf> {
+        let made = MADE.lock().unwrap();
+        made.iter()
+            .find(|(_, _, u)| u == url)
+            .map(|(p, _, _)| p.clone())
+    }
+
+    /// Drops the databases of paths under `dir`.
+    pub fn drop_under(dir: &Path) {
+        let gone: Vec<String> = {
+            let mut made = MADE.lock().unwrap();
+            let (gone, kept) = made.drain(..).partition(|(p, _, _)| p.starts_with(dir));
+            *made = kept;
+            gone.into_iter().map(|(_, name, _)| name).collect()
+        };
+        if gone.is_empty() {
+            return;
+        }
+        let mut c = admin();
+        for name in gone {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
     }
 }
 
 pub struct TestServer {
     pub child: Child,
     pub addr: SocketAddr,
+    /// What `--db` was: the path, or the PostgreSQL URL standing in for it.
     pub db: PathBuf,
+    /// Where the server keeps uploaded files.
+    pub files_dir: PathBuf,
     pub args: Vec<String>,
     _dir: Option<TempDir>,
 }
@@ -98,11 +176,23 @@ impl TestServer {
         use std::os::unix::process::CommandExt;
         let mut args: Vec<String> = vec!["--auth-per-minute".into(), "100000".into()];
         args.extend(extra.iter().map(|s| s.to_string()));
+        let given = db.to_string_lossy().to_string();
+        let (db, files_dir): (PathBuf, PathBuf) = match pg::server() {
+            Some(_) if given.starts_with("postgres") => {
+                let path = pg::path_of(&given).expect("a URL this harness made");
+                (db.to_path_buf(), files_of(&path))
+            }
+            Some(_) => (pg::url_for(db).into(), files_of(db)),
+            None => (db.to_path_buf(), files_of(db)),
+        };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatterbox"));
+        if pg::server().is_some() {
+            cmd.arg("--files-dir").arg(&files_dir);
+        }
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--db")
-            .arg(db)
+            .arg(&db)
             .args(&args)
             .stdout(Stdio::piped())
             .stderr(if std::env::var("TEST_LOG").is_ok() {
@@ -143,7 +233,8 @@ impl TestServer {
         TestServer {
             child,
             addr,
-            db: db.to_path_buf(),
+            db,
+            files_dir,
             args,
             _dir: None,
         }
@@ -321,6 +412,13 @@ impl TestServer {
             }
         }
     }
+}
+
+/// Where a server keeps the files of the database at `path`: `PATH.files/` beside it.
+fn files_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".files");
+    path.with_file_name(name)
 }
 
 impl Drop for TestServer {

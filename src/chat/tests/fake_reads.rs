@@ -130,7 +130,7 @@ impl World {
                 result: Ok(self.db_tokens.get(hash).cloned()),
             },
             ReadOp::Seqs {
-                room_id,
+                room: room_id,
                 after_seq,
                 limit,
             } => {
@@ -144,7 +144,7 @@ impl World {
                 let more = rows.len() > *limit;
                 rows.truncate(*limit);
                 Outcome::Seqs {
-                    room_id: *room_id,
+                    room: *room_id,
                     result: Ok((rows, more)),
                 }
             }

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Channels are `PREFIX:room:ID` for a room's events and `PREFIX:all` for the rest.
-const PREFIX: &str = "chatterbox";
+// Channels are `CLUSTER:room:ID` for a room's events and `CLUSTER:all` for the rest, where
+// CLUSTER is `--cluster` (default "chatterbox"): clusters sharing one Redis stay apart.
 /// How long the subscriber blocks before looking at the stop flag.
 const READ_TIMEOUT: Duration = Duration::from_millis(250);
 /// Waits between reconnect attempts: doubling from the first to the last.
@@ -33,17 +33,17 @@ pub struct Bus {
     threads: Vec<JoinHandle<()>>,
 }
 
-pub fn channel_of(event: &Event) -> String {
+pub fn channel_of(cluster: &str, event: &Event) -> String {
     match event.room() {
-        Some(room) => format!("{PREFIX}:room:{room}"),
-        None => format!("{PREFIX}:all"),
+        Some(room) => format!("{cluster}:room:{room}"),
+        None => format!("{cluster}:all"),
     }
 }
 
 impl Bus {
     /// Connects once (a wrong URL or a Redis that is not there is a start-up error), then
     /// starts the two threads.
-    pub fn start(url: &str, node: String, notify: Notifier) -> Result<Bus, String> {
+    pub fn start(url: &str, cluster: &str, node: String, notify: Notifier) -> Result<Bus, String> {
         let client = redis::Client::open(url).map_err(|e| format!("bad --bus URL: {e}"))?;
         client
             .get_connection_with_timeout(Duration::from_secs(5))
@@ -53,16 +53,18 @@ impl Bus {
         let publisher = {
             let client = client.clone();
             let stop = Arc::clone(&stop);
+            let cluster = cluster.to_string();
             std::thread::Builder::new()
                 .name("bus-publish".into())
-                .spawn(move || publish_loop(client, rx, stop))
+                .spawn(move || publish_loop(client, cluster, rx, stop))
                 .map_err(|e| e.to_string())?
         };
         let subscriber = {
             let stop = Arc::clone(&stop);
+            let pattern = format!("{cluster}:*");
             std::thread::Builder::new()
                 .name("bus-subscribe".into())
-                .spawn(move || subscribe_loop(client, node, notify, stop))
+                .spawn(move || subscribe_loop(client, pattern, node, notify, stop))
                 .map_err(|e| e.to_string())?
         };
         Ok(Bus {
@@ -106,10 +108,15 @@ fn backoff(wait: &mut Duration) {
     *wait = (*wait * 2).min(RETRY_MAX);
 }
 
-fn publish_loop(client: redis::Client, rx: Receiver<Envelope>, stop: Arc<AtomicBool>) {
+fn publish_loop(
+    client: redis::Client,
+    cluster: String,
+    rx: Receiver<Envelope>,
+    stop: Arc<AtomicBool>,
+) {
     let mut conn: Option<redis::Connection> = None;
     while let Ok(env) = rx.recv() {
-        let channel = channel_of(&env.event);
+        let channel = channel_of(&cluster, &env.event);
         let payload = match serde_json::to_string(&env) {
             Ok(p) => p,
             Err(e) => {
@@ -148,10 +155,16 @@ fn publish_loop(client: redis::Client, rx: Receiver<Envelope>, stop: Arc<AtomicB
     }
 }
 
-fn subscribe_loop(client: redis::Client, node: String, notify: Notifier, stop: Arc<AtomicBool>) {
+fn subscribe_loop(
+    client: redis::Client,
+    pattern: String,
+    node: String,
+    notify: Notifier,
+    stop: Arc<AtomicBool>,
+) {
     let mut wait = RETRY_FIRST;
     while !stop.load(Ordering::Relaxed) {
-        match listen(&client, &node, &notify, &stop, &mut wait) {
+        match listen(&client, &pattern, &node, &notify, &stop, &mut wait) {
             Ok(()) => return,
             Err(e) => {
                 log::warn!("bus: subscription lost: {e}");
@@ -164,6 +177,7 @@ fn subscribe_loop(client: redis::Client, node: String, notify: Notifier, stop: A
 /// Listens until stopped (`Ok`) or the connection fails (`Err`).
 fn listen(
     client: &redis::Client,
+    pattern: &str,
     node: &str,
     notify: &Notifier,
     stop: &AtomicBool,
@@ -171,7 +185,7 @@ fn listen(
 ) -> redis::RedisResult<()> {
     let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
     let mut sub = conn.as_pubsub();
-    sub.psubscribe(format!("{PREFIX}:*"))?;
+    sub.psubscribe(pattern)?;
     sub.set_read_timeout(Some(READ_TIMEOUT))?;
     *wait = RETRY_FIRST;
     log::info!("bus: subscribed");

@@ -286,6 +286,8 @@ pub struct Config {
     pub bus: Option<String>,
     /// This node's name on the bus (`--node`; by default host and process id).
     pub node: String,
+    /// The cluster's name on the bus (`--cluster`): its channels' prefix.
+    pub cluster: String,
     /// How often a node tells the others it is alive, and how long without word until
     /// they take it for dead and its users offline.
     pub node_heartbeat: Duration,
@@ -341,6 +343,7 @@ impl Default for Config {
             max_connections: None,
             bus: None,
             node: default_node_name(),
+            cluster: "chatterbox".into(),
             node_heartbeat: DEFAULT_NODE_HEARTBEAT,
             node_timeout: DEFAULT_NODE_TIMEOUT,
         }

@@ -153,6 +153,9 @@ fn parse_args(
     if let Some(v) = env("CHATTERBOX_NODE") {
         c.node = v;
     }
+    if let Some(v) = env("CHATTERBOX_CLUSTER") {
+        c.cluster = v;
+    }
     if let Some(v) = env("CHATTERBOX_FILES_DIR") {
         c.files_dir = Some(v.into());
     }
@@ -204,6 +207,7 @@ fn parse_args(
             "--db" => c.db = value.into(),
             "--bus" => c.bus = Some(value),
             "--node" => c.node = value,
+            "--cluster" => c.cluster = value,
             "--files-dir" => c.files_dir = Some(value.into()),
             "--tls-cert" => c.tls_cert = Some(value.into()),
             "--registration" => c.registration = chatterbox::config::Registration::parse(&value)?,

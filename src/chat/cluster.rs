@@ -31,6 +31,12 @@ pub struct RoomOrder {
     pub pending: BTreeMap<i64, (MessageRow, Option<ReplyTo>)>,
     /// A gap read is on its way.
     pub filling: bool,
+    /// ...and another is wanted once it is back (the bus reconnected meanwhile, so the
+    /// one on its way may have read too early).
+    pub again: bool,
+    /// Edits and deletions (the stored rows) of messages not delivered here yet, by seq:
+    /// applied when they are, so the message goes out as it now is.
+    pub changed: HashMap<i64, MessageRow>,
     /// This node's inserts into the room not answered by the writer yet, per author. A
     /// gap read may return one of them before its own answer arrives; delivered then,
     /// its sender would get it twice (once without its `ref`). So a row read by an
@@ -134,7 +140,10 @@ impl Hub {
             if held {
                 return;
             }
-            let (row, to) = order.pending.remove(&next).expect("looked at");
+            let (mut row, to) = order.pending.remove(&next).expect("looked at");
+            if let Some(change) = order.changed.remove(&row.seq) {
+                patch(&mut row, &change);
+            }
             order.next += 1;
             self.commit_message(row, to);
         }
@@ -162,6 +171,32 @@ impl Hub {
         }));
     }
 
+    /// Another node's edit or deletion of a message this node has not delivered yet (its
+    /// event, or a predecessor's, is still on the way): kept with the message, which then
+    /// goes out as it now is. False when the message was delivered (change it as usual).
+    pub(super) fn change_before_delivery(&mut self, row: &MessageRow) -> bool {
+        if !self.clustered() {
+            return false;
+        }
+        let Some(next) = self.next_seq(row.room_id) else {
+            return false;
+        };
+        if row.seq < next {
+            return false;
+        }
+        let order = self
+            .order
+            .get_mut(&row.room_id)
+            .expect("set up by next_seq");
+        match order.pending.get_mut(&row.seq) {
+            Some((pending, _)) => patch(pending, row),
+            None => {
+                order.changed.insert(row.seq, row.clone());
+            }
+        }
+        true
+    }
+
     /// A gap read came back: what it found is delivered in order.
     pub(super) fn seqs_read(
         &mut self,
@@ -182,12 +217,16 @@ impl Hub {
         };
         for row in rows {
             if row.seq >= order.next {
-                order.pending.entry(row.seq).or_insert((row, None));
+                // The database's row wins over one from the bus (which any client of
+                // Redis could have published); a sender waiting for it stays.
+                let to = order.pending.remove(&row.seq).and_then(|(_, to)| to);
+                order.pending.insert(row.seq, (row, to));
             }
         }
         self.drain(room_id);
         let order = self.order.get_mut(&room_id).expect("drained, not removed");
-        if more && !order.filling {
+        let again = std::mem::take(&mut order.again);
+        if (more || again) && !order.filling {
             order.filling = true;
             let after_seq = order.next - 1;
             self.read_seqs(room_id, after_seq);
@@ -203,7 +242,9 @@ impl Hub {
                 continue;
             };
             let order = self.order.get_mut(&room_id).expect("set up by next_seq");
-            if !order.filling {
+            if order.filling {
+                order.again = true;
+            } else {
                 order.filling = true;
                 self.read_seqs(room_id, next - 1);
             }
@@ -496,6 +537,17 @@ impl Hub {
             });
         }
         self.fx.push(Effect::Upgrade { conn: to.conn });
+    }
+}
+
+/// A message as an edit or deletion left it.
+fn patch(row: &mut MessageRow, change: &MessageRow) {
+    row.text.clone_from(&change.text);
+    row.edited_at = change.edited_at;
+    row.deleted = change.deleted;
+    if change.deleted {
+        row.reactions.clear();
+        row.attachments.clear();
     }
 }
 

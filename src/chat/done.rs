@@ -251,6 +251,12 @@ impl Hub {
             }
         };
         if duplicate {
+            if self.clustered() {
+                // A retry of a message stored earlier, perhaps through another node and
+                // not delivered here yet: answered in its place in the room's order
+                // (at once if it was delivered), so its sender does not get it twice.
+                return self.sequence(row, Some(to));
+            }
             let v = self.message_value(&row);
             return self.answer_sender(v, &to);
         }
@@ -305,6 +311,9 @@ impl Hub {
 
     /// An edit or deletion committed here (`to`: who asked) or on another node.
     pub(super) fn apply_change(&mut self, row: MessageRow, to: Option<&ReplyTo>, now: Now) {
+        if to.is_none() && self.change_before_delivery(&row) {
+            return;
+        }
         if row.deleted {
             // Its files go unless another message has them: look now, not in a minute.
             self.next_sweep = None;

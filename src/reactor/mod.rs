@@ -152,6 +152,7 @@ impl Server {
         let bus = match &config.bus {
             Some(url) => Some(crate::bus::Bus::start(
                 url,
+                &config.cluster,
                 config.node.clone(),
                 notify.clone(),
             )?),

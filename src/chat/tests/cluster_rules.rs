@@ -538,3 +538,44 @@ fn an_account_deleted_on_another_node_goes_here_too() {
     let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
     assert_eq!(status, 401);
 }
+
+#[test]
+fn an_edit_that_overtakes_its_message_is_delivered_with_it() {
+    let mut w = clustered();
+    let b = w.socket("bob");
+    w.login("alice");
+    let first = w.committed_elsewhere(1, "alice", "a");
+    w.remote(Event::Message { row: first });
+    assert_eq!(texts(&w.take(b)), ["a"]);
+    let second = w.committed_elsewhere(1, "alice", "b");
+    let mut edited = second.clone();
+    edited.text = "b, edited".into();
+    edited.edited_at = Some(w.now.wall_ms);
+    w.remote(Event::Changed { row: edited });
+    assert!(w.take(b).is_empty(), "nothing to edit here yet");
+    w.remote(Event::Message { row: second });
+    let got = w.take(b);
+    assert_eq!(texts(&got), ["b, edited"]);
+    assert_eq!(got[0]["edited"], true);
+}
+
+#[test]
+fn a_retry_of_a_message_stored_through_another_node_is_answered_once_in_order() {
+    let mut w = clustered();
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    // Stored through another node (whose event has not come) with alice's client_id.
+    let mut row = w.committed_elsewhere(1, "alice", "hi");
+    row.client_id = Some("c1".into());
+    w.messages.last_mut().unwrap().client_id = Some("c1".into());
+    let got = w.ws(
+        a,
+        json!({"type": "send", "room": "general", "text": "hi", "client_id": "c1", "ref": "r"}),
+    );
+    assert_eq!(texts(&got), ["hi"], "once, with its ref: {got:?}");
+    assert_eq!(World::one(&got, "message")["ref"], "r", "{got:?}");
+    assert_eq!(texts(&w.take(b)), ["hi"]);
+    // Its event arrives late: nothing twice.
+    w.remote(Event::Message { row });
+    assert!(w.take(a).is_empty() && w.take(b).is_empty());
+}

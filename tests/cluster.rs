@@ -717,3 +717,26 @@ fn a_users_budget_holds_across_nodes() {
         "a whole budget on one node, got {alone}"
     );
 }
+
+#[test]
+fn a_logout_lost_with_the_bus_still_ends_the_session_on_other_nodes() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let dir = TempDir::new();
+    let mut nodes = cluster(2, &redis, &dir);
+    let alice = nodes[0].user("alice");
+    let mut on_2 = ws_when_known(&nodes[1], &alice);
+    // Redis goes down; alice logs out on node 1, which then dies before Redis is back:
+    // its event is lost for good. Node 2 learns it from the database once the bus is back.
+    redis.kill();
+    assert_eq!(
+        nodes[0].http("POST", "/logout", Some(&alice), None).status,
+        204
+    );
+    nodes[0].kill();
+    redis = Redis::start_on(port);
+    assert_eq!(on_2.close_code(), Some(4001));
+    let r = nodes[1].http("GET", "/rooms", Some(&alice), None);
+    assert_eq!(r.status, 401, "{}", r.body);
+    drop(redis);
+}

@@ -323,6 +323,7 @@ impl Hub {
             return self.respond(to.conn, storage_unavailable());
         }
         let hash = hash_token(&token);
+        self.note_token(hash);
         self.tokens.insert(
             hash,
             TokenInfo {

@@ -44,6 +44,13 @@ pub struct RoomOrder {
     pub inflight: HashMap<UserId, u32>,
 }
 
+/// What changed while a state read was on its way (`Hub::resync`).
+#[derive(Debug, Default)]
+pub struct Resync {
+    pub joins: std::collections::HashSet<(RoomId, UserId)>,
+    pub tokens: std::collections::HashSet<crate::auth::TokenHash>,
+}
+
 /// Gap reads answer no connection; this one is never a socket's.
 const NOBODY: ConnId = ConnId {
     key: usize::MAX,
@@ -234,8 +241,17 @@ impl Hub {
     }
 
     /// The bus (re)connected: whatever was published while it was down is lost, so every
-    /// room reads what it may have missed.
+    /// room reads the messages it may have missed, and the rest of the state (accounts,
+    /// sessions, rooms, memberships, invitations) is read again and followed.
     pub(super) fn bus_up(&mut self) {
+        self.resync = Some(Resync::default());
+        self.fx.push(Effect::Read(ReadJob {
+            reply: ReplyTo {
+                conn: NOBODY,
+                via: Via::Http,
+            },
+            op: ReadOp::State,
+        }));
         let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
         for room_id in rooms {
             let Some(next) = self.next_seq(room_id) else {
@@ -248,6 +264,106 @@ impl Hub {
                 order.filling = true;
                 self.read_seqs(room_id, next - 1);
             }
+        }
+    }
+
+    /// The database's state after a bus outage (or at start): what this node missed is
+    /// applied. Sessions the database no longer has are ended here (their sockets
+    /// closed), memberships it no longer has are dropped, new accounts, sessions, rooms,
+    /// memberships and invitations are learnt.
+    pub(super) fn reconcile(
+        &mut self,
+        result: Result<Box<crate::store::load::Snapshot>, StoreError>,
+        now: Now,
+    ) {
+        let learnt = self.resync.take().unwrap_or_default();
+        let snap = match result {
+            Ok(s) => *s,
+            Err(_) => {
+                log::warn!("cluster: cannot read the state after the bus reconnected");
+                return;
+            }
+        };
+        let known: Vec<_> = snap
+            .users
+            .iter()
+            .filter(|u| !self.users.contains_key(&u.id))
+            .cloned()
+            .collect();
+        self.users_added(known);
+        let stored: std::collections::HashSet<crate::auth::TokenHash> =
+            snap.tokens.iter().map(|t| t.0).collect();
+        let gone: Vec<(UserId, crate::auth::TokenHash)> = self
+            .tokens
+            .iter()
+            .filter(|(h, t)| {
+                !stored.contains(*h) && !learnt.tokens.contains(*h) && t.expires_at > now.wall_ms
+            })
+            .map(|(h, t)| (t.user_id, *h))
+            .collect();
+        for (user, hash) in gone {
+            self.drop_sessions(user, |h| *h == hash);
+        }
+        for (hash, user_id, expires_at, last_used) in snap.tokens {
+            self.tokens.entry(hash).or_insert(super::hub::TokenInfo {
+                user_id,
+                expires_at,
+                last_used,
+            });
+        }
+        for r in snap.rooms {
+            if !self.rooms.contains_key(&r.id) && !self.room_by_name.contains_key(&r.name) {
+                self.room_by_name.insert(r.name.clone(), r.id);
+                let room = super::room::Room::new(r.id, r.name, r.private, r.owner);
+                self.rooms.insert(r.id, room);
+            }
+        }
+        let members: std::collections::HashSet<(RoomId, UserId)> =
+            snap.members.iter().map(|m| (m.0, m.1)).collect();
+        for &(room_id, user) in &members {
+            if self.rooms.get(&room_id).is_some_and(|r| !r.is_member(user)) {
+                self.add_member(room_id, user, now);
+            }
+        }
+        let dropped: Vec<(RoomId, UserId)> = self
+            .rooms
+            .values()
+            .flat_map(|r| r.members.keys().map(move |u| (r.id, *u)))
+            .filter(|m| !members.contains(m) && !learnt.joins.contains(m))
+            .collect();
+        for (room_id, user) in dropped {
+            // Memberships this node has not stored yet are still on their way to the
+            // writer; only what the database has dropped goes.
+            if self
+                .joining
+                .get(&user)
+                .is_some_and(|s| s.contains(&room_id))
+            {
+                continue;
+            }
+            let name = self.rooms[&room_id].name.clone();
+            let v = serde_json::json!({ "type": "left", "room": name });
+            for c in self.drop_member(room_id, user, now) {
+                self.send(c, v.clone());
+            }
+        }
+        let mut invites: HashMap<UserId, Vec<super::room::Invite>> = HashMap::new();
+        for (room, user, by) in snap.invitations {
+            invites
+                .entry(user)
+                .or_default()
+                .push(super::room::Invite { room, by });
+        }
+        self.invites = invites;
+        for f in snap.files {
+            self.files.entry(f.file.id.clone()).or_insert(f);
+        }
+    }
+
+    /// A session learnt while a state read is on its way must survive it.
+    pub(super) fn note_token(&mut self, hash: crate::auth::TokenHash) {
+        if let Some(r) = &mut self.resync {
+            r.tokens.insert(hash);
         }
     }
 
@@ -321,6 +437,7 @@ impl Hub {
                 expires_at,
             } => {
                 if let Some(h) = unhex(&hash) {
+                    self.note_token(h);
                     self.tokens.insert(
                         h,
                         super::hub::TokenInfo {
@@ -529,6 +646,7 @@ impl Hub {
     ) {
         if let Ok(Some((user, expires_at))) = result {
             let user_id = user.id;
+            self.note_token(hash);
             self.users_added(vec![user]);
             self.tokens.entry(hash).or_insert(super::hub::TokenInfo {
                 user_id,

@@ -35,6 +35,10 @@ impl Hub {
                 self.bus_up();
                 return self.take_fx();
             }
+            Outcome::State(result) => {
+                self.reconcile(result, now);
+                return self.take_fx();
+            }
             Outcome::Seqs { room, result } => {
                 self.seqs_read(room, result);
                 return self.take_fx();
@@ -134,6 +138,7 @@ impl Hub {
             | Outcome::NewUsers(_)
             | Outcome::Remote(_)
             | Outcome::BusUp
+            | Outcome::State(_)
             | Outcome::Joined { .. } => {}
         }
         self.take_fx()

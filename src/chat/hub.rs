@@ -137,6 +137,9 @@ pub struct Hub {
     /// Cluster mode: logins waiting for their account to be looked up, by connection:
     /// (address, name, password, user agent).
     pub(super) login_lookups: HashMap<ConnId, (IpAddr, String, String, String)>,
+    /// Cluster mode: while a state read (`reconcile`) is on its way, the memberships and
+    /// sessions learnt meanwhile, which that read may predate and must not undo.
+    pub(super) resync: Option<super::cluster::Resync>,
     /// Cluster mode: this node's inserts the writer has not answered, oldest first.
     pub(super) inserting: std::collections::VecDeque<(RoomId, UserId)>,
     /// Effects of the entry point running now; taken when it returns.
@@ -195,6 +198,7 @@ impl Hub {
             inserting: Default::default(),
             nodes: HashMap::new(),
             login_lookups: HashMap::new(),
+            resync: None,
             elsewhere: HashMap::new(),
             next_heartbeat: None,
             fx: Vec::new(),
@@ -508,6 +512,9 @@ impl Hub {
             return;
         }
         room.members.insert(user, 0);
+        if let Some(r) = &mut self.resync {
+            r.joins.insert((room_id, user));
+        }
         if let Some(list) = self.invites.get_mut(&user) {
             list.retain(|i| i.room != room_id);
         }

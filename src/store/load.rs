@@ -35,6 +35,7 @@ pub struct AuditRow {
 /// Entries of the audit log kept in memory (newest), for `GET /admin/audit`.
 pub const AUDIT_KEPT: usize = 1000;
 
+#[derive(Debug)]
 pub struct RoomRow {
     pub id: i64,
     pub name: String,
@@ -46,6 +47,7 @@ pub struct RoomRow {
 }
 
 /// Everything the reactor needs to start.
+#[derive(Debug)]
 pub struct Snapshot {
     pub users: Vec<UserRow>,
     /// (hash, user id, expiry in ms).

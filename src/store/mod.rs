@@ -391,6 +391,9 @@ pub enum ReadOp {
         /// Whose page it is: their own reactions are marked.
         reader: UserId,
     },
+    /// Everything but the rings (cluster mode, after the bus reconnects: what this node
+    /// may have missed besides messages).
+    State,
     /// An account by name (lowercase match), for a login this node cannot place.
     User { name: String },
     /// A session token this node has not heard of (cluster mode: issued by another node
@@ -470,6 +473,7 @@ impl ReadOp {
             ReadOp::Sessions { .. } => Outcome::Sessions(Err(StoreError::Unavailable)),
             ReadOp::ExportPage { .. } => Outcome::ExportPage(Err(StoreError::Unavailable)),
             ReadOp::User { .. } => Outcome::UserFound(Err(StoreError::Unavailable)),
+            ReadOp::State => Outcome::State(Err(StoreError::Unavailable)),
             ReadOp::Token { hash } => Outcome::TokenFound {
                 hash: *hash,
                 result: Err(StoreError::Unavailable),
@@ -587,6 +591,8 @@ pub enum Outcome {
     Flags(Vec<(UserId, bool, bool)>),
     /// Cluster mode: another node's event, from the bus.
     Remote(event::Envelope),
+    /// The state the database holds (`ReadOp::State`), rings left out.
+    State(Result<Box<load::Snapshot>, StoreError>),
     /// An account looked up by name, if the database has it.
     UserFound(Result<Option<load::UserRow>, StoreError>),
     /// A token looked up: its account and expiry, if the database has it.

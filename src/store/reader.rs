@@ -66,6 +66,11 @@ pub fn run(conn: Db, op: ReadOp) -> Outcome {
             })
             .map_err(log_err),
         },
+        ReadOp::State => Outcome::State(
+            crate::store::load::snapshot(conn, 0)
+                .map(Box::new)
+                .map_err(log_err),
+        ),
         ReadOp::User { name } => {
             Outcome::UserFound(crate::store::load::user_named(conn, &name).map_err(log_err))
         }

@@ -579,3 +579,61 @@ fn a_retry_of_a_message_stored_through_another_node_is_answered_once_in_order() 
     w.remote(Event::Message { row });
     assert!(w.take(a).is_empty() && w.take(b).is_empty());
 }
+
+#[test]
+fn after_a_bus_outage_the_state_missed_is_read_and_followed() {
+    use crate::store::load::{RoomRow, Snapshot, UserRow};
+    let mut w = clustered();
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    let (alice, bob) = (
+        w.hub.user_by_name("alice").unwrap(),
+        w.hub.user_by_name("bob").unwrap(),
+    );
+    let bob_token = *w
+        .hub
+        .tokens
+        .iter()
+        .find(|(_, t)| t.user_id == bob)
+        .unwrap()
+        .0;
+    // While the bus was down, elsewhere: alice logged out, carol registered, "ops" was
+    // made with bob in it.
+    let user = |id, name: &str| UserRow {
+        id,
+        username: name.into(),
+        pw_hash: String::new(),
+        last_seen: None,
+        admin: false,
+        suspended: false,
+        deleted_at: None,
+    };
+    let room = |id, name: &str, private| RoomRow {
+        id,
+        name: name.into(),
+        private,
+        owner: None,
+        recent: Vec::new(),
+    };
+    let snap = Snapshot {
+        users: vec![user(alice, "alice"), user(bob, "bob"), user(50, "carol")],
+        tokens: vec![(bob_token, bob, w.now.wall_ms + 60_000, 0)],
+        rooms: vec![room(1, "general", false), room(9_000_000_000, "ops", true)],
+        members: vec![
+            (1, alice, 0),
+            (1, bob, 0),
+            (1, 50, 0),
+            (9_000_000_000, bob, 0),
+        ],
+        delivered: Vec::new(),
+        invitations: Vec::new(),
+        audit: Vec::new(),
+        files: Vec::new(),
+    };
+    w.outcome(Outcome::BusUp);
+    w.outcome(Outcome::State(Ok(Box::new(snap))));
+    assert_eq!(w.closed, vec![(a, 4001)], "alice's session ended elsewhere");
+    assert!(w.hub.user_by_name("carol").is_some());
+    let got = w.ws(b, json!({"type": "send", "room": "ops", "text": "back"}));
+    assert_eq!(texts(&got), ["back"]);
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# tools/cluster as a user runs it: three nodes on their own ports, two people chatting
+# tools/cluster as a user runs it (PostgreSQL and Redis; CLUSTER_ARGS=--sqlite for one
+# SQLite file instead): three nodes on their own ports, two people chatting
 # through different nodes with Python's `websockets`; then three nodes sharing one port,
 # where the kernel spreads connections over them. Stopped with `tools/cluster down`,
 # which must leave none of its processes behind.
@@ -16,7 +17,7 @@ passed=0
 ok() { echo "ok   $1"; passed=$((passed + 1)); }
 
 port=$(free_port)
-tools/cluster up 3 --separate --port "$port" ${CLUSTER_ARGS---sqlite}
+tools/cluster up 3 --separate --port "$port" ${CLUSTER_ARGS:-}
 pids=$(awk '{print $2}' "$CHATTERBOX_CLUSTER_DIR/pids" | grep -E '^[0-9]+$')
 "$py" - "$port" <<'EOF'
 import json, sys, time, urllib.request
@@ -58,7 +59,7 @@ done
 ok "tools/cluster down stopped every process it started"
 
 port=$(free_port)
-tools/cluster up 3 --port "$port" ${CLUSTER_ARGS---sqlite} >/dev/null
+tools/cluster up 3 --port "$port" ${CLUSTER_ARGS:-} >/dev/null
 seen=$(for _ in $(seq 60); do curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^chatterbox_node_info{node="\(.*\)"} 1$/\1/p'; done | sort -u | wc -l)
 if [ "$seen" -ge 2 ]; then ok "one shared port, answered by $seen nodes"; else echo "FAIL only $seen node answered the shared port"; exit 1; fi
 tools/cluster down >/dev/null

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Browser tests: the web UI in Debian's headless Chromium, driven by playwright-core, with
-# axe-core for the accessibility pass. Installs Chromium (apt) and the npm packages when
-# missing (also when package.json names one that node_modules lacks).
+# Browser tests: the web UI in Debian's headless Chromium (its headless shell), driven by
+# playwright-core, with axe-core for the accessibility pass. Installs Chromium (apt) and
+# the npm packages when missing (also when package.json names one that node_modules lacks).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-if [ ! -x /usr/bin/chromium ]; then
+# chromium-headless-shell is what the tests drive (lighter); chromium is for tls.sh, and
+# for the tests when the shell is missing.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromium-headless-shell ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-headless-shell
 fi
 cd tests/browser
 missing=$(node -e '

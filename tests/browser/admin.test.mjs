@@ -8,7 +8,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startServer, stopServer, launch, newPage, signIn, waitOnline, adminCli, login, client, shots, root, axe, contrastFailures, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, newPage, enter, waitOnline, adminCli, login, client, shots, root, axe, contrastFailures, PHONE } from "./helpers.mjs";
 
 let server, base, browser;
 
@@ -36,7 +36,7 @@ test("a visitor who is not signed in and a non-admin are refused, with a link ba
   assert.ok(await anon.locator("#dash").isHidden());
   await anon.context().close();
 
-  const nora = await signIn(browser, base, "nora");
+  const nora = await enter(browser, base, "nora", { existing: true });
   assert.equal(await nora.getByRole("link", { name: "Admin dashboard" }).count(), 0);
   await nora.goto(base + "/admin");
   await nora.getByRole("heading", { name: "Admins only" }).waitFor();
@@ -48,7 +48,7 @@ test("a visitor who is not signed in and a non-admin are refused, with a link ba
 });
 
 test("the dashboard: charts move with traffic, an invite made there registers a user, Disconnect closes a socket, suspend and unsuspend by name, the audit log says so", async () => {
-  const boss = await signIn(browser, base, "boss", { axe: true });
+  const boss = await enter(browser, base, "boss", { axe: true, existing: true });
   await boss.getByRole("link", { name: "Admin dashboard" }).click();
   await boss.waitForURL(base + "/admin");
   await boss.getByRole("heading", { name: "Last 10 minutes" }).waitFor();

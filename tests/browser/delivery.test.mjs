@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startServer, stopServer, launch, signUp, say, stored, shots, register, client, history, waitOnline, DESKTOP, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, signUp, enter, say, stored, shots, register, client, history, waitOnline, DESKTOP, PHONE } from "./helpers.mjs";
 
 let server, base, browser;
 
@@ -23,15 +23,12 @@ after(async () => {
 const token = (page) => page.evaluate(() => localStorage.getItem("chatterbox.token"));
 
 test("a 30-message burst at the default limits: all stored once, in order, none left sending", async () => {
-  const page = await signUp(browser, base, "burster");
   const sent = [];
   const refused = [];
-  page.on("websocket", (ws) => {
+  const page = await enter(browser, base, "burster", { setup: (p) => p.on("websocket", (ws) => {
     ws.on("framesent", (f) => { const m = JSON.parse(f.payload); if (m.type === "send") sent.push(m); });
     ws.on("framereceived", (f) => { const m = JSON.parse(f.payload); if (m.code === "rate_limited") refused.push(m); });
-  });
-  await page.reload();
-  await waitOnline(page);
+  }) });
   // Written faster than anyone types: 30 messages in one go, each with Enter.
   await page.getByRole("textbox", { name: "Message", exact: true }).evaluate((box) => {
     for (let i = 1; i <= 30; i++) {
@@ -57,18 +54,15 @@ test("a 30-message burst at the default limits: all stored once, in order, none 
 });
 
 test("unsent messages survive a reload and are sent once; a message too long is marked with a reason and retried", async () => {
-  const page = await signUp(browser, base, "keeper");
   // The socket goes through the test: the server's answers to our sends are swallowed,
   // so the first message is stored but the page never hears of it.
   let swallow = true;
   const sentIds = [];
-  await page.routeWebSocket(/\/ws/, (ws) => {
+  const page = await enter(browser, base, "keeper", { setup: (p) => p.routeWebSocket(/\/ws/, (ws) => {
     const srv = ws.connectToServer();
     ws.onMessage((m) => { const j = JSON.parse(m); if (j.type === "send") sentIds.push(j.client_id); srv.send(m); });
     srv.onMessage((m) => { if (swallow && JSON.parse(m).type === "message" && JSON.parse(m).user === "keeper") return; ws.send(m); });
-  });
-  await page.reload();
-  await waitOnline(page);
+  }) });
   for (const t of ["kept 1", "kept 2", "kept 3"]) await say(page, t);
   await page.getByText("sending…").nth(2).waitFor();
   await page.waitForTimeout(300);
@@ -120,15 +114,12 @@ test("unsent messages survive a reload and are sent once; a message too long is 
 });
 
 test("typing: shown right after a send, refreshed while typing, stopped once", async () => {
-  const tina = await signUp(browser, base, "tina");
-  const watcher = await signUp(browser, base, "watcher");
   const frames = [];
-  tina.on("websocket", (ws) => ws.on("framesent", (f) => {
+  const tina = await enter(browser, base, "tina", { setup: (p) => p.on("websocket", (ws) => ws.on("framesent", (f) => {
     const m = JSON.parse(f.payload);
     if (m.type === "typing" || m.type === "send") frames.push({ ...m, at: Date.now() });
-  }));
-  await tina.reload();
-  await waitOnline(tina);
+  })) });
+  const watcher = await enter(browser, base, "watcher");
   const box = tina.getByRole("textbox", { name: "Message", exact: true });
   const typingLine = watcher.locator("#typing");
   await box.pressSequentially("first message", { delay: 20 });
@@ -168,7 +159,7 @@ test("logging out clears the form", async () => {
 });
 
 test("after a server restart (close 4002) the page backs off, reconnects, and catches up exactly once", async () => {
-  const erin = await signUp(browser, base, "erin");
+  const erin = await enter(browser, base, "erin");
   await say(erin, "before restart");
   await stored(erin, "before restart").waitFor();
   // A second room with history, so the catch-up covers more than the open room.

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
-import { startServer, stopServer, launch, signUp, say, stored, axe, contrastFailures, shots, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, say, stored, axe, contrastFailures, shots, PHONE } from "./helpers.mjs";
 
 let server, base, browser;
 
@@ -94,17 +94,13 @@ const imageLoaded = (loc) => loc.evaluate((img) => new Promise((ok) => {
   if (img.complete && img.naturalWidth) done(); else { img.addEventListener("load", done); img.addEventListener("error", done); }
 }));
 // File chooser interception is switched on by the first listener, without waiting for
-// the browser to confirm it: a listener from the start, so that no click races it.
-async function interceptChooser(page) {
-  page.on("filechooser", () => {});
-  await page.evaluate(() => new Promise((ok) => setTimeout(ok, 100)));
-  return page;
-}
+// the browser to confirm it: a listener from before the page loads, so that no click races it.
+const interceptChooser = (page) => page.on("filechooser", () => {});
 const focusedLabel = (page) => page.evaluate(() => document.activeElement.getAttribute("aria-label"));
 
 test("attach by button and by drop, progress, send; the other side sees, views and downloads", async () => {
-  const alice = await interceptChooser(await signUp(browser, base, "alice", { axe: true }));
-  const bob = await signUp(browser, base, "bob", { axe: true });
+  const alice = await enter(browser, base, "alice", { axe: true, setup: interceptChooser });
+  const bob = await enter(browser, base, "bob", { axe: true });
   await watchProgress(alice);
   const posts = [];
   alice.on("request", (r) => { if (r.method() === "POST" && new URL(r.url()).pathname === "/files") posts.push(r.headers()["x-filename"]); });
@@ -232,7 +228,7 @@ async function chooserFiles(page, files) {
 }
 
 test("cancel an upload in flight; too big, refused, and Send waits for uploads", async () => {
-  const carol = await interceptChooser(await signUp(browser, base, "carol"));
+  const carol = await enter(browser, base, "carol", { setup: interceptChooser });
   const posts = [];
   carol.on("request", (r) => { if (r.method() === "POST" && new URL(r.url()).pathname === "/files") posts.push(r.headers()["x-filename"]); });
 
@@ -303,7 +299,7 @@ test("cancel an upload in flight; too big, refused, and Send waits for uploads",
 });
 
 test("a phone: the attach button, thumbnails and chips fit", async () => {
-  const dana = await interceptChooser(await signUp(browser, base, "dana", { viewport: PHONE, hasTouch: true, isMobile: true }));
+  const dana = await enter(browser, base, "dana", { viewport: PHONE, hasTouch: true, isMobile: true, setup: interceptChooser });
   await chooserFiles(dana, [
     { name: "wide.png", mimeType: "image/png", buffer: png(900, 300) },
     { name: "a very long file name for a phone screen, really quite long.pdf", mimeType: "application/pdf", buffer: pdf },

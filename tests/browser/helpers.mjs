@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
+import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -69,7 +70,7 @@ async function fromSource(ctx) {
 // A page whose console errors and uncaught exceptions fail the test that checks them.
 export async function newPage(browser, opts = {}) {
   const ctx = await browser.newContext({ viewport: opts.viewport || DESKTOP, colorScheme: opts.colorScheme || "light",
-    hasTouch: !!opts.hasTouch, isMobile: !!opts.isMobile });
+    hasTouch: !!opts.hasTouch, isMobile: !!opts.isMobile, storageState: opts.storageState });
   await fromSource(ctx);
   if (opts.axe) await ctx.addInitScript({ path: axePath() });
   const page = await ctx.newPage();
@@ -97,6 +98,20 @@ export async function signIn(browser, base, name, opts = {}) {
   await page.getByLabel("Username").fill(name);
   await page.getByLabel("Password").fill("password-" + name);
   await page.getByRole("button", { name: "Sign in" }).click();
+  await waitOnline(page);
+  return page;
+}
+
+// Signed in without the form, for tests that are not about signing up or in: the account
+// made (or, with `existing`, just logged in) over HTTP, its session in localStorage before
+// the page first loads. `setup(page)` runs before that load (listeners on the first socket).
+export async function enter(browser, base, name, opts = {}) {
+  const token = opts.existing ? await login(base, name) : await register(base, name);
+  assert.ok(token, `no session for ${name}`);
+  const page = await newPage(browser, { ...opts, storageState: { cookies: [], origins: [{ origin: base,
+    localStorage: [{ name: "chatterbox.token", value: token }, { name: "chatterbox.user", value: name }] }] } });
+  if (opts.setup) await opts.setup(page);
+  await page.goto(base + "/");
   await waitOnline(page);
   return page;
 }

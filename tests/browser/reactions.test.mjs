@@ -7,7 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startServer, stopServer, launch, signUp, say, stored, register, client, waitOnline, axe, contrastFailures, shots, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, say, stored, register, client, waitOnline, axe, contrastFailures, shots, PHONE } from "./helpers.mjs";
 
 let server, base, browser;
 
@@ -35,8 +35,8 @@ const focused = (page) => page.evaluate(() => {
 });
 
 test("react, see it live, toggle, reload, who reacted, the keyboard-only picker", async () => {
-  const alice = await signUp(browser, base, "alice", { axe: true });
-  const bob = await signUp(browser, base, "bob");
+  const alice = await enter(browser, base, "alice", { axe: true });
+  const bob = await enter(browser, base, "bob");
   await say(bob, "lunch at noon?");
   await stored(alice, "lunch at noon?").waitFor();
 
@@ -191,7 +191,7 @@ test("a refused reaction is shown as an error; a phone's touch screen can react"
   const twenty = "😀 😃 😄 😁 😅 🤣 😇 🙂 😉 😍 🥰 😘 😎 🤩 🥳 🤔 🤨 😐 🙄 😏".split(" ");
   for (const e of twenty) assert.equal((await carol.request({ type: "react", id: full.id, emoji: e })).type, "reacted");
 
-  const dana = await signUp(browser, base, "dana", { viewport: PHONE, hasTouch: true, isMobile: true });
+  const dana = await enter(browser, base, "dana", { viewport: PHONE, hasTouch: true, isMobile: true });
   const m = stored(dana, "twenty already");
   await m.waitFor();
   assert.equal(await m.locator(".chip").count(), 20);

@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startServer, stopServer, launch, signUp, say, stored, shots, register, client, DESKTOP, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, say, stored, shots, register, client, DESKTOP, PHONE } from "./helpers.mjs";
 
 let server, base, browser, rosa, rosaToken;
 
@@ -30,8 +30,8 @@ after(async () => {
 const rooms = async (q) => (await fetch(`${base}/rooms?q=${q}`, { headers: { Authorization: "Bearer " + rosaToken } })).json();
 
 test("browse, search and join public rooms; a typo asks before creating; invite with completion; accept, decline, leave", async () => {
-  const ted = await signUp(browser, base, "ted");
-  const uma = await signUp(browser, base, "uma");
+  const ted = await enter(browser, base, "ted");
+  const uma = await enter(browser, base, "uma");
 
   // The browser lists public rooms with their member counts; private ones never.
   await ted.getByRole("button", { name: "Browse or create rooms" }).click();
@@ -126,7 +126,7 @@ test("browse, search and join public rooms; a typo asks before creating; invite 
 const hit = (page, selector, x, y) => page.evaluate(([s, x, y]) => !!document.elementFromPoint(x, y)?.closest(s), [selector, x, y]);
 
 test("on a phone every drawer and overlay closes with its button and with a tap outside; search results lie above the drawer", async () => {
-  const page = await signUp(browser, base, "phoebe", { viewport: PHONE, hasTouch: true, isMobile: true });
+  const page = await enter(browser, base, "phoebe", { viewport: PHONE, hasTouch: true, isMobile: true });
   await say(page, "findable phrase for phoebe");
   await stored(page, "findable phrase for phoebe").waitFor();
   const sidebar = page.getByRole("complementary", { name: "Rooms" });

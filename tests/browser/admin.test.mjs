@@ -133,13 +133,16 @@ test("the dashboard: charts move with traffic, an invite made there registers a 
   // Accessibility and contrast, light and dark, desktop and phone; no sideways scrolling.
   for (const scheme of ["light", "dark"]) {
     await boss.emulateMedia({ colorScheme: scheme });
-    await boss.waitForTimeout(2100); // one refresh, drawn in this theme
+    // One refresh, drawn in this theme.
+    const polls = await boss.waitForFunction((dark) => matchMedia("(prefers-color-scheme: dark)").matches === dark && state.polls, scheme === "dark");
+    await boss.waitForFunction((n) => state.polls > n, await polls.jsonValue());
     assert.deepEqual(await axe(boss), [], `${scheme}: axe`);
     assert.deepEqual(await contrastFailures(boss), [], `${scheme}: contrast`);
     if (scheme === "light") await boss.screenshot({ path: docs("screenshot-admin.png") });
   }
   await boss.setViewportSize(PHONE);
-  await boss.waitForTimeout(300);
+  await boss.waitForFunction(() => innerWidth === 375);
+  await boss.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))); // laid out, charts redrawn
   assert.deepEqual(await axe(boss), [], "phone: axe");
   assert.deepEqual(await contrastFailures(boss), [], "phone: contrast");
   assert.ok(await boss.evaluate(() => document.body.scrollWidth <= innerWidth), "no sideways scrolling at 375 px");

@@ -123,6 +123,10 @@ export async function waitOnline(page) {
   await page.waitForSelector("#messages[aria-busy=false]", { state: "attached" });
 }
 
+// The element (the rooms drawer, say) has finished its transitions.
+export const settled = (page, selector) =>
+  page.waitForFunction((s) => document.querySelector(s).getAnimations().length === 0, selector);
+
 export async function say(page, text) {
   const box = page.getByRole("textbox", { name: "Message", exact: true });
   await box.fill(text);

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startServer, stopServer, launch, enter, say, stored, shots, root, register, client, waitOnline, axe, contrastFailures, DESKTOP, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, settled, say, stored, shots, root, register, client, waitOnline, axe, contrastFailures, DESKTOP, PHONE } from "./helpers.mjs";
 
 let server, base, browser, bob;
 
@@ -107,7 +107,7 @@ test("dark mode follows the system and a remembered toggle; AA contrast and axe 
   await clutter(noct);
   await noViolations(noct, "dark phone");
   await noct.getByRole("button", { name: /Show rooms/ }).click();
-  await noct.waitForTimeout(250);
+  await settled(noct, "#sidebar");
   await noViolations(noct, "dark phone, rooms drawer");
   await noct.getByRole("button", { name: "Dark mode" }).click();
   assert.equal(await pageBackground(noct), LIGHT_BG);

@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startServer, stopServer, launch, enter, say, stored, shots, register, client, DESKTOP, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, settled, say, stored, shots, register, client, DESKTOP, PHONE } from "./helpers.mjs";
 
 let server, base, browser, rosa, rosaToken;
 
@@ -136,12 +136,12 @@ test("on a phone every drawer and overlay closes with its button and with a tap 
   // Rooms drawer: the close button, then a tap outside.
   await menu.click();
   await sidebar.getByRole("button", { name: "Close rooms" }).waitFor();
-  await page.waitForTimeout(250);
+  await settled(page, "#sidebar");
   await page.screenshot({ path: join(shots, "phone-drawer.png") });
   await sidebar.getByRole("button", { name: "Close rooms" }).tap();
   await page.waitForFunction(() => !document.querySelector("#sidebar").classList.contains("open"));
   await menu.click();
-  await page.waitForTimeout(250);
+  await settled(page, "#sidebar");
   assert.ok(!(await hit(page, "#sidebar", 360, 400)), "the right edge is outside the drawer");
   await page.touchscreen.tap(360, 400);
   await page.waitForFunction(() => !document.querySelector("#sidebar").classList.contains("open"));

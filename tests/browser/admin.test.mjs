@@ -18,6 +18,14 @@ before(async () => {
   browser = await launch();
   for (const name of ["boss", "nora", "walt"]) await adminCli(["add-user", name], "admin.db", "password-" + name);
   await adminCli(["grant", "boss"], "admin.db");
+  // The running server learns of accounts (and admins) made outside it within about a second.
+  for (let i = 0; ; i++) {
+    const token = await login(base, "boss");
+    const stats = token && await fetch(base + "/admin/stats", { headers: { Authorization: "Bearer " + token } });
+    if (stats && stats.status === 200 && await login(base, "nora") && await login(base, "walt")) break;
+    assert.ok(i < 100, "the server never learned of boss, nora and walt");
+    await new Promise((res) => setTimeout(res, 100));
+  }
 });
 
 after(async () => {

@@ -8,10 +8,10 @@
 // files shown, light and dark; a phone.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
-import { startServer, stopServer, launch, enter, say, stored, axe, contrastFailures, shots, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, say, stored, axe, contrastFailures, shots, dir, PHONE } from "./helpers.mjs";
 
 let server, base, browser;
 
@@ -222,6 +222,15 @@ test("attach by button and by drop, progress, send; the other side sees, views a
   await bob.context().close();
 });
 
+// A big file is chosen from the disk, by its path: handed over as bytes it would cross the
+// protocol base64-encoded (seconds of CPU for 12 MB on a busy machine).
+function onDisk(name, bytes) {
+  mkdirSync(join(dir, "files"), { recursive: true });
+  const path = join(dir, "files", name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
 async function chooserFiles(page, files) {
   const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.getByRole("button", { name: "Attach files" }).click()]);
   await chooser.setFiles(files);
@@ -233,7 +242,7 @@ test("cancel an upload in flight; too big, refused, and Send waits for uploads",
   carol.on("request", (r) => { if (r.method() === "POST" && new URL(r.url()).pathname === "/files") posts.push(r.headers()["x-filename"]); });
 
   // Over 10 MiB: refused on the spot, in words, without a byte sent.
-  await chooserFiles(carol, [{ name: "huge.bin", mimeType: "application/octet-stream", buffer: Buffer.alloc(12 << 20, 1) }]);
+  await chooserFiles(carol, [onDisk("huge.bin", Buffer.alloc(12 << 20, 1))]);
   const huge = upload(carol, "huge.bin");
   await huge.locator(".up-error").filter({ hasText: "Not uploaded: Too big (12 MB): a file can be at most 10 MB." }).waitFor();
   assert.equal(await huge.getByRole("button", { name: /Retry/ }).count(), 0, "no retry for a file too big");
@@ -247,7 +256,7 @@ test("cancel an upload in flight; too big, refused, and Send waits for uploads",
   const cdp = await carol.context().newCDPSession(carol);
   await cdp.send("Network.enable");
   await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 256 * 1024 });
-  await chooserFiles(carol, [{ name: "video.mp4", mimeType: "video/mp4", buffer: Buffer.alloc(5 << 20, 7) }]);
+  await chooserFiles(carol, [onDisk("video.mp4", Buffer.alloc(5 << 20, 7))]);
   const slow = upload(carol, "video.mp4");
   const bar = slow.getByRole("progressbar", { name: "Uploading video.mp4" });
   await bar.waitFor();

@@ -43,7 +43,7 @@ export async function stopServer(p, signal = "SIGKILL") {
 export const CHROMIUM = process.env.CHROMIUM ||
   (existsSync("/usr/bin/chromium-headless-shell") ? "/usr/bin/chromium-headless-shell" : "/usr/bin/chromium");
 
-export function launch() {
+function launchChromium() {
   return chromium.launch({
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -51,6 +51,31 @@ export function launch() {
       // A page fulfilled by a route counts as public: let it reach the local server.
       ...(process.env.CHATTERBOX_WEB_FROM_SRC ? ["--disable-features=LocalNetworkAccessChecks"] : [])],
   });
+}
+
+// One Chromium for every file that all.mjs runs (started by shareBrowser, which returns
+// what closes it); a file run on its own launches its own.
+let shared = null;
+export function shareBrowser() {
+  shared = launchChromium();
+  return async () => { const b = await shared; shared = null; await b.close(); };
+}
+
+// A browser for one file: its own Chromium, or a share of the common one, whose close()
+// closes the contexts this file opened and leaves the browser to the others.
+export async function launch() {
+  if (!shared) return launchChromium();
+  const browser = await shared;
+  const contexts = new Set();
+  return {
+    async newContext(opts) {
+      const ctx = await browser.newContext(opts);
+      contexts.add(ctx);
+      ctx.on("close", () => contexts.delete(ctx));
+      return ctx;
+    },
+    close: () => Promise.all([...contexts].map((c) => c.close())),
+  };
 }
 
 // While working on the UI, CHATTERBOX_WEB_FROM_SRC=1 serves src/web from the disk (with

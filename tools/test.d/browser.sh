@@ -20,5 +20,6 @@ missing=$(node -e '
 if [ -n "$missing" ]; then
     if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 fi
-# Each file runs in a process of its own (one server and one Chromium each), one at a time.
-timeout 420 node --experimental-websocket --test --test-concurrency=1 ./*.test.mjs
+# Every *.test.mjs in one process (all.mjs): one Chromium shared by all, two files at a
+# time, each file with a server and database of its own and its tests in order.
+timeout 420 node --experimental-websocket --test all.mjs

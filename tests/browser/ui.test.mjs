@@ -145,6 +145,13 @@ test("an admin deletes anyone's message inline, removes a member, suspends an ac
     assert.equal(await stored(olga, "spam from bob").getByRole("button", { name: /Edit|Delete/ }).count(), 0);
 
     await adminCommand("grant", "olga", "mod.db");
+    // The server learns of it within about a second: once its API says so, the page is
+    // reloaded (and again, should its hello not say so yet).
+    const olgaToken = await olga.evaluate(() => localStorage.getItem("chatterbox.token"));
+    for (let i = 0; (await fetch(at + "/admin/stats", { headers: { Authorization: "Bearer " + olgaToken } })).status !== 200; i++) {
+      assert.ok(i < 100, "the server never learned that olga is an admin");
+      await new Promise((res) => setTimeout(res, 100));
+    }
     for (let i = 0; ; i++) {
       await olga.reload();
       const ok = await olga.waitForSelector("#audit-btn:not([hidden])", { timeout: 1500 }).then(() => true, () => false);

@@ -115,11 +115,10 @@ test("unsent messages survive a reload and are sent once; a message too long is 
 
 test("typing: shown right after a send, refreshed while typing, stopped once", async () => {
   const frames = [];
-  const tina = await enter(browser, base, "tina", { setup: (p) => p.on("websocket", (ws) => ws.on("framesent", (f) => {
+  const [tina, watcher] = await Promise.all([enter(browser, base, "tina", { setup: (p) => p.on("websocket", (ws) => ws.on("framesent", (f) => {
     const m = JSON.parse(f.payload);
     if (m.type === "typing" || m.type === "send") frames.push({ ...m, at: Date.now() });
-  })) });
-  const watcher = await enter(browser, base, "watcher");
+  })) }), enter(browser, base, "watcher")]);
   const box = tina.getByRole("textbox", { name: "Message", exact: true });
   const typingLine = watcher.locator("#typing");
   await box.pressSequentially("first message", { delay: 20 });

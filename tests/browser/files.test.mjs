@@ -99,8 +99,8 @@ const interceptChooser = (page) => page.on("filechooser", () => {});
 const focusedLabel = (page) => page.evaluate(() => document.activeElement.getAttribute("aria-label"));
 
 test("attach by button and by drop, progress, send; the other side sees, views and downloads", async () => {
-  const alice = await enter(browser, base, "alice", { axe: true, setup: interceptChooser });
-  const bob = await enter(browser, base, "bob", { axe: true });
+  const [alice, bob] = await Promise.all([enter(browser, base, "alice", { axe: true, setup: interceptChooser }),
+    enter(browser, base, "bob", { axe: true })]);
   await watchProgress(alice);
   const posts = [];
   alice.on("request", (r) => { if (r.method() === "POST" && new URL(r.url()).pathname === "/files") posts.push(r.headers()["x-filename"]); });

@@ -35,8 +35,7 @@ const focused = (page) => page.evaluate(() => {
 });
 
 test("react, see it live, toggle, reload, who reacted, the keyboard-only picker", async () => {
-  const alice = await enter(browser, base, "alice", { axe: true });
-  const bob = await enter(browser, base, "bob");
+  const [alice, bob] = await Promise.all([enter(browser, base, "alice", { axe: true }), enter(browser, base, "bob")]);
   await say(bob, "lunch at noon?");
   await stored(alice, "lunch at noon?").waitFor();
 

@@ -30,8 +30,7 @@ after(async () => {
 const rooms = async (q) => (await fetch(`${base}/rooms?q=${q}`, { headers: { Authorization: "Bearer " + rosaToken } })).json();
 
 test("browse, search and join public rooms; a typo asks before creating; invite with completion; accept, decline, leave", async () => {
-  const ted = await enter(browser, base, "ted");
-  const uma = await enter(browser, base, "uma");
+  const [ted, uma] = await Promise.all([enter(browser, base, "ted"), enter(browser, base, "uma")]);
 
   // The browser lists public rooms with their member counts; private ones never.
   await ted.getByRole("button", { name: "Browse or create rooms" }).click();

@@ -22,8 +22,7 @@ after(async () => {
 const composer = (page) => page.getByRole("textbox", { name: "Message", exact: true });
 
 test("two people chat: grouped, linked, edited and deleted in place, times on hover and focus", async () => {
-  const alice = await enter(browser, base, "alice");
-  const bob = await enter(browser, base, "bob");
+  const [alice, bob] = await Promise.all([enter(browser, base, "alice"), enter(browser, base, "bob")]);
 
   await say(alice, "hello bob");
   await stored(bob, "hello bob").waitFor();
@@ -136,9 +135,7 @@ test("an admin deletes anyone's message inline, removes a member, suspends an ac
   const s = await startServer(0, [], "mod.db");
   try {
     const at = s.base;
-    const olga = await enter(browser, at, "olga");
-    const bob = await enter(browser, at, "bob");
-    const carol = await enter(browser, at, "carol");
+    const [olga, bob, carol] = await Promise.all(["olga", "bob", "carol"].map((n) => enter(browser, at, n)));
     await say(bob, "spam from bob");
     await stored(olga, "spam from bob").waitFor();
     assert.ok(await olga.locator("#audit-btn").isHidden());
@@ -220,12 +217,12 @@ test("seen receipts are coalesced while a burst arrives", async () => {
   // A server of its own that allows one message a second (burst 2).
   const slow = await startServer(0, ["--msg-rate", "1", "--msg-burst", "2"], "slow.db");
   try {
-    const ivan = await enter(browser, slow.base, "ivan");
     const seen = [];
-    const judy = await enter(browser, slow.base, "judy", { setup: (p) => p.on("websocket", (ws) => ws.on("framesent", (f) => {
-      const m = JSON.parse(f.payload);
-      if (m.type === "seen") seen.push({ id: m.id, at: Date.now() });
-    })) });
+    const [ivan, judy] = await Promise.all([enter(browser, slow.base, "ivan"),
+      enter(browser, slow.base, "judy", { setup: (p) => p.on("websocket", (ws) => ws.on("framesent", (f) => {
+        const m = JSON.parse(f.payload);
+        if (m.type === "seen") seen.push({ id: m.id, at: Date.now() });
+      })) })]);
     for (let i = 1; i <= 5; i++) await say(ivan, "burst " + i);
     await ivan.waitForFunction(() => document.querySelectorAll(".msg.pending").length === 0, null, { timeout: 15000 });
     await stored(judy, "burst 5").waitFor();

@@ -1,6 +1,7 @@
 // Shared by the browser tests: the release server on port 0 with a temp database,
-// Debian's headless Chromium through playwright-core, sign-up through the page, seeding
-// over the HTTP and WebSocket API, a WCAG contrast computation and an axe-core pass.
+// Debian's headless Chromium through playwright-core (one per file, or one for all under
+// all.mjs), sign-up through the page or (enter) over HTTP, seeding over the HTTP and
+// WebSocket API, a WCAG contrast computation and an axe-core pass.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -7,7 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { startServer, stopServer, launch, newPage, signUp, say, stored, login, register } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, say, stored, login, register } from "./helpers.mjs";
 
 let server, base, browser;
 
@@ -28,7 +28,7 @@ async function openAccount(page) {
 }
 
 test("download my data saves chatterbox-export.json holding the user's messages", async () => {
-  const page = await signUp(browser, base, "dora");
+  const page = await enter(browser, base, "dora");
   for (const t of ["first from dora", "second from dora"]) { await say(page, t); await stored(page, t).waitFor(); }
   await openAccount(page);
   const [download] = await Promise.all([
@@ -47,7 +47,7 @@ test("download my data saves chatterbox-export.json holding the user's messages"
 
 test("delete account: password, inline confirmation, wrong password refused; then gone, and shown to others as deleted user", async () => {
   await register(base, "finn");
-  const page = await signUp(browser, base, "gina");
+  const page = await enter(browser, base, "gina");
   await say(page, "gina says bye soon");
   await stored(page, "gina says bye soon").waitFor();
   await openAccount(page);
@@ -82,12 +82,7 @@ test("delete account: password, inline confirmation, wrong password refused; the
   await page.context().close();
 
   // Another user: the message is a placeholder, without text or actions.
-  const finn = await newPage(browser);
-  await finn.goto(base + "/");
-  await finn.getByLabel("Username").fill("finn");
-  await finn.getByLabel("Password").fill("password-finn");
-  await finn.getByRole("button", { name: "Sign in" }).click();
-  await finn.waitForSelector("#messages[aria-busy=false]", { state: "attached" });
+  const finn = await enter(browser, base, "finn", { existing: true });
   const msg = finn.locator(".msg[id]", { hasText: "deleted user" });
   await msg.waitFor();
   assert.equal(await msg.locator(".bubble").textContent(), "message deleted");

@@ -8,7 +8,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startServer, stopServer, launch, newPage, signIn, waitOnline, adminCli, login, client, shots, root, axe, contrastFailures, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, newPage, enter, waitOnline, adminCli, login, client, shots, root, axe, contrastFailures, PHONE } from "./helpers.mjs";
 
 let server, base, browser;
 
@@ -18,6 +18,14 @@ before(async () => {
   browser = await launch();
   for (const name of ["boss", "nora", "walt"]) await adminCli(["add-user", name], "admin.db", "password-" + name);
   await adminCli(["grant", "boss"], "admin.db");
+  // The running server learns of accounts (and admins) made outside it within about a second.
+  for (let i = 0; ; i++) {
+    const token = await login(base, "boss");
+    const stats = token && await fetch(base + "/admin/stats", { headers: { Authorization: "Bearer " + token } });
+    if (stats && stats.status === 200 && await login(base, "nora") && await login(base, "walt")) break;
+    assert.ok(i < 100, "the server never learned of boss, nora and walt");
+    await new Promise((res) => setTimeout(res, 100));
+  }
 });
 
 after(async () => {
@@ -36,7 +44,7 @@ test("a visitor who is not signed in and a non-admin are refused, with a link ba
   assert.ok(await anon.locator("#dash").isHidden());
   await anon.context().close();
 
-  const nora = await signIn(browser, base, "nora");
+  const nora = await enter(browser, base, "nora", { existing: true });
   assert.equal(await nora.getByRole("link", { name: "Admin dashboard" }).count(), 0);
   await nora.goto(base + "/admin");
   await nora.getByRole("heading", { name: "Admins only" }).waitFor();
@@ -48,7 +56,7 @@ test("a visitor who is not signed in and a non-admin are refused, with a link ba
 });
 
 test("the dashboard: charts move with traffic, an invite made there registers a user, Disconnect closes a socket, suspend and unsuspend by name, the audit log says so", async () => {
-  const boss = await signIn(browser, base, "boss", { axe: true });
+  const boss = await enter(browser, base, "boss", { axe: true, existing: true });
   await boss.getByRole("link", { name: "Admin dashboard" }).click();
   await boss.waitForURL(base + "/admin");
   await boss.getByRole("heading", { name: "Last 10 minutes" }).waitFor();
@@ -133,13 +141,18 @@ test("the dashboard: charts move with traffic, an invite made there registers a 
   // Accessibility and contrast, light and dark, desktop and phone; no sideways scrolling.
   for (const scheme of ["light", "dark"]) {
     await boss.emulateMedia({ colorScheme: scheme });
-    await boss.waitForTimeout(2100); // one refresh, drawn in this theme
+    // One refresh, drawn in this theme (asked for now rather than waited for).
+    await boss.waitForFunction((dark) => matchMedia("(prefers-color-scheme: dark)").matches === dark, scheme === "dark");
+    const polls = await boss.evaluate(() => state.polls);
+    await boss.evaluate(() => poll());
+    assert.ok(await boss.evaluate(() => state.polls) > polls, "refreshed");
     assert.deepEqual(await axe(boss), [], `${scheme}: axe`);
     assert.deepEqual(await contrastFailures(boss), [], `${scheme}: contrast`);
     if (scheme === "light") await boss.screenshot({ path: docs("screenshot-admin.png") });
   }
   await boss.setViewportSize(PHONE);
-  await boss.waitForTimeout(300);
+  await boss.waitForFunction(() => innerWidth === 375);
+  await boss.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))); // laid out, charts redrawn
   assert.deepEqual(await axe(boss), [], "phone: axe");
   assert.deepEqual(await contrastFailures(boss), [], "phone: contrast");
   assert.ok(await boss.evaluate(() => document.body.scrollWidth <= innerWidth), "no sideways scrolling at 375 px");

@@ -8,10 +8,10 @@
 // files shown, light and dark; a phone.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
-import { startServer, stopServer, launch, signUp, say, stored, axe, contrastFailures, shots, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, say, stored, axe, contrastFailures, shots, dir, PHONE } from "./helpers.mjs";
 
 let server, base, browser;
 
@@ -94,17 +94,13 @@ const imageLoaded = (loc) => loc.evaluate((img) => new Promise((ok) => {
   if (img.complete && img.naturalWidth) done(); else { img.addEventListener("load", done); img.addEventListener("error", done); }
 }));
 // File chooser interception is switched on by the first listener, without waiting for
-// the browser to confirm it: a listener from the start, so that no click races it.
-async function interceptChooser(page) {
-  page.on("filechooser", () => {});
-  await page.evaluate(() => new Promise((ok) => setTimeout(ok, 100)));
-  return page;
-}
+// the browser to confirm it: a listener from before the page loads, so that no click races it.
+const interceptChooser = (page) => page.on("filechooser", () => {});
 const focusedLabel = (page) => page.evaluate(() => document.activeElement.getAttribute("aria-label"));
 
 test("attach by button and by drop, progress, send; the other side sees, views and downloads", async () => {
-  const alice = await interceptChooser(await signUp(browser, base, "alice", { axe: true }));
-  const bob = await signUp(browser, base, "bob", { axe: true });
+  const [alice, bob] = await Promise.all([enter(browser, base, "alice", { axe: true, setup: interceptChooser }),
+    enter(browser, base, "bob", { axe: true })]);
   await watchProgress(alice);
   const posts = [];
   alice.on("request", (r) => { if (r.method() === "POST" && new URL(r.url()).pathname === "/files") posts.push(r.headers()["x-filename"]); });
@@ -226,18 +222,27 @@ test("attach by button and by drop, progress, send; the other side sees, views a
   await bob.context().close();
 });
 
+// A big file is chosen from the disk, by its path: handed over as bytes it would cross the
+// protocol base64-encoded (seconds of CPU for 12 MB on a busy machine).
+function onDisk(name, bytes) {
+  mkdirSync(join(dir, "files"), { recursive: true });
+  const path = join(dir, "files", name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
 async function chooserFiles(page, files) {
   const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.getByRole("button", { name: "Attach files" }).click()]);
   await chooser.setFiles(files);
 }
 
 test("cancel an upload in flight; too big, refused, and Send waits for uploads", async () => {
-  const carol = await interceptChooser(await signUp(browser, base, "carol"));
+  const carol = await enter(browser, base, "carol", { setup: interceptChooser });
   const posts = [];
   carol.on("request", (r) => { if (r.method() === "POST" && new URL(r.url()).pathname === "/files") posts.push(r.headers()["x-filename"]); });
 
   // Over 10 MiB: refused on the spot, in words, without a byte sent.
-  await chooserFiles(carol, [{ name: "huge.bin", mimeType: "application/octet-stream", buffer: Buffer.alloc(12 << 20, 1) }]);
+  await chooserFiles(carol, [onDisk("huge.bin", Buffer.alloc(12 << 20, 1))]);
   const huge = upload(carol, "huge.bin");
   await huge.locator(".up-error").filter({ hasText: "Not uploaded: Too big (12 MB): a file can be at most 10 MB." }).waitFor();
   assert.equal(await huge.getByRole("button", { name: /Retry/ }).count(), 0, "no retry for a file too big");
@@ -251,7 +256,7 @@ test("cancel an upload in flight; too big, refused, and Send waits for uploads",
   const cdp = await carol.context().newCDPSession(carol);
   await cdp.send("Network.enable");
   await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 256 * 1024 });
-  await chooserFiles(carol, [{ name: "video.mp4", mimeType: "video/mp4", buffer: Buffer.alloc(5 << 20, 7) }]);
+  await chooserFiles(carol, [onDisk("video.mp4", Buffer.alloc(5 << 20, 7))]);
   const slow = upload(carol, "video.mp4");
   const bar = slow.getByRole("progressbar", { name: "Uploading video.mp4" });
   await bar.waitFor();
@@ -303,7 +308,7 @@ test("cancel an upload in flight; too big, refused, and Send waits for uploads",
 });
 
 test("a phone: the attach button, thumbnails and chips fit", async () => {
-  const dana = await interceptChooser(await signUp(browser, base, "dana", { viewport: PHONE, hasTouch: true, isMobile: true }));
+  const dana = await enter(browser, base, "dana", { viewport: PHONE, hasTouch: true, isMobile: true, setup: interceptChooser });
   await chooserFiles(dana, [
     { name: "wide.png", mimeType: "image/png", buffer: png(900, 300) },
     { name: "a very long file name for a phone screen, really quite long.pdf", mimeType: "application/pdf", buffer: pdf },

@@ -1,12 +1,14 @@
 // Shared by the browser tests: the release server on port 0 with a temp database,
-// Debian's headless Chromium through playwright-core, sign-up through the page, seeding
-// over the HTTP and WebSocket API, a WCAG contrast computation and an axe-core pass.
+// Debian's headless Chromium through playwright-core (one per file, or one for all under
+// all.mjs), sign-up through the page or (enter) over HTTP, seeding over the HTTP and
+// WebSocket API, a WCAG contrast computation and an axe-core pass.
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
+import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -36,14 +38,45 @@ export async function stopServer(p, signal = "SIGKILL") {
   await gone;
 }
 
-export function launch() {
+// Debian's headless shell (the same Blink as /usr/bin/chromium, without the desktop
+// browser around it: about a third less CPU, which is what these tests wait on when the
+// machine is busy) when installed; $CHROMIUM picks another.
+export const CHROMIUM = process.env.CHROMIUM ||
+  (existsSync("/usr/bin/chromium-headless-shell") ? "/usr/bin/chromium-headless-shell" : "/usr/bin/chromium");
+
+function launchChromium() {
   return chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
       "--disable-component-update", "--disable-sync", "--no-first-run",
       // A page fulfilled by a route counts as public: let it reach the local server.
       ...(process.env.CHATTERBOX_WEB_FROM_SRC ? ["--disable-features=LocalNetworkAccessChecks"] : [])],
   });
+}
+
+// One Chromium for every file that all.mjs runs (started by shareBrowser, which returns
+// what closes it); a file run on its own launches its own.
+let shared = null;
+export function shareBrowser() {
+  shared = launchChromium();
+  return async () => { const b = await shared; shared = null; await b.close(); };
+}
+
+// A browser for one file: its own Chromium, or a share of the common one, whose close()
+// closes the contexts this file opened and leaves the browser to the others.
+export async function launch() {
+  if (!shared) return launchChromium();
+  const browser = await shared;
+  const contexts = new Set();
+  return {
+    async newContext(opts) {
+      const ctx = await browser.newContext(opts);
+      contexts.add(ctx);
+      ctx.on("close", () => contexts.delete(ctx));
+      return ctx;
+    },
+    close: () => Promise.all([...contexts].map((c) => c.close())),
+  };
 }
 
 // While working on the UI, CHATTERBOX_WEB_FROM_SRC=1 serves src/web from the disk (with
@@ -63,7 +96,7 @@ async function fromSource(ctx) {
 // A page whose console errors and uncaught exceptions fail the test that checks them.
 export async function newPage(browser, opts = {}) {
   const ctx = await browser.newContext({ viewport: opts.viewport || DESKTOP, colorScheme: opts.colorScheme || "light",
-    hasTouch: !!opts.hasTouch, isMobile: !!opts.isMobile });
+    hasTouch: !!opts.hasTouch, isMobile: !!opts.isMobile, storageState: opts.storageState });
   await fromSource(ctx);
   if (opts.axe) await ctx.addInitScript({ path: axePath() });
   const page = await ctx.newPage();
@@ -95,12 +128,30 @@ export async function signIn(browser, base, name, opts = {}) {
   return page;
 }
 
+// Signed in without the form, for tests that are not about signing up or in: the account
+// made (or, with `existing`, just logged in) over HTTP, its session in localStorage before
+// the page first loads. `setup(page)` runs before that load (listeners on the first socket).
+export async function enter(browser, base, name, opts = {}) {
+  const token = opts.existing ? await login(base, name) : await register(base, name);
+  assert.ok(token, `no session for ${name}`);
+  const page = await newPage(browser, { ...opts, storageState: { cookies: [], origins: [{ origin: base,
+    localStorage: [{ name: "chatterbox.token", value: token }, { name: "chatterbox.user", value: name }] }] } });
+  if (opts.setup) await opts.setup(page);
+  await page.goto(base + "/");
+  await waitOnline(page);
+  return page;
+}
+
 export async function waitOnline(page) {
   await page.waitForSelector("#app:not([hidden])");
   await page.waitForSelector("html[data-conn=online]", { state: "attached" });
   // Joined the open room: its messages and members are in.
   await page.waitForSelector("#messages[aria-busy=false]", { state: "attached" });
 }
+
+// The element (the rooms drawer, say) has finished its transitions.
+export const settled = (page, selector) =>
+  page.waitForFunction((s) => document.querySelector(s).getAnimations().length === 0, selector);
 
 export async function say(page, text) {
   const box = page.getByRole("textbox", { name: "Message", exact: true });

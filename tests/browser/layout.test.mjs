@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startServer, stopServer, launch, signUp, register, client, history, shots, DESKTOP, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, register, client, history, shots, DESKTOP, PHONE } from "./helpers.mjs";
 
 const SEEDED = 230;
 let server, base, browser, seeder, seederToken;
@@ -86,7 +86,7 @@ async function checkLayout(page, size) {
 
 test("a long room opens at the newest message; only the list scrolls; it follows new messages or shows a pill", async () => {
   for (const [size, viewport] of [["desktop", DESKTOP], ["phone", PHONE]]) {
-    const page = await signUp(browser, base, "reader-" + size, { viewport });
+    const page = await enter(browser, base, "reader-" + size, { viewport });
     await openLong(page);
     await checkLayout(page, size);
     await page.screenshot({ path: join(shots, `long-${size}.png`) });
@@ -169,7 +169,7 @@ async function checkWhole(page) {
 
 test("scrolling up with the wheel, PageUp or a touch drag pages back to the beginning, anchored", async () => {
   // Desktop, mouse wheel.
-  const wheel = await signUp(browser, base, "wheel", { viewport: DESKTOP });
+  const wheel = await enter(browser, base, "wheel", { viewport: DESKTOP });
   await openLong(wheel);
   // One page, measured exactly: jump to the top, note the oldest message's place, and it
   // must be in the same place once the older page is in.
@@ -189,7 +189,7 @@ test("scrolling up with the wheel, PageUp or a touch drag pages back to the begi
   await wheel.context().close();
 
   // Desktop, keyboard.
-  const keys = await signUp(browser, base, "keys", { viewport: DESKTOP });
+  const keys = await enter(browser, base, "keys", { viewport: DESKTOP });
   await openLong(keys);
   await keys.getByRole("region", { name: "Messages" }).focus();
   await scrollToBeginning(keys, () => keys.keyboard.press("PageUp"));
@@ -197,7 +197,7 @@ test("scrolling up with the wheel, PageUp or a touch drag pages back to the begi
   await keys.context().close();
 
   // Phone, touch drags.
-  const touch = await signUp(browser, base, "touch", { viewport: PHONE, hasTouch: true, isMobile: true });
+  const touch = await enter(browser, base, "touch", { viewport: PHONE, hasTouch: true, isMobile: true });
   await openLong(touch);
   const cdp = await touch.context().newCDPSession(touch);
   await scrollToBeginning(touch, async () => {

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startServer, stopServer, launch, signUp, signIn, say, stored, shots, root, register, client, waitOnline, axe, contrastFailures, DESKTOP, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, settled, say, stored, shots, root, register, client, waitOnline, axe, contrastFailures, DESKTOP, PHONE } from "./helpers.mjs";
 
 let server, base, browser, bob;
 
@@ -61,7 +61,7 @@ async function noViolations(page, what) {
 
 test("dark mode follows the system and a remembered toggle; AA contrast and axe in both, at both sizes", async () => {
   // Light system, desktop.
-  const lumi = await signUp(browser, base, "lumi", { axe: true });
+  const lumi = await enter(browser, base, "lumi", { axe: true });
   await furnish(lumi, "lumi");
   assert.equal(await pageBackground(lumi), LIGHT_BG);
   const toggle = lumi.getByRole("button", { name: "Dark mode" });
@@ -100,14 +100,14 @@ test("dark mode follows the system and a remembered toggle; AA contrast and axe 
   await lumi.context().close();
 
   // Dark system, phone: dark without touching anything; the toggle turns it light.
-  const noct = await signUp(browser, base, "noct", { viewport: PHONE, colorScheme: "dark", axe: true });
+  const noct = await enter(browser, base, "noct", { viewport: PHONE, colorScheme: "dark", axe: true });
   await furnish(noct, "noct");
   assert.equal(await pageBackground(noct), DARK_BG);
   await noct.screenshot({ path: docs("screenshot-narrow-dark.png") });
   await clutter(noct);
   await noViolations(noct, "dark phone");
   await noct.getByRole("button", { name: /Show rooms/ }).click();
-  await noct.waitForTimeout(250);
+  await settled(noct, "#sidebar");
   await noViolations(noct, "dark phone, rooms drawer");
   await noct.getByRole("button", { name: "Dark mode" }).click();
   assert.equal(await pageBackground(noct), LIGHT_BG);
@@ -128,7 +128,7 @@ test("dark mode follows the system and a remembered toggle; AA contrast and axe 
 
 test("the emoji picker is readable in both themes and moves with the arrow keys", async () => {
   for (const scheme of ["light", "dark"]) {
-    const page = await signIn(browser, base, "lumi", { colorScheme: scheme });
+    const page = await enter(browser, base, "lumi", { colorScheme: scheme, existing: true });
     if (scheme === "dark") await page.evaluate(() => localStorage.removeItem("chatterbox.theme"));
     await page.reload();
     await waitOnline(page);

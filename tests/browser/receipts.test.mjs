@@ -7,7 +7,7 @@
 // an unread badge counts messages caught up after a reconnect.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, stopServer, launch, newPage, signUp, say, stored, register, client, waitOnline } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, say, stored, register, client, waitOnline } from "./helpers.mjs";
 
 let server, base, browser;
 
@@ -49,7 +49,7 @@ function assertPaced(frames) {
 }
 
 test("DM receipts: ✓ sent, ✓✓ delivered when the other's client has it, seen only when on their screen; receipts paced to ~1/s per room", async () => {
-  const alice = await signUp(browser, base, "alice");
+  const alice = await enter(browser, base, "alice");
   const bobToken = await register(base, "bob");
   const api = await client(base, bobToken);
   const tall = (i) => `seed ${i}\n` + "line\n".repeat(6) + "end";
@@ -67,16 +67,7 @@ test("DM receipts: ✓ sent, ✓✓ delivered when the other's client has it, se
   await tickIs(alice, "one for bob", "Sent", "sent");
 
   // bob signs in (general open): his client catches the DM up, so it is delivered.
-  const bob = await (async () => {
-    const p = await newPage(browser);
-    p.frames = recordFrames(p, ["delivered", "seen"]);
-    await p.goto(base + "/");
-    await p.getByLabel("Username").fill("bob");
-    await p.getByLabel("Password").fill("password-bob");
-    await p.getByRole("button", { name: "Sign in" }).click();
-    await waitOnline(p);
-    return p;
-  })();
+  const bob = await enter(browser, base, "bob", { existing: true, setup: (p) => { p.frames = recordFrames(p, ["delivered", "seen"]); } });
   await tickIs(alice, "one for bob", "Delivered", "delivered");
   await bob.getByRole("button", { name: "@ alice, 1 unread" }).waitFor();
   await alice.waitForTimeout(1500);
@@ -129,7 +120,7 @@ test("DM receipts: ✓ sent, ✓✓ delivered when the other's client has it, se
 });
 
 test("an unread badge counts the messages caught up after a reconnect", async () => {
-  const carl = await signUp(browser, base, "carl");
+  const carl = await enter(browser, base, "carl");
   await carl.getByRole("button", { name: "Browse or create rooms" }).click();
   await carl.getByLabel("Find a room, or name a new one").fill("side");
   await carl.getByRole("button", { name: "Create #side" }).click();

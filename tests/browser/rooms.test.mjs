@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startServer, stopServer, launch, signUp, say, stored, shots, register, client, DESKTOP, PHONE } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, settled, say, stored, shots, register, client, DESKTOP, PHONE } from "./helpers.mjs";
 
 let server, base, browser, rosa, rosaToken;
 
@@ -30,8 +30,7 @@ after(async () => {
 const rooms = async (q) => (await fetch(`${base}/rooms?q=${q}`, { headers: { Authorization: "Bearer " + rosaToken } })).json();
 
 test("browse, search and join public rooms; a typo asks before creating; invite with completion; accept, decline, leave", async () => {
-  const ted = await signUp(browser, base, "ted");
-  const uma = await signUp(browser, base, "uma");
+  const [ted, uma] = await Promise.all([enter(browser, base, "ted"), enter(browser, base, "uma")]);
 
   // The browser lists public rooms with their member counts; private ones never.
   await ted.getByRole("button", { name: "Browse or create rooms" }).click();
@@ -126,7 +125,7 @@ test("browse, search and join public rooms; a typo asks before creating; invite 
 const hit = (page, selector, x, y) => page.evaluate(([s, x, y]) => !!document.elementFromPoint(x, y)?.closest(s), [selector, x, y]);
 
 test("on a phone every drawer and overlay closes with its button and with a tap outside; search results lie above the drawer", async () => {
-  const page = await signUp(browser, base, "phoebe", { viewport: PHONE, hasTouch: true, isMobile: true });
+  const page = await enter(browser, base, "phoebe", { viewport: PHONE, hasTouch: true, isMobile: true });
   await say(page, "findable phrase for phoebe");
   await stored(page, "findable phrase for phoebe").waitFor();
   const sidebar = page.getByRole("complementary", { name: "Rooms" });
@@ -136,12 +135,12 @@ test("on a phone every drawer and overlay closes with its button and with a tap 
   // Rooms drawer: the close button, then a tap outside.
   await menu.click();
   await sidebar.getByRole("button", { name: "Close rooms" }).waitFor();
-  await page.waitForTimeout(250);
+  await settled(page, "#sidebar");
   await page.screenshot({ path: join(shots, "phone-drawer.png") });
   await sidebar.getByRole("button", { name: "Close rooms" }).tap();
   await page.waitForFunction(() => !document.querySelector("#sidebar").classList.contains("open"));
   await menu.click();
-  await page.waitForTimeout(250);
+  await settled(page, "#sidebar");
   assert.ok(!(await hit(page, "#sidebar", 360, 400)), "the right edge is outside the drawer");
   await page.touchscreen.tap(360, 400);
   await page.waitForFunction(() => !document.querySelector("#sidebar").classList.contains("open"));

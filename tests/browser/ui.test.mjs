@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { startServer, stopServer, launch, signUp, say, stored, shots, root, dir, waitOnline, register, client } from "./helpers.mjs";
+import { startServer, stopServer, launch, enter, say, stored, shots, root, dir, waitOnline, register, client } from "./helpers.mjs";
 
 let server, base, browser;
 
@@ -22,8 +22,7 @@ after(async () => {
 const composer = (page) => page.getByRole("textbox", { name: "Message", exact: true });
 
 test("two people chat: grouped, linked, edited and deleted in place, times on hover and focus", async () => {
-  const alice = await signUp(browser, base, "alice");
-  const bob = await signUp(browser, base, "bob");
+  const [alice, bob] = await Promise.all([enter(browser, base, "alice"), enter(browser, base, "bob")]);
 
   await say(alice, "hello bob");
   await stored(bob, "hello bob").waitFor();
@@ -136,15 +135,20 @@ test("an admin deletes anyone's message inline, removes a member, suspends an ac
   const s = await startServer(0, [], "mod.db");
   try {
     const at = s.base;
-    const olga = await signUp(browser, at, "olga");
-    const bob = await signUp(browser, at, "bob");
-    const carol = await signUp(browser, at, "carol");
+    const [olga, bob, carol] = await Promise.all(["olga", "bob", "carol"].map((n) => enter(browser, at, n)));
     await say(bob, "spam from bob");
     await stored(olga, "spam from bob").waitFor();
     assert.ok(await olga.locator("#audit-btn").isHidden());
     assert.equal(await stored(olga, "spam from bob").getByRole("button", { name: /Edit|Delete/ }).count(), 0);
 
     await adminCommand("grant", "olga", "mod.db");
+    // The server learns of it within about a second: once its API says so, the page is
+    // reloaded (and again, should its hello not say so yet).
+    const olgaToken = await olga.evaluate(() => localStorage.getItem("chatterbox.token"));
+    for (let i = 0; (await fetch(at + "/admin/stats", { headers: { Authorization: "Bearer " + olgaToken } })).status !== 200; i++) {
+      assert.ok(i < 100, "the server never learned that olga is an admin");
+      await new Promise((res) => setTimeout(res, 100));
+    }
     for (let i = 0; ; i++) {
       await olga.reload();
       const ok = await olga.waitForSelector("#audit-btn:not([hidden])", { timeout: 1500 }).then(() => true, () => false);
@@ -213,15 +217,12 @@ test("seen receipts are coalesced while a burst arrives", async () => {
   // A server of its own that allows one message a second (burst 2).
   const slow = await startServer(0, ["--msg-rate", "1", "--msg-burst", "2"], "slow.db");
   try {
-    const ivan = await signUp(browser, slow.base, "ivan");
-    const judy = await signUp(browser, slow.base, "judy");
     const seen = [];
-    judy.on("websocket", (ws) => ws.on("framesent", (f) => {
-      const m = JSON.parse(f.payload);
-      if (m.type === "seen") seen.push({ id: m.id, at: Date.now() });
-    }));
-    await judy.reload();
-    await waitOnline(judy);
+    const [ivan, judy] = await Promise.all([enter(browser, slow.base, "ivan"),
+      enter(browser, slow.base, "judy", { setup: (p) => p.on("websocket", (ws) => ws.on("framesent", (f) => {
+        const m = JSON.parse(f.payload);
+        if (m.type === "seen") seen.push({ id: m.id, at: Date.now() });
+      })) })]);
     for (let i = 1; i <= 5; i++) await say(ivan, "burst " + i);
     await ivan.waitForFunction(() => document.querySelectorAll(".msg.pending").length === 0, null, { timeout: 15000 });
     await stored(judy, "burst 5").waitFor();

@@ -40,6 +40,7 @@ options:
   --procs P (1; connect splits over P processes with source addresses 127.0.0.2..,
            and by itself into ceil(N/10000) processes past 19,000 sockets)
   --source IP (bind client sockets to this address)       --threads T (4)   --json
+  --source-base B (2: connect's children bind to 127.0.0.B, 127.0.0.B+1, …)
   --peer    the server is a reference peer: no register/login (tokens x0, x1, ...),
             only hello, send -> message (connect, fanout, churn)";
 
@@ -61,6 +62,10 @@ pub struct Opts {
     pub pid: Option<i32>,
     pub procs: usize,
     pub source: Option<IpAddr>,
+    /// `connect`'s children bind to 127.0.0.{source_base + i}: several `connect`s at once
+    /// (one per cluster node) each need addresses of their own, since a bound source
+    /// address has one ephemeral port range whatever the destination.
+    pub source_base: u8,
     pub threads: usize,
     pub json: bool,
     /// Tokens passed by a parent process (comma-separated, or `@FILE` holding them), so
@@ -110,6 +115,7 @@ fn parse_opts() -> Result<Opts, String> {
         pid: None,
         procs: 1,
         source: None,
+        source_base: 2,
         threads: 4,
         json: false,
         tokens: None,
@@ -161,6 +167,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--procs" => o.procs = v.parse().map_err(bad)?,
             "--source" => o.source = Some(v.parse().map_err(|_| format!("bad --source {v}"))?),
             "--threads" => o.threads = v.parse().map_err(bad)?,
+            "--source-base" => o.source_base = v.parse().map_err(bad)?,
             "--tokens" => o.tokens = Some(v),
             "--child" => o.child = v == "1",
             _ => return Err(format!("unknown option {flag}")),

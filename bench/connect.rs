@@ -130,7 +130,10 @@ fn split(o: &Opts, procs: usize) -> Result<Value, String> {
                 &(o.rate / procs as f64).to_string(),
             ])
             .args(["--tokens", &tokens])
-            .args(["--source", &format!("127.0.0.{}", o.source_base as usize + i % 8)])
+            .args([
+                "--source",
+                &format!("127.0.0.{}", o.source_base as usize + i % 8),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

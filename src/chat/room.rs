@@ -183,38 +183,28 @@ impl Room {
         if !self.conns.insert(conn) {
             return false;
         }
-        let n = self.online.entry(user).or_insert(0);
-        *n += 1;
-        *n == 1
+        self.online_more(user)
     }
 
     /// Counts `user` online here for sockets on other nodes (cluster mode): one count
     /// while they have any there. True if they just came online in this room.
     pub fn online_elsewhere(&mut self, user: i64, on: bool) -> bool {
         if on {
-            let n = self.online.entry(user).or_insert(0);
-            *n += 1;
-            *n == 1
+            self.online_more(user)
         } else {
-            match self.online.get_mut(&user) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
-                }
-                Some(_) => {
-                    self.online.remove(&user);
-                    true
-                }
-                None => false,
-            }
+            self.online_less(user)
         }
     }
 
-    /// Unsubscribes a connection. True if that was the user's last one here.
-    pub fn detach(&mut self, conn: ConnId, user: i64) -> bool {
-        if !self.conns.remove(&conn) {
-            return false;
-        }
+    /// One more count online for `user`; true if it is their first.
+    fn online_more(&mut self, user: i64) -> bool {
+        let n = self.online.entry(user).or_insert(0);
+        *n += 1;
+        *n == 1
+    }
+
+    /// One count fewer online for `user`; true if it was their last.
+    fn online_less(&mut self, user: i64) -> bool {
         match self.online.get_mut(&user) {
             Some(n) if *n > 1 => {
                 *n -= 1;
@@ -226,6 +216,14 @@ impl Room {
             }
             None => false,
         }
+    }
+
+    /// Unsubscribes a connection. True if that was the user's last one here.
+    pub fn detach(&mut self, conn: ConnId, user: i64) -> bool {
+        if !self.conns.remove(&conn) {
+            return false;
+        }
+        self.online_less(user)
     }
 }
 

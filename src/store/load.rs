@@ -239,42 +239,36 @@ pub fn set_admin(conn: Db, username: &str, admin: bool) -> Res<bool> {
     Ok(true)
 }
 
+/// The columns `user_from_row` reads, in its order (prefix them for a join).
+const USER_COLUMNS: &str = "id, username, pw_hash, last_seen, admin, suspended, deleted_at";
+
+fn user_from_row(r: &Row) -> Res<UserRow> {
+    Ok(UserRow {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        pw_hash: r.get(2)?,
+        last_seen: r.get(3)?,
+        admin: r.get(4)?,
+        suspended: r.get(5)?,
+        deleted_at: r.get(6)?,
+    })
+}
+
 /// Accounts with an id above `after`, oldest first (those another process added).
 pub fn users_after(conn: Db, after: i64) -> Res<Vec<UserRow>> {
     conn.rows(
-        "SELECT id, username, pw_hash, last_seen, admin, suspended, deleted_at FROM users WHERE id > ?1 ORDER BY id",
+        &format!("SELECT {USER_COLUMNS} FROM users WHERE id > ?1 ORDER BY id"),
         p![after],
-        |r| {
-            Ok(UserRow {
-                id: r.get(0)?,
-                username: r.get(1)?,
-                pw_hash: r.get(2)?,
-                last_seen: r.get(3)?,
-                admin: r.get(4)?,
-                suspended: r.get(5)?,
-                deleted_at: r.get(6)?,
-            })
-        },
+        user_from_row,
     )
 }
 
 /// The live account named `name` (any case), if there is one.
 pub fn user_named(conn: Db, name: &str) -> Res<Option<UserRow>> {
     conn.opt(
-        "SELECT id, username, pw_hash, last_seen, admin, suspended, deleted_at FROM users
-         WHERE username_lc = ?1 AND deleted_at IS NULL",
+        &format!("SELECT {USER_COLUMNS} FROM users WHERE username_lc = ?1 AND deleted_at IS NULL"),
         p![name.to_ascii_lowercase().as_str()],
-        |r| {
-            Ok(UserRow {
-                id: r.get(0)?,
-                username: r.get(1)?,
-                pw_hash: r.get(2)?,
-                last_seen: r.get(3)?,
-                admin: r.get(4)?,
-                suspended: r.get(5)?,
-                deleted_at: r.get(6)?,
-            })
-        },
+        user_from_row,
     )
 }
 
@@ -284,18 +278,7 @@ pub fn token_user(conn: Db, hash: &[u8; 32]) -> Res<Option<(UserRow, i64)>> {
         "SELECT u.id, u.username, u.pw_hash, u.last_seen, u.admin, u.suspended, u.deleted_at, t.expires_at
          FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?1",
         p![&hash[..]],
-        |r| {
-            let user = UserRow {
-                id: r.get(0)?,
-                username: r.get(1)?,
-                pw_hash: r.get(2)?,
-                last_seen: r.get(3)?,
-                admin: r.get(4)?,
-                suspended: r.get(5)?,
-                deleted_at: r.get(6)?,
-            };
-            Ok((user, r.get(7)?))
-        },
+        |r| Ok((user_from_row(r)?, r.get(7)?)),
     )
 }
 

@@ -124,6 +124,27 @@ pub(super) fn message_by_id(conn: Db, id: i64) -> Res<Option<MessageRow>> {
     )
 }
 
+/// A room's messages in its order after the seq that `seq_sql` gives (an SQL expression
+/// of `?1`, the room, and `?2`, `value`), at most `limit`, and whether more follow.
+pub fn page_after_seq(
+    conn: Db,
+    room_id: i64,
+    seq_sql: &str,
+    value: i64,
+    limit: usize,
+) -> Res<(Vec<MessageRow>, bool)> {
+    let mut rows = conn.rows(
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = ?1 AND seq > {seq_sql} ORDER BY seq LIMIT ?3"
+        ),
+        p![room_id, value, limit as i64 + 1],
+        message_from_row,
+    )?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    Ok((rows, more))
+}
+
 /// Messages of a room with a seq above `after_seq`, oldest first, at most `limit`, and
 /// whether more follow: what fills a gap in a room's order.
 pub fn messages_after_seq(
@@ -132,15 +153,7 @@ pub fn messages_after_seq(
     after_seq: i64,
     limit: usize,
 ) -> Res<(Vec<MessageRow>, bool)> {
-    let mut rows = conn.rows(
-        &format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-        ),
-        p![room_id, after_seq, limit as i64 + 1],
-        message_from_row,
-    )?;
-    let more = rows.len() > limit;
-    rows.truncate(limit);
+    let (mut rows, more) = page_after_seq(conn, room_id, "?2", after_seq, limit)?;
     fill_reactions(conn, &mut rows, None)?;
     fill_attachments(conn, &mut rows)?;
     Ok((rows, more))

@@ -4,8 +4,8 @@
 
 use super::load::open_reader;
 use super::messages::{
-    file_access, fill_attachments, fill_reactions, message_from_row, messages_after_seq, reactors,
-    MESSAGE_COLUMNS,
+    file_access, fill_attachments, fill_reactions, message_from_row, messages_after_seq,
+    page_after_seq, reactors, MESSAGE_COLUMNS,
 };
 use super::sql::{p, Conn, Db, DbError, Dialect, Ids, Res};
 use super::{Completion, MessageRow, Notifier, Outcome, ReadJob, ReadOp, StoreError};
@@ -212,16 +212,7 @@ pub fn history_after(
     after: i64,
     limit: usize,
 ) -> Res<(Vec<MessageRow>, bool)> {
-    let mut rows = conn.rows(
-        &format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = ?1 AND seq > {SEQ_OF_AFTER} ORDER BY seq LIMIT ?3"
-        ),
-        p![room_id, after, limit as i64 + 1],
-        message_from_row,
-    )?;
-    let has_more = rows.len() > limit;
-    rows.truncate(limit);
-    Ok((rows, has_more))
+    page_after_seq(conn, room_id, SEQ_OF_AFTER, after, limit)
 }
 
 /// The words of what a person typed, as a search takes them (at most 16).

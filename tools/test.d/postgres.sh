@@ -57,7 +57,7 @@ export CHATTERBOX_TEST_PG="postgres://postgres@127.0.0.1:$port/postgres"
 # upgrade (SQLite fixtures), cli and tls (the store is not theirs), overload and soak
 # (throughput, a benchmark's business). `cluster` runs here too, its nodes sharing one database.
 # (The search time-budget test is SQLite's alone and timing-bound: `cargo test` has it.)
-cargo test --locked --lib store:: -- --test-threads=2 --skip a_search_out_of_time_answers_partial
+cargo test --release --locked --lib store:: -- --test-threads=2 --skip a_search_out_of_time_answers_partial
 # Cluster mode too: three nodes on one PostgreSQL database (and a throwaway Redis).
-cargo test --locked --test protocol --test core --test accounts --test files --test hardening \
+cargo test --release --locked --test protocol --test core --test accounts --test files --test hardening \
     --test cluster -- --test-threads=2

@@ -354,8 +354,25 @@ type Seen = Arc<Mutex<HashMap<i64, String>>>;
 fn chat_until_gone(s: &TestServer, clients: usize) -> (Seen, Vec<thread::JoinHandle<()>>) {
     let seen: Seen = Arc::default();
     let mut handles = Vec::new();
-    for i in 0..clients {
-        let token = s.user(&format!("user{i}"));
+    // Registered two at a time: each costs two argon2 runs, and the server has two threads.
+    let tokens: Vec<String> = thread::scope(|scope| {
+        let halves: Vec<_> = [0, 1]
+            .map(|half| {
+                scope.spawn(move || {
+                    (0..clients)
+                        .filter(|i| i % 2 == half)
+                        .map(|i| (i, s.user(&format!("user{i}"))))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .into_iter()
+            .collect();
+        let mut all: Vec<(usize, String)> =
+            halves.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        all.sort();
+        all.into_iter().map(|(_, t)| t).collect()
+    });
+    for (i, token) in tokens.into_iter().enumerate() {
         let mut c = s.ws(&token);
         let seen = Arc::clone(&seen);
         handles.push(thread::spawn(move || {
@@ -392,7 +409,19 @@ fn chat_until_gone(s: &TestServer, clients: usize) -> (Seen, Vec<thread::JoinHan
 fn crash_durability(sync: &str) {
     let dir = TempDir::new();
     let db = dir.0.join("chat.db");
-    let args = [&["--sync", sync][..], UNBUDGETED].concat();
+    // Paging tens of thousands of messages back is many history actions.
+    let args = [
+        &[
+            "--sync",
+            sync,
+            "--action-rate",
+            "1000000",
+            "--action-burst",
+            "1000000",
+        ][..],
+        UNBUDGETED,
+    ]
+    .concat();
     let mut s = TestServer::start_with_db(&db, &args);
     let reader = s.user("auditor");
     let (seen, handles) = chat_until_gone(&s, 50);

@@ -69,19 +69,9 @@ pub const MAX_SESSIONS_LISTED: usize = 100;
 pub const TOKEN_TOUCH_MS: i64 = 5 * 60 * 1000;
 /// The user agent kept with a session, in bytes.
 pub const MAX_USER_AGENT_BYTES: usize = 200;
-/// TLS handshake reads (the first signs and derives keys: ~0.25 ms here) per reactor pass; the rest
-/// wait for the next pass, so a burst of new TLS clients cannot stall everyone's chat.
-pub const TLS_HANDSHAKE_STEPS_PER_PASS: u32 = 2;
-/// Beyond those, handshakes may take this fraction of the previous pass's time: when
-/// passes are long (a busy reactor fanning out to thousands of sockets), two per pass
-/// would starve new clients past their timeout; a fixed share keeps them coming while
-/// chat slows by at most a quarter.
-pub const TLS_HANDSHAKE_SHARE: u32 = 4;
-
-/// How long more handshakes may run in this pass, after the previous one took `last`.
-pub fn handshake_allowance(last: std::time::Duration) -> std::time::Duration {
-    last / TLS_HANDSHAKE_SHARE
-}
+/// Threads running TLS handshakes' costly steps (key exchange and signature, ~0.3 ms
+/// each with ECDSA P-256) off the reactor.
+pub const TLS_HANDSHAKE_THREADS: usize = 2;
 /// Longest message text, in characters, after trimming.
 pub const DEFAULT_MAX_TEXT_CHARS: usize = 4000;
 /// Committed messages each room keeps in memory for `join` and catch-up.

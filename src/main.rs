@@ -95,10 +95,14 @@ fn main() -> ExitCode {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let reload = server.tls_reload();
-    let files = tls.map(|(cfg, cert, key)| {
-        server.use_tls(cfg);
-        (cert, key)
-    });
+    let mut files = None;
+    if let Some((cfg, cert, key)) = tls {
+        if let Err(e) = server.use_tls(cfg) {
+            eprintln!("chatterbox: {e}");
+            return ExitCode::FAILURE;
+        }
+        files = Some((cert, key));
+    }
     println!("chatterbox listening on {scheme}://{}", server.local_addr());
     let handle = server.shutdown_handle();
     std::thread::spawn(move || loop {

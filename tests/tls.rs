@@ -337,7 +337,7 @@ fn a_bad_certificate_at_start_is_a_clear_error_and_exit_code_2() {
 }
 
 #[test]
-fn a_burst_of_handshakes_is_spread_over_passes_and_all_complete() {
+fn a_burst_of_handshakes_runs_beside_the_chat_and_all_complete() {
     let dir = TempDir::new();
     let certs = make_certs(&dir.0, "1");
     let s = start(&dir, &certs);
@@ -345,7 +345,7 @@ fn a_burst_of_handshakes_is_spread_over_passes_and_all_complete() {
     let bob = token(s.addr, &certs.ca, "bob");
     let mut a = Wss::open(s.addr, &certs.ca, &alice);
     let mut b = Wss::open(s.addr, &certs.ca, &bob);
-    // Far more new clients at once than TLS_HANDSHAKE_STEPS_PER_PASS.
+    // Far more new clients at once than handshake threads (TLS_HANDSHAKE_THREADS).
     let addr = s.addr;
     let workers: Vec<_> = (0..64)
         .map(|_| {

@@ -35,8 +35,6 @@ pub struct Conn {
     pub doomed: bool,
     /// Reading stopped because output is backed up; resumed when it drains.
     pub paused: bool,
-    /// Waiting in the reactor's queue of TLS handshakes to read.
-    pub hs_queued: bool,
     /// Counted against its address's cap of unauthenticated connections.
     pub unauthenticated: bool,
     /// The deadline of this connection's live entry in the reactor's timer heap.
@@ -139,7 +137,6 @@ impl Conn {
             doomed: false,
             last_progress: now,
             paused: false,
-            hs_queued: false,
             unauthenticated: true,
             timer_at: now,
             linger: false,

@@ -17,6 +17,7 @@
 mod accept;
 pub mod conn;
 mod files;
+mod handshake;
 mod http_conn;
 mod output;
 pub mod outq;
@@ -92,13 +93,8 @@ pub struct Server {
     bus: Option<crate::bus::Bus>,
     storage_ok: bool,
 
-    /// TLS connections in their handshake with bytes to read, first come first served,
-    /// `TLS_HANDSHAKE_STEPS_PER_PASS` per pass.
-    handshakes: std::collections::VecDeque<ConnId>,
-    /// How long the previous pass took: handshakes get a share of it.
-    last_pass: Duration,
-    /// Set while `serve_handshakes` reads one of them.
-    serving_handshake: bool,
+    /// The TLS handshake workers, started with TLS (`use_tls`).
+    handshakes: Option<handshake::Handshakes>,
     /// TLS settings for new connections (`None`: plain HTTP); replaced on reload.
     tls: Arc<std::sync::Mutex<Option<Arc<rustls::ServerConfig>>>>,
     /// Connections per address that are not WebSockets (yet): the per-IP cap.
@@ -201,9 +197,7 @@ impl Server {
             storage_ok: true,
             pending_by_ip: HashMap::new(),
             tls: Arc::default(),
-            handshakes: Default::default(),
-            last_pass: Duration::ZERO,
-            serving_handshake: false,
+            handshakes: None,
             hub,
             metrics: Metrics::new(),
             config,
@@ -220,10 +214,7 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         log::info!("listening on {}", self.local_addr);
         while !self.shutdown.load(Ordering::SeqCst) {
-            let idle = self.again.is_empty()
-                && self.dirty.is_empty()
-                && self.handshakes.is_empty()
-                && !self.accept_pending;
+            let idle = self.again.is_empty() && self.dirty.is_empty() && !self.accept_pending;
             let timeout = if idle {
                 self.next_deadline()
                     .map(|d| d.saturating_duration_since(Instant::now()))
@@ -253,8 +244,7 @@ impl Server {
                 }
             }
             self.finish_pass();
-            self.last_pass = self.now.mono.elapsed();
-            let took = self.last_pass.as_micros();
+            let took = self.now.mono.elapsed().as_micros();
             self.metrics.pass(took.min(u64::MAX as u128) as u64);
         }
         self.graceful_stop();
@@ -266,7 +256,7 @@ impl Server {
         if std::mem::take(&mut self.accept_pending) {
             self.accept_all();
         }
-        self.serve_handshakes();
+        self.handshakes_done();
         let again = std::mem::take(&mut self.again);
         for key in again {
             self.read_conn(key);
@@ -282,26 +272,43 @@ impl Server {
         self.reap();
     }
 
-    /// Reads the TLS handshakes whose turn it is, oldest first: `TLS_HANDSHAKE_STEPS_PER_PASS`,
-    /// and more while they have taken less than their share of the previous pass
-    /// (`handshake_allowance`). A burst of new TLS clients cannot stall a pass, and a
-    /// reactor busy with long fan-out passes does not starve them past their timeout.
-    fn serve_handshakes(&mut self) {
-        let start = Instant::now();
-        let allowance = crate::config::handshake_allowance(self.last_pass);
-        let mut served = 0;
-        while served < crate::config::TLS_HANDSHAKE_STEPS_PER_PASS || start.elapsed() < allowance {
-            let Some(id) = self.handshakes.pop_front() else {
-                return;
-            };
-            let Some(key) = self.live(id) else {
+    /// Takes back the rustls states the handshake workers are done with: the answer
+    /// goes out, and the connection reads again (what arrived meanwhile raised no new
+    /// readiness). A failed handshake closes after its alert.
+    fn handshakes_done(&mut self) {
+        let Some(h) = &self.handshakes else {
+            return;
+        };
+        let done: Vec<handshake::Done> = h.done.try_iter().collect();
+        for d in done {
+            let Some(key) = self.live(d.conn) else {
                 continue;
             };
-            self.conns[key].hs_queued = false;
-            served += 1;
-            self.serving_handshake = true;
-            self.read_conn(key);
-            self.serving_handshake = false;
+            self.conns[key].stream.restore(d.tls);
+            match d.result {
+                Ok(()) => self.again.push(key),
+                Err(e) => {
+                    log::debug!("TLS handshake failed: {e}");
+                    self.close_after_flush(key);
+                }
+            }
+            self.queued_directly_if_live(key);
+        }
+    }
+
+    /// Sends a connection's handshake records to a worker, if it has some waiting.
+    fn hand_off_handshake(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key).filter(|c| !c.doomed) else {
+            return;
+        };
+        let Some(tls) = conn.stream.take_handshake() else {
+            return;
+        };
+        let job = handshake::Job { conn: conn.id, tls };
+        let sent = self.handshakes.as_ref().map(|h| h.jobs.send(job));
+        if !matches!(sent, Some(Ok(()))) {
+            log::error!("the TLS handshake threads are gone");
+            self.doom(key);
         }
     }
 
@@ -343,14 +350,6 @@ impl Server {
             conn.paused = true;
             return;
         }
-        if conn.stream.handshaking() && !self.serving_handshake {
-            // Key exchanges are costly: they wait their turn (`serve_handshakes`).
-            if !conn.hs_queued {
-                conn.hs_queued = true;
-                self.handshakes.push_back(conn.id);
-            }
-            return;
-        }
         if conn.is_ws() && output::overloaded() {
             // Everyone's queues are full: push back on senders rather than drop what
             // is committed or close readers; flush_dirty reads them again.
@@ -366,7 +365,8 @@ impl Server {
             conn::ConnState::Ws(_) => self.read_ws(key),
             conn::ConnState::Closing { .. } => self.drain_closing(key),
         }
-        // Reading TLS records can make records to send (the handshake's answers).
+        self.hand_off_handshake(key);
+        // Reading TLS records can make records to send (alerts, key updates).
         self.queued_directly_if_live(key);
     }
 

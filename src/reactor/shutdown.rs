@@ -41,9 +41,17 @@ impl TlsReload {
 }
 
 impl Server {
-    /// Serves TLS on the listener from now on (before `run`).
-    pub fn use_tls(&mut self, cfg: Arc<rustls::ServerConfig>) {
+    /// Serves TLS on the listener from now on (before `run`), with the handshake
+    /// workers.
+    pub fn use_tls(&mut self, cfg: Arc<rustls::ServerConfig>) -> Result<(), String> {
+        if self.handshakes.is_none() {
+            let threads = crate::config::TLS_HANDSHAKE_THREADS;
+            let h = super::handshake::start(threads, Arc::clone(&self.waker))
+                .map_err(|e| format!("cannot start the TLS handshake threads: {e}"))?;
+            self.handshakes = Some(h);
+        }
         self.tls_reload().replace(cfg);
+        Ok(())
     }
 
     pub fn tls_reload(&self) -> TlsReload {
@@ -118,6 +126,9 @@ impl Drop for Server {
         self.reads = tx;
         let (tx, _) = std::sync::mpsc::channel();
         self.files = tx;
+        if let Some(h) = self.handshakes.take() {
+            self.threads.extend(h.threads);
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

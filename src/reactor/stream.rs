@@ -23,6 +23,11 @@ pub struct Stream {
     tls: Option<Box<ServerConnection>>,
     /// The first byte has been looked at (a TLS handshake starts with 0x16).
     sniffed: bool,
+    /// Handshake records were read and wait to be processed off the reactor
+    /// (`take_handshake`).
+    work: bool,
+    /// The rustls state is with a handshake worker: nothing is read or written.
+    away: bool,
 }
 
 impl Stream {
@@ -31,6 +36,8 @@ impl Stream {
             tcp,
             tls: None,
             sniffed: true,
+            work: false,
+            away: false,
         }
     }
 
@@ -40,7 +47,25 @@ impl Stream {
             tcp,
             tls: Some(Box::new(tls)),
             sniffed: false,
+            work: false,
+            away: false,
         }
+    }
+
+    /// The rustls state, when handshake records wait to be processed: it goes to a
+    /// worker, and the stream reads and writes nothing until `restore`.
+    pub fn take_handshake(&mut self) -> Option<Box<ServerConnection>> {
+        if !std::mem::take(&mut self.work) {
+            return None;
+        }
+        self.away = self.tls.is_some();
+        self.tls.take()
+    }
+
+    /// The rustls state back from a worker.
+    pub fn restore(&mut self, tls: Box<ServerConnection>) {
+        self.tls = Some(tls);
+        self.away = false;
     }
 
     /// Whether encrypted bytes (handshake messages, alerts, records) wait for the socket.
@@ -48,7 +73,8 @@ impl Stream {
         self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
-    /// Writes what rustls holds. `Ok(true)` when nothing is left.
+    /// Writes what rustls holds. `Ok(true)` when nothing is left (nothing is ours to
+    /// write while the state is away).
     pub fn flush_tls(&mut self) -> io::Result<bool> {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(true);
@@ -73,12 +99,12 @@ impl Stream {
     }
 
     pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
+        self.tls.is_some() || self.away
     }
 
     /// Whether a TLS connection is still in its handshake.
     pub fn handshaking(&self) -> bool {
-        self.tls.as_ref().is_some_and(|t| t.is_handshaking())
+        self.away || self.tls.as_ref().is_some_and(|t| t.is_handshaking())
     }
 }
 
@@ -110,6 +136,9 @@ impl Read for Stream {
                 ));
             }
         }
+        if self.away || self.work {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         let Some(tls) = self.tls.as_mut() else {
             return self.tcp.read(buf);
         };
@@ -124,6 +153,11 @@ impl Read for Stream {
             // No plaintext: take more records from the socket.
             match tls.read_tls(&mut self.tcp) {
                 Ok(0) => return Ok(0),
+                Ok(_) if tls.is_handshaking() => {
+                    // Costly: a worker processes it (`take_handshake`).
+                    self.work = true;
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
                 Ok(_) => {
                     if let Err(e) = tls.process_new_packets() {
                         // A bad handshake or record: the alert rustls queued goes out
@@ -147,6 +181,9 @@ impl Write for Stream {
     /// `TLS_WRITE_CHUNK` of plaintext becomes records, sent at once if the socket takes
     /// them. `WouldBlock` while earlier records are stuck, so the queue keeps the rest.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.away {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         if self.tls.is_none() {
             return self.tcp.write_vectored(bufs);
         }

@@ -52,6 +52,10 @@ pub struct Fleet {
     pub disconnected: u64,
     /// Microseconds from dial to `hello`, one entry per greeted socket.
     pub hello_us: Vec<u32>,
+    /// Sockets closed or refused since the caller last took this list (`storm` redials them).
+    pub closed: Vec<usize>,
+    /// Sockets greeted since the caller last took this list.
+    pub greeted: Vec<usize>,
     /// Read buffer shared by every socket (allocated and zeroed once).
     scratch: Vec<u8>,
 }
@@ -72,6 +76,8 @@ impl Fleet {
             errors: 0,
             disconnected: 0,
             hello_us: Vec::new(),
+            closed: Vec::new(),
+            greeted: Vec::new(),
             scratch: vec![0; 65536],
         })
     }
@@ -109,6 +115,17 @@ impl Fleet {
                 sin_zero: [0; 8],
             };
             let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            // Pick the port at connect time, per destination: a port bound with port 0
+            // is otherwise held against every destination, and the TIME_WAIT sockets of an
+            // earlier run on this address would leave too few for the next one.
+            let one: libc::c_int = 1;
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                &one as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
             let local = sa(src, 0);
             if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0 {
                 let e = std::io::Error::last_os_error();
@@ -146,37 +163,8 @@ impl Fleet {
             while made < n && next <= now {
                 let i = self.conns.len();
                 let server = self.servers[i % self.servers.len()];
-                let mut stream = match self.dial(server) {
-                    Ok(s) => s,
-                    Err(e) => return Err(format!("connect: {e}")),
-                };
-                self.poll
-                    .registry()
-                    .register(
-                        &mut stream,
-                        Token(i),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .map_err(|e| e.to_string())?;
-                let tls = match &self.tls {
-                    Some(cfg) => Some(chatterbox::tls::client_connection(
-                        cfg,
-                        &server.ip().to_string(),
-                    )?),
-                    None => None,
-                };
-                let token = &tokens[i % tokens.len()];
-                let req = format!(
-                    "GET /ws?token={token} HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-                );
-                self.conns.push(Client {
-                    stream: Conn::new(stream, tls),
-                    state: State::Handshake,
-                    rbuf: Vec::new(),
-                    wbuf: req.into_bytes(),
-                    writable: false,
-                    dialed: Instant::now(),
-                });
+                let client = self.start(i, server, &tokens[i % tokens.len()])?;
+                self.conns.push(client);
                 made += 1;
                 next += step;
             }
@@ -193,6 +181,58 @@ impl Fleet {
             }
             self.poll_once(Duration::from_millis(10), |_| {});
         }
+    }
+
+    /// Dials `server` for socket slot `i` and queues its upgrade request.
+    fn start(&mut self, i: usize, server: SocketAddr, token: &str) -> Result<Client, String> {
+        let mut stream = self.dial(server).map_err(|e| format!("connect: {e}"))?;
+        self.poll
+            .registry()
+            .register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| e.to_string())?;
+        let tls = match &self.tls {
+            Some(cfg) => Some(chatterbox::tls::client_connection(
+                cfg,
+                &server.ip().to_string(),
+            )?),
+            None => None,
+        };
+        let req = format!(
+            "GET /ws?token={token} HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        Ok(Client {
+            stream: Conn::new(stream, tls),
+            state: State::Handshake,
+            rbuf: Vec::new(),
+            wbuf: req.into_bytes(),
+            writable: false,
+            dialed: Instant::now(),
+        })
+    }
+
+    /// Replaces socket `i` (closed) by a new one to `server`. A dial that fails at once
+    /// (no free port, refused before the handshake) counts as closed again.
+    pub fn redial(&mut self, i: usize, server: SocketAddr, token: &str) {
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut self.conns[i].stream.tcp);
+        match self.start(i, server, token) {
+            Ok(c) => self.conns[i] = c,
+            Err(_) => {
+                self.errors += 1;
+                self.closed.push(i);
+            }
+        }
+    }
+
+    /// Whether socket `i` is open and greeted.
+    pub fn is_greeted(&self, i: usize) -> bool {
+        matches!(self.conns[i].state, State::Open { hello: true })
     }
 
     /// Queues a text frame on connection `i`.
@@ -271,12 +311,14 @@ impl Fleet {
                     if was_open {
                         self.disconnected += 1;
                     }
+                    self.closed.push(i);
                     // Closed for good: no more events from this socket.
                     let _ = self.poll.registry().deregister(&mut c.stream.tcp);
                 }
                 if !greeted && matches!(c.state, State::Open { hello: true }) {
                     let us = at.duration_since(c.dialed).as_micros();
                     self.hello_us.push(us.min(u32::MAX as u128) as u32);
+                    self.greeted.push(i);
                 }
             }
         }

@@ -95,21 +95,25 @@ fn per_conn(before: Option<u64>, after: Option<u64>, opened: u64) -> Option<f64>
     (opened > 0).then(|| (b.saturating_sub(a) * 1024) as f64 / opened as f64)
 }
 
-/// Past one process's descriptor limit: children, each with its own source address.
-fn split(o: &Opts, procs: usize) -> Result<Value, String> {
-    // Through a file: 1,900 tokens of 64 characters come close to the kernel's 128 KiB
-    // limit on one command-line argument.
-    let token_file =
-        std::env::temp_dir().join(format!("chatterbox-bench-tokens-{}", std::process::id()));
-    let list = tokens(o)?.join(",");
+/// Writes the tokens for children to read (`--tokens @FILE`), readable by us alone:
+/// 1,900 tokens of 64 characters come close to the kernel's 128 KiB limit on one
+/// command-line argument.
+pub fn write_token_file(tokens: &[String]) -> Result<std::path::PathBuf, String> {
+    let path = std::env::temp_dir().join(format!("chatterbox-bench-tokens-{}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&token_file)
-        .and_then(|mut f| f.write_all(list.as_bytes()))
-        .map_err(|e| format!("{}: {e}", token_file.display()))?;
+        .open(&path)
+        .and_then(|mut f| f.write_all(tokens.join(",").as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Past one process's descriptor limit: children, each with its own source address.
+fn split(o: &Opts, procs: usize) -> Result<Value, String> {
+    let token_file = write_token_file(&tokens(o)?)?;
     let tokens = format!("@{}", token_file.display());
     let rss_before = o.pid.and_then(rss_kib);
     let cpu0 = server_cpu(o);

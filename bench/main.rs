@@ -2,7 +2,8 @@
 //!
 //! Its own mio event loop drives thousands of WebSocket clients with hand-written client
 //! framing (masked frames out, unmasked frames in), so the generator costs far less per
-//! message than the server it measures. Modes: `connect`, `fanout`, `churn`, `login`.
+//! message than the server it measures. Modes: `connect`, `fanout`, `churn`, `login`,
+//! `storm`.
 //! Each prints a human summary, or one JSON object with `--json`.
 //!
 //! `--peer` drives a reference peer (../shared/peers) instead: no accounts, any token,
@@ -12,6 +13,7 @@
 
 mod client;
 mod connect;
+mod storm;
 mod tls;
 
 use client::{Event, Fleet};
@@ -28,6 +30,9 @@ modes:
   churn    open and close sockets at --rate per second for D seconds; RSS and fds before
            and after
   login    --threads parallel logins for D seconds; logins/s and chat round trips meanwhile
+  storm    N sockets on the first --server, then SIGKILL to --kill PID: every socket
+           reconnects to the other --servers with the web UI's jittered backoff (first
+           wait up to --first-wait-ms, doubling to 30 s); time until all are back
 options:
   --server [https://]HOST:PORT (127.0.0.1:8000; https:// or wss://: TLS); repeatable:
            fanout spreads its sockets and senders over the servers (cluster nodes);
@@ -40,7 +45,8 @@ options:
   --procs P (1; connect splits over P processes with source addresses 127.0.0.2..,
            and by itself into ceil(N/10000) processes past 19,000 sockets)
   --source IP (bind client sockets to this address)       --threads T (4)   --json
-  --source-base B (2: connect's children bind to 127.0.0.B, 127.0.0.B+1, …)
+  --kill PID (storm: the victim)         --first-wait-ms MS (1000; 0: all at once)
+  --source-base B (2: connect's and storm's children bind to 127.0.0.B, 127.0.0.B+1, …)
   --peer    the server is a reference peer: no register/login (tokens x0, x1, ...),
             only hello, send -> message (connect, fanout, churn)";
 
@@ -78,6 +84,10 @@ pub struct Opts {
     /// The server speaks TLS (`--server https://…`), trusting these roots.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub cacert: Option<String>,
+    /// `storm`'s victim, killed once every socket holds.
+    pub kill: Option<i32>,
+    /// `storm`'s first reconnect wait ceiling (0: immediate).
+    pub first_wait_ms: u64,
 }
 
 impl Opts {
@@ -123,6 +133,8 @@ fn parse_opts() -> Result<Opts, String> {
         peer: false,
         tls: None,
         cacert: None,
+        kill: None,
+        first_wait_ms: 1000,
     };
     let mut tls = false;
     while let Some(flag) = args.next() {
@@ -170,6 +182,8 @@ fn parse_opts() -> Result<Opts, String> {
             "--source-base" => o.source_base = v.parse().map_err(bad)?,
             "--tokens" => o.tokens = Some(v),
             "--child" => o.child = v == "1",
+            "--kill" => o.kill = Some(v.parse().map_err(bad)?),
+            "--first-wait-ms" => o.first_wait_ms = v.parse().map_err(bad)?,
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -193,6 +207,7 @@ fn main() {
         "fanout" => fanout(&o),
         "churn" => churn(&o),
         "login" => login(&o),
+        "storm" => storm::storm(&o),
         m => Err(format!("unknown mode {m}")),
     };
     match result {

@@ -35,8 +35,11 @@ pub fn start(threads: usize, waker: Arc<mio::Waker>) -> std::io::Result<Handshak
     let (done_tx, done) = std::sync::mpsc::channel();
     let (jobs, threads) = crate::pool::start(
         "tls",
-        vec![(); threads.max(1)],
-        move |_: &mut (), job: Job| {
+        vec![false; threads.max(1)],
+        move |niced: &mut bool, job: Job| {
+            if !std::mem::replace(niced, true) {
+                lower_priority();
+            }
             let Job { conn, mut tls } = job;
             let result = tls.process_new_packets().map(|_| ());
             let sent = done_tx.send(Done { conn, tls, result }).is_ok();
@@ -50,3 +53,16 @@ pub fn start(threads: usize, waker: Arc<mio::Waker>) -> std::io::Result<Handshak
         threads,
     })
 }
+
+/// Handshakes are background work next to the chat: where they share a core with the
+/// reactor (a one-core machine, a pinned process), the scheduler lets the reactor run
+/// first. Best effort: a failure leaves the thread at its priority.
+fn lower_priority() {
+    // SAFETY: nice(2) changes only the calling thread's priority on Linux; no memory.
+    unsafe {
+        libc::nice(HANDSHAKE_NICE);
+    }
+}
+
+/// How much lower than the rest of the server the handshake threads run (nice steps).
+const HANDSHAKE_NICE: libc::c_int = 10;

@@ -101,11 +101,6 @@ impl Stream {
     pub fn is_tls(&self) -> bool {
         self.tls.is_some() || self.away
     }
-
-    /// Whether a TLS connection is still in its handshake.
-    pub fn handshaking(&self) -> bool {
-        self.away || self.tls.as_ref().is_some_and(|t| t.is_handshaking())
-    }
 }
 
 impl Read for Stream {

@@ -634,18 +634,57 @@ fn register_on_one_node_log_in_on_another_and_open_a_socket_on_a_third_at_once()
     let redis = Redis::start();
     let dir = TempDir::new();
     let nodes = cluster(3, &redis, &dir);
-    // Twenty times, with no pause: register on node 1, log in on node 2, open the
-    // WebSocket on node 3. An account or token a node has not heard of yet is looked up
-    // in the database before the login or the upgrade is refused.
+    // Twenty times, with no pause: register on node 1, log in on node 2, then use the
+    // token on node 3, by HTTP and by WebSocket (alternately first). An account or token
+    // a node has not heard of yet is looked up in the database before it is refused.
     for i in 0..20 {
         let name = format!("quick{i}");
         assert_eq!(nodes[0].register(&name).status, 201);
         let token = nodes[1].login(&name);
+        let http = |i: usize| {
+            let r = nodes[2].http("GET", "/rooms", Some(&token), None);
+            assert_eq!(r.status, 200, "round {i}: {}", r.body);
+        };
+        if i % 2 == 0 {
+            http(i);
+        }
         let (_c, hello) = nodes[2]
             .try_ws_hello(&token)
             .unwrap_or_else(|e| panic!("round {i}: {e}"));
         assert_eq!(hello["user"], name.as_str());
+        http(i);
     }
+    // A token nobody issued is still refused, after its look-up.
+    let r = nodes[2].http("GET", "/rooms", Some(&"f".repeat(64)), None);
+    assert_eq!(r.status, 401, "{}", r.body);
+}
+
+#[test]
+fn a_node_that_heard_nothing_finds_a_new_token_in_the_database() {
+    let redis = Redis::start();
+    let dir = TempDir::new();
+    let nodes = cluster(1, &redis, &dir);
+    // The same database under another cluster name: it hears none of node 1's events, so
+    // only the database can tell it about the account and the token.
+    let url = redis.url();
+    let mut args = vec![
+        "--bus",
+        url.as_str(),
+        "--node",
+        "deaf",
+        "--cluster",
+        "elsewhere",
+    ];
+    args.extend_from_slice(UNBUDGETED);
+    let deaf = TestServer::start_with_db(&dir.0.join("chat.db"), &args);
+    assert_eq!(nodes[0].register("late").status, 201);
+    let token = nodes[0].login("late");
+    let r = deaf.http("GET", "/rooms", Some(&token), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_c, hello) = deaf.try_ws_hello(&token).unwrap();
+    assert_eq!(hello["user"], "late");
+    let r = deaf.http("GET", "/rooms", Some(&"f".repeat(64)), None);
+    assert_eq!(r.status, 401, "{}", r.body);
 }
 
 #[test]

@@ -133,7 +133,14 @@ impl Hub {
         };
         u.suspended = on;
         if on {
-            self.tokens.retain(|_, t| t.user_id != user);
+            let revoked = &mut self.revoked;
+            self.tokens.retain(|h, t| {
+                let keep = t.user_id != user;
+                if !keep {
+                    revoked.insert(*h);
+                }
+                keep
+            });
             for conn in u.conns.clone() {
                 self.fx.push(Effect::Close {
                     conn,

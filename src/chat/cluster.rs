@@ -51,6 +51,41 @@ pub struct Resync {
     pub tokens: std::collections::HashSet<crate::auth::TokenHash>,
 }
 
+/// Token hashes to remember, newest last, at most `RECENT_TOKENS` of them.
+#[derive(Debug, Default)]
+pub struct Recent {
+    set: std::collections::HashSet<crate::auth::TokenHash>,
+    order: std::collections::VecDeque<crate::auth::TokenHash>,
+}
+
+/// How many ended (or unknown) tokens a node remembers. The race they guard against (a
+/// look-up or a late event against the writer's delete) lasts milliseconds, so this is
+/// far more than enough; the bound keeps a flood of logouts from growing memory.
+pub const RECENT_TOKENS: usize = 10_000;
+
+impl Recent {
+    pub fn insert(&mut self, h: crate::auth::TokenHash) {
+        if self.set.insert(h) {
+            self.order.push_back(h);
+            if self.order.len() > RECENT_TOKENS {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn contains(&self, h: &crate::auth::TokenHash) -> bool {
+        self.set.contains(h)
+    }
+
+    pub fn remove(&mut self, h: &crate::auth::TokenHash) {
+        if self.set.remove(h) {
+            self.order.retain(|x| x != h);
+        }
+    }
+}
+
 /// Gap reads answer no connection; this one is never a socket's.
 const NOBODY: ConnId = ConnId {
     key: usize::MAX,
@@ -305,6 +340,10 @@ impl Hub {
             self.drop_sessions(user, |h| *h == hash);
         }
         for (hash, user_id, expires_at, last_used) in snap.tokens {
+            if self.revoked.contains(&hash) {
+                // Ended here after the read was made.
+                continue;
+            }
             self.tokens.entry(hash).or_insert(super::hub::TokenInfo {
                 user_id,
                 expires_at,
@@ -436,8 +475,10 @@ impl Hub {
                 user_id,
                 expires_at,
             } => {
-                if let Some(h) = unhex(&hash) {
+                // A session may end before the news of its start arrives (two publishers).
+                if let Some(h) = unhex(&hash).filter(|h| !self.revoked.contains(h)) {
                     self.note_token(h);
+                    self.not_found.remove(&h);
                     self.tokens.insert(
                         h,
                         super::hub::TokenInfo {
@@ -571,7 +612,7 @@ impl Hub {
         token: &str,
         now: Now,
     ) -> Option<Vec<Effect>> {
-        if !self.clustered() || token.is_empty() || self.ip_limited(ip, now).is_some() {
+        if !self.token_unknown(token) || self.ip_limited(ip, now).is_some() {
             return None;
         }
         self.fx.push(Effect::Read(ReadJob {
@@ -584,6 +625,16 @@ impl Hub {
             },
         }));
         Some(self.take_fx())
+    }
+
+    /// Whether a request's token is one to ask the database about before refusing it:
+    /// in cluster mode, one this node has not heard of.
+    pub fn token_unknown(&self, token: &str) -> bool {
+        if !self.clustered() || token.is_empty() {
+            return false;
+        }
+        let h = crate::auth::hash_token(token);
+        !self.tokens.contains_key(&h) && !self.revoked.contains(&h) && !self.not_found.contains(&h)
     }
 
     /// A login for a name this node does not know: the database is asked first (the
@@ -644,15 +695,23 @@ impl Hub {
         result: Result<Option<(crate::store::load::UserRow, i64)>, StoreError>,
         now: Now,
     ) {
-        if let Ok(Some((user, expires_at))) = result {
-            let user_id = user.id;
-            self.note_token(hash);
-            self.users_added(vec![user]);
-            self.tokens.entry(hash).or_insert(super::hub::TokenInfo {
-                user_id,
-                expires_at,
-                last_used: now.wall_ms,
-            });
+        // A session ended here, or an account suspended or deleted, while its row was
+        // still there to read (the writer deletes after the Hub forgets) stays ended.
+        let usable = |u: &crate::store::load::UserRow| u.deleted_at.is_none() && !u.suspended;
+        match result {
+            Ok(None) => self.not_found.insert(hash),
+            Ok(Some((user, expires_at))) if usable(&user) && !self.revoked.contains(&hash) => {
+                self.not_found.remove(&hash);
+                let user_id = user.id;
+                self.note_token(hash);
+                self.users_added(vec![user]);
+                self.tokens.entry(hash).or_insert(super::hub::TokenInfo {
+                    user_id,
+                    expires_at,
+                    last_used: now.wall_ms,
+                });
+            }
+            _ => {}
         }
         self.fx.push(Effect::Upgrade { conn: to.conn });
     }

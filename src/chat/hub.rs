@@ -140,6 +140,12 @@ pub struct Hub {
     /// Cluster mode: while a state read (`reconcile`) is on its way, the memberships and
     /// sessions learnt meanwhile, which that read may predate and must not undo.
     pub(super) resync: Option<super::cluster::Resync>,
+    /// Cluster mode: sessions that ended here (or were told ended), so that neither a
+    /// database look-up racing the writer's delete nor a late event brings one back.
+    pub(super) revoked: super::cluster::Recent,
+    /// Cluster mode: tokens the database did not have when looked up; refused at once
+    /// after that, unless the news of the session arrives.
+    pub(super) not_found: super::cluster::Recent,
     /// Cluster mode: this node's inserts the writer has not answered, oldest first.
     pub(super) inserting: std::collections::VecDeque<(RoomId, UserId)>,
     /// Effects of the entry point running now; taken when it returns.
@@ -199,6 +205,8 @@ impl Hub {
             nodes: HashMap::new(),
             login_lookups: HashMap::new(),
             resync: None,
+            revoked: Default::default(),
+            not_found: Default::default(),
             elsewhere: HashMap::new(),
             next_heartbeat: None,
             fx: Vec::new(),

@@ -138,6 +138,7 @@ impl Hub {
             .collect();
         for h in &ended {
             self.tokens.remove(h);
+            self.revoked.insert(*h);
         }
         let mut victims: Vec<ConnId> = self
             .sockets

@@ -85,6 +85,11 @@ pub struct HttpConn {
     /// A WebSocket upgrade waiting for its token to be looked up (cluster mode):
     /// (`Sec-WebSocket-Accept`, token).
     pub upgrade: Option<(String, String)>,
+    /// A request waiting for its bearer token to be looked up (cluster mode: a token
+    /// issued on another node an instant ago); answered when the look-up comes back.
+    pub looking_up: Option<crate::http::Request>,
+    /// The request being handled had its token looked up already: no second look-up.
+    pub looked_up: bool,
 }
 
 pub struct WsConn {
@@ -130,6 +135,8 @@ impl Conn {
                 upload: None,
                 download: None,
                 upgrade: None,
+                looking_up: None,
+                looked_up: false,
             }),
             out: OutQueue::default(),
             want_write: false,

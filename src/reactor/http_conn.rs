@@ -135,6 +135,9 @@ impl Server {
                 crate::metrics::exposition(&mut self.metrics, &gauges, &self.hub)
             }
             Route::AdminStats => {
+                if self.look_up_first(key, &req) {
+                    return;
+                }
                 let gauges = self.gauges();
                 crate::metrics::admin_stats(&mut self.metrics, &gauges, &self.hub, &req, self.now)
             }
@@ -150,6 +153,9 @@ impl Server {
             | Route::AdminRemove { .. }
             | Route::AdminInvite
             | Route::AdminDisconnect { .. } => {
+                if self.look_up_first(key, &req) {
+                    return;
+                }
                 let id = self.conns[key].id;
                 let fx = self.hub.handle_admin(id, &route, &req, self.now);
                 return self.apply(fx);
@@ -171,6 +177,9 @@ impl Server {
             | Route::Registration
             | Route::File { .. }
             | Route::Search => {
+                if self.look_up_first(key, &req) {
+                    return;
+                }
                 let (id, ip) = (self.conns[key].id, self.conns[key].ip);
                 let fx = self.hub.handle_http(id, ip, &route, &req, self.now);
                 return self.apply(fx);
@@ -269,11 +278,51 @@ impl Server {
         }
     }
 
-    /// The upgrade's token was looked up (`Effect::Upgrade`): open it, or refuse it now.
+    /// In cluster mode, a request whose bearer token this node has not heard of waits
+    /// while the database is asked (the token may come from another node's login an
+    /// instant ago); true when it waits. Asked once per request, from the per-address
+    /// login budget.
+    fn look_up_first(&mut self, key: usize, req: &Request) -> bool {
+        let (id, ip) = (self.conns[key].id, self.conns[key].ip);
+        let ConnState::Http(h) = &mut self.conns[key].state else {
+            return false;
+        };
+        if std::mem::take(&mut h.looked_up) {
+            return false;
+        }
+        // The web UI sends its token with every call: a login or registration carrying a
+        // stale one must not spend the address's login budget on it.
+        if matches!(
+            crate::http::route(req),
+            Route::Login | Route::Register | Route::Registration
+        ) {
+            return false;
+        }
+        let token = req
+            .bearer()
+            .map(str::to_string)
+            .or_else(|| req.query_param("token"));
+        let Some(token) = token.filter(|t| self.hub.token_unknown(t)) else {
+            return false;
+        };
+        let Some(fx) = self.hub.look_up_token(id, ip, &token, self.now) else {
+            return false;
+        };
+        h.looking_up = Some(req.clone());
+        self.apply(fx);
+        true
+    }
+
+    /// A token was looked up (`Effect::Upgrade`): the waiting upgrade opens or is refused,
+    /// or the waiting request is handled now.
     pub(super) fn retry_upgrade(&mut self, key: usize) {
         let ConnState::Http(h) = &mut self.conns[key].state else {
             return;
         };
+        if let Some(req) = h.looking_up.take() {
+            h.looked_up = true;
+            return self.handle_request(key, req);
+        }
         let Some((accept, token)) = h.upgrade.take() else {
             return;
         };

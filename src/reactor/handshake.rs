@@ -15,6 +15,10 @@ use std::thread::JoinHandle;
 pub struct Job {
     pub conn: ConnId,
     pub tls: Box<ServerConnection>,
+    /// When the connection's clock runs out: a job still queued then is not worth the
+    /// work (the reactor closes the connection anyway), and skipping it keeps a backlog
+    /// of stale handshakes from delaying the fresh ones behind it.
+    pub deadline: std::time::Instant,
 }
 
 pub struct Done {
@@ -40,8 +44,16 @@ pub fn start(threads: usize, waker: Arc<mio::Waker>) -> std::io::Result<Handshak
             if !std::mem::replace(niced, true) {
                 lower_priority();
             }
-            let Job { conn, mut tls } = job;
-            let result = tls.process_new_packets().map(|_| ());
+            let Job {
+                conn,
+                mut tls,
+                deadline,
+            } = job;
+            let result = if std::time::Instant::now() >= deadline {
+                Err(rustls::Error::General("handshake timed out in the queue".into()))
+            } else {
+                tls.process_new_packets().map(|_| ())
+            };
             let sent = done_tx.send(Done { conn, tls, result }).is_ok();
             let _ = waker.wake();
             sent

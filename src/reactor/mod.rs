@@ -304,7 +304,11 @@ impl Server {
         let Some(tls) = conn.stream.take_handshake() else {
             return;
         };
-        let job = handshake::Job { conn: conn.id, tls };
+        let job = handshake::Job {
+            conn: conn.id,
+            tls,
+            deadline: conn.deadline(&self.config),
+        };
         let sent = self.handshakes.as_ref().map(|h| h.jobs.send(job));
         if !matches!(sent, Some(Ok(()))) {
             log::error!("the TLS handshake threads are gone");

@@ -87,7 +87,7 @@ pub struct HttpConn {
     pub upgrade: Option<(String, String)>,
     /// A request waiting for its bearer token to be looked up (cluster mode: a token
     /// issued on another node an instant ago); answered when the look-up comes back.
-    pub looking_up: Option<crate::http::Request>,
+    pub looking_up: Option<Box<crate::http::Request>>,
     /// The request being handled had its token looked up already: no second look-up.
     pub looked_up: bool,
 }

@@ -50,7 +50,9 @@ pub fn start(threads: usize, waker: Arc<mio::Waker>) -> std::io::Result<Handshak
                 deadline,
             } = job;
             let result = if std::time::Instant::now() >= deadline {
-                Err(rustls::Error::General("handshake timed out in the queue".into()))
+                Err(rustls::Error::General(
+                    "handshake timed out in the queue".into(),
+                ))
             } else {
                 tls.process_new_packets().map(|_| ())
             };

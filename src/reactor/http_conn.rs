@@ -308,7 +308,7 @@ impl Server {
         let Some(fx) = self.hub.look_up_token(id, ip, &token, self.now) else {
             return false;
         };
-        h.looking_up = Some(req.clone());
+        h.looking_up = Some(Box::new(req.clone()));
         self.apply(fx);
         true
     }
@@ -321,7 +321,7 @@ impl Server {
         };
         if let Some(req) = h.looking_up.take() {
             h.looked_up = true;
-            return self.handle_request(key, req);
+            return self.handle_request(key, *req);
         }
         let Some((accept, token)) = h.upgrade.take() else {
             return;

@@ -677,7 +677,10 @@ fn an_ended_session_stays_ended_whatever_a_look_up_or_a_late_event_says() {
     let ip = w.client_ip;
     assert!(w.hub.look_up_token(conn, ip, &token, w.now).is_none());
     // A look-up sent before the logout and answered after it.
-    let to = ReplyTo { conn, via: Via::Http };
+    let to = ReplyTo {
+        conn,
+        via: Via::Http,
+    };
     w.hub.token_found(to, hash, Ok(Some((row, expires))), w.now);
     assert!(w.hub.open_socket(conn, &token, w.now).is_err());
     // The news of the session's start arriving after its end (two publishers).
@@ -729,7 +732,10 @@ fn a_suspended_or_deleted_accounts_session_is_not_learnt_from_a_look_up() {
             ..row_of(&w, "carol")
         };
         let conn = w.conn();
-        let to = ReplyTo { conn, via: Via::Http };
+        let to = ReplyTo {
+            conn,
+            via: Via::Http,
+        };
         w.hub
             .token_found(to, hash, Ok(Some((row, w.now.wall_ms + 60_000))), w.now);
         assert!(w.hub.open_socket(conn, &token, w.now).is_err());

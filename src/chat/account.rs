@@ -333,7 +333,7 @@ impl Hub {
             },
         );
         self.publish(Event::Token {
-            hash: super::cluster::hex(&hash),
+            hash: super::remote::hex(&hash),
             user_id,
             expires_at,
         });

@@ -142,10 +142,10 @@ pub struct Hub {
     pub(super) resync: Option<super::cluster::Resync>,
     /// Cluster mode: sessions that ended here (or were told ended), so that neither a
     /// database look-up racing the writer's delete nor a late event brings one back.
-    pub(super) revoked: super::cluster::Recent,
+    pub(super) revoked: super::lookups::Recent,
     /// Cluster mode: tokens the database did not have when looked up; refused at once
     /// after that, unless the news of the session arrives.
-    pub(super) not_found: super::cluster::Recent,
+    pub(super) not_found: super::lookups::Recent,
     /// Cluster mode: this node's inserts the writer has not answered, oldest first.
     pub(super) inserting: std::collections::VecDeque<(RoomId, UserId)>,
     /// Effects of the entry point running now; taken when it returns.

@@ -12,8 +12,11 @@
 //! - `rooms`: join and catch-up, leave, create, invite, decline, members, history.
 //! - `account`, `queries`: the HTTP endpoints (accounts; rooms, history, search).
 //! - `admin`: moderation (suspend, remove from a room, the audit log).
-//! - `cluster`: cluster mode: publishing commits, applying other nodes' events, the
-//!   per-room `seq` order.
+//! - `cluster`: cluster mode: publishing commits, the per-room `seq` order, catching up
+//!   after the bus reconnects.
+//! - `remote`: cluster mode: applying other nodes' events.
+//! - `lookups`: cluster mode: tokens and accounts asked of the database; ended sessions
+//!   kept ended.
 //! - `nodes`: cluster mode: presence across nodes, heartbeats, dead nodes.
 //! - `done`: completions from the writer, the readers and the password pool.
 //! - `room`: the records (`User`, `Room` with its ring of recent messages).
@@ -22,15 +25,18 @@
 mod account;
 mod admin;
 pub(crate) mod cluster;
+mod deletion;
 mod done;
 mod effect;
 mod export;
 mod files;
 mod hub;
+pub(crate) mod lookups;
 mod nodes;
 pub mod protocol;
 mod queries;
 mod reactions;
+pub(crate) mod remote;
 pub mod room;
 mod rooms;
 mod sessions;

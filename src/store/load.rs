@@ -76,7 +76,7 @@ pub fn open_writer(db: &Path, full_sync: bool) -> Result<Conn, String> {
         Target::Postgres(url) => {
             let mut pg = PgConn::connect(&url, false)?;
             schema::pg_migrate(pg.client_mut()?)
-                .map_err(|e| format!("{}: {e}", super::sql::redact(&url)))?;
+                .map_err(|e| format!("{}: {e}", super::sqltext::redact(&url)))?;
             return Ok(Conn::pg(pg));
         }
         Target::Sqlite(path) => path,

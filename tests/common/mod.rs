@@ -96,7 +96,7 @@ pub mod pg {
         // template0: nobody connects to it, so tests side by side may copy it at once.
         c.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
             .expect("create a test database");
-        let url = chatterbox::store::sql::with_dbname(&server().unwrap(), &name);
+        let url = chatterbox::store::sqltext::with_dbname(&server().unwrap(), &name);
         made.push((path.to_path_buf(), name, url.clone()));
         url
     }

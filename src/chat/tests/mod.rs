@@ -8,6 +8,7 @@ mod cluster_rules;
 mod confirm_rules;
 mod fake_reads;
 mod http_rules;
+mod lookup_rules;
 mod reaction_rules;
 mod receipt_rules;
 mod rooms_http_rules;

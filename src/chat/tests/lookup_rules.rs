@@ -1,0 +1,207 @@
+//! Cluster mode: what a node has not heard of yet is asked of the database (a token, an
+//! account), and what ended here stays ended whatever a look-up or a late event says.
+
+use super::cluster_rules::clustered;
+use super::World;
+use crate::store::event::Event;
+use serde_json::{json, Value};
+
+#[test]
+fn a_token_issued_elsewhere_an_instant_ago_is_looked_up_before_the_upgrade_is_refused() {
+    let mut w = clustered();
+    let token = "u".repeat(43);
+    let hash = crate::auth::hash_token(&token);
+    let user = crate::store::load::UserRow {
+        id: 77,
+        username: "newcomer".into(),
+        pw_hash: "fake$password1".into(),
+        last_seen: None,
+        admin: false,
+        suspended: false,
+        deleted_at: None,
+    };
+    w.db_tokens.insert(hash, (user, w.now.wall_ms + 60_000));
+    let conn = w.conn();
+    // Unknown here: refused for now, and asked of the database.
+    assert!(w.hub.token_unknown(&token));
+    assert!(!w.hub.token_unknown(""));
+    assert!(w.hub.open_socket(conn, &token, w.now).is_err());
+    let ip = w.client_ip;
+    let fx = w
+        .hub
+        .look_up_token(conn, ip, &token, w.now)
+        .expect("looked up");
+    w.run(fx);
+    assert_eq!(w.upgrades, vec![conn]);
+    // The retried upgrade now opens, for an account this node had not heard of either.
+    assert!(!w.hub.token_unknown(&token));
+    let fx = w.hub.open_socket(conn, &token, w.now).expect("known now");
+    w.run(fx);
+    assert_eq!(w.take(conn)[0]["user"], "newcomer");
+    // A token the database does not have either is refused after the look-up.
+    let other = w.conn();
+    let fx = w
+        .hub
+        .look_up_token(other, ip, &"x".repeat(43), w.now)
+        .unwrap();
+    w.run(fx);
+    assert!(w.hub.open_socket(other, &"x".repeat(43), w.now).is_err());
+    // Without a bus there is nothing to look up.
+    let mut single = World::new();
+    assert!(!single.hub.token_unknown(&token));
+    let c = single.conn();
+    assert!(single
+        .hub
+        .look_up_token(c, ip, &token, single.now)
+        .is_none());
+}
+
+#[test]
+fn a_login_for_an_account_registered_elsewhere_an_instant_ago_looks_it_up() {
+    let mut w = clustered();
+    let user = crate::store::load::UserRow {
+        id: 78,
+        username: "Fresh".into(),
+        pw_hash: "fake$password1".into(),
+        last_seen: None,
+        admin: false,
+        suspended: false,
+        deleted_at: None,
+    };
+    w.db_tokens.insert([9; 32], (user, 0));
+    let body = json!({"username": "fresh", "password": "password1"});
+    let (status, v) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
+    assert_eq!((status, &v["username"]), (200, &json!("Fresh")), "{v}");
+    // Its password changed on another node: the database's hash counts, not memory's.
+    w.db_tokens.get_mut(&[9; 32]).unwrap().0.pw_hash = "fake$password2".into();
+    let old = json!({"username": "fresh", "password": "password1"});
+    let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, old);
+    assert_eq!(status, 401);
+    let new = json!({"username": "fresh", "password": "password2"});
+    let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, new);
+    assert_eq!(status, 200);
+    // A name nobody has is still refused like a wrong password.
+    let body = json!({"username": "nobody", "password": "password1"});
+    let (status, _) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
+    assert_eq!(status, 401);
+}
+
+fn row_of(w: &World, name: &str) -> crate::store::load::UserRow {
+    crate::store::load::UserRow {
+        id: w.hub.user_by_name(name).unwrap(),
+        username: name.into(),
+        pw_hash: "fake$password1".into(),
+        last_seen: None,
+        admin: false,
+        suspended: false,
+        deleted_at: None,
+    }
+}
+
+#[test]
+fn an_ended_session_stays_ended_whatever_a_look_up_or_a_late_event_says() {
+    use crate::store::{ReplyTo, Via};
+    let mut w = clustered();
+    let token = w.login("alice");
+    let hash = crate::auth::hash_token(&token);
+    let row = row_of(&w, "alice");
+    let expires = w.now.wall_ms + 60_000;
+    let (status, _) = w.http(
+        crate::http::Route::Logout,
+        "POST",
+        "/logout",
+        Some(&token),
+        Value::Null,
+    );
+    assert_eq!(status, 204);
+    // The writer has not deleted the row yet: a look-up would still find it.
+    w.db_tokens.insert(hash, (row.clone(), expires));
+    assert!(!w.hub.token_unknown(&token), "ended here: not asked again");
+    let conn = w.conn();
+    let ip = w.client_ip;
+    assert!(w.hub.look_up_token(conn, ip, &token, w.now).is_none());
+    // A look-up sent before the logout and answered after it.
+    let to = ReplyTo {
+        conn,
+        via: Via::Http,
+    };
+    w.hub.token_found(to, hash, Ok(Some((row, expires))), w.now);
+    assert!(w.hub.open_socket(conn, &token, w.now).is_err());
+    // The news of the session's start arriving after its end (two publishers).
+    w.remote(Event::Token {
+        hash: crate::chat::remote::hex(&hash),
+        user_id: w.hub.user_by_name("alice").unwrap(),
+        expires_at: expires,
+    });
+    let late = w.conn();
+    assert!(w.hub.open_socket(late, &token, w.now).is_err());
+}
+
+#[test]
+fn a_token_the_database_lacks_is_asked_once_until_its_session_is_heard_of() {
+    let mut w = clustered();
+    w.login("bob");
+    let token = "n".repeat(43);
+    let hash = crate::auth::hash_token(&token);
+    let ip = w.client_ip;
+    let conn = w.conn();
+    let fx = w.hub.look_up_token(conn, ip, &token, w.now).expect("asked");
+    w.run(fx);
+    assert_eq!(w.upgrades, vec![conn]);
+    // Not there: a client retrying with it is refused at once, without a look-up.
+    assert!(!w.hub.token_unknown(&token));
+    let again = w.conn();
+    assert!(w.hub.look_up_token(again, ip, &token, w.now).is_none());
+    // Its session is heard of after all (a login committed an instant later).
+    w.remote(Event::Token {
+        hash: crate::chat::remote::hex(&hash),
+        user_id: w.hub.user_by_name("bob").unwrap(),
+        expires_at: w.now.wall_ms + 60_000,
+    });
+    let s = w.socket_with(&token);
+    assert!(w.hub.sockets.contains_key(&s));
+}
+
+#[test]
+fn a_suspended_or_deleted_accounts_session_is_not_learnt_from_a_look_up() {
+    use crate::store::{ReplyTo, Via};
+    let mut w = clustered();
+    w.login("carol");
+    for (suspended, deleted_at) in [(true, None), (false, Some(1))] {
+        let token = format!("{}{}", if suspended { "s" } else { "d" }, "x".repeat(42));
+        let hash = crate::auth::hash_token(&token);
+        let row = crate::store::load::UserRow {
+            suspended,
+            deleted_at,
+            ..row_of(&w, "carol")
+        };
+        let conn = w.conn();
+        let to = ReplyTo {
+            conn,
+            via: Via::Http,
+        };
+        w.hub
+            .token_found(to, hash, Ok(Some((row, w.now.wall_ms + 60_000))), w.now);
+        assert!(w.hub.open_socket(conn, &token, w.now).is_err());
+    }
+}
+
+#[test]
+fn recent_tokens_are_bounded_and_forget_the_oldest() {
+    let mut r = crate::chat::lookups::Recent::default();
+    let h = |i: usize| {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        b
+    };
+    for i in 0..=crate::chat::lookups::RECENT_TOKENS {
+        r.insert(h(i));
+    }
+    assert!(!r.contains(&h(0)));
+    assert!(r.contains(&h(1)));
+    assert!(r.contains(&h(crate::chat::lookups::RECENT_TOKENS)));
+    r.remove(&h(1));
+    assert!(!r.contains(&h(1)));
+    r.insert(h(1));
+    assert!(r.contains(&h(1)));
+}

@@ -6,6 +6,7 @@
 use super::hub::{unauthorized, Effect, Hub};
 use crate::http::{Request, Response, Route};
 use crate::id::{ConnId, UserId};
+use crate::store::event::Event;
 use crate::store::load::{AuditRow, AUDIT_KEPT};
 use crate::store::StoreOp;
 use crate::time::{rfc3339_ms, Now};
@@ -98,6 +99,7 @@ impl Hub {
         }
         self.store(None, StoreOp::Suspend { user_id: user, on });
         self.set_suspended(user, on);
+        self.publish(Event::Suspended { user_id: user, on });
         let action = if on { "suspend" } else { "unsuspend" };
         let target = self.user_name(user).to_string();
         self.audit(Some(admin), action, target, now);
@@ -109,6 +111,15 @@ impl Hub {
         let Some(user) = self.user_by_name(name) else {
             return Err(Response::error(404, "no_such_user", "no such user"));
         };
+        self.publish(Event::Disconnected { user_id: user });
+        let conns = self.disconnect_here(user);
+        let target = format!("{} ({} sockets)", self.user_name(user), conns.len());
+        self.audit(Some(admin), "disconnect", target, now);
+        Ok(Response::no_content())
+    }
+
+    /// Closes a user's sockets on this node (4003); returns them.
+    pub(super) fn disconnect_here(&mut self, user: UserId) -> Vec<ConnId> {
         let conns = self
             .users
             .get(&user)
@@ -121,13 +132,11 @@ impl Hub {
                 reason: "disconnected by an admin",
             });
         }
-        let target = format!("{} ({} sockets)", self.user_name(user), conns.len());
-        self.audit(Some(admin), "disconnect", target, now);
-        Ok(Response::no_content())
+        conns
     }
 
     /// Suspends (every token dropped, every socket closed) or lifts it, in memory.
-    fn set_suspended(&mut self, user: UserId, on: bool) {
+    pub(super) fn set_suspended(&mut self, user: UserId, on: bool) {
         let Some(u) = self.users.get_mut(&user) else {
             return;
         };

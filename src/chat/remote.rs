@@ -31,6 +31,14 @@ impl Hub {
                 user_id,
                 by,
             } => self.remote_invited(room_id, user_id, by),
+            Event::Suspended { user_id, on } => {
+                if self.users.get(&user_id).is_some_and(|u| u.suspended != on) {
+                    self.set_suspended(user_id, on);
+                }
+            }
+            Event::Disconnected { user_id } => {
+                self.disconnect_here(user_id);
+            }
             Event::AccountDeleted { user_id } => {
                 self.drop_sessions(user_id, |_| true);
                 self.forget_account(user_id, now);

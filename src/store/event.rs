@@ -62,6 +62,11 @@ pub enum Event {
     },
     /// An account deleted: its sessions end, its memberships go, its words are blanked.
     AccountDeleted { user_id: UserId },
+    /// An admin suspended an account or lifted it: a suspension closes its sockets on
+    /// every node at once (the database watcher would take up to a second).
+    Suspended { user_id: UserId, on: bool },
+    /// An admin disconnected a user: their sockets close on every node (4003).
+    Disconnected { user_id: UserId },
     /// A user's first socket on the sending node opened, or its last one closed.
     Presence { user_id: UserId, online: bool },
     /// The sending node is alive, with every user it has a socket of (a heartbeat: a
@@ -91,7 +96,8 @@ impl Event {
             Event::Joined { .. } | Event::User { .. } | Event::Token { .. } => None,
             Event::Invited { .. } | Event::Declined { .. } | Event::File { .. } => None,
             Event::Revoked { .. } | Event::Presence { .. } | Event::Alive { .. } => None,
-            Event::AccountDeleted { .. } => None,
+            Event::AccountDeleted { .. } | Event::Suspended { .. } => None,
+            Event::Disconnected { .. } => None,
         }
     }
 }

@@ -58,7 +58,7 @@ impl World {
         row
     }
 
-    fn events(&self) -> Vec<&Event> {
+    pub(super) fn events(&self) -> Vec<&Event> {
         self.published.iter().map(|e| &e.event).collect()
     }
 }
@@ -581,61 +581,4 @@ fn each_start_numbers_its_rooms_in_a_block_of_its_own_that_javascript_reads_exac
     assert_eq!(World::one(&got, "joined")["room"], "fresh");
     let id = w.hub.room_by_name["fresh"];
     assert!(id > 1 << 32, "{id}");
-}
-
-#[test]
-fn suspensions_and_disconnections_reach_every_node_over_the_bus() {
-    let mut w = clustered();
-    let boss = w.login("boss");
-    w.make_admin("boss");
-    let m = w.socket("mallory");
-    let mallory = w.hub.user_by_name("mallory").unwrap();
-    // Done here: told to the others.
-    let suspend = |on| crate::http::Route::AdminSuspend {
-        user: "mallory".into(),
-        on,
-    };
-    assert_eq!(w.admin(suspend(true), "/x", &boss, Value::Null).0, 204);
-    assert_eq!(w.closed, vec![(m, 4001)]);
-    assert!(w
-        .events()
-        .iter()
-        .any(|e| matches!(e, Event::Suspended { user_id, on: true } if *user_id == mallory)));
-    assert_eq!(w.admin(suspend(false), "/x", &boss, Value::Null).0, 204);
-    // Done elsewhere: applied here.
-    let m2 = w.socket("mallory");
-    w.remote(Event::Disconnected { user_id: mallory });
-    assert_eq!(w.closed.last(), Some(&(m2, 4003)));
-    let m3 = w.socket("mallory");
-    let token = w.login("mallory");
-    w.remote(Event::Suspended {
-        user_id: mallory,
-        on: true,
-    });
-    assert_eq!(w.closed.last(), Some(&(m3, 4001)));
-    let c = w.conn();
-    assert!(w.hub.open_socket(c, &token, w.now).is_err());
-    let (s, v) = w.http(
-        crate::http::Route::Login,
-        "POST",
-        "/login",
-        None,
-        json!({"username": "mallory", "password": "password1"}),
-    );
-    assert_eq!((s, v["error"].as_str()), (403, Some("suspended")));
-    w.remote(Event::Suspended {
-        user_id: mallory,
-        on: false,
-    });
-    assert_eq!(
-        w.http(
-            crate::http::Route::Login,
-            "POST",
-            "/login",
-            None,
-            json!({"username": "mallory", "password": "password1"}),
-        )
-        .0,
-        200
-    );
 }

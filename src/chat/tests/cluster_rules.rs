@@ -149,6 +149,21 @@ fn a_message_ahead_of_a_gap_waits_for_the_gap_read_then_all_come_in_order() {
 }
 
 #[test]
+fn a_gap_longer_than_one_read_is_read_page_after_page_with_nothing_skipped() {
+    let mut w = clustered();
+    let b = w.socket("bob");
+    w.login("alice");
+    let n = crate::chat::cluster::GAP_READ * 2 + 3;
+    let rows: Vec<_> = (1..=n)
+        .map(|i| w.committed_elsewhere(1, "alice", &format!("m{i}")))
+        .collect();
+    let last = rows[n - 1].clone(); // the only event that arrives: the rest are read
+    w.remote(Event::Message { row: last });
+    let want: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts(&w.take(b)), want);
+}
+
+#[test]
 fn after_the_bus_reconnects_every_room_reads_what_it_missed() {
     let mut w = clustered();
     let b = w.socket("bob");

@@ -135,7 +135,7 @@ impl Server {
                 crate::metrics::exposition(&mut self.metrics, &gauges, &self.hub)
             }
             Route::AdminStats => {
-                if self.look_up_first(key, &req) {
+                if self.look_up_first(key, &req, &route) {
                     return;
                 }
                 let gauges = self.gauges();
@@ -153,7 +153,7 @@ impl Server {
             | Route::AdminRemove { .. }
             | Route::AdminInvite
             | Route::AdminDisconnect { .. } => {
-                if self.look_up_first(key, &req) {
+                if self.look_up_first(key, &req, &route) {
                     return;
                 }
                 let id = self.conns[key].id;
@@ -177,7 +177,7 @@ impl Server {
             | Route::Registration
             | Route::File { .. }
             | Route::Search => {
-                if self.look_up_first(key, &req) {
+                if self.look_up_first(key, &req, &route) {
                     return;
                 }
                 let (id, ip) = (self.conns[key].id, self.conns[key].ip);
@@ -282,7 +282,7 @@ impl Server {
     /// while the database is asked (the token may come from another node's login an
     /// instant ago); true when it waits. Asked once per request, from the per-address
     /// login budget.
-    fn look_up_first(&mut self, key: usize, req: &Request) -> bool {
+    fn look_up_first(&mut self, key: usize, req: &Request, route: &Route) -> bool {
         let (id, ip) = (self.conns[key].id, self.conns[key].ip);
         let ConnState::Http(h) = &mut self.conns[key].state else {
             return false;
@@ -292,19 +292,19 @@ impl Server {
         }
         // The web UI sends its token with every call: a login or registration carrying a
         // stale one must not spend the address's login budget on it.
-        if matches!(
-            crate::http::route(req),
-            Route::Login | Route::Register | Route::Registration
-        ) {
+        if matches!(route, Route::Login | Route::Register | Route::Registration) {
             return false;
         }
-        let token = req
-            .bearer()
-            .map(str::to_string)
-            .or_else(|| req.query_param("token"));
-        let Some(token) = token.filter(|t| self.hub.token_unknown(t)) else {
-            return false;
+        let token = match req.bearer() {
+            Some(t) => std::borrow::Cow::Borrowed(t),
+            None => match req.query_param("token") {
+                Some(t) => std::borrow::Cow::Owned(t),
+                None => return false,
+            },
         };
+        if !self.hub.token_unknown(&token) {
+            return false;
+        }
         let Some(fx) = self.hub.look_up_token(id, ip, &token, self.now) else {
             return false;
         };

@@ -4,6 +4,7 @@
 //! every node.
 
 use super::cluster_rules::clustered;
+use super::snapshot_rules::user;
 use super::World;
 use crate::store::event::Event;
 use serde_json::{json, Value};
@@ -13,15 +14,7 @@ fn a_token_issued_elsewhere_an_instant_ago_is_looked_up_before_the_upgrade_is_re
     let mut w = clustered();
     let token = "u".repeat(43);
     let hash = crate::auth::hash_token(&token);
-    let user = crate::store::load::UserRow {
-        id: 77,
-        username: "newcomer".into(),
-        pw_hash: "fake$password1".into(),
-        last_seen: None,
-        admin: false,
-        suspended: false,
-        deleted_at: None,
-    };
+    let user = user(77, "newcomer");
     w.db_tokens.insert(hash, (user, w.now.wall_ms + 60_000));
     let conn = w.conn();
     // Unknown here: refused for now, and asked of the database.
@@ -61,15 +54,7 @@ fn a_token_issued_elsewhere_an_instant_ago_is_looked_up_before_the_upgrade_is_re
 #[test]
 fn a_login_for_an_account_registered_elsewhere_an_instant_ago_looks_it_up() {
     let mut w = clustered();
-    let user = crate::store::load::UserRow {
-        id: 78,
-        username: "Fresh".into(),
-        pw_hash: "fake$password1".into(),
-        last_seen: None,
-        admin: false,
-        suspended: false,
-        deleted_at: None,
-    };
+    let user = user(78, "Fresh");
     w.db_tokens.insert([9; 32], (user, 0));
     let body = json!({"username": "fresh", "password": "password1"});
     let (status, v) = w.http(crate::http::Route::Login, "POST", "/login", None, body);
@@ -89,15 +74,7 @@ fn a_login_for_an_account_registered_elsewhere_an_instant_ago_looks_it_up() {
 }
 
 fn row_of(w: &World, name: &str) -> crate::store::load::UserRow {
-    crate::store::load::UserRow {
-        id: w.hub.user_by_name(name).unwrap(),
-        username: name.into(),
-        pw_hash: "fake$password1".into(),
-        last_seen: None,
-        admin: false,
-        suspended: false,
-        deleted_at: None,
-    }
+    user(w.hub.user_by_name(name).unwrap(), name)
 }
 
 #[test]

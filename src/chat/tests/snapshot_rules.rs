@@ -4,7 +4,7 @@ use super::{snapshot, World};
 use crate::store::load::{RoomRow, Snapshot, UserRow};
 use serde_json::json;
 
-fn user(id: i64, name: &str) -> UserRow {
+pub(super) fn user(id: i64, name: &str) -> UserRow {
     UserRow {
         id,
         username: name.into(),

@@ -21,7 +21,7 @@ impl World {
         self.remote_from("there", event);
     }
 
-    fn remote_from(&mut self, node: &str, event: Event) {
+    pub(super) fn remote_from(&mut self, node: &str, event: Event) {
         let env = crate::store::event::Envelope {
             node: node.into(),
             event,
@@ -29,7 +29,7 @@ impl World {
         self.outcome(Outcome::Remote(env));
     }
 
-    fn outcome(&mut self, outcome: Outcome) {
+    pub(super) fn outcome(&mut self, outcome: Outcome) {
         let c = Completion {
             reply: None,
             outcome,
@@ -39,7 +39,12 @@ impl World {
     }
 
     /// A message another node committed: in the shared database, not yet heard of here.
-    fn committed_elsewhere(&mut self, room_id: i64, user: &str, text: &str) -> MessageRow {
+    pub(super) fn committed_elsewhere(
+        &mut self,
+        room_id: i64,
+        user: &str,
+        text: &str,
+    ) -> MessageRow {
         let row = MessageRow {
             id: self.messages.iter().map(|m| m.id).max().unwrap_or(0) + 1,
             seq: self
@@ -63,7 +68,7 @@ impl World {
     }
 }
 
-fn texts(frames: &[Value]) -> Vec<&str> {
+pub(super) fn texts(frames: &[Value]) -> Vec<&str> {
     frames
         .iter()
         .filter(|f| f["type"] == "message")

@@ -9,6 +9,8 @@ mod confirm_rules;
 mod fake_reads;
 mod http_rules;
 mod lookup_rules;
+mod nodes_rules;
+mod order_rules;
 mod reaction_rules;
 mod receipt_rules;
 mod rooms_http_rules;

@@ -1,0 +1,66 @@
+//! Cluster mode's per-room order around this node's own inserts: a row from elsewhere by a
+//! user whose insert is in flight here may be that insert (a retry), so it waits for it.
+
+use super::cluster_rules::{clustered, texts};
+use super::World;
+use crate::store::event::Event;
+use serde_json::json;
+
+/// Alice's first send was stored through another node (with her `client_id`), whose event
+/// is slow; she retries here. Returns the world, her socket, bob's, and that row.
+fn retry_in_flight() -> (
+    World,
+    crate::id::ConnId,
+    crate::id::ConnId,
+    crate::store::MessageRow,
+) {
+    let mut w = clustered();
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    let mut row = w.committed_elsewhere(1, "alice", "hi");
+    row.client_id = Some("c1".into());
+    w.messages.last_mut().unwrap().client_id = Some("c1".into());
+    w.held_writes = Some(Vec::new());
+    let got = w.ws(
+        a,
+        json!({"type": "send", "room": "general", "text": "hi", "client_id": "c1", "ref": "r"}),
+    );
+    assert!(texts(&got).is_empty(), "not stored yet: {got:?}");
+    (w, a, b, row)
+}
+
+#[test]
+fn a_row_arriving_while_its_authors_retry_is_in_flight_waits_and_is_answered_once() {
+    let (mut w, a, b, row) = retry_in_flight();
+    w.remote(Event::Message { row });
+    assert!(
+        w.take(a).is_empty() && w.take(b).is_empty(),
+        "held: it may be the insert in flight"
+    );
+    w.release_writes(&[]);
+    let got = w.take(a);
+    assert_eq!(texts(&got), ["hi"], "once, with its ref: {got:?}");
+    assert_eq!(World::one(&got, "message")["ref"], "r");
+    assert_eq!(texts(&w.take(b)), ["hi"]);
+    // Nothing of alice's is held any more: her next message from elsewhere goes at once.
+    let next = w.committed_elsewhere(1, "alice", "later");
+    w.remote(Event::Message { row: next });
+    assert_eq!(texts(&w.take(b)), ["later"]);
+    assert_eq!(texts(&w.take(a)), ["later"]);
+}
+
+#[test]
+fn a_held_row_goes_out_when_the_insert_it_waited_for_fails() {
+    let (mut w, a, b, row) = retry_in_flight();
+    w.remote(Event::Message { row });
+    assert!(w.take(b).is_empty());
+    w.release_writes(&[0]);
+    let got = w.take(a);
+    assert_eq!(World::error_code(&got), "overloaded", "{got:?}");
+    assert_eq!(
+        texts(&got),
+        ["hi"],
+        "the row from elsewhere still reaches her: {got:?}"
+    );
+    assert_eq!(texts(&w.take(b)), ["hi"]);
+}

@@ -63,9 +63,12 @@ pub enum Effect {
     File(crate::files::FileJob),
     Store(StoreCmd),
     Read(ReadJob),
-    /// Try a WebSocket upgrade that waited for its token to be looked up again.
+    /// A token was looked up: handle the request or WebSocket upgrade that waited for it
+    /// again, or, when the look-up failed, answer it with `refusal` (a 503: the token may
+    /// well be good, and a 401 would log the web UI out).
     Upgrade {
         conn: ConnId,
+        refusal: Option<crate::http::Response>,
     },
     /// Cluster mode: an event for the other nodes.
     Publish(crate::store::event::Envelope),

@@ -130,8 +130,9 @@ impl Hub {
         }
     }
 
-    /// The look-up came back: what the database knows is learnt, and the upgrade tried
-    /// again (`Effect::Upgrade`).
+    /// The look-up came back: what the database knows is learnt, and the request or
+    /// upgrade handled again (`Effect::Upgrade`); if the database could not answer, it is
+    /// told to try again later.
     pub(super) fn token_found(
         &mut self,
         to: ReplyTo,
@@ -142,6 +143,7 @@ impl Hub {
         // A session ended here, or an account suspended or deleted, while its row was
         // still there to read (the writer deletes after the Hub forgets) stays ended.
         let usable = |u: &crate::store::load::UserRow| u.deleted_at.is_none() && !u.suspended;
+        let mut refusal = None;
         match result {
             Ok(None) => self.not_found.insert(hash),
             Ok(Some((user, expires_at))) if usable(&user) && !self.revoked.contains(&hash) => {
@@ -155,8 +157,12 @@ impl Hub {
                     last_used: now.wall_ms,
                 });
             }
-            _ => {}
+            Ok(Some(_)) => {}
+            Err(_) => refusal = Some(super::hub::storage_unavailable()),
         }
-        self.fx.push(Effect::Upgrade { conn: to.conn });
+        self.fx.push(Effect::Upgrade {
+            conn: to.conn,
+            refusal,
+        });
     }
 }

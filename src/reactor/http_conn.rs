@@ -314,11 +314,16 @@ impl Server {
     }
 
     /// A token was looked up (`Effect::Upgrade`): the waiting upgrade opens or is refused,
-    /// or the waiting request is handled now.
-    pub(super) fn retry_upgrade(&mut self, key: usize) {
+    /// or the waiting request is handled now; `refusal` answers either instead.
+    pub(super) fn retry_upgrade(&mut self, key: usize, refusal: Option<Response>) {
         let ConnState::Http(h) = &mut self.conns[key].state else {
             return;
         };
+        if let Some(resp) = refusal {
+            h.looking_up = None;
+            h.upgrade = None;
+            return self.respond(key, resp);
+        }
         if let Some(req) = h.looking_up.take() {
             h.looked_up = true;
             return self.handle_request(key, *req);

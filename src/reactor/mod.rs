@@ -451,9 +451,9 @@ impl Server {
                     }
                 }
                 Effect::Store(cmd) => self.store_cmd(cmd),
-                Effect::Upgrade { conn } => {
+                Effect::Upgrade { conn, refusal } => {
                     if let Some(key) = self.live(conn) {
-                        self.retry_upgrade(key);
+                        self.retry_upgrade(key, refusal);
                     }
                 }
                 Effect::Publish(env) => {

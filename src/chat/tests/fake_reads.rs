@@ -129,7 +129,10 @@ impl World {
             ReadOp::State => Outcome::State(Err(crate::store::StoreError::Unavailable)),
             ReadOp::Token { hash } => Outcome::TokenFound {
                 hash: *hash,
-                result: Ok(self.db_tokens.get(hash).cloned()),
+                result: match self.storage_ok {
+                    true => Ok(self.db_tokens.get(hash).cloned()),
+                    false => Err(crate::store::StoreError::Unavailable),
+                },
             },
             ReadOp::Seqs {
                 room: room_id,

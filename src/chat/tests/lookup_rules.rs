@@ -241,3 +241,31 @@ fn suspensions_and_disconnections_reach_every_node_over_the_bus() {
         200
     );
 }
+
+#[test]
+fn a_look_up_the_database_cannot_answer_is_told_to_try_again_not_that_the_token_is_bad() {
+    let mut w = clustered();
+    let token = "f".repeat(43);
+    let hash = crate::auth::hash_token(&token);
+    w.db_tokens
+        .insert(hash, (user(78, "unlucky"), w.now.wall_ms + 60_000));
+    let (conn, ip) = (w.conn(), w.client_ip);
+    w.storage_ok = false;
+    let fx = w.hub.look_up_token(conn, ip, &token, w.now).expect("asked");
+    w.run(fx);
+    assert_eq!(w.upgrades, vec![conn]);
+    assert_eq!(w.responses[&conn].status, 503);
+    // Nothing is concluded from the failure: the next try asks again, and gets in.
+    w.storage_ok = true;
+    assert!(w.hub.token_unknown(&token));
+    let again = w.conn();
+    let fx = w
+        .hub
+        .look_up_token(again, ip, &token, w.now)
+        .expect("asked again");
+    w.run(fx);
+    assert!(!w.responses.contains_key(&again));
+    let fx = w.hub.open_socket(again, &token, w.now).expect("known now");
+    w.run(fx);
+    assert_eq!(w.take(again)[0]["user"], "unlucky");
+}

@@ -191,7 +191,12 @@ impl World {
                 }
                 Effect::File(job) => self.file_jobs.push(job),
                 Effect::Publish(env) => self.published.push(env),
-                Effect::Upgrade { conn } => self.upgrades.push(conn),
+                Effect::Upgrade { conn, refusal } => {
+                    self.upgrades.push(conn);
+                    if let Some(resp) = refusal {
+                        self.responses.insert(conn, resp);
+                    }
+                }
                 Effect::ChunkedStart { conn, resp } => {
                     self.responses.insert(conn, resp);
                 }

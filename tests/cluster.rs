@@ -683,6 +683,15 @@ fn a_node_that_heard_nothing_finds_a_new_token_in_the_database() {
     assert_eq!(r.status, 200, "{}", r.body);
     let (_c, hello) = deaf.try_ws_hello(&token).unwrap();
     assert_eq!(hello["user"], "late");
+    // An upload too, with a body longer than the read-ahead that waits for the look-up.
+    let token = nodes[0].login("late");
+    let body = vec![b'x'; 300_000];
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nX-Filename: big.bin\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let r = common::raw(deaf.addr, &[head.as_bytes(), &body].concat());
+    assert_eq!(r.status, 201, "{}", r.body);
     let r = deaf.http("GET", "/rooms", Some(&"f".repeat(64)), None);
     assert_eq!(r.status, 401, "{}", r.body);
 }

@@ -128,7 +128,13 @@ impl Server {
         let route = crate::http::route(&req);
         let resp = match route {
             Route::Upgrade => return self.upgrade(key, &req),
-            Route::Upload => return self.start_upload(key, &req),
+            Route::Upload => {
+                // The body waits in the socket meanwhile; `read_upload` takes it after.
+                if self.look_up_first(key, &req, &route) {
+                    return;
+                }
+                return self.start_upload(key, &req);
+            }
             Route::Healthz => crate::metrics::healthz(self.storage_ok),
             Route::Metrics => {
                 let gauges = self.gauges();

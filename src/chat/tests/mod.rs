@@ -7,6 +7,7 @@ mod account_rules;
 mod cluster_rules;
 mod confirm_rules;
 mod fake_reads;
+mod file_rules;
 mod http_rules;
 mod lookup_rules;
 mod nodes_rules;

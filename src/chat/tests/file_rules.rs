@@ -1,0 +1,206 @@
+//! Shared files, the Hub's part: who may start an upload (token, size, uploads at once,
+//! budget, quotas) and what a download of a whole file or a range is told to send.
+
+use super::{config, World};
+use crate::config::{Config, MAX_UPLOADS_AT_ONCE, MAX_UPLOADS_IN_ALL};
+use crate::http::{Request, Response, Route};
+use crate::id::ConnId;
+use crate::store::{Completion, Outcome, ReplyTo, Via};
+use serde_json::Value;
+
+type Begun = Result<(String, u64), Response>;
+
+fn request(
+    method: &str,
+    path: &str,
+    headers: Vec<(&str, String)>,
+    upload: Option<usize>,
+) -> Request {
+    Request {
+        method: method.into(),
+        path: path.into(),
+        query: String::new(),
+        headers: headers
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect(),
+        body: Vec::new(),
+        keep_alive: true,
+        upload,
+    }
+}
+
+impl World {
+    /// `POST /files` with a body of `size` bytes to come.
+    fn begin(&mut self, token: &str, size: usize) -> (ConnId, Begun) {
+        let conn = self.conn();
+        let headers = vec![
+            ("authorization", format!("Bearer {token}")),
+            ("x-filename", "notes.txt".to_string()),
+            ("content-type", "text/plain".to_string()),
+        ];
+        let req = request("POST", "/files", headers, Some(size));
+        let begun = self.hub.begin_upload(conn, &req, self.now);
+        (conn, begun)
+    }
+
+    /// The file worker wrote the upload's bytes: its record is stored and it is answered.
+    fn finish(&mut self, conn: ConnId, id: &str) -> Response {
+        let c = Completion {
+            reply: Some(ReplyTo {
+                conn,
+                via: Via::Http,
+            }),
+            outcome: Outcome::Uploaded {
+                id: id.into(),
+                result: Ok("ab".repeat(32)),
+            },
+        };
+        let fx = self.hub.completed(c, self.now);
+        self.run(fx);
+        self.responses.remove(&conn).expect("answered")
+    }
+
+    fn get_file(
+        &mut self,
+        token: &str,
+        id: &str,
+        range: Option<&str>,
+    ) -> (Response, Option<crate::chat::Download>) {
+        let conn = self.conn();
+        let mut headers = vec![("authorization", format!("Bearer {token}"))];
+        if let Some(r) = range {
+            headers.push(("range", r.to_string()));
+        }
+        let req = request("GET", &format!("/files/{id}"), headers, None);
+        let route = Route::File { id: id.into() };
+        let fx = self
+            .hub
+            .handle_http(conn, self.client_ip, &route, &req, self.now);
+        self.run(fx);
+        let resp = self.responses.remove(&conn).expect("answered");
+        (resp, self.downloads.remove(&conn))
+    }
+}
+
+fn status(b: &Begun) -> u16 {
+    b.as_ref().map_or_else(|r| r.status, |_| 0)
+}
+
+fn error(b: &Begun) -> Value {
+    let r = b.as_ref().expect_err("refused");
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+#[test]
+fn an_upload_gets_a_fresh_unguessable_id_and_its_size_and_an_empty_or_anonymous_one_is_refused() {
+    let mut w = World::new();
+    let token = w.login("alice");
+    let (_, first) = w.begin(&token, 1234);
+    let (id, size) = first.unwrap();
+    assert_eq!(size, 1234);
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let (_, second) = w.begin(&token, 1);
+    assert_ne!(second.unwrap().0, id);
+    let (_, empty) = w.begin(&token, 0);
+    assert_eq!(status(&empty), 400);
+    let (_, anonymous) = w.begin(&"x".repeat(43), 10);
+    assert_eq!(status(&anonymous), 401);
+}
+
+#[test]
+fn a_user_has_at_most_four_uploads_at_once_and_the_server_256() {
+    let mut w = World::new();
+    let alice = w.login("alice");
+    let mut conns = Vec::new();
+    for _ in 0..MAX_UPLOADS_AT_ONCE {
+        let (c, b) = w.begin(&alice, 10);
+        assert!(b.is_ok());
+        conns.push(c);
+    }
+    let (_, over) = w.begin(&alice, 10);
+    assert_eq!(status(&over), 429);
+    assert_eq!(error(&over)["retry_after_ms"], 1000);
+    // One ends: room for another. Other users were never held back by hers.
+    w.hub.upload_gone(conns[0]);
+    assert!(w.begin(&alice, 10).1.is_ok());
+    let mut in_all = MAX_UPLOADS_AT_ONCE;
+    for i in 0.. {
+        // Each from an address of its own: registrations take from the address's budget.
+        w.client_ip = std::net::Ipv4Addr::new(10, 0, 0, i as u8 + 1).into();
+        let t = w.login(&format!("user{i}"));
+        for _ in 0..MAX_UPLOADS_AT_ONCE {
+            if in_all == MAX_UPLOADS_IN_ALL {
+                let (_, full) = w.begin(&t, 10);
+                assert_eq!(status(&full), 503, "{in_all} at once");
+                return;
+            }
+            assert!(w.begin(&t, 10).1.is_ok(), "{in_all} at once");
+            in_all += 1;
+        }
+    }
+}
+
+#[test]
+fn uploads_take_from_a_budget_and_each_refusal_is_counted_once() {
+    let mut w = World::with_config(Config {
+        uploads_per_minute: 2.0,
+        ..config()
+    });
+    let t = w.login("alice");
+    for _ in 0..2 {
+        let (c, b) = w.begin(&t, 10);
+        assert!(b.is_ok());
+        w.hub.upload_gone(c);
+    }
+    let before = w.hub.stats.rate_limited;
+    let (_, refused) = w.begin(&t, 10);
+    assert_eq!(status(&refused), 429);
+    assert_eq!(w.hub.stats.rate_limited, before + 1);
+}
+
+#[test]
+fn quotas_count_stored_and_pending_bytes_and_allow_exactly_the_limit() {
+    let mut w = World::with_config(Config {
+        user_files_max_bytes: 1000,
+        files_max_bytes: 1500,
+        ..config()
+    });
+    let (alice, bob) = (w.login("alice"), w.login("bob"));
+    let (c, b) = w.begin(&alice, 600);
+    let (id, _) = b.unwrap();
+    assert_eq!(w.finish(c, &id).status, 201);
+    assert!(w.begin(&alice, 400).1.is_ok(), "exactly her quota");
+    let (_, over) = w.begin(&alice, 1);
+    assert_eq!(
+        (status(&over), error(&over)["error"].clone()),
+        (507, "quota_exceeded".into())
+    );
+    assert!(w.begin(&bob, 500).1.is_ok(), "exactly the server's room");
+    let (_, full) = w.begin(&bob, 1);
+    assert_eq!(
+        (status(&full), error(&full)["error"].clone()),
+        (507, "storage_full".into())
+    );
+}
+
+#[test]
+fn a_download_sends_the_whole_file_or_exactly_the_range_asked() {
+    let mut w = World::new();
+    let t = w.login("alice");
+    let (c, b) = w.begin(&t, 10);
+    let (id, _) = b.unwrap();
+    assert_eq!(w.finish(c, &id).status, 201);
+    let (whole, d) = w.get_file(&t, &id, None);
+    let d = d.expect("sent");
+    assert_eq!((whole.status, d.first, d.len), (200, 0, 10));
+    assert!(!whole.headers.iter().any(|(n, _)| *n == "Content-Range"));
+    let (part, d) = w.get_file(&t, &id, Some("bytes=2-5"));
+    let d = d.expect("sent");
+    assert_eq!((part.status, d.first, d.len), (206, 2, 4));
+    let range = part.headers.iter().find(|(n, _)| *n == "Content-Range");
+    assert_eq!(range.map(|(_, v)| v.as_str()), Some("bytes 2-5/10"));
+}

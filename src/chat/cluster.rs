@@ -413,8 +413,14 @@ fn patch(row: &mut MessageRow, change: &MessageRow) {
 /// Each start takes a random block of `ROOM_ID_BLOCK` ids above 2^32 (two nodes pick the
 /// same block with odds of 1 in 2^30; all below 2^53, so JavaScript reads them exactly).
 pub fn room_id_block() -> RoomId {
-    const ROOM_ID_BLOCK: i64 = 1 << 16;
     let mut b = [0u8; 4];
     let r = getrandom::fill(&mut b).map_or(1, |_| u32::from_le_bytes(b));
+    block_of(r)
+}
+
+const ROOM_ID_BLOCK: i64 = 1 << 16;
+
+/// The block a random `r` picks: one of 2^30 blocks starting at 2^32.
+pub(super) fn block_of(r: u32) -> RoomId {
     (1i64 << 32) + (r as i64 % (1 << 30)) * ROOM_ID_BLOCK
 }

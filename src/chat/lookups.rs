@@ -166,3 +166,31 @@ impl Hub {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Recent, RECENT_TOKENS};
+
+    #[test]
+    fn a_removed_token_leaves_the_others_to_age_out_oldest_first() {
+        let h = |i: usize| {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            b
+        };
+        let mut r = Recent::default();
+        for i in 0..3 {
+            r.insert(h(i));
+        }
+        r.remove(&h(1));
+        assert!(!r.contains(&h(1)));
+        // Two kept: RECENT_TOKENS - 2 more fill it to the bound, and one more ages out
+        // the oldest.
+        for i in 3..RECENT_TOKENS + 1 {
+            r.insert(h(i));
+        }
+        assert!(r.contains(&h(0)) && r.contains(&h(2)));
+        r.insert(h(RECENT_TOKENS + 1));
+        assert!(!r.contains(&h(0)) && r.contains(&h(2)));
+    }
+}

@@ -581,24 +581,3 @@ fn after_a_bus_outage_the_state_missed_is_read_and_followed() {
     let got = w.ws(b, json!({"type": "send", "room": "ops", "text": "back"}));
     assert_eq!(texts(&got), ["back"]);
 }
-
-#[test]
-fn each_start_numbers_its_rooms_in_a_block_of_its_own_that_javascript_reads_exactly() {
-    let blocks: std::collections::HashSet<i64> = (0..64)
-        .map(|_| crate::chat::cluster::room_id_block())
-        .collect();
-    for &b in &blocks {
-        assert!(b > 1 << 32, "{b}: above every id a single node hands out");
-        assert!(b + (1 << 16) < 1 << 53, "{b}: exact as a JavaScript number");
-        assert_eq!(b % (1 << 16), 0, "{b}: whole blocks");
-    }
-    assert!(blocks.len() > 60, "random blocks: {}", blocks.len());
-    // A node in cluster mode numbers its rooms from its block.
-    let mut w = clustered();
-    let t = w.login("alice");
-    let c = w.socket_with(&t);
-    let got = w.ws(c, json!({"type": "create_room", "room": "fresh"}));
-    assert_eq!(World::one(&got, "joined")["room"], "fresh");
-    let id = w.hub.room_by_name["fresh"];
-    assert!(id > 1 << 32, "{id}");
-}

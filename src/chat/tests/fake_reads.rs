@@ -125,8 +125,7 @@ impl World {
                     .find(|u| u.username.eq_ignore_ascii_case(name));
                 Outcome::UserFound(Ok(theirs.or(mine)))
             }
-            // Tests hand the Hub a state of their own (`Outcome::State`).
-            ReadOp::State => Outcome::State(Err(crate::store::StoreError::Unavailable)),
+            ReadOp::State => unreachable!("left on its way by World::run"),
             ReadOp::Token { hash } => Outcome::TokenFound {
                 hash: *hash,
                 result: match self.storage_ok {

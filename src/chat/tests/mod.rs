@@ -14,6 +14,7 @@ mod nodes_rules;
 mod order_rules;
 mod reaction_rules;
 mod receipt_rules;
+mod resync_rules;
 mod rooms_http_rules;
 mod rooms_rules;
 mod snapshot_rules;
@@ -231,6 +232,9 @@ impl World {
                         queue.extend(self.hub.completed(c, self.now));
                     }
                 }
+                // The state read after a reconnect stays on its way: tests hand the Hub a
+                // state of their own (`Outcome::State`) after what happens meanwhile.
+                Effect::Read(job) if matches!(job.op, crate::store::ReadOp::State) => {}
                 Effect::Read(job) => {
                     let outcome = self.read(&job.op);
                     let c = Completion {

@@ -241,3 +241,31 @@ fn an_account_registered_elsewhere_is_known_here_at_once_and_an_invitation_only_
     );
     assert_eq!(w.hub.invites[&alice].len(), 1);
 }
+
+#[test]
+fn each_start_numbers_its_rooms_in_a_block_of_its_own_that_javascript_reads_exactly() {
+    let blocks: std::collections::HashSet<i64> = (0..64)
+        .map(|_| crate::chat::cluster::room_id_block())
+        .collect();
+    for &b in &blocks {
+        assert!(b > 1 << 32, "{b}: above every id a single node hands out");
+        assert!(b + (1 << 16) < 1 << 53, "{b}: exact as a JavaScript number");
+        assert_eq!(b % (1 << 16), 0, "{b}: whole blocks");
+    }
+    assert!(blocks.len() > 60, "random blocks: {}", blocks.len());
+    // The first, second and last of the 2^30 blocks; the random number wraps round.
+    use crate::chat::cluster::block_of;
+    assert_eq!(block_of(0), 1 << 32);
+    assert_eq!(block_of(1), (1 << 32) + (1 << 16));
+    assert_eq!(block_of((1 << 30) - 1), (1 << 32) + (1 << 46) - (1 << 16));
+    assert_eq!(block_of(1 << 30), 1 << 32);
+    assert_eq!(block_of(u32::MAX), block_of((1 << 30) - 1));
+    // A node in cluster mode numbers its rooms from its block.
+    let mut w = clustered();
+    let t = w.login("alice");
+    let c = w.socket_with(&t);
+    let got = w.ws(c, json!({"type": "create_room", "room": "fresh"}));
+    assert_eq!(World::one(&got, "joined")["room"], "fresh");
+    let id = w.hub.room_by_name["fresh"];
+    assert!(id > 1 << 32, "{id}");
+}

@@ -64,3 +64,38 @@ fn a_held_row_goes_out_when_the_insert_it_waited_for_fails() {
     );
     assert_eq!(texts(&w.take(b)), ["hi"]);
 }
+
+#[test]
+fn after_the_bus_reconnects_a_gap_longer_than_one_read_is_read_to_its_end() {
+    let mut w = clustered();
+    let b = w.socket("bob");
+    w.login("alice");
+    let n = crate::chat::cluster::GAP_READ * 2 + 3;
+    for i in 1..=n {
+        w.committed_elsewhere(1, "alice", &format!("m{i}"));
+    }
+    // No event of these arrives: the reconnect alone reads them.
+    w.outcome(crate::store::Outcome::BusUp);
+    let want: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts(&w.take(b)), want);
+}
+
+#[test]
+fn an_edit_from_elsewhere_of_a_message_delivered_here_reaches_everyone() {
+    let mut w = clustered();
+    let b = w.socket("bob");
+    w.login("alice");
+    let row = w.committed_elsewhere(1, "alice", "typo");
+    w.remote(Event::Message { row: row.clone() });
+    assert_eq!(texts(&w.take(b)), ["typo"]);
+    let mut edited = row;
+    edited.text = "fixed".into();
+    edited.edited_at = Some(w.now.wall_ms);
+    w.remote(Event::Changed { row: edited });
+    let got = w.take(b);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (&got[0]["type"], &got[0]["text"]),
+        (&json!("edited"), &json!("fixed"))
+    );
+}

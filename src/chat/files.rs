@@ -453,6 +453,13 @@ mod tests {
         let long = "é".repeat(200);
         let kept = file_name(Some(&long));
         assert!(kept.len() <= MAX_FILE_NAME_BYTES && kept.len() >= MAX_FILE_NAME_BYTES - 1);
+        let exact = "a".repeat(MAX_FILE_NAME_BYTES);
+        assert_eq!(
+            file_name(Some(&exact)),
+            exact,
+            "exactly the limit is kept whole"
+        );
+        assert_eq!(file_name(Some(&format!("{exact}b"))), exact);
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! budget, quotas) and what a download of a whole file or a range is told to send.
 
 use super::{config, World};
-use crate::config::{Config, MAX_UPLOADS_AT_ONCE, MAX_UPLOADS_IN_ALL};
+use crate::config::{
+    Config, FILE_SWEEP_INTERVAL, MAX_ATTACHMENTS, MAX_UPLOADS_AT_ONCE, MAX_UPLOADS_IN_ALL,
+    UNATTACHED_FILE_TTL_MS,
+};
+use crate::files::FileJob;
 use crate::http::{Request, Response, Route};
 use crate::id::ConnId;
-use crate::store::{Completion, Outcome, ReplyTo, Via};
-use serde_json::Value;
+use crate::store::{Completion, Outcome, ReplyTo, StoreOp, Via};
+use serde_json::{json, Value};
 
 type Begun = Result<(String, u64), Response>;
 
@@ -203,4 +207,97 @@ fn a_download_sends_the_whole_file_or_exactly_the_range_asked() {
     assert_eq!((part.status, d.first, d.len), (206, 2, 4));
     let range = part.headers.iter().find(|(n, _)| *n == "Content-Range");
     assert_eq!(range.map(|(_, v)| v.as_str()), Some("bytes 2-5/10"));
+}
+
+impl World {
+    /// An upload of `size` bytes, begun and finished: its id.
+    fn uploaded(&mut self, token: &str, size: usize) -> String {
+        let (c, b) = self.begin(token, size);
+        let (id, _) = b.expect("begun");
+        assert_eq!(self.finish(c, &id).status, 201);
+        id
+    }
+}
+
+#[test]
+fn others_download_a_file_once_it_is_posted_in_a_room_of_theirs() {
+    let mut w = World::new();
+    let alice = w.login("alice");
+    let a = w.socket_with(&alice);
+    let bob = w.login("bob");
+    let id = w.uploaded(&alice, 10);
+    let (r, d) = w.get_file(&bob, &id, None);
+    assert_eq!((r.status, d.is_none()), (403, true), "not posted yet");
+    let (r, _) = w.get_file(&bob, &"0".repeat(32), None);
+    assert_eq!(r.status, 404);
+    let got = w.ws(
+        a,
+        json!({"type": "send", "room": "general", "text": "see", "attachments": [id]}),
+    );
+    assert_eq!(World::one(&got, "message")["attachments"][0]["id"], id);
+    assert_eq!(w.hub.files[&id].rooms, [1], "posted in general");
+    let (r, d) = w.get_file(&bob, &id, Some("bytes=0-0"));
+    assert_eq!((r.status, d.map(|d| d.len)), (206, Some(1)));
+}
+
+#[test]
+fn a_message_carries_at_most_ten_files_each_its_authors_and_none_twice() {
+    let mut w = World::new();
+    let alice = w.login("alice");
+    let a = w.socket_with(&alice);
+    let bob = w.login("bob");
+    let ids: Vec<String> = (0..MAX_ATTACHMENTS + 1)
+        .map(|_| w.uploaded(&alice, 1))
+        .collect();
+    let bobs = w.uploaded(&bob, 1);
+    let mut send = |files: &[String]| {
+        let got = w.ws(
+            a,
+            json!({"type": "send", "room": "general", "text": "f", "attachments": files}),
+        );
+        match got.iter().find(|f| f["type"] == "error") {
+            Some(e) => e["message"].as_str().unwrap().to_string(),
+            None => "sent".to_string(),
+        }
+    };
+    assert!(send(&ids).contains("at most 10 files"));
+    assert_eq!(send(&ids[..MAX_ATTACHMENTS]), "sent");
+    let twice = [ids[0].clone(), ids[0].clone()];
+    assert_eq!(send(&twice), "a file is attached twice");
+    assert!(send(&[bobs]).contains("is not a file you uploaded"));
+    assert!(send(&["f".repeat(32)]).contains("is not a file you uploaded"));
+}
+
+#[test]
+fn unattached_files_are_swept_once_a_minute_and_forgotten_with_their_bytes() {
+    let mut w = World::new();
+    let t = w.login("alice");
+    let sweeps = |w: &World| -> Vec<i64> {
+        w.writes
+            .iter()
+            .filter_map(|op| match op {
+                StoreOp::SweepFiles { before } => Some(*before),
+                _ => None,
+            })
+            .collect()
+    };
+    w.tick(0);
+    assert_eq!(sweeps(&w), [w.now.wall_ms - UNATTACHED_FILE_TTL_MS]);
+    let minute = FILE_SWEEP_INTERVAL.as_millis() as u64;
+    w.tick(minute - 1);
+    assert_eq!(sweeps(&w).len(), 1, "not before a minute has passed");
+    w.tick(1);
+    assert_eq!(sweeps(&w).len(), 2);
+    // The store forgot one: it goes from memory and from disk.
+    let id = w.uploaded(&t, 10);
+    w.file_jobs.clear();
+    w.outcome(Outcome::FilesSwept(Vec::new()));
+    assert!(w.file_jobs.is_empty());
+    w.outcome(Outcome::FilesSwept(vec![id.clone()]));
+    assert!(
+        matches!(&w.file_jobs[..], [FileJob::Delete { ids }] if *ids == [id.clone()]),
+        "{:?}",
+        w.file_jobs
+    );
+    assert_eq!(w.get_file(&t, &id, None).0.status, 404);
 }

@@ -320,4 +320,36 @@ mod tests {
         r.members.insert(1, 1);
         assert_eq!(r.unread(1), 1);
     }
+
+    #[test]
+    fn a_deleted_accounts_messages_go_blank_and_their_reactions_elsewhere_go() {
+        use crate::store::Reaction;
+        let react = |emoji: &str, users: &[i64]| Reaction {
+            emoji: emoji.into(),
+            count: users.len() as u32,
+            users: users.to_vec(),
+        };
+        let mut r = Room::new(1, "general".into(), false, None);
+        let mut hers = msg(1, 7);
+        hers.reactions = vec![react("👍", &[8])];
+        hers.attachments = vec![Default::default()];
+        let mut his = msg(2, 8);
+        his.reactions = vec![react("👍", &[7, 9]), react("❤", &[7])];
+        let mine = msg(3, 9);
+        for m in [hers, his, mine] {
+            r.push(m, 10);
+        }
+        r.blank_messages_of(7);
+        let ring: Vec<_> = r.ring.iter().collect();
+        assert!(ring[0].deleted && ring[0].text.is_empty());
+        assert!(ring[0].reactions.is_empty() && ring[0].attachments.is_empty());
+        assert_eq!(ring[1].text, "m2");
+        assert!(!ring[1].deleted);
+        assert_eq!(
+            ring[1].reactions,
+            vec![react("👍", &[9])],
+            "hers taken back; ❤ gone"
+        );
+        assert_eq!((ring[2].text.as_str(), ring[2].deleted), ("m3", false));
+    }
 }

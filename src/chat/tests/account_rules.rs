@@ -314,3 +314,36 @@ fn invite_only_registration_needs_a_code_of_1_to_128_bytes_and_hands_it_to_the_s
     });
     assert_eq!(invite, Some(Some(crate::auth::hash_token(&code))));
 }
+
+#[test]
+fn a_deleted_account_owns_no_room_and_the_invitations_it_sent_are_withdrawn() {
+    let mut w = world();
+    let alice = w.login("alice");
+    let a = w.socket_with(&alice);
+    let b = w.socket("bob");
+    w.login("carol");
+    for (c, room) in [(a, "hers"), (b, "his")] {
+        let got = w.ws(
+            c,
+            json!({"type": "create_room", "room": room, "private": true}),
+        );
+        assert_eq!(World::one(&got, "joined")["room"], room);
+        w.ws(c, json!({"type": "invite", "room": room, "user": "carol"}));
+    }
+    let [bob, carol] = ["bob", "carol"].map(|n| w.hub.user_by_name(n).unwrap());
+    assert_eq!(w.hub.invites[&carol].len(), 2);
+    let body = json!({"password": "password1"});
+    let (st, _) = w.http(
+        Route::DeleteAccount,
+        "DELETE",
+        "/account",
+        Some(&alice),
+        body,
+    );
+    assert_eq!(st, 204);
+    let owner = |w: &World, name: &str| w.hub.rooms[&w.hub.room_by_name[name]].owner;
+    assert_eq!(owner(&w, "hers"), None);
+    assert_eq!(owner(&w, "his"), Some(bob));
+    let from: Vec<i64> = w.hub.invites[&carol].iter().map(|i| i.by).collect();
+    assert_eq!(from, [bob]);
+}

@@ -524,3 +524,35 @@ fn flags_changed_outside_are_followed_and_audited() {
     assert_eq!(entries[0], "revoke_admin \"carol\"");
     assert_eq!(entries[kept - 1], "grant_admin \"carol\"");
 }
+
+#[test]
+fn an_admin_disconnects_a_users_sockets_and_a_suspension_revokes_only_theirs() {
+    let mut w = World::new();
+    let boss = w.login("boss");
+    w.make_admin("boss");
+    let (m1, m2) = (w.socket("mallory"), w.socket("mallory"));
+    w.socket("bob");
+    let disconnect = |user: &str| Route::AdminDisconnect { user: user.into() };
+    let (s, _) = w.admin(disconnect("mallory"), "/x", &boss, Value::Null);
+    assert_eq!(s, 204);
+    assert_eq!(w.closed, vec![(m1, 4003), (m2, 4003)]);
+    let (s, v) = w.admin(disconnect("nobody"), "/x", &boss, Value::Null);
+    assert_eq!((s, v["error"].as_str()), (404, Some("no_such_user")));
+    let [mallory, bob] = ["mallory", "bob"].map(|n| w.hub.user_by_name(n).unwrap());
+    let sessions = |w: &World, user| -> Vec<crate::auth::TokenHash> {
+        let of = w.hub.tokens.iter().filter(|(_, t)| t.user_id == user);
+        of.map(|(h, _)| *h).collect()
+    };
+    let (hers, his) = (sessions(&w, mallory), sessions(&w, bob));
+    assert!(!hers.is_empty() && !his.is_empty());
+    let suspend = Route::AdminSuspend {
+        user: "mallory".into(),
+        on: true,
+    };
+    assert_eq!(w.admin(suspend, "/x", &boss, Value::Null).0, 204);
+    // Hers are remembered as ended (no late look-up or event brings one back); his stay.
+    assert!(hers.iter().all(|h| w.hub.revoked.contains(h)));
+    assert!(his.iter().all(|h| !w.hub.revoked.contains(h)));
+    assert_eq!(sessions(&w, bob), his);
+    assert!(sessions(&w, mallory).is_empty());
+}

@@ -53,7 +53,9 @@ fn alives(w: &World) -> usize {
 #[test]
 fn heartbeats_go_out_once_per_interval_and_the_timer_wakes_for_the_next() {
     assert_eq!(World::new().hub.node_deadline(), None, "not clustered");
+    assert_eq!(World::new().hub.node(), None);
     let mut w = clustered();
+    assert_eq!(w.hub.node(), Some("here"), "its name in the figures");
     let hb = w.hub.cfg.node_heartbeat;
     w.tick(0);
     assert_eq!(alives(&w), 1);

@@ -132,8 +132,9 @@ impl Room {
         let end = self.ring.partition_point(|m| m.id < before);
         if end > limit || self.evicted_max == 0 {
             let start = end.saturating_sub(limit);
-            let has_more = start > 0 || self.evicted_max > 0;
-            Some((self.ring.range(start..end).collect(), has_more))
+            // Older messages exist only before `start`: with any evicted, `end > limit`
+            // put `start` inside the ring.
+            Some((self.ring.range(start..end).collect(), start > 0))
         } else {
             None
         }

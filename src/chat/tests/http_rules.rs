@@ -101,16 +101,24 @@ fn pruning_forgets_refilled_login_budgets_only() {
     }
     assert_eq!(login(&mut w), 429);
     // ...and many others try once each.
-    for i in 0..crate::config::IP_BUCKETS_PRUNE_AT as u32 {
+    let many = crate::config::IP_BUCKETS_PRUNE_AT as u32;
+    for i in 0..many {
         w.client_ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
         assert_eq!(login(&mut w), 401);
+        if i == many - 2 {
+            // Exactly IP_BUCKETS_PRUNE_AT budgets are not yet too many to keep.
+            w.advance(60_000 / per_minute);
+            w.hub.prune(w.now);
+            assert_eq!(w.hub.ip_buckets.len(), many as usize);
+        }
     }
     // One attempt's worth later, every budget but the first is full again.
     w.advance(60_000 / per_minute);
     w.hub.prune(w.now);
     assert_eq!(w.hub.ip_buckets.len(), 1, "refilled budgets are forgotten");
-    // The first address is still limited: one attempt came back, not the whole budget.
+    // The first address is still limited: two attempts came back, not the whole budget.
     w.client_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    assert_eq!(login(&mut w), 401);
     assert_eq!(login(&mut w), 401);
     assert_eq!(login(&mut w), 429);
 }

@@ -301,3 +301,15 @@ fn unattached_files_are_swept_once_a_minute_and_forgotten_with_their_bytes() {
     );
     assert_eq!(w.get_file(&t, &id, None).0.status, 404);
 }
+
+#[test]
+fn uploads_on_their_way_count_against_the_quota_before_any_file_is_stored() {
+    let mut w = World::with_config(Config {
+        user_files_max_bytes: 1000,
+        ..config()
+    });
+    let t = w.login("carol");
+    assert!(w.begin(&t, 600).1.is_ok());
+    assert_eq!(status(&w.begin(&t, 401).1), 507, "600 bytes on their way");
+    assert!(w.begin(&t, 400).1.is_ok());
+}

@@ -468,6 +468,10 @@ fn a_user_on_several_nodes_gets_a_share_of_the_budget_on_each() {
         );
     }
     assert_eq!(accepted(&mut w, a, 30), 10);
+    // And half the refill: 5 a second where bob gets 10.
+    w.advance(1000);
+    assert_eq!(accepted(&mut w, a, 30), 5);
+    assert_eq!(accepted(&mut w, b, 30), 10);
 }
 
 #[test]

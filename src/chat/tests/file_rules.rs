@@ -164,6 +164,13 @@ fn uploads_take_from_a_budget_and_each_refusal_is_counted_once() {
     let (_, refused) = w.begin(&t, 10);
     assert_eq!(status(&refused), 429);
     assert_eq!(w.hub.stats.rate_limited, before + 1);
+    // Two a minute: the next one comes back after 30 s, and not before.
+    let ms = error(&refused)["retry_after_ms"].as_u64().unwrap();
+    assert!((30_000..=30_001).contains(&ms), "{ms}");
+    w.advance(29_900);
+    assert_eq!(status(&w.begin(&t, 10).1), 429);
+    w.advance(101);
+    assert!(w.begin(&t, 10).1.is_ok());
 }
 
 #[test]

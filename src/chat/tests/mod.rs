@@ -9,6 +9,7 @@ mod confirm_rules;
 mod fake_reads;
 mod file_rules;
 mod http_rules;
+mod limits_rules;
 mod lookup_rules;
 mod nodes_rules;
 mod order_rules;

@@ -1,0 +1,139 @@
+//! Limits at their exact edges (rooms named in `hello`, rooms with per-user presence, an
+//! address's budget on account changes) and what a socket that left a room still leaves.
+
+use super::snapshot_rules::user;
+use super::{config, snapshot, World};
+use crate::config::{HELLO_ROOMS_MAX, PRESENCE_MAX_MEMBERS};
+use crate::http::Route;
+use crate::store::load::RoomRow;
+use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// alice (1) in `n` rooms: `general` and n - 1 others.
+fn in_rooms(n: usize) -> World {
+    let mut snap = snapshot();
+    snap.users = vec![user(1, "alice")];
+    snap.members = vec![(1, 1, 0)];
+    for i in 0..n as i64 - 1 {
+        snap.rooms.push(RoomRow {
+            id: 10 + i,
+            name: format!("room{i}"),
+            private: false,
+            owner: None,
+            recent: Vec::new(),
+        });
+        snap.members.push((10 + i, 1, 0));
+    }
+    World::restarted(snap, config())
+}
+
+fn hello_of(w: &mut World, name: &str) -> Value {
+    let t = w.login(name);
+    let c = w.conn();
+    let fx = w.hub.open_socket(c, &t, w.now).expect("token accepted");
+    w.run(fx);
+    w.take(c)[0].clone()
+}
+
+#[test]
+fn hello_names_every_room_up_to_its_limit_and_says_when_there_are_more() {
+    for (n, more) in [(HELLO_ROOMS_MAX, false), (HELLO_ROOMS_MAX + 1, true)] {
+        let mut w = in_rooms(n);
+        let h = hello_of(&mut w, "alice");
+        assert_eq!(
+            h["rooms"].as_array().unwrap().len(),
+            HELLO_ROOMS_MAX,
+            "in {n}"
+        );
+        assert_eq!(h["rooms_more"] == true, more, "in {n}");
+    }
+}
+
+#[test]
+fn presence_is_announced_in_rooms_of_up_to_presence_max_members() {
+    for (n, announced) in [
+        (PRESENCE_MAX_MEMBERS, true),
+        (PRESENCE_MAX_MEMBERS + 1, false),
+    ] {
+        let mut snap = snapshot();
+        snap.users = (1..=n as i64)
+            .map(|i| user(i, &format!("user{i}")))
+            .collect();
+        snap.members = (1..=n as i64).map(|i| (1, i, 0)).collect();
+        let mut w = World::restarted(snap, config());
+        let b = w.socket("user1");
+        w.socket("user2");
+        let got = w.take(b);
+        let seen = got
+            .iter()
+            .any(|f| f["type"] == "presence" && f["user"] == "user2");
+        assert_eq!(seen, announced, "{n} members");
+    }
+}
+
+#[test]
+fn an_address_out_of_login_budget_can_neither_change_a_password_nor_delete_an_account() {
+    let mut w = World::new();
+    let t = w.login("alice");
+    let wrong = json!({"username": "alice", "password": "password2"});
+    while w
+        .http(Route::Login, "POST", "/login", None, wrong.clone())
+        .0
+        != 429
+    {}
+    let change = json!({"old": "password1", "new": "password3"});
+    let (s, _) = w.http(Route::ChangePassword, "POST", "/x", Some(&t), change);
+    assert_eq!(s, 429);
+    let delete = json!({"password": "password1"});
+    let (s, _) = w.http(
+        Route::DeleteAccount,
+        "DELETE",
+        "/account",
+        Some(&t),
+        delete.clone(),
+    );
+    assert_eq!(s, 429);
+    w.client_ip = IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9));
+    let (s, _) = w.http(Route::DeleteAccount, "DELETE", "/account", Some(&t), delete);
+    assert_eq!(s, 204, "from another address");
+}
+
+#[test]
+fn a_socket_that_left_a_room_still_leaves_its_other_rooms_when_it_closes() {
+    let mut w = World::new();
+    let b = w.socket("bob");
+    let a = w.socket("alice");
+    let got = w.ws(a, json!({"type": "create_room", "room": "ops"}));
+    World::one(&got, "joined");
+    let got = w.ws(a, json!({"type": "leave", "room": "ops"}));
+    World::one(&got, "left");
+    w.tick(1500);
+    w.take(b);
+    let fx = w.hub.socket_closed(a, w.now);
+    w.run(fx);
+    w.tick(1500);
+    let offline = w
+        .take(b)
+        .iter()
+        .any(|f| f["type"] == "presence" && f["user"] == "alice" && f["status"] == "offline");
+    assert!(offline, "alice left general too");
+}
+
+#[test]
+fn an_account_from_elsewhere_never_takes_a_name_or_id_already_here() {
+    let mut w = super::cluster_rules::clustered();
+    w.login("alice");
+    let alice = w.hub.user_by_name("alice").unwrap();
+    w.remote(crate::store::event::Event::User {
+        id: 99,
+        username: "ALICE".into(),
+    });
+    assert_eq!(w.hub.user_by_name("alice"), Some(alice));
+    assert!(!w.hub.users.contains_key(&99));
+    w.remote(crate::store::event::Event::User {
+        id: alice,
+        username: "mallory".into(),
+    });
+    assert_eq!(w.hub.user_by_name("mallory"), None);
+    assert_eq!(w.hub.users[&alice].name, "alice");
+}

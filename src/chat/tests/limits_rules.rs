@@ -137,3 +137,34 @@ fn an_account_from_elsewhere_never_takes_a_name_or_id_already_here() {
     assert_eq!(w.hub.user_by_name("mallory"), None);
     assert_eq!(w.hub.users[&alice].name, "alice");
 }
+
+#[test]
+fn presence_changes_a_whole_interval_apart_are_announced_at_once_and_closer_ones_later() {
+    let interval = crate::config::PRESENCE_INTERVAL.as_millis() as u64;
+    let mut w = World::new();
+    let b = w.socket("bob");
+    let presence = |w: &mut World| -> Vec<String> {
+        let got = w.take(b);
+        let of_alice = got
+            .iter()
+            .filter(|f| f["type"] == "presence" && f["user"] == "alice");
+        of_alice
+            .map(|f| f["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let a = w.socket("alice");
+    assert_eq!(presence(&mut w), ["online"]);
+    w.advance(interval);
+    let fx = w.hub.socket_closed(a, w.now);
+    w.run(fx);
+    assert_eq!(
+        presence(&mut w),
+        ["offline"],
+        "a whole interval later: at once"
+    );
+    w.advance(interval - 1);
+    w.socket("alice");
+    assert!(presence(&mut w).is_empty(), "held until the interval is up");
+    w.tick(interval);
+    assert_eq!(presence(&mut w), ["online"]);
+}

@@ -168,3 +168,41 @@ fn presence_changes_a_whole_interval_apart_are_announced_at_once_and_closer_ones
     w.tick(interval);
     assert_eq!(presence(&mut w), ["online"]);
 }
+
+#[test]
+fn a_held_back_change_goes_out_when_due_saying_when_it_happened_and_not_while_stopping() {
+    let interval = crate::config::PRESENCE_INTERVAL.as_millis() as u64;
+    let mut w = World::new();
+    let b = w.socket("bob");
+    let a = w.socket("alice");
+    let online_at = w.now.mono;
+    w.advance(100);
+    let closed_at = w.now.wall_ms;
+    let fx = w.hub.socket_closed(a, w.now);
+    w.run(fx);
+    let held = |w: &mut World| {
+        let got = w.take(b);
+        got.into_iter()
+            .filter(|f| f["type"] == "presence" && f["user"] == "alice")
+            .collect::<Vec<_>>()
+    };
+    held(&mut w);
+    assert_eq!(
+        w.hub.next_deadline(),
+        Some(online_at + crate::config::PRESENCE_INTERVAL),
+        "the reactor's timer wakes for it"
+    );
+    w.tick(interval - 101);
+    assert!(held(&mut w).is_empty(), "not before it is due");
+    w.tick(500);
+    let got = held(&mut w);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["status"], "offline");
+    assert_eq!(got[0]["last_seen"], crate::time::rfc3339_ms(closed_at));
+    // While the server stops, nothing held back goes out (her coming back, here).
+    w.socket("alice");
+    assert!(held(&mut w).is_empty());
+    w.hub.begin_shutdown();
+    w.tick(interval);
+    assert!(held(&mut w).is_empty());
+}

@@ -229,3 +229,32 @@ fn a_private_room_being_created_is_its_owners_alone() {
         (&json!("joined"), &json!("den"))
     );
 }
+
+#[test]
+fn requests_behind_a_second_join_wait_for_that_one_too() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    w.held_writes = Some(Vec::new());
+    let msgs = [
+        json!({"type": "join", "room": "x", "ref": "jx"}),
+        json!({"type": "send", "room": "x", "text": "in x", "ref": "sx"}),
+        json!({"type": "join", "room": "y", "ref": "jy"}),
+        json!({"type": "send", "room": "y", "text": "in y", "ref": "sy"}),
+    ];
+    for m in msgs {
+        assert!(w.ws(a, m).is_empty());
+    }
+    w.release_one(); // x is stored: what came after it runs, up to the join of y
+    let refs = |got: &[serde_json::Value]| -> Vec<String> {
+        got.iter()
+            .map(|f| f["ref"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let got = w.take(a);
+    assert_eq!(refs(&got), ["jx"], "{got:?}");
+    assert!(w.hub.waiting(a), "now on y's join");
+    w.release_writes(&[]);
+    let got = w.take(a);
+    assert_eq!(refs(&got), ["sx", "jy", "sy"], "{got:?}");
+    assert_eq!(World::one(&got, "joined")["room"], "y");
+}

@@ -275,6 +275,21 @@ impl World {
         }
     }
 
+    /// Runs the oldest held store command only; what follows from it is held in turn.
+    pub fn release_one(&mut self) {
+        let cmd = self.held_writes.as_mut().expect("holding writes").remove(0);
+        let outcome = self.write(&cmd.op);
+        self.writes.push(cmd.op);
+        if let Some(reply) = cmd.reply {
+            let c = Completion {
+                reply: Some(reply),
+                outcome,
+            };
+            let fx = self.hub.completed(c, self.now);
+            self.run(fx);
+        }
+    }
+
     /// Stops holding store commands and runs the held ones, in order; those listed in
     /// `fail` (by position) fail as if the disk were full.
     pub fn release_writes(&mut self, fail: &[usize]) {

@@ -85,3 +85,23 @@ fn only_rate_limited_errors_say_when_to_retry_or_count_as_limited() {
     );
     assert_eq!(w.hub.stats.rate_limited, 1);
 }
+
+#[test]
+fn receipts_take_from_their_own_budget_not_the_one_for_actions() {
+    let mut cfg = super::config();
+    cfg.action_burst = 2.0;
+    cfg.action_rate = 0.001;
+    let mut w = World::with_config(cfg);
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    let id = w.send(a, "general", "hi")["id"].as_i64().unwrap();
+    let members = json!({"type": "members", "room": "general"});
+    for _ in 0..2 {
+        World::one(&w.ws(b, members.clone()), "members");
+    }
+    assert_eq!(World::error_code(&w.ws(b, members)), "rate_limited");
+    for kind in ["delivered", "seen"] {
+        let got = w.ws(b, json!({"type": kind, "room": "general", "id": id}));
+        assert!(got.iter().all(|f| f["type"] != "error"), "{kind}: {got:?}");
+    }
+}

@@ -530,3 +530,25 @@ fn a_history_page_from_memory_says_more_only_when_there_is_more() {
     let cut = page(json!({"type": "history", "room": "general"}));
     assert_eq!(cut, (10, json!(true)));
 }
+
+#[test]
+fn a_join_whose_history_starts_at_the_oldest_message_in_memory_says_more_were_evicted() {
+    let mut w = World::with_config(crate::config::Config {
+        ring_size: 8,
+        join_history: 8,
+        ..super::config()
+    });
+    let b = w.socket("bob");
+    World::one(
+        &w.ws(b, json!({"type": "create_room", "room": "ops"})),
+        "joined",
+    );
+    for i in 0..10 {
+        w.send(b, "ops", &format!("m{i}"));
+    }
+    let a = w.socket("alice");
+    let got = w.ws(a, json!({"type": "join", "room": "ops"}));
+    let j = World::one(&got, "joined");
+    assert_eq!(j["history"].as_array().unwrap().len(), 8);
+    assert_eq!(j["has_more"], true, "m0 and m1 are only in the database");
+}

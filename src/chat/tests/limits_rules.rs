@@ -206,3 +206,51 @@ fn a_held_back_change_goes_out_when_due_saying_when_it_happened_and_not_while_st
     w.tick(interval);
     assert!(held(&mut w).is_empty());
 }
+
+#[test]
+fn an_invitation_is_pending_once_never_for_a_member_and_at_most_max_invitations() {
+    use crate::config::MAX_INVITATIONS;
+    let mut w = World::with_config(crate::config::Config {
+        max_rooms_owned: MAX_INVITATIONS + 1,
+        action_burst: 1e6,
+        ..config()
+    });
+    let a = w.socket("alice");
+    w.login("carol");
+    let carol = w.hub.user_by_name("carol").unwrap();
+    let invite = |w: &mut World, room: &str, who: &str| {
+        let got = w.ws(a, json!({"type": "invite", "room": room, "user": who}));
+        assert!(got.iter().all(|f| f["type"] != "error"), "{got:?}");
+    };
+    for i in 0..=MAX_INVITATIONS {
+        let room = format!("r{i}");
+        let got = w.ws(
+            a,
+            json!({"type": "create_room", "room": room, "private": true}),
+        );
+        World::one(&got, "joined");
+        invite(&mut w, &room, "carol");
+        if i == 0 {
+            invite(&mut w, "r0", "carol");
+            assert_eq!(w.hub.invites[&carol].len(), 1, "once");
+            invite(&mut w, "r0", "alice");
+            assert!(w
+                .hub
+                .invites
+                .get(&w.hub.user_by_name("alice").unwrap())
+                .is_none_or(|l| l.is_empty()));
+        }
+    }
+    let rooms: Vec<i64> = w.hub.invites[&carol].iter().map(|i| i.room).collect();
+    assert_eq!(rooms.len(), MAX_INVITATIONS);
+    assert!(
+        !rooms.contains(&w.hub.room_by_name["r0"]),
+        "the oldest went"
+    );
+    let declined = w.writes.iter().any(|op| {
+        matches!(op,
+        crate::store::StoreOp::Decline { room_id, user_id }
+            if *room_id == w.hub.room_by_name["r0"] && *user_id == carol)
+    });
+    assert!(declined, "and the store was told");
+}

@@ -185,7 +185,11 @@ mod tests {
     #[test]
     fn each_status_has_its_reason_phrase() {
         for (status, phrase) in [
+            (100, "Continue"),
             (101, "Switching Protocols"),
+            (206, "Partial Content"),
+            (416, "Range Not Satisfiable"),
+            (507, "Insufficient Storage"),
             (200, "OK"),
             (201, "Created"),
             (204, "No Content"),

@@ -145,8 +145,66 @@ fn failed_logins_are_throttled_per_account_from_anywhere() {
     // Other accounts are not affected.
     assert_eq!(w.register("bob").0, 201);
     assert_eq!(login_with(&mut w, "bob", "password1").0, 200);
-    w.advance(1_200_001);
+    // Waiting exactly as long as told is enough, and not a moment less.
+    w.advance(ms - 2);
+    assert_eq!(login_with(&mut w, "alice", "password1").0, 429);
+    w.advance(2);
     assert_eq!(login_with(&mut w, "alice", "password1").0, 200);
+}
+
+#[test]
+fn a_sessions_use_reaches_the_store_at_most_every_token_touch_ms() {
+    use crate::config::TOKEN_TOUCH_MS;
+    let mut w = world();
+    let t = w.login("alice");
+    let touches = |w: &World| -> Vec<i64> {
+        let of = w.writes.iter().filter_map(|op| match op {
+            crate::store::StoreOp::TouchToken { at, .. } => Some(*at),
+            _ => None,
+        });
+        of.collect()
+    };
+    let rooms = |w: &mut World| {
+        w.http(Route::Rooms, "GET", "/rooms", Some(&t), Value::Null)
+            .0
+    };
+    assert_eq!(rooms(&mut w), 200);
+    w.advance(TOKEN_TOUCH_MS as u64 - 1);
+    assert_eq!(rooms(&mut w), 200);
+    assert!(touches(&w).is_empty(), "used at login, not long ago");
+    w.advance(1);
+    assert_eq!(rooms(&mut w), 200);
+    assert_eq!(touches(&w), [w.now.wall_ms]);
+    assert_eq!(rooms(&mut w), 200);
+    assert_eq!(touches(&w).len(), 1);
+}
+
+#[test]
+fn a_user_agent_is_kept_to_its_limit_on_a_character_boundary() {
+    use crate::chat::sessions::user_agent;
+    use crate::config::MAX_USER_AGENT_BYTES;
+    let with = |ua: String| crate::http::Request {
+        method: "GET".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: vec![("user-agent".into(), ua)],
+        body: Vec::new(),
+        keep_alive: true,
+        upload: None,
+    };
+    let ascii = "a".repeat(MAX_USER_AGENT_BYTES + 50);
+    assert_eq!(
+        user_agent(&with(ascii.clone())),
+        ascii[..MAX_USER_AGENT_BYTES]
+    );
+    let exact = "é".repeat(MAX_USER_AGENT_BYTES / 2);
+    assert_eq!(user_agent(&with(exact.clone() + "é")), exact);
+    let odd = format!("a{}", "é".repeat(MAX_USER_AGENT_BYTES));
+    assert_eq!(
+        user_agent(&with(odd.clone())).len(),
+        MAX_USER_AGENT_BYTES - 1
+    );
+    assert_eq!(user_agent(&with("curl/8".into())), "curl/8");
 }
 
 #[test]

@@ -576,4 +576,17 @@ mod tests {
         assert_eq!(query_param("flag&x=1", "flag").as_deref(), Some(""));
         assert_eq!(query_param("%74oken=3", "token").as_deref(), Some("3"));
     }
+
+    #[test]
+    fn each_parse_error_has_its_status_and_code() {
+        for (e, status, code) in [
+            (HttpError::BadRequest("x"), 400, "bad_request"),
+            (HttpError::LengthRequired, 411, "length_required"),
+            (HttpError::PayloadTooLarge, 413, "payload_too_large"),
+            (HttpError::HeadersTooLarge, 431, "headers_too_large"),
+            (HttpError::VersionNotSupported, 505, "version_not_supported"),
+        ] {
+            assert_eq!((e.status(), e.code()), (status, code));
+        }
+    }
 }

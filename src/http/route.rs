@@ -295,6 +295,12 @@ mod tests {
         // Not one room name: no such room to leave, whatever the method allows.
         assert_eq!(route_parts("POST", "/rooms/a/b/leave"), Route::NotFound);
         assert_eq!(route_parts("POST", "/rooms/%zz/leave"), Route::NotFound);
+        // A room name that is not percent-encoded UTF-8 is no room.
+        assert_eq!(route_parts("GET", "/rooms/%zz"), Route::NotFound);
+        assert_eq!(
+            route_parts("POST", "/rooms/%zz"),
+            Route::MethodNotAllowed { allow: "GET" }
+        );
         // Under /rooms/ only GET is ever answered (a page of the web UI at worst).
         assert_eq!(
             route_parts("DELETE", "/rooms/a/b"),

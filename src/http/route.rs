@@ -364,6 +364,14 @@ mod tests {
             route_parts("POST", "/admin/rooms/ops/remove"),
             Route::AdminRemove { room: "ops".into() }
         );
+        assert_eq!(
+            route_parts("POST", "/admin/rooms/%zz/remove"),
+            Route::NotFound
+        );
+        assert_eq!(
+            route_parts("GET", "/admin/rooms/ops/remove"),
+            Route::MethodNotAllowed { allow: "POST" }
+        );
     }
 
     #[test]

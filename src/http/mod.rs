@@ -396,8 +396,16 @@ mod tests {
         assert_eq!(byte_range(Some("bytes=0-1,4-5"), 10), Ok(None));
         assert_eq!(byte_range(Some("items=0-1"), 10), Ok(None));
         assert_eq!(byte_range(Some("bytes=0-0"), 0), Err(()));
-        assert_eq!(byte_range(Some("bytes=-5"), 0), Err(()), "no last bytes of nothing");
-        assert_eq!(byte_range(Some("bytes=2-x"), 10), Ok(None), "ignored, not 2-");
+        assert_eq!(
+            byte_range(Some("bytes=-5"), 0),
+            Err(()),
+            "no last bytes of nothing"
+        );
+        assert_eq!(
+            byte_range(Some("bytes=2-x"), 10),
+            Ok(None),
+            "ignored, not 2-"
+        );
     }
 
     #[test]

@@ -354,6 +354,18 @@ fn invite_only_registration_needs_a_code_of_1_to_128_bytes_and_hands_it_to_the_s
         registration: crate::config::Registration::Invite,
         ..super::config()
     });
+    let (st, v) = w.http(
+        Route::Registration,
+        "GET",
+        "/registration",
+        None,
+        Value::Null,
+    );
+    assert_eq!(
+        (st, v["mode"].as_str()),
+        (200, Some("invite")),
+        "the web UI asks"
+    );
     let mut try_code = |code: Value| {
         let body = json!({"username": "newbie", "password": "password1", "invite": code});
         w.http(Route::Register, "POST", "/register", None, body)

@@ -258,3 +258,29 @@ fn requests_behind_a_second_join_wait_for_that_one_too() {
     assert_eq!(refs(&got), ["sx", "jy", "sy"], "{got:?}");
     assert_eq!(World::one(&got, "joined")["room"], "y");
 }
+
+#[test]
+fn a_room_being_created_is_a_taken_name_but_a_conversation_being_made_is_nobodys() {
+    let mut w = World::new();
+    let a = w.socket("alice");
+    let b = w.socket("bob");
+    let carol = w.login("carol");
+    w.held_writes = Some(Vec::new());
+    w.ws(a, json!({"type": "create_room", "room": "soon"}));
+    w.ws(b, json!({"type": "dm", "to": "alice", "text": "hi"}));
+    let dm = w
+        .hub
+        .creating
+        .keys()
+        .find(|n| n.starts_with("dm:"))
+        .cloned();
+    let dm = dm.expect("a conversation on its way");
+    let mut info = |name: &str| {
+        let route = crate::http::Route::RoomInfo { room: name.into() };
+        let path = format!("/rooms/{name}");
+        w.http(route, "GET", &path, Some(&carol), serde_json::Value::Null)
+    };
+    let (s, v) = info("soon");
+    assert_eq!((s, &v["exists"]), (200, &json!(true)));
+    assert_eq!(info(&dm).0, 404);
+}

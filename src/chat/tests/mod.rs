@@ -53,6 +53,8 @@ pub(super) struct World {
     pub storage_ok: bool,
     /// While `Some`, store commands wait here (a slow disk) until `release_writes`.
     pub held_writes: Option<Vec<crate::store::StoreCmd>>,
+    /// Gap reads (`ReadOp::Seqs`) made, in cluster mode.
+    pub seq_reads: usize,
     /// Sockets the Hub said may be read again.
     pub resumed: Vec<ConnId>,
     /// Rooms the fake database has.
@@ -132,6 +134,7 @@ impl World {
             next_serial: 1,
             storage_ok: true,
             held_writes: None,
+            seq_reads: 0,
             resumed: Vec::new(),
             rooms_on_disk,
             reactions: Vec::new(),
@@ -237,6 +240,9 @@ impl World {
                 // state of their own (`Outcome::State`) after what happens meanwhile.
                 Effect::Read(job) if matches!(job.op, crate::store::ReadOp::State) => {}
                 Effect::Read(job) => {
+                    if matches!(job.op, crate::store::ReadOp::Seqs { .. }) {
+                        self.seq_reads += 1;
+                    }
                     let outcome = self.read(&job.op);
                     let c = Completion {
                         reply: Some(job.reply),

@@ -458,6 +458,7 @@ mod tests {
         assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
         assert_eq!(v["client_id"], "c1");
         assert_eq!(v["edited"], false);
+        assert!(v.get("attachments").is_none(), "no files, no list: {v}");
     }
 
     #[test]

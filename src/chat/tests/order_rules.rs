@@ -78,7 +78,10 @@ fn after_the_bus_reconnects_a_gap_longer_than_one_read_is_read_to_its_end() {
     w.outcome(crate::store::Outcome::BusUp);
     let want: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
     assert_eq!(texts(&w.take(b)), want);
-    assert_eq!(w.seq_reads, 3, "each page once, from where the last one ended");
+    assert_eq!(
+        w.seq_reads, 3,
+        "each page once, from where the last one ended"
+    );
 }
 
 #[test]

@@ -543,3 +543,20 @@ fn storage_failure_is_reported_and_nothing_is_broadcast() {
     );
     assert!(w.take(b).is_empty());
 }
+
+#[test]
+fn audience_skips_the_excepted_conn_and_user() {
+    let mut w = World::new();
+    let a1 = w.socket("alice");
+    let a2 = w.socket("alice");
+    let b = w.socket("bob");
+    let all: Vec<crate::id::ConnId> = w.hub.audience(1, crate::chat::Except::Nobody).collect();
+    assert_eq!(all.len(), 3);
+    let not_a1: Vec<crate::id::ConnId> = w.hub.audience(1, crate::chat::Except::Conn(a1)).collect();
+    assert!(!not_a1.contains(&a1) && not_a1.contains(&a2) && not_a1.contains(&b));
+    let uid = w.hub.user_by_name("alice").unwrap();
+    let not_alice: Vec<crate::id::ConnId> =
+        w.hub.audience(1, crate::chat::Except::User(uid)).collect();
+    assert_eq!(not_alice, vec![b]);
+    assert_eq!(w.hub.audience(99, crate::chat::Except::Nobody).count(), 0);
+}

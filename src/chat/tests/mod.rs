@@ -225,17 +225,7 @@ impl World {
                     let more = self.hub.socket_closed(conn, self.now);
                     queue.extend(more);
                 }
-                Effect::Store(cmd) => {
-                    let outcome = self.write(&cmd.op);
-                    self.writes.push(cmd.op);
-                    if let Some(reply) = cmd.reply {
-                        let c = Completion {
-                            reply: Some(reply),
-                            outcome,
-                        };
-                        queue.extend(self.hub.completed(c, self.now));
-                    }
-                }
+                Effect::Store(cmd) => queue.extend(self.write_now(cmd)),
                 // The state read after a reconnect stays on its way: tests hand the Hub a
                 // state of their own (`Outcome::State`) after what happens meanwhile.
                 Effect::Read(job) if matches!(job.op, crate::store::ReadOp::State) => {}
@@ -284,16 +274,22 @@ impl World {
     /// Runs the oldest held store command only; what follows from it is held in turn.
     pub fn release_one(&mut self) {
         let cmd = self.held_writes.as_mut().expect("holding writes").remove(0);
+        let fx = self.write_now(cmd);
+        self.run(fx);
+    }
+
+    /// Applies a store command to the fake database: the Hub's answer to its completion.
+    fn write_now(&mut self, cmd: crate::store::StoreCmd) -> Vec<Effect> {
         let outcome = self.write(&cmd.op);
         self.writes.push(cmd.op);
-        if let Some(reply) = cmd.reply {
-            let c = Completion {
-                reply: Some(reply),
-                outcome,
-            };
-            let fx = self.hub.completed(c, self.now);
-            self.run(fx);
-        }
+        let Some(reply) = cmd.reply else {
+            return Vec::new();
+        };
+        let c = Completion {
+            reply: Some(reply),
+            outcome,
+        };
+        self.hub.completed(c, self.now)
     }
 
     /// Stops holding store commands and runs the held ones, in order; those listed in

@@ -3,6 +3,7 @@
 
 use super::{config, World};
 use crate::config::Config;
+use crate::id::ConnId;
 use crate::store::event::Event;
 use crate::store::{Completion, MessageRow, NewRoom, Outcome};
 use serde_json::{json, Value};
@@ -507,15 +508,21 @@ fn an_edit_that_overtakes_its_message_is_delivered_with_it() {
     assert_eq!(got[0]["edited"], true);
 }
 
-#[test]
-fn a_retry_of_a_message_stored_through_another_node_is_answered_once_in_order() {
+/// Alice's "hi" with `client_id` c1, stored through another node whose event has not
+/// come: the world, alice's socket, bob's, and that row.
+pub(super) fn stored_elsewhere() -> (World, ConnId, ConnId, MessageRow) {
     let mut w = clustered();
     let a = w.socket("alice");
     let b = w.socket("bob");
-    // Stored through another node (whose event has not come) with alice's client_id.
     let mut row = w.committed_elsewhere(1, "alice", "hi");
     row.client_id = Some("c1".into());
     w.messages.last_mut().unwrap().client_id = Some("c1".into());
+    (w, a, b, row)
+}
+
+#[test]
+fn a_retry_of_a_message_stored_through_another_node_is_answered_once_in_order() {
+    let (mut w, a, b, row) = stored_elsewhere();
     let got = w.ws(
         a,
         json!({"type": "send", "room": "general", "text": "hi", "client_id": "c1", "ref": "r"}),

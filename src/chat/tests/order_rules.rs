@@ -1,7 +1,7 @@
 //! Cluster mode's per-room order around this node's own inserts: a row from elsewhere by a
 //! user whose insert is in flight here may be that insert (a retry), so it waits for it.
 
-use super::cluster_rules::{clustered, texts};
+use super::cluster_rules::{clustered, stored_elsewhere, texts};
 use super::World;
 use crate::store::event::Event;
 use serde_json::json;
@@ -14,12 +14,7 @@ fn retry_in_flight() -> (
     crate::id::ConnId,
     crate::store::MessageRow,
 ) {
-    let mut w = clustered();
-    let a = w.socket("alice");
-    let b = w.socket("bob");
-    let mut row = w.committed_elsewhere(1, "alice", "hi");
-    row.client_id = Some("c1".into());
-    w.messages.last_mut().unwrap().client_id = Some("c1".into());
+    let (mut w, a, b, row) = stored_elsewhere();
     w.held_writes = Some(Vec::new());
     let got = w.ws(
         a,
